@@ -1,0 +1,47 @@
+"""fastconv: native-accelerated convolution and pooling kernels for NumPy arrays.
+
+The functions have torch.nn.functional's names, argument order and semantics; every one
+takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
+"""
+
+from ._dispatch import available_backends, get_num_threads, set_num_threads
+from .conv import (
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    depthwise_conv2d,
+    separable_conv2d,
+)
+from .pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "available_backends",
+    "avg_pool1d",
+    "avg_pool2d",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "depthwise_conv2d",
+    "get_num_threads",
+    "max_pool1d",
+    "max_pool2d",
+    "separable_conv2d",
+    "set_num_threads",
+]

@@ -1,0 +1,453 @@
+"""The one home of fastconv's geometry: argument normalisation, validation, output sizes.
+
+Every public function calls one of the ``*_geometry`` functions below before anything else;
+nothing else in fastconv computes an output size or checks an argument. Each invalid argument
+raises ValueError (a bad value) or TypeError (a bad type) naming the parameter and its value.
+
+Output-size formulas (per spatial axis; In = input size, K = kernel size, s = stride,
+d = dilation, p0 / p1 = padding before / after, op = output_padding):
+
+- convolution:        Out = floor((In + p0 + p1 - d*(K-1) - 1) / s) + 1
+- transposed conv:    Out = (In - 1)*s - 2*p + d*(K-1) + op + 1
+- pooling:            Out = floor_or_ceil((In + 2*p - d*(K-1) - 1) / s) + 1, and with
+                      ceil_mode a last window that would start in the right padding
+                      ((Out-1)*s >= In + p) is dropped
+- adaptive pooling:   bin i covers [floor(i*In/Out), ceil((i+1)*In/Out))
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+#: Largest accepted value of any size-like parameter (stride, padding, dilation, kernel
+#: size, output size). Keeps every index computation inside 64-bit integers in every engine.
+MAX_PARAM = 2**31 - 1
+#: Largest number of elements of any output or workspace fastconv agrees to allocate.
+MAX_ELEMENTS = 2**48
+
+IntOrSeq = Union[int, Sequence[int]]
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` as a Python int, checking type and range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    v = operator.index(value)
+    if v < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {v}")
+    if v > MAX_PARAM:
+        raise ValueError(f"{name} is too large: {v} (at most {MAX_PARAM})")
+    return v
+
+
+def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, ...]:
+    """Normalise an int or a sequence of 1 or ``n`` ints to an ``n``-tuple (as torch does)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    if isinstance(value, (Sequence, np.ndarray)):
+        items = list(value)
+        if len(items) == 1:
+            items = items * n
+        if len(items) != n:
+            raise ValueError(
+                f"{name} must be a single int or a sequence of {n} ints, got {value!r}"
+            )
+        return tuple(as_int(v, name, minimum=minimum) for v in items)
+    return (as_int(value, name, minimum=minimum),) * n
+
+
+def as_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def _check_total(shape: Sequence[int], what: str) -> None:
+    total = 1
+    for s in shape:
+        total *= s
+    if total > MAX_ELEMENTS:
+        raise ValueError(f"{what} would have {total} elements, too many (shape {tuple(shape)})")
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _spatial_input(shape: Tuple[int, ...], nd: int, op: str, name: str = "input"):
+    """Split an input shape into (batched, N, C, spatial) for an ``nd``-D op."""
+    if len(shape) == nd + 2:
+        return True, shape[0], shape[1], tuple(shape[2:])
+    if len(shape) == nd + 1:
+        return False, 1, shape[0], tuple(shape[1:])
+    raise ValueError(
+        f"{op}: {name} must be {nd + 1}-D (unbatched) or {nd + 2}-D (batched), "
+        f"got shape {tuple(shape)}"
+    )
+
+
+def _conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int, op: str, axis: str) -> int:
+    padded = size + p0 + p1
+    eff = d * (k - 1) + 1
+    if eff > padded:
+        raise ValueError(
+            f"{op}: kernel size {k} with dilation {d} (effective {eff}) is larger than the "
+            f"padded input {padded} along {axis}"
+        )
+    return (padded - eff) // s + 1
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Normalised geometry of a (transposed) convolution, as 2-D (1-D ops have H = KH = 1)."""
+
+    batched: bool
+    N: int
+    C: int
+    H: int
+    W: int
+    OC: int
+    KH: int
+    KW: int
+    OH: int
+    OW: int
+    sh: int
+    sw: int
+    pad: Tuple[int, int, int, int]  # top, bottom, left, right
+    dh: int
+    dw: int
+    groups: int
+    nd: int
+
+    @property
+    def ph(self) -> int:
+        return self.pad[0]
+
+    @property
+    def pw(self) -> int:
+        return self.pad[2]
+
+    def output_shape(self) -> Tuple[int, ...]:
+        """The user-visible output shape (unbatched / 1-D as the input was)."""
+        spatial = (self.OH, self.OW) if self.nd == 2 else (self.OW,)
+        return ((self.N,) if self.batched else ()) + (self.OC,) + spatial
+
+
+def _to2d(vals: Tuple[int, ...], fill: int) -> Tuple[int, int]:
+    return (vals[0], vals[1]) if len(vals) == 2 else (fill, vals[0])
+
+
+def _check_weight_bias(op, w_shape, b_shape, nd, wname="weight"):
+    if len(w_shape) != nd + 2:
+        raise ValueError(f"{op}: {wname} must be {nd + 2}-D, got shape {tuple(w_shape)}")
+    if any(s == 0 for s in w_shape):
+        raise ValueError(f"{op}: {wname} must not be empty, got shape {tuple(w_shape)}")
+
+
+def _check_bias(op, b_shape, oc, name="bias"):
+    if b_shape is None:
+        return
+    if tuple(b_shape) != (oc,):
+        raise ValueError(
+            f"{op}: {name} must be 1-D with {oc} elements (one per output channel), "
+            f"got shape {tuple(b_shape)}"
+        )
+
+
+def _check_spatial_nonempty(op, N, C, spatial, shape, allow_zero_channels=False):
+    if any(s == 0 for s in spatial) and not (N == 0 or (allow_zero_channels and C == 0)):
+        raise ValueError(
+            f"{op}: input has a zero-size spatial dimension, shape {tuple(shape)} "
+            "(only the batch dimension may be 0)"
+        )
+
+
+def conv_padding(
+    padding: Any, nd: int, k: Tuple[int, ...], d: Tuple[int, ...], s: Tuple[int, ...], op: str
+) -> Tuple[int, ...]:
+    """Resolve ``padding`` (int, tuple, 'same', 'valid') to (before, after) per axis.
+
+    Returns a flat tuple (p0_axis0, p1_axis0, p0_axis1, p1_axis1, ...). 'same' pads
+    d*(K-1) in total, floor half before and the rest after (as torch); it needs stride 1.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * (2 * nd)
+        if padding == "same":
+            if any(si != 1 for si in s):
+                raise ValueError(
+                    f"{op}: padding='same' is not supported for strided convolutions "
+                    f"(stride={s})"
+                )
+            out: list = []
+            for ki, di in zip(k, d):
+                total = di * (ki - 1)
+                out += [total // 2, total - total // 2]
+            return tuple(out)
+        raise ValueError(
+            f"{op}: padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}"
+        )
+    p = as_tuple(padding, "padding", nd, minimum=0)
+    return tuple(v for pi in p for v in (pi, pi))
+
+
+def conv_geometry(
+    op: str,
+    x_shape: Tuple[int, ...],
+    w_shape: Tuple[int, ...],
+    b_shape: Optional[Tuple[int, ...]],
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    nd: int,
+) -> ConvGeometry:
+    """Validate a convolution's arguments and compute its output size."""
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
+    _check_weight_bias(op, w_shape, b_shape, nd)
+    s = as_tuple(stride, "stride", nd, minimum=1)
+    d = as_tuple(dilation, "dilation", nd, minimum=1)
+    g = as_int(groups, "groups", minimum=1)
+    OC, Cg = w_shape[0], w_shape[1]
+    k = tuple(w_shape[2:])
+    if OC % g:
+        raise ValueError(
+            f"{op}: out_channels (weight.shape[0] = {OC}) must be divisible by groups = {g}"
+        )
+    if C != Cg * g:
+        raise ValueError(
+            f"{op}: input has {C} channels but weight expects {Cg} * groups ({g}) = {Cg * g} "
+            f"(input shape {tuple(x_shape)}, weight shape {tuple(w_shape)})"
+        )
+    _check_bias(op, b_shape, OC)
+    _check_spatial_nonempty(op, N, C, spatial, x_shape)
+    pads = conv_padding(padding, nd, k, d, s, op)
+    axes = ("H", "W") if nd == 2 else ("L",)
+    outs = tuple(
+        _conv_out(spatial[i], k[i], s[i], pads[2 * i], pads[2 * i + 1], d[i], op, axes[i])
+        for i in range(nd)
+    )
+    _check_total((N, OC) + outs, f"{op}: the output")
+    H, W = _to2d(spatial, 1)
+    KH, KW = _to2d(k, 1)
+    OH, OW = _to2d(outs, 1)
+    sh, sw = _to2d(s, 1)
+    dh, dw = _to2d(d, 1)
+    pad4 = pads if nd == 2 else (0, 0) + pads
+    return ConvGeometry(batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, pad4, dh, dw, g, nd)
+
+
+def conv_transpose_geometry(
+    op: str,
+    x_shape: Tuple[int, ...],
+    w_shape: Tuple[int, ...],
+    b_shape: Optional[Tuple[int, ...]],
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    nd: int,
+) -> ConvGeometry:
+    """Validate a transposed convolution's arguments and compute its output size."""
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
+    _check_weight_bias(op, w_shape, b_shape, nd)
+    s = as_tuple(stride, "stride", nd, minimum=1)
+    d = as_tuple(dilation, "dilation", nd, minimum=1)
+    g = as_int(groups, "groups", minimum=1)
+    if isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be an int or a tuple of ints, got {padding!r}")
+    p = as_tuple(padding, "padding", nd, minimum=0)
+    op_ = as_tuple(output_padding, "output_padding", nd, minimum=0)
+    for i in range(nd):
+        if op_[i] >= max(s[i], d[i]):
+            raise ValueError(
+                f"{op}: output_padding must be smaller than either stride or dilation, got "
+                f"output_padding={op_}, stride={s}, dilation={d}"
+            )
+    if w_shape[0] != C:
+        raise ValueError(
+            f"{op}: weight.shape[0] = {w_shape[0]} must equal the input's channels {C} "
+            f"(weight is (in_channels, out_channels/groups, ...))"
+        )
+    if C % g:
+        raise ValueError(f"{op}: in_channels = {C} must be divisible by groups = {g}")
+    OC = w_shape[1] * g
+    k = tuple(w_shape[2:])
+    _check_bias(op, b_shape, OC)
+    _check_spatial_nonempty(op, N, C, spatial, x_shape)
+    outs = tuple((spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op_[i] + 1 for i in range(nd))
+    if any(o < 1 for o in outs):
+        raise ValueError(
+            f"{op}: output size {outs} is too small (input {spatial}, stride {s}, "
+            f"padding {p}, dilation {d}, kernel {k}, output_padding {op_})"
+        )
+    _check_total((N, OC) + outs, f"{op}: the output")
+    H, W = _to2d(spatial, 1)
+    KH, KW = _to2d(k, 1)
+    OH, OW = _to2d(outs, 1)
+    sh, sw = _to2d(s, 1)
+    dh, dw = _to2d(d, 1)
+    ph, pw = _to2d(p, 0)
+    return ConvGeometry(
+        batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, (ph, ph, pw, pw), dh, dw, g, nd
+    )
+
+
+def padding_mode(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"padding_mode must be a string, got {value!r}")
+    if value not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {value!r}")
+    return value
+
+
+def check_explicit_padding(mode: str, g: ConvGeometry) -> None:
+    """Check that a non-zero padding mode can pad the input by ``g.pad`` (torch's rules)."""
+    sizes = (("H", g.H, g.pad[0], g.pad[1]), ("W", g.W, g.pad[2], g.pad[3]))
+    for axis, size, p0, p1 in sizes[2 - g.nd :]:
+        if mode == "reflect" and max(p0, p1) >= size:
+            raise ValueError(
+                f"padding {(p0, p1)} along {axis} must be smaller than the input size {size} "
+                "for padding_mode='reflect'"
+            )
+        if mode == "circular" and max(p0, p1) > size:
+            raise ValueError(
+                f"padding {(p0, p1)} along {axis} must be at most the input size {size} "
+                "for padding_mode='circular'"
+            )
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Normalised geometry of a pooling op, as 2-D (1-D ops have H = KH = 1)."""
+
+    batched: bool
+    N: int
+    C: int
+    H: int
+    W: int
+    OH: int
+    OW: int
+    KH: int
+    KW: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    nd: int
+
+    def output_shape(self) -> Tuple[int, ...]:
+        spatial = (self.OH, self.OW) if self.nd == 2 else (self.OW,)
+        return ((self.N,) if self.batched else ()) + (self.C,) + spatial
+
+
+def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """Pooling output size along one axis (torch's rule, including the ceil-mode drop)."""
+    num = size + 2 * p - d * (k - 1) - 1 + ((s - 1) if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_input(op: str, x_shape, nd: int):
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
+    if C == 0 or any(v == 0 for v in spatial):
+        raise ValueError(
+            f"{op}: input must have non-zero channel and spatial sizes (only the batch may be "
+            f"0), got shape {tuple(x_shape)}"
+        )
+    return batched, N, C, spatial
+
+
+def pool_geometry(
+    op: str,
+    x_shape: Tuple[int, ...],
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+    nd: int,
+) -> PoolGeometry:
+    """Validate a max / avg pooling's arguments and compute its output size."""
+    batched, N, C, spatial = _pool_input(op, x_shape, nd)
+    k = as_tuple(kernel_size, "kernel_size", nd, minimum=1)
+    if stride is None or (isinstance(stride, (Sequence, np.ndarray)) and len(stride) == 0):
+        s = k
+    else:
+        s = as_tuple(stride, "stride", nd, minimum=1)
+    p = as_tuple(padding, "padding", nd, minimum=0)
+    d = as_tuple(dilation, "dilation", nd, minimum=1)
+    ceil = as_bool(ceil_mode, "ceil_mode")
+    for i in range(nd):
+        eff = d[i] * (k[i] - 1) + 1
+        if p[i] > k[i] // 2 or p[i] > eff // 2:
+            raise ValueError(
+                f"{op}: padding should be at most half of the kernel size, got padding={p}, "
+                f"kernel_size={k}, dilation={d}"
+            )
+    outs = tuple(pool_output_size(spatial[i], k[i], s[i], p[i], d[i], ceil) for i in range(nd))
+    if any(o < 1 for o in outs):
+        raise ValueError(
+            f"{op}: output size {outs} is too small (input {spatial}, kernel_size {k}, "
+            f"stride {s}, padding {p}, dilation {d})"
+        )
+    _check_total((N, C) + outs, f"{op}: the output")
+    H, W = _to2d(spatial, 1)
+    KH, KW = _to2d(k, 1)
+    OH, OW = _to2d(outs, 1)
+    sh, sw = _to2d(s, 1)
+    ph, pw = _to2d(p, 0)
+    dh, dw = _to2d(d, 1)
+    return PoolGeometry(batched, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, nd)
+
+
+def divisor_override(value: Any) -> int:
+    """None -> 0 (no override); otherwise a non-zero int."""
+    if value is None:
+        return 0
+    v = as_int(value, "divisor_override", minimum=-MAX_PARAM)
+    if v == 0:
+        raise ValueError("divisor_override must not be zero")
+    return v
+
+
+def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: int) -> PoolGeometry:
+    """Validate an adaptive pooling's arguments; ``output_size`` entries may be None."""
+    batched, N, C, spatial = _pool_input(op, x_shape, nd)
+    if isinstance(output_size, (Sequence, np.ndarray)) and not isinstance(output_size, str):
+        items = list(output_size)
+        if len(items) == 1:
+            items = items * nd
+        if len(items) != nd:
+            raise ValueError(f"{op}: output_size must have {nd} entries, got {output_size!r}")
+    else:
+        items = [output_size] * nd
+    outs = tuple(
+        spatial[i] if v is None else as_int(v, "output_size", minimum=0) for i, v in enumerate(items)
+    )
+    _check_total((N, C) + outs, f"{op}: the output")
+    H, W = _to2d(spatial, 1)
+    OH, OW = _to2d(outs, 1)
+    return PoolGeometry(batched, N, C, H, W, OH, OW, 0, 0, 0, 0, 0, 0, 1, 1, nd)
+
+
+def adaptive_bins(n_in: int, n_out: int) -> list:
+    """[(start, end)] of each adaptive-pooling bin along one axis."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
