@@ -1,8 +1,15 @@
 /* fastconv.h: the C API of fastconv, read verbatim by csrc/build_ffi.py as the cffi cdef.
  *
- * Only plain declarations go here (no macros, no includes): cffi parses this file.
- * Every array argument is C-contiguous; sizes and indices are int64_t.
+ * Only plain declarations go here (no macros, no includes, no comments inside
+ * declarations that cffi cannot parse): cffi parses this file. Every array argument is
+ * C-contiguous; sizes and indices are int64_t. Each source file owns one section below.
  */
 
-/* Version of this API; fastconv/backends/c.py checks it at import. */
+/* ---- runtime.c: version, CPU features, threads ---- */
 int fc_abi_version(void);
+
+/* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
+
+/* ---- depthwise_conv2d.c / pool2d.c ---- */
+
+/* ---- probe.c: machine peak probes for the benchmarks ---- */

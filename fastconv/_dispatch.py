@@ -44,7 +44,7 @@ def _load(name: str):
         return None
     reason = getattr(mod, "AVAILABLE_REASON", "available")
     _reasons[name] = reason
-    if reason != "available":
+    if not reason.startswith("available"):  # e.g. "available (CUDA simulator)"
         return None
     _modules[name] = mod
     if _num_threads is not None and hasattr(mod, "set_num_threads"):
