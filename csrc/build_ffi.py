@@ -5,7 +5,10 @@ into the extension module ``fastconv._fastconv_c``. The cdef is ``csrc/fastconv.
 verbatim. No ``-march=native``: per-ISA micro-kernels carry ``__attribute__((target(...)))``
 and are chosen at run time, so one build runs on any x86-64.
 
-Run by hand: ``python csrc/build_ffi.py`` builds the module in place under ``fastconv/``.
+Run by hand: ``python csrc/build_ffi.py`` rebuilds the module in place under ``fastconv/``
+(for an editable install). It compiles in a temporary folder, then renames the library into
+place, so processes that already loaded the old one keep running; concurrent rebuilds are
+serialised by a lock file.
 """
 
 import os
@@ -23,19 +26,50 @@ def _openmp_flags() -> tuple[list[str], list[str]]:
     return ["-fopenmp"], ["-fopenmp"]
 
 
-ffibuilder = FFI()
-ffibuilder.cdef((HERE / "fastconv.h").read_text())
+def make_builder(absolute: bool = False) -> FFI:
+    """The cffi builder; ``absolute`` paths for builds run outside the repository root."""
+    root = HERE.parent
+    rel = (lambda p: str(p)) if absolute else (lambda p: str(p.relative_to(root)))
+    omp_c, omp_l = _openmp_flags()
+    builder = FFI()
+    builder.cdef((HERE / "fastconv.h").read_text())
+    builder.set_source(
+        "fastconv._fastconv_c",
+        '#include "fastconv.h"\n',
+        sources=sorted(rel(p) for p in HERE.glob("*.c")),
+        include_dirs=[rel(HERE)],
+        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c],
+        extra_link_args=[*omp_l],
+    )
+    return builder
 
-_omp_c, _omp_l = _openmp_flags()
-ffibuilder.set_source(
-    "fastconv._fastconv_c",
-    '#include "fastconv.h"\n',
-    sources=sorted(str(p.relative_to(HERE.parent)) for p in HERE.glob("*.c")),
-    include_dirs=[str(HERE.relative_to(HERE.parent))],
-    extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *_omp_c],
-    extra_link_args=[*_omp_l],
-)
+
+ffibuilder = make_builder()
+
+
+def _rebuild_in_place() -> None:
+    import fcntl
+    import shutil
+    import tempfile
+
+    root = HERE.parent
+    os.chdir(root)
+    with open(tempfile.gettempdir() + "/fastconv-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        tmp = tempfile.mkdtemp(prefix="fastconv-build-")
+        try:
+            built = make_builder(absolute=True).compile(tmpdir=tmp, verbose=False)
+            target = root / "fastconv" / Path(built).name
+            staged = target.with_suffix(".new")
+            shutil.copy2(built, staged)
+            os.replace(staged, target)
+            for other in (root / "fastconv").glob("_fastconv_c*.so"):
+                if other != target:
+                    other.unlink()
+            print(f"built {target}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
 
 if __name__ == "__main__":
-    os.chdir(HERE.parent)
-    ffibuilder.compile(tmpdir=".", verbose=True)
+    _rebuild_in_place()

@@ -1,6 +1,6 @@
 /* runtime.c: library-wide runtime entry points (version).
  *
- * Build: `pip install -e .` compiles every csrc/*.c into fastconv._fastconv_c (see build_ffi.py).
+ * Build: `pip install -e .` compiles every C file of csrc/ into fastconv._fastconv_c (see build_ffi.py).
  */
 #include "fastconv.h"
 
