@@ -19,3 +19,6 @@ else:
         )
     else:
         AVAILABLE_REASON = "available"
+
+if AVAILABLE_REASON == "available":
+    from ._c_pool import *  # noqa: E402,F401,F403  (depthwise, separable and pooling kernels)
