@@ -13,3 +13,6 @@ int fc_abi_version(void);
 /* ---- depthwise_conv2d.c / pool2d.c ---- */
 
 /* ---- probe.c: machine peak probes for the benchmarks ---- */
+int fc_probe_best_isa(void);
+double fc_probe_fma_peak(int isa, long long iters);
+double fc_probe_copy_bandwidth(float *dst, const float *src, long long n, int reps, int threads);
