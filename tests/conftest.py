@@ -1,0 +1,31 @@
+"""Shared test set-up: CUDA simulator without a GPU, poisoned outputs, the engine list."""
+
+import os
+
+# Without a GPU, the CUDA engine runs in Numba's simulator; this must be set before
+# numba.cuda is imported anywhere.
+if not os.path.exists("/dev/nvidia0"):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# Every output the public functions allocate starts as NaN (ints as -7): a kernel that
+# forgets to write an element fails the comparisons.
+os.environ.setdefault("FASTCONV_POISON", "1")
+
+import pytest  # noqa: E402
+
+import fastconv  # noqa: E402
+
+
+def available_engines():
+    return [n for n, r in fastconv.available_backends().items() if r.startswith("available")]
+
+
+def is_simulated(engine: str) -> bool:
+    return engine == "cuda" and "simulator" in fastconv.available_backends()["cuda"]
+
+
+ENGINES = available_engines()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
