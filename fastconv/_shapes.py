@@ -185,8 +185,7 @@ def conv_padding(
         if padding == "same":
             if any(si != 1 for si in s):
                 raise ValueError(
-                    f"{op}: padding='same' is not supported for strided convolutions "
-                    f"(stride={s})"
+                    f"{op}: padding='same' is not supported for strided convolutions (stride={s})"
                 )
             out: list = []
             for ki, di in zip(k, d):
@@ -285,7 +284,9 @@ def conv_transpose_geometry(
     k = tuple(w_shape[2:])
     _check_bias(op, b_shape, OC)
     _check_spatial_nonempty(op, N, C, spatial, x_shape)
-    outs = tuple((spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op_[i] + 1 for i in range(nd))
+    outs = tuple(
+        (spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op_[i] + 1 for i in range(nd)
+    )
     if any(o < 1 for o in outs):
         raise ValueError(
             f"{op}: output size {outs} is too small (input {spatial}, stride {s}, "
@@ -440,7 +441,8 @@ def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: i
     else:
         items = [output_size] * nd
     outs = tuple(
-        spatial[i] if v is None else as_int(v, "output_size", minimum=0) for i, v in enumerate(items)
+        spatial[i] if v is None else as_int(v, "output_size", minimum=0)
+        for i, v in enumerate(items)
     )
     _check_total((N, C) + outs, f"{op}: the output")
     H, W = _to2d(spatial, 1)

@@ -34,8 +34,15 @@ def _conv_nd(
     mode = _shapes.padding_mode(padding_mode)
     call = begin("conv2d", backend, input=input, weight=weight, bias=bias)
     g = _shapes.conv_geometry(
-        op, call.shapes["input"], call.shapes["weight"], call.shapes.get("bias"),
-        stride, padding, dilation, groups, nd,
+        op,
+        call.shapes["input"],
+        call.shapes["weight"],
+        call.shapes.get("bias"),
+        stride,
+        padding,
+        dilation,
+        groups,
+        nd,
     )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.OC, g.C // g.groups, g.KH, g.KW))
@@ -47,7 +54,12 @@ def _conv_nd(
         ph = pw = 0
     y = call.empty((g.N, g.OC, g.OH, g.OW))
     if y.size:
-        if g.groups == g.C and g.C // g.groups == 1 and call.has("depthwise_conv2d") and variant is None:
+        if (
+            g.groups == g.C
+            and g.C // g.groups == 1
+            and call.has("depthwise_conv2d")
+            and variant is None
+        ):
             call.kernel("depthwise_conv2d")(x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw)
         else:
             kwargs = {} if variant is None else {"variant": variant}
@@ -61,7 +73,7 @@ def _pad_explicit(call: Call, x, pad, mode: str):
     (pt, pb, pl, pr) = pad
     out = np.ascontiguousarray(np.pad(host, ((0, 0), (0, 0), (pt, pb), (pl, pr)), _PAD_MODE[mode]))
     if call.device:
-        prep = getattr(call.engine, "prepare")
+        prep = call.engine.prepare
         return prep(out, call.compute)
     return out
 
@@ -106,8 +118,20 @@ def conv2d(
     >>> fastconv.conv2d(x, w, padding=1).shape
     (1, 4, 5, 5)
     """
-    return _conv_nd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                    padding_mode, backend, variant)
+    return _conv_nd(
+        "conv2d",
+        2,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode,
+        backend,
+        variant,
+    )
 
 
 def conv1d(
@@ -132,16 +156,37 @@ def conv1d(
     >>> fastconv.conv1d(np.ones((1, 2, 7)), np.ones((3, 2, 3))).shape
     (1, 3, 5)
     """
-    return _conv_nd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                    padding_mode, backend, variant)
+    return _conv_nd(
+        "conv1d",
+        1,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode,
+        backend,
+        variant,
+    )
 
 
-def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padding, groups,
-                       dilation, backend):
+def _conv_transpose_nd(
+    op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, backend
+):
     call = begin("conv_transpose2d", backend, input=input, weight=weight, bias=bias)
     g = _shapes.conv_transpose_geometry(
-        op, call.shapes["input"], call.shapes["weight"], call.shapes.get("bias"),
-        stride, padding, output_padding, groups, dilation, nd,
+        op,
+        call.shapes["input"],
+        call.shapes["weight"],
+        call.shapes.get("bias"),
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        nd,
     )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.C, g.OC // g.groups, g.KH, g.KW))
@@ -180,11 +225,23 @@ def conv_transpose2d(
     ndarray, (N, OC, OH, OW) with OH = (H-1)*sh - 2*ph + dh*(KH-1) + output_padding + 1.
 
     >>> import numpy as np, fastconv
-    >>> fastconv.conv_transpose2d(np.ones((1, 4, 4, 4)), np.ones((4, 2, 4, 4)), stride=2, padding=1).shape
+    >>> x, w = np.ones((1, 4, 4, 4)), np.ones((4, 2, 4, 4))
+    >>> fastconv.conv_transpose2d(x, w, stride=2, padding=1).shape
     (1, 2, 8, 8)
     """
-    return _conv_transpose_nd("conv_transpose2d", 2, input, weight, bias, stride, padding,
-                              output_padding, groups, dilation, backend)
+    return _conv_transpose_nd(
+        "conv_transpose2d",
+        2,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        backend,
+    )
 
 
 def conv_transpose1d(
@@ -208,8 +265,19 @@ def conv_transpose1d(
     >>> fastconv.conv_transpose1d(np.ones((1, 2, 7)), np.ones((2, 3, 3)), stride=2).shape
     (1, 3, 15)
     """
-    return _conv_transpose_nd("conv_transpose1d", 1, input, weight, bias, stride, padding,
-                              output_padding, groups, dilation, backend)
+    return _conv_transpose_nd(
+        "conv_transpose1d",
+        1,
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        backend,
+    )
 
 
 def depthwise_conv2d(
@@ -246,8 +314,9 @@ def depthwise_conv2d(
         raise ValueError(
             f"{op}: weight.shape[0] = {ws[0]} must be a multiple of the input's channels {C}"
         )
-    g = _shapes.conv_geometry(op, xs, ws, call.shapes.get("bias"), stride, padding, dilation,
-                              max(C, 1), 2)
+    g = _shapes.conv_geometry(
+        op, xs, ws, call.shapes.get("bias"), stride, padding, dilation, max(C, 1), 2
+    )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.OC, 1, g.KH, g.KW))
     b = call.prepare("bias")
@@ -297,8 +366,15 @@ def separable_conv2d(
     """
     op = "separable_conv2d"
     # the engine needs depthwise_conv2d; a fused separable_conv2d kernel is used if it has one
-    call = begin("depthwise_conv2d", backend, input=input, depthwise_weight=depthwise_weight, pointwise_weight=pointwise_weight,
-                 depthwise_bias=depthwise_bias, pointwise_bias=pointwise_bias)
+    call = begin(
+        "depthwise_conv2d",
+        backend,
+        input=input,
+        depthwise_weight=depthwise_weight,
+        pointwise_weight=pointwise_weight,
+        depthwise_bias=depthwise_bias,
+        pointwise_bias=pointwise_bias,
+    )
     xs = call.shapes["input"]
     dws, pws = call.shapes["depthwise_weight"], call.shapes["pointwise_weight"]
     _check_depthwise_weight(op, dws, "depthwise_weight")
@@ -308,8 +384,9 @@ def separable_conv2d(
             f"{op}: depthwise_weight.shape[0] = {dws[0]} must be a multiple of the input's "
             f"channels {C}"
         )
-    g = _shapes.conv_geometry(op, xs, dws, call.shapes.get("depthwise_bias"), stride, padding,
-                              dilation, max(C, 1), 2)
+    g = _shapes.conv_geometry(
+        op, xs, dws, call.shapes.get("depthwise_bias"), stride, padding, dilation, max(C, 1), 2
+    )
     if len(pws) != 4 or pws[1] != g.OC or pws[2:] != (1, 1) or pws[0] == 0:
         raise ValueError(
             f"{op}: pointwise_weight must be (OC, {g.OC}, 1, 1), got shape {tuple(pws)}"
@@ -326,7 +403,9 @@ def separable_conv2d(
     y = call.empty((g.N, OC, g.OH, g.OW))
     if y.size:
         if call.has("separable_conv2d"):
-            call.kernel("separable_conv2d")(x, wd, bd, wp, bp, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+            call.kernel("separable_conv2d")(
+                x, wd, bd, wp, bp, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw
+            )
         else:
             mid = call.empty((g.N, g.OC, g.OH, g.OW))
             call.kernel("depthwise_conv2d")(x, wd, bd, mid, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)

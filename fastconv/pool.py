@@ -14,12 +14,14 @@ from . import _shapes
 from ._dispatch import begin
 
 
-def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-              backend):
+def _max_pool(
+    op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, backend
+):
     want_idx = _shapes.as_bool(return_indices, "return_indices")
     call = begin("max_pool2d", backend, input=input)
-    g = _shapes.pool_geometry(op, call.shapes["input"], kernel_size, stride, padding, dilation,
-                              ceil_mode, nd)
+    g = _shapes.pool_geometry(
+        op, call.shapes["input"], kernel_size, stride, padding, dilation, ceil_mode, nd
+    )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
@@ -31,9 +33,17 @@ def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, 
     return out
 
 
-def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False, *,
-               backend: str = "auto"):
+def max_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    backend: str = "auto",
+):
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
 
     Parameters
@@ -57,30 +67,69 @@ def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     array([[[[ 5.,  7.],
              [13., 15.]]]])
     """
-    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, backend)
+    return _max_pool(
+        "max_pool2d",
+        2,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        return_indices,
+        backend,
+    )
 
 
-def max_pool1d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False, *,
-               backend: str = "auto"):
+def max_pool1d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    backend: str = "auto",
+):
     """1-D max pooling, as ``torch.nn.functional.max_pool1d``: input (N, C, L) or (C, L).
 
     >>> import numpy as np, fastconv
     >>> fastconv.max_pool1d(np.array([[[1., 3., 2., 5.]]]), 2)
     array([[[3., 5.]]])
     """
-    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices, backend)
+    return _max_pool(
+        "max_pool1d",
+        1,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        return_indices,
+        backend,
+    )
 
 
-def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-              divisor_override, backend):
+def _avg_pool(
+    op,
+    nd,
+    input,
+    kernel_size,
+    stride,
+    padding,
+    ceil_mode,
+    count_include_pad,
+    divisor_override,
+    backend,
+):
     cip = _shapes.as_bool(count_include_pad, "count_include_pad")
     div = _shapes.divisor_override(divisor_override)
     call = begin("avg_pool2d", backend, input=input)
-    g = _shapes.pool_geometry(op, call.shapes["input"], kernel_size, stride, padding, 1,
-                              ceil_mode, nd)
+    g = _shapes.pool_geometry(
+        op, call.shapes["input"], kernel_size, stride, padding, 1, ceil_mode, nd
+    )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     if y.size:
@@ -88,9 +137,17 @@ def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_incl
     return call.finish(y, g.output_shape())
 
 
-def avg_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True,
-               divisor_override: Any = None, *, backend: str = "auto"):
+def avg_pool2d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+    *,
+    backend: str = "auto",
+):
     """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
 
     Parameters
@@ -110,21 +167,48 @@ def avg_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]])
     """
-    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
-                     count_include_pad, divisor_override, backend)
+    return _avg_pool(
+        "avg_pool2d",
+        2,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+        backend,
+    )
 
 
-def avg_pool1d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True, *,
-               backend: str = "auto"):
+def avg_pool1d(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    *,
+    backend: str = "auto",
+):
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d``: input (N, C, L) or (C, L).
 
     >>> import numpy as np, fastconv
     >>> fastconv.avg_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[2., 4.]]])
     """
-    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
-                     count_include_pad, None, backend)
+    return _avg_pool(
+        "avg_pool1d",
+        1,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        None,
+        backend,
+    )
 
 
 def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
@@ -155,12 +239,14 @@ def adaptive_avg_pool2d(input: Any, output_size: Any, *, backend: str = "auto"):
     >>> fastconv.adaptive_avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 1)
     array([[[[7.5]]]])
     """
-    return _adaptive("adaptive_avg_pool2d", "adaptive_avg_pool2d", 2, input, output_size, False,
-                     backend)
+    return _adaptive(
+        "adaptive_avg_pool2d", "adaptive_avg_pool2d", 2, input, output_size, False, backend
+    )
 
 
-def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = False, *,
-                        backend: str = "auto"):
+def adaptive_max_pool2d(
+    input: Any, output_size: Any, return_indices: bool = False, *, backend: str = "auto"
+):
     """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``.
 
     Bins as :func:`adaptive_avg_pool2d`; NaN and index rules as :func:`max_pool2d`.
@@ -169,8 +255,9 @@ def adaptive_max_pool2d(input: Any, output_size: Any, return_indices: bool = Fal
     >>> fastconv.adaptive_max_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 1)
     array([[[[15.]]]])
     """
-    return _adaptive("adaptive_max_pool2d", "adaptive_max_pool2d", 2, input, output_size,
-                     return_indices, backend)
+    return _adaptive(
+        "adaptive_max_pool2d", "adaptive_max_pool2d", 2, input, output_size, return_indices, backend
+    )
 
 
 def adaptive_avg_pool1d(input: Any, output_size: Any, *, backend: str = "auto"):
@@ -180,17 +267,20 @@ def adaptive_avg_pool1d(input: Any, output_size: Any, *, backend: str = "auto"):
     >>> fastconv.adaptive_avg_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[2., 4.]]])
     """
-    return _adaptive("adaptive_avg_pool1d", "adaptive_avg_pool2d", 1, input, output_size, False,
-                     backend)
+    return _adaptive(
+        "adaptive_avg_pool1d", "adaptive_avg_pool2d", 1, input, output_size, False, backend
+    )
 
 
-def adaptive_max_pool1d(input: Any, output_size: Any, return_indices: bool = False, *,
-                        backend: str = "auto"):
+def adaptive_max_pool1d(
+    input: Any, output_size: Any, return_indices: bool = False, *, backend: str = "auto"
+):
     """1-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool1d``.
 
     >>> import numpy as np, fastconv
     >>> fastconv.adaptive_max_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[3., 6.]]])
     """
-    return _adaptive("adaptive_max_pool1d", "adaptive_max_pool2d", 1, input, output_size,
-                     return_indices, backend)
+    return _adaptive(
+        "adaptive_max_pool1d", "adaptive_max_pool2d", 1, input, output_size, return_indices, backend
+    )

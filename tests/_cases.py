@@ -59,8 +59,13 @@ def gen_conv(rng, nd=2):
     if rng.random() < 0.2:
         kwargs["padding_mode"] = str(rng.choice(["reflect", "replicate", "circular"]))
     bias = rng.random() < 0.5
-    return dict(x=x_shape, w=w_shape, b=(G * OCg,) if bias else None,
-                args=(stride, padding, dilation, G), kwargs=kwargs)
+    return dict(
+        x=x_shape,
+        w=w_shape,
+        b=(G * OCg,) if bias else None,
+        args=(stride, padding, dilation, G),
+        kwargs=kwargs,
+    )
 
 
 def gen_conv_transpose(rng, nd=2):
@@ -76,14 +81,21 @@ def gen_conv_transpose(rng, nd=2):
     x_shape = _maybe_unbatched(rng, (N, G * Cg) + spatial)
     w_shape = (G * Cg, OCg) + k
     bias = rng.random() < 0.5
-    return dict(x=x_shape, w=w_shape, b=(G * OCg,) if bias else None,
-                args=(stride, padding, out_pad, G, dilation), kwargs={})
+    return dict(
+        x=x_shape,
+        w=w_shape,
+        b=(G * OCg,) if bias else None,
+        args=(stride, padding, out_pad, G, dilation),
+        kwargs={},
+    )
 
 
 def gen_max_pool(rng, nd=2):
     k = tuple(int(v) for v in rng.integers(1, 5, nd))
     d = tuple(int(v) for v in rng.integers(1, 4, nd))
-    p = tuple(int(rng.integers(0, min(kk // 2, (dd * (kk - 1) + 1) // 2) + 1)) for kk, dd in zip(k, d))
+    p = tuple(
+        int(rng.integers(0, min(kk // 2, (dd * (kk - 1) + 1) // 2) + 1)) for kk, dd in zip(k, d)
+    )
     stride = None if rng.random() < 0.3 else _tup(rng, nd, 1, 3)
     spatial = tuple(int(v) for v in rng.integers(1, 12, nd))
     x_shape = _maybe_unbatched(rng, (int(rng.integers(1, 3)), int(rng.integers(1, 4))) + spatial)
@@ -120,8 +132,13 @@ def gen_depthwise(rng):
     spatial = tuple(int(v) for v in rng.integers(1, 12, 2))
     x_shape = _maybe_unbatched(rng, (int(rng.integers(1, 3)), C) + spatial)
     bias = rng.random() < 0.5
-    return dict(x=x_shape, w=(C * m, 1) + k, b=(C * m,) if bias else None,
-                args=(stride, padding, dilation), kwargs={})
+    return dict(
+        x=x_shape,
+        w=(C * m, 1) + k,
+        b=(C * m,) if bias else None,
+        args=(stride, padding, dilation),
+        kwargs={},
+    )
 
 
 def gen_separable(rng):
@@ -186,8 +203,18 @@ def torch_conv(nd, x, w, b, stride, padding, dilation, groups, padding_mode="zer
         fn = F.conv2d if nd == 2 else F.conv1d
         return fn(t(x), t(w), t(b), stride, padding, dilation, groups)
     cls = torch.nn.Conv2d if nd == 2 else torch.nn.Conv1d
-    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride, padding, dilation, groups,
-                b is not None, padding_mode, dtype=torch.float64)
+    layer = cls(
+        w.shape[1] * groups,
+        w.shape[0],
+        w.shape[2:],
+        stride,
+        padding,
+        dilation,
+        groups,
+        b is not None,
+        padding_mode,
+        dtype=torch.float64,
+    )
     with torch.no_grad():
         layer.weight.copy_(t(w))
         if b is not None:

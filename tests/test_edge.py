@@ -25,9 +25,12 @@ def test_dtype_rules(engine):
     ]:
         y = fc.conv2d(x.astype(xd), w.astype(wd), backend=engine)
         assert y.dtype == out, (xd, wd, y.dtype)
-        want = fc.conv2d(x.astype(xd).astype(np.float64), w.astype(wd).astype(np.float64),
-                         backend="reference")
-        np.testing.assert_allclose(y.astype(np.float64), want, rtol=2e-3 if out == np.float16 else 1e-6)
+        want = fc.conv2d(
+            x.astype(xd).astype(np.float64), w.astype(wd).astype(np.float64), backend="reference"
+        )
+        np.testing.assert_allclose(
+            y.astype(np.float64), want, rtol=2e-3 if out == np.float16 else 1e-6
+        )
     assert fc.max_pool2d(x.astype(np.float16), 2, backend=engine).dtype == np.float16
     assert fc.avg_pool2d(x, 2, backend=engine).dtype == np.float64
 
@@ -44,14 +47,18 @@ def test_layouts_give_identical_results(engine):
     x = rng.standard_normal((2, 3, 7, 6))
     w = rng.standard_normal((4, 3, 3, 2))
     want = fc.conv2d(np.ascontiguousarray(x), w, padding=1, backend=engine)
-    for view in (np.asfortranarray(x), np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1],
-                 np.repeat(x, 2, axis=3)[..., ::2]):
+    for view in (
+        np.asfortranarray(x),
+        np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1],
+        np.repeat(x, 2, axis=3)[..., ::2],
+    ):
         assert not view.flags.c_contiguous
         np.testing.assert_array_equal(fc.conv2d(view, w, padding=1, backend=engine), want)
     # negative strides that really reverse the data
     flipped = fc.conv2d(x[:, :, ::-1], w, padding=1, backend=engine)
-    np.testing.assert_allclose(flipped, fc.conv2d(np.ascontiguousarray(x[:, :, ::-1]), w,
-                                                  padding=1, backend=engine))
+    np.testing.assert_allclose(
+        flipped, fc.conv2d(np.ascontiguousarray(x[:, :, ::-1]), w, padding=1, backend=engine)
+    )
 
 
 def test_read_only_input(engine):
@@ -62,8 +69,18 @@ def test_read_only_input(engine):
 
 def test_batch_zero(engine):
     x = np.ones((0, 4, 6, 6), np.float32)
-    assert fc.conv2d(x, np.ones((6, 2, 3, 3), np.float32), groups=2, backend=engine).shape == (0, 6, 4, 4)
-    assert fc.conv_transpose2d(x, np.ones((4, 3, 3, 3)), stride=2, backend=engine).shape == (0, 3, 13, 13)
+    assert fc.conv2d(x, np.ones((6, 2, 3, 3), np.float32), groups=2, backend=engine).shape == (
+        0,
+        6,
+        4,
+        4,
+    )
+    assert fc.conv_transpose2d(x, np.ones((4, 3, 3, 3)), stride=2, backend=engine).shape == (
+        0,
+        3,
+        13,
+        13,
+    )
     assert fc.conv1d(np.ones((0, 2, 5)), np.ones((3, 2, 2)), backend=engine).shape == (0, 3, 4)
     assert fc.depthwise_conv2d(x, np.ones((8, 1, 3, 3)), backend=engine).shape == (0, 8, 4, 4)
     y, i = fc.max_pool2d(x, 2, return_indices=True, backend=engine)
@@ -89,7 +106,9 @@ def test_one_by_one_images(engine):
     np.testing.assert_array_equal(fc.max_pool2d(x, 1, backend=engine), x)
     np.testing.assert_array_equal(fc.avg_pool2d(x, 1, backend=engine), x)
     np.testing.assert_array_equal(fc.adaptive_avg_pool2d(x, 1, backend=engine), x)
-    np.testing.assert_array_equal(fc.adaptive_max_pool2d(x, 3, backend=engine), np.full((2, 3, 3, 3), 2.0))
+    np.testing.assert_array_equal(
+        fc.adaptive_max_pool2d(x, 3, backend=engine), np.full((2, 3, 3, 3), 2.0)
+    )
     y = fc.conv_transpose2d(x, np.ones((3, 2, 2, 2)), stride=2, backend=engine)
     np.testing.assert_array_equal(y, np.full((2, 2, 2, 2), 6.0))
 
@@ -98,7 +117,9 @@ def test_unbatched(engine):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 6, 5))
     w = rng.standard_normal((2, 3, 3, 3))
-    np.testing.assert_allclose(fc.conv2d(x, w, backend=engine), fc.conv2d(x[None], w, backend=engine)[0])
+    np.testing.assert_allclose(
+        fc.conv2d(x, w, backend=engine), fc.conv2d(x[None], w, backend=engine)[0]
+    )
     y, i = fc.max_pool2d(x, 2, return_indices=True, backend=engine)
     assert y.shape == i.shape == (3, 3, 2)
     assert fc.conv1d(x[0], rng.standard_normal((4, 6, 2)), backend=engine).shape == (4, 4)
@@ -178,7 +199,11 @@ def test_inputs_not_modified(engine, op):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 2, 6, 6))
     x0 = x.copy()
-    args = {"conv2d": (np.ones((2, 2, 3, 3)),), "max_pool2d": (2,), "avg_pool2d": (2,),
-            "adaptive_avg_pool2d": (3,)}[op]
+    args = {
+        "conv2d": (np.ones((2, 2, 3, 3)),),
+        "max_pool2d": (2,),
+        "avg_pool2d": (2,),
+        "adaptive_avg_pool2d": (3,),
+    }[op]
     getattr(fc, op)(x, *args, backend=engine)
     np.testing.assert_array_equal(x, x0)

@@ -166,8 +166,9 @@ def test_adaptive_pool(engine, kind, nd):
     extra = (True,) if kind == "max" else ()
     for i in range(n_cases(engine)):
         cfg, dt = gen_adaptive(rng, nd), _dtype(i)
-        x = make_input(rng, cfg["x"], dt, ties=kind == "max" and i % 3 == 0,
-                       nan=kind == "max" and i % 4 == 1)
+        x = make_input(
+            rng, cfg["x"], dt, ties=kind == "max" and i % 3 == 0, nan=kind == "max" and i % 4 == 1
+        )
         args = cfg["args"] + extra
         check(
             engine,

@@ -9,10 +9,17 @@ def test_every_op_runs(engine):
     x = np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32)
     assert fc.conv2d(x, np.ones((4, 2, 3, 3), np.float32), backend=engine).shape == (1, 4, 4, 4)
     assert fc.conv1d(x[:, :, 0], np.ones((3, 2, 2)), backend=engine).shape == (1, 3, 5)
-    assert fc.conv_transpose2d(x, np.ones((2, 3, 2, 2)), stride=2, backend=engine).shape == (1, 3, 12, 12)
+    assert fc.conv_transpose2d(x, np.ones((2, 3, 2, 2)), stride=2, backend=engine).shape == (
+        1,
+        3,
+        12,
+        12,
+    )
     assert fc.conv_transpose1d(x[:, :, 0], np.ones((2, 3, 2)), backend=engine).shape == (1, 3, 7)
     assert fc.depthwise_conv2d(x, np.ones((4, 1, 3, 3)), backend=engine).shape == (1, 4, 4, 4)
-    assert fc.separable_conv2d(x, np.ones((2, 1, 3, 3)), np.ones((5, 2, 1, 1)), backend=engine).shape == (1, 5, 4, 4)
+    assert fc.separable_conv2d(
+        x, np.ones((2, 1, 3, 3)), np.ones((5, 2, 1, 1)), backend=engine
+    ).shape == (1, 5, 4, 4)
     assert fc.max_pool2d(x, 2, backend=engine).shape == (1, 2, 3, 3)
     assert fc.max_pool1d(x[:, :, 0], 2, backend=engine).shape == (1, 2, 3)
     assert fc.avg_pool2d(x, 3, 1, 1, backend=engine).shape == (1, 2, 6, 6)
@@ -33,6 +40,9 @@ def test_available_backends_reports_every_engine():
 def test_auto_matches_reference():
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((2, 4, 9, 9)), rng.standard_normal((6, 2, 3, 3))
-    np.testing.assert_allclose(fc.conv2d(x, w, stride=2, groups=2),
-                               fc.conv2d(x, w, stride=2, groups=2, backend="reference"),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        fc.conv2d(x, w, stride=2, groups=2),
+        fc.conv2d(x, w, stride=2, groups=2, backend="reference"),
+        rtol=1e-10,
+        atol=1e-10,
+    )

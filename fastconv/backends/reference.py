@@ -40,7 +40,9 @@ def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None):
     OC, Cg, KH, KW = w.shape
     OH, OW = y.shape[2:]
     G = groups
-    xp = _zero_padded(x, ph, pw, (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1)
+    xp = _zero_padded(
+        x, ph, pw, (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+    )
     wg = w.astype(ACC).reshape(G, OC // G, Cg, KH, KW)
     acc = np.zeros((N, G, OC // G, OH, OW), ACC)
     for kh in range(KH):
@@ -197,7 +199,9 @@ def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divis
     # gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of avg_pool2d
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2:]
-    g = gy.astype(ACC) / _avg_divisors(H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
+    g = gy.astype(ACC) / _avg_divisors(
+        H, W, OH, OW, kh, kw, sh, sw, ph, pw, count_include_pad, divisor
+    )
     buf = _zero_padded(np.zeros((N, C, H, W)), ph, pw, (OH - 1) * sh + kh, (OW - 1) * sw + kw)
     for th in range(kh):
         for tw in range(kw):
