@@ -10,8 +10,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from . import available_backends
+    from ._dispatch import available_backends, support_matrix
 
-    for name, reason in available_backends().items():
+    info = available_backends()
+    for name, reason in info.items():
         print(f"{name:10s} {reason}")
+    print()
+    names = list(info)
+    print(f"{'kernel':30s}" + "".join(f"{n:>11s}" for n in names))
+    for kernel, row in support_matrix().items():
+        print(f"{kernel:30s}" + "".join(f"{'yes' if row[n] else '-':>11s}" for n in names))
     return 0

@@ -59,6 +59,28 @@ def available_backends() -> Dict[str, str]:
     return {name: _reasons[name] for name in ENGINES}
 
 
+#: The kernels of the contract (fastconv/backends/__init__.py); separable_conv2d is optional.
+KERNELS = (
+    "conv2d",
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "conv_transpose2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+)
+
+
+def support_matrix() -> Dict[str, Dict[str, bool]]:
+    """``{kernel: {engine: implemented and available}}`` for every kernel of the contract."""
+    mods = {name: _load(name) for name in ENGINES}
+    return {k: {n: m is not None and hasattr(m, k) for n, m in mods.items()} for k in KERNELS}
+
+
 def backend_names() -> Tuple[str, ...]:
     return ("auto",) + tuple(ENGINES)
 
