@@ -46,3 +46,15 @@ def test_auto_matches_reference():
         rtol=1e-10,
         atol=1e-10,
     )
+
+
+def test_every_available_engine_implements_every_kernel():
+    from fastconv._dispatch import support_matrix
+
+    info = fc.available_backends()
+    for kernel, row in support_matrix().items():
+        if kernel == "separable_conv2d":  # optional: composed from depthwise + 1x1 conv2d
+            continue
+        for name, ok in row.items():
+            if info[name].startswith("available"):
+                assert ok, f"engine {name!r} lacks {kernel}"
