@@ -7,8 +7,62 @@
 
 /* ---- runtime.c: version, CPU features, threads ---- */
 int fc_abi_version(void);
+int fc_cpu_features(void);
+int fc_openmp_max_threads(void);
 
 /* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
+enum fc_gemm_kernel {
+    FC_GEMM_NAIVE = -1,
+    FC_GEMM_PORTABLE = 0,
+    FC_GEMM_AVX2 = 1,
+    FC_GEMM_AVX512 = 2,
+    FC_GEMM_AUTO = 3
+};
+enum fc_conv_variant {
+    FC_CONV_BEST = 0,
+    FC_CONV_V1_DIRECT = 1,
+    FC_CONV_V2_IM2COL = 2,
+    FC_CONV_V3_BLOCKED = 3,
+    FC_CONV_V4_SIMD = 4,
+    FC_CONV_V5_THREADS = 5
+};
+typedef struct {
+    int64_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G;
+} fc_conv_shape;
+
+int fc_gemm_best_kernel(void);
+const char *fc_gemm_kernel_name(int kernel);
+int64_t fc_gemm_mr(int kernel, int is_f64);
+int64_t fc_gemm_nr(int kernel, int is_f64);
+int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t K);
+void fc_gemm_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
+                 int64_t csa, const float *B, int64_t ldb, float *C, int64_t ldc,
+                 int accumulate, float *work);
+void fc_gemm_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
+                 int64_t csa, const double *B, int64_t ldb, double *C, int64_t ldc,
+                 int accumulate, double *work);
+
+void fc_im2col_f32(const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                   int64_t p0, int64_t p1, float *col);
+void fc_im2col_f64(const double *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                   int64_t p0, int64_t p1, double *col);
+void fc_col2im_f32(const float *col, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                   int64_t p0, int64_t p1, float *y);
+void fc_col2im_f64(const double *col, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                   int64_t p0, int64_t p1, double *y);
+
+int fc_conv2d_f32(const float *x, const float *w, const float *b, float *y,
+                  const fc_conv_shape *s, int variant, int kernel, int nthreads,
+                  int64_t work_bytes);
+int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
+                  const fc_conv_shape *s, int variant, int kernel, int nthreads,
+                  int64_t work_bytes);
+int fc_conv_transpose2d_f32(const float *x, const float *w, const float *b, float *y,
+                            const fc_conv_shape *s, int kernel, int nthreads,
+                            int64_t work_bytes);
+int fc_conv_transpose2d_f64(const double *x, const double *w, const double *b, double *y,
+                            const fc_conv_shape *s, int kernel, int nthreads,
+                            int64_t work_bytes);
 
 /* ---- depthwise_conv2d.c / pool2d.c ---- */
 

@@ -1,0 +1,251 @@
+/* conv2d.c: 2-D convolution (cross-correlation), float32 and float64, the ladder of variants.
+ *
+ * x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or NULL, y is (N, OC, OH, OW);
+ * y[n, o, i, j] = b[o] + sum_{c, kh, kw} w[o, c, kh, kw] * x[n, g*C/G + c, i*sh - ph + kh*dh,
+ * j*sw - pw + kw*dw] with g = o / (OC/G), reading zero outside the image. The bottom / right
+ * padding is whatever OH, OW imply.
+ *
+ * Variants (the `variant` argument, enum fc_conv_variant in fastconv.h):
+ *   v1_direct   seven nested loops, one output at a time
+ *   v2_im2col   im2col + naive GEMM per image and group
+ *   v3_blocked  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
+ *   v4_simd     v3 with the CPU's vector micro-kernel (AVX-512 / AVX2+FMA / portable)
+ *   v5_threads  v4 run by OpenMP threads over (image, group, output-channel block, pixel block)
+ *   best (0)    v5, plus: a 1x1 stride-1 unpadded conv multiplies x itself (no im2col)
+ * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
+ *
+ * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
+ * `work_bytes` bounds the memory a call allocates (im2col chunks and packed panels, all
+ * threads together): the column matrix is built one chunk of rows x output pixels at a time
+ * so that it fits, whatever the input. `kernel` picks the GEMM micro-kernel of v4 / v5 / best
+ * (FC_GEMM_AUTO = the best the CPU runs); `nthreads` is v5's / best's thread count.
+ *
+ * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ */
+#ifndef FC_CONV2D_TYPED
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastconv.h"
+
+/* How one conv call is cut into independent tasks. A task computes the output block
+ * y[n, g*M + m0 : g*M + m1, pixels p0 : p1] (M = OC/G) from its own im2col chunks, so tasks
+ * share nothing but the inputs and run on any thread in any order. */
+typedef struct {
+    int64_t M, K, P;     /* GEMM sizes of one (image, group): OC/G, C/G*KH*KW, OH*OW */
+    int64_t mstep, nm;   /* output channels per task, number of channel blocks */
+    int64_t pstep, np;   /* output pixels per task, number of pixel blocks */
+    int64_t kstep;       /* col rows per im2col chunk (K unless the bound forces less) */
+    int64_t ntasks;      /* N * G * nm * np */
+    int64_t work_elems;  /* per-thread workspace: col chunk + GEMM panels */
+    int nthreads;        /* threads actually used */
+} conv_plan;
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Target size of one im2col chunk: small enough to stay in L2 between im2col writing it and
+ * the GEMM packing it, large enough that re-packing the weights per task is cheap. */
+#define COL_TARGET_BYTES (384 * 1024)
+
+static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthreads,
+                      int64_t work_bytes, int use_col, conv_plan *pl) {
+    const int64_t es = is_f64 ? 8 : 4;
+    const int64_t mr = fc_gemm_mr(kernel, is_f64), nr = fc_gemm_nr(kernel, is_f64);
+    pl->M = s->OC / s->G;
+    pl->K = s->C / s->G * s->KH * s->KW;
+    pl->P = s->OH * s->OW;
+    pl->mstep = pl->M;
+    pl->pstep = pl->P;
+    pl->kstep = pl->K;
+
+    /* Pixel blocks that keep the col chunk near L2 size (at least one micro-tile wide). */
+    if (use_col && pl->K * pl->P * es > COL_TARGET_BYTES)
+        pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->K * es) / nr * nr));
+
+    /* Enough tasks for the threads: with N*G*nm*np a multiple of nthreads (or many tasks)
+     * every thread gets the same work. Split pixels while blocks stay >= 4 micro-tiles wide,
+     * else output channels while blocks stay >= 2 micro-tiles tall. */
+    int64_t base = s->N * s->G * ceil_div(pl->P, pl->pstep);
+    if (nthreads > 1 && base % nthreads != 0 && base < 8 * nthreads) {
+        int64_t parts = nthreads / gcd64(base, nthreads);
+        if (ceil_div(pl->P, pl->pstep) == 1 && pl->P >= parts * 4 * nr)
+            pl->pstep = round_up(ceil_div(pl->P, parts), nr);
+        else if (pl->M >= parts * 2 * mr)
+            pl->mstep = round_up(ceil_div(pl->M, parts), mr);
+        else if (pl->P >= parts * nr && ceil_div(pl->P, pl->pstep) == 1)
+            pl->pstep = round_up(ceil_div(pl->P, parts), nr);
+        else if (pl->M >= parts)
+            pl->mstep = ceil_div(pl->M, parts);
+    }
+    pl->nm = ceil_div(pl->M, pl->mstep);
+    pl->np = ceil_div(pl->P, pl->pstep);
+    pl->ntasks = s->N * s->G * pl->nm * pl->np;
+    pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
+
+    /* The bound: each thread holds one col chunk (kstep x pstep) and the GEMM panels. Shrink
+     * the pixel block first (down to one micro-tile), then the rows per chunk, then pixels to 1. */
+    int64_t budget = work_bytes / es / pl->nthreads;
+    for (;;) {
+        int64_t col = use_col ? pl->kstep * pl->pstep : 0;
+        int64_t gw = fc_gemm_work_elems(kernel, is_f64, pl->mstep, pl->pstep, pl->kstep);
+        if (col + gw <= budget) break;
+        if (use_col && pl->pstep > nr) {
+            pl->pstep = max64(nr, pl->pstep / 2 / nr * nr);
+        } else if (use_col && pl->kstep > 1) {
+            int64_t fit = (budget - gw) / pl->pstep;
+            pl->kstep = fit >= 1 && fit < pl->kstep ? fit : pl->kstep / 2;
+        } else if (pl->pstep > 1) {
+            pl->pstep = pl->pstep / 2;
+        } else {
+            break; /* the smallest workspace there is: one row, one pixel */
+        }
+    }
+    pl->np = ceil_div(pl->P, pl->pstep);
+    pl->ntasks = s->N * s->G * pl->nm * pl->np;
+    pl->work_elems = (use_col ? pl->kstep * pl->pstep : 0) +
+                     fc_gemm_work_elems(kernel, is_f64, pl->mstep, pl->pstep, pl->kstep);
+}
+
+#define FC_CONV2D_TYPED
+#define T float
+#define FN(name) name##_f32
+#define IS_F64 0
+#include "conv2d.c"
+#undef T
+#undef FN
+#undef IS_F64
+#define T double
+#define FN(name) name##_f64
+#define IS_F64 1
+#include "conv2d.c"
+#undef T
+#undef FN
+#undef IS_F64
+
+#else /* ------------------------------------------------------------ typed section */
+
+/* v1_direct: the definition, written as loops. Every output sums C/G*KH*KW products, skipping
+ * taps that fall in the padding. Slow: each weight and input is reloaded for every output
+ * and nothing is vectorised across outputs. */
+static void FN(conv2d_v1_direct)(const T *x, const T *w, const T *b, T *y,
+                                 const fc_conv_shape *s) {
+    const int64_t Cg = s->C / s->G, M = s->OC / s->G;
+    for (int64_t n = 0; n < s->N; n++)
+        for (int64_t o = 0; o < s->OC; o++) {
+            const int64_t g = o / M;
+            const T *xg = x + (n * s->C + g * Cg) * s->H * s->W;
+            const T *wo = w + o * Cg * s->KH * s->KW;
+            T *yo = y + (n * s->OC + o) * s->OH * s->OW;
+            for (int64_t i = 0; i < s->OH; i++)
+                for (int64_t j = 0; j < s->OW; j++) {
+                    T acc = b ? b[o] : 0;
+                    for (int64_t c = 0; c < Cg; c++)
+                        for (int64_t kh = 0; kh < s->KH; kh++) {
+                            int64_t ih = i * s->sh - s->ph + kh * s->dh;
+                            if (ih < 0 || ih >= s->H) continue;
+                            for (int64_t kw = 0; kw < s->KW; kw++) {
+                                int64_t iw = j * s->sw - s->pw + kw * s->dw;
+                                if (iw < 0 || iw >= s->W) continue;
+                                acc += wo[(c * s->KH + kh) * s->KW + kw] *
+                                       xg[(c * s->H + ih) * s->W + iw];
+                            }
+                        }
+                    yo[i * s->OW + j] = acc;
+                }
+        }
+}
+
+/* One task of the GEMM variants: y block = w block (mstep x K) * col (K x pixel block),
+ * built and multiplied one chunk of kstep col rows at a time, then + bias. With use_col = 0
+ * (1x1, stride 1, no padding) the column matrix is x itself and is read in place. */
+static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                            const conv_plan *pl, int kernel, int use_col, int64_t task,
+                            T *work) {
+    int64_t pb = task % pl->np, t = task / pl->np;
+    int64_t mb = t % pl->nm;
+    t /= pl->nm;
+    const int64_t g = t % s->G, n = t / s->G;
+    const int64_t p0 = pb * pl->pstep, p1 = min64(pl->P, p0 + pl->pstep), np = p1 - p0;
+    const int64_t m0 = mb * pl->mstep, m = min64(pl->M, m0 + pl->mstep) - m0;
+    const int64_t Cg = s->C / s->G;
+    const T *xg = x + (n * s->C + g * Cg) * s->H * s->W;
+    const T *A = w + (g * pl->M + m0) * pl->K;
+    T *C = y + (n * s->OC + g * pl->M + m0) * pl->P + p0;
+    if (!use_col) {
+        FN(fc_gemm)(kernel, m, np, pl->K, A, pl->K, 1, xg + p0, s->H * s->W, C, pl->P, 0, work);
+    } else {
+        T *col = work, *gw = work + pl->kstep * pl->pstep;
+        for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
+            int64_t k1 = min64(pl->K, k0 + pl->kstep);
+            FN(fc_im2col)(xg, s, k0, k1, p0, p1, col);
+            FN(fc_gemm)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0, gw);
+        }
+    }
+    if (b)
+        for (int64_t i = 0; i < m; i++) {
+            const T bi = b[g * pl->M + m0 + i];
+            for (int64_t j = 0; j < np; j++) C[i * pl->P + j] += bi;
+        }
+}
+
+/* The GEMM variants share this driver and differ in the GEMM kernel (v2: naive, v3: portable
+ * blocked, v4: vector blocked), the thread count (v5) and use_col (best). Each thread
+ * allocates its workspace once and takes tasks dynamically. */
+static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                           int kernel, int nthreads, int64_t work_bytes, int use_col) {
+    conv_plan pl;
+    plan_conv(s, kernel, IS_F64, nthreads, work_bytes, use_col, &pl);
+    int failed = 0;
+#pragma omp parallel num_threads(pl.nthreads) if (pl.nthreads > 1)
+    {
+        T *work = malloc((size_t)(pl.work_elems + 1) * sizeof(T));
+        if (!work) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < pl.ntasks; task++)
+            if (work) FN(conv2d_task)(x, w, b, y, s, &pl, kernel, use_col, task, work);
+        free(work);
+    }
+    return failed;
+}
+
+int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s, int variant,
+                  int kernel, int nthreads, int64_t work_bytes) {
+    /* N, C, H, W, OC, KH, KW, OH, OW >= 1 (N >= 0); G divides C and OC; s*, d* >= 1; p* >= 0 */
+    if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
+    switch (variant) {
+    case FC_CONV_V1_DIRECT:
+        FN(conv2d_v1_direct)(x, w, b, y, s);
+        return 0;
+    case FC_CONV_V2_IM2COL:
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_NAIVE, 1, work_bytes, 1);
+    case FC_CONV_V3_BLOCKED:
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_PORTABLE, 1, work_bytes, 1);
+    case FC_CONV_V4_SIMD:
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, 1);
+    case FC_CONV_V5_THREADS:
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, 1);
+    default: {
+        int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+                     s->pw == 0 && s->OH == s->H && s->OW == s->W;
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, !direct);
+    }
+    }
+}
+
+#endif /* FC_CONV2D_TYPED */

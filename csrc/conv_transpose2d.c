@@ -1,0 +1,171 @@
+/* conv_transpose2d.c: 2-D transposed convolution, float32 and float64, as the adjoint of
+ * conv2d: a GEMM with the transposed weights, then col2im.
+ *
+ * x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or NULL, y is (N, OC, OH, OW);
+ * y[n, o, i*sh - ph + kh*dh, j*sw - pw + kw*dw] += x[n, c, i, j] * w[c, o', kh, kw] (+ b[o]),
+ * positions outside y dropped; OH, OW already include output_padding.
+ *
+ * One variant. Per image n and group g, with Cg = C/G, M = OC/G:
+ *   col = w_g^T x_g          ((M*KH*KW) x Cg) times (Cg x H*W), the blocked vector GEMM of
+ *                            gemm.c reading w_g^T in place (A(i, k) = w_g[k, i])
+ *   y_g = col2im(col) + b    the adjoint of conv2d's im2col, with the roles of the image
+ *                            (here y, OH x OW) and the pixel grid (here x, H x W) swapped
+ * Tasks are (image, group, block of output channels), so no two tasks write the same output;
+ * OpenMP threads take them dynamically. Inside a task, col is built one chunk of rows x
+ * input pixels at a time, so a call allocates at most `work_bytes` (all threads together),
+ * whatever the input. Returns 0, or 1 when a workspace could not be allocated.
+ *
+ * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ */
+#ifndef FC_CONVT_TYPED
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastconv.h"
+
+typedef struct {
+    int64_t M, KK, P, Cg; /* OC/G, KH*KW, H*W (input pixels), C/G (the GEMM's inner size) */
+    int64_t mstep, nm;    /* output channels per task, number of channel blocks */
+    int64_t rstep;        /* col rows per chunk (<= mstep*KK) */
+    int64_t pstep;        /* input pixels per chunk */
+    int64_t ntasks, work_elems;
+    int nthreads;
+} convt_plan;
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Target size of one col chunk: it should stay in L2 between the GEMM writing it and col2im
+ * reading it. */
+#define COL_TARGET_BYTES (384 * 1024)
+
+static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthreads,
+                       int64_t work_bytes, convt_plan *pl) {
+    const int64_t es = is_f64 ? 8 : 4;
+    const int64_t nr = fc_gemm_nr(kernel, is_f64);
+    pl->M = s->OC / s->G;
+    pl->KK = s->KH * s->KW;
+    pl->P = s->H * s->W;
+    pl->Cg = s->C / s->G;
+    pl->mstep = pl->M;
+    int64_t base = s->N * s->G;
+    if (nthreads > 1 && base % nthreads != 0 && base < 8 * nthreads) {
+        int64_t parts = nthreads / gcd64(base, nthreads);
+        pl->mstep = ceil_div(pl->M, min64(parts, pl->M));
+    }
+    pl->nm = ceil_div(pl->M, pl->mstep);
+    pl->ntasks = base * pl->nm;
+    pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
+
+    pl->rstep = pl->mstep * pl->KK;
+    pl->pstep = pl->P;
+    if (pl->rstep * pl->P * es > COL_TARGET_BYTES)
+        pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->rstep * es) / nr * nr));
+    int64_t budget = work_bytes / es / pl->nthreads;
+    for (;;) {
+        int64_t gw = fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg);
+        if (pl->rstep * pl->pstep + gw <= budget) break;
+        if (pl->pstep > nr) {
+            pl->pstep = max64(nr, pl->pstep / 2 / nr * nr);
+        } else if (pl->rstep > 1) {
+            int64_t fit = (budget - gw) / pl->pstep;
+            pl->rstep = fit >= 1 && fit < pl->rstep ? fit : pl->rstep / 2;
+        } else if (pl->pstep > 1) {
+            pl->pstep /= 2;
+        } else {
+            break; /* the smallest workspace there is: one row, one pixel */
+        }
+    }
+    pl->work_elems = pl->rstep * pl->pstep +
+                     fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg);
+}
+
+#define FC_CONVT_TYPED
+#define T float
+#define FN(name) name##_f32
+#define IS_F64 0
+#include "conv_transpose2d.c"
+#undef T
+#undef FN
+#undef IS_F64
+#define T double
+#define FN(name) name##_f64
+#define IS_F64 1
+#include "conv_transpose2d.c"
+#undef T
+#undef FN
+#undef IS_F64
+
+#else /* ------------------------------------------------------------ typed section */
+
+/* One task: output channels [o0, o1) of image n, group g. */
+static void FN(convt_task)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                           const fc_conv_shape *adj, const convt_plan *pl, int kernel,
+                           int64_t task, T *work) {
+    const int64_t mb = task % pl->nm, t = task / pl->nm;
+    const int64_t g = t % s->G, n = t / s->G;
+    const int64_t o0 = mb * pl->mstep, o1 = min64(pl->M, o0 + pl->mstep);
+    const int64_t OHW = s->OH * s->OW, Kt = pl->M * pl->KK;
+    const T *xg = x + (n * s->C + g * pl->Cg) * pl->P;
+    const T *wg = w + g * pl->Cg * Kt;
+    T *yg = y + (n * s->OC + g * pl->M) * OHW;
+    T *col = work, *gw = work + pl->rstep * pl->pstep;
+    memset(yg + o0 * OHW, 0, (size_t)((o1 - o0) * OHW) * sizeof(T));
+    for (int64_t p0 = 0; p0 < pl->P; p0 += pl->pstep) {
+        const int64_t np = min64(pl->P - p0, pl->pstep);
+        for (int64_t r0 = o0 * pl->KK; r0 < o1 * pl->KK; r0 += pl->rstep) {
+            const int64_t r1 = min64(o1 * pl->KK, r0 + pl->rstep);
+            /* col (r1-r0 x np) = w_g^T rows [r0, r1) (A(i, k) = wg[k*Kt + r0 + i]) * x_g block */
+            FN(fc_gemm)(kernel, r1 - r0, np, pl->Cg, wg + r0, 1, Kt, xg + p0, pl->P, col, np, 0,
+                        gw);
+            FN(fc_col2im)(col, adj, r0, r1, p0, p0 + np, yg);
+        }
+    }
+    if (b)
+        for (int64_t o = o0; o < o1; o++) {
+            const T bo = b[g * pl->M + o];
+            T *yo = yg + o * OHW;
+            for (int64_t j = 0; j < OHW; j++) yo[j] += bo;
+        }
+}
+
+int FN(fc_conv_transpose2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                            int kernel, int nthreads, int64_t work_bytes) {
+    /* H, W here are x's sizes and OH, OW y's; C = w's rows; G divides C and OC */
+    if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
+    /* The adjoint conv2d's geometry: image = y (OH x OW), pixel grid = x (H x W). */
+    fc_conv_shape adj = *s;
+    adj.H = s->OH;
+    adj.W = s->OW;
+    adj.OH = s->H;
+    adj.OW = s->W;
+    convt_plan pl;
+    plan_convt(s, kernel, IS_F64, nthreads, work_bytes, &pl);
+    int failed = 0;
+#pragma omp parallel num_threads(pl.nthreads) if (pl.nthreads > 1)
+    {
+        T *work = malloc((size_t)(pl.work_elems + 1) * sizeof(T));
+        if (!work) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < pl.ntasks; task++)
+            if (work) FN(convt_task)(x, w, b, y, s, &adj, &pl, kernel, task, work);
+        free(work);
+    }
+    return failed;
+}
+
+#endif /* FC_CONVT_TYPED */

@@ -1,0 +1,416 @@
+/* gemm.c: C = A * B or C += A * B, single-threaded: the engine under every GEMM-based conv.
+ *
+ * A is M x K with A(i, k) = A[i*rsa + k*csa] (so both A and its transpose are plain calls),
+ * B is K x N row-major with row stride ldb, C is M x N row-major with row stride ldc.
+ * `accumulate` = 0 overwrites C without reading it (C may hold NaN), 1 adds to it.
+ * `work` holds fc_gemm_work_elems(...) elements for the packed panels (none for NAIVE).
+ *
+ * Kernels (the `kernel` argument, enum fc_gemm_kernel in fastconv.h):
+ *   FC_GEMM_NAIVE     triple loop i-k-j, no blocking               (conv2d v2_im2col)
+ *   FC_GEMM_PORTABLE  packed, cache-blocked loops around a 4 x (64 bytes) micro-kernel in
+ *                     plain C that the compiler vectorises for the baseline ISA (v3_blocked)
+ *   FC_GEMM_AVX2      the same blocking around a 6x16 (float) / 6x8 (double) AVX2+FMA
+ *                     micro-kernel                                 (v4_simd on AVX2 CPUs)
+ *   FC_GEMM_AVX512    the same blocking around a 14x32 (float) / 14x16 (double) AVX-512
+ *                     micro-kernel                                 (v4_simd on AVX-512 CPUs)
+ * FC_GEMM_AUTO      the best the CPU runs.
+ * A kernel the CPU cannot run is replaced by the best one it can (never an illegal
+ * instruction): the x86 micro-kernels carry __attribute__((target(...))) and are chosen at
+ * run time with __builtin_cpu_supports, so the library is built without -march flags. On a
+ * non-x86 build only NAIVE and PORTABLE exist.
+ *
+ * The blocked loops (the BLIS layout):
+ *   for jc in N by NC:                    B panel KC x NC packed once per (jc, pc): in L3/L2
+ *     for pc in K by KC:
+ *       pack_b  -> slivers KC x NR
+ *       for ic in M by MC:                A block MC x KC packed once per (ic, pc): in L2
+ *         pack_a -> slivers MR x KC
+ *         macro-kernel: for jr in NC by NR, for ir in MC by MR: micro-kernel MR x NR
+ * The micro-kernel keeps an MR x NR tile of C in registers for all KC steps; each step loads
+ * one row of the B sliver (NR values) and MR values of the A sliver and does MR x NR
+ * multiply-adds, so it runs from registers and L1 at the FMA units' rate.
+ *
+ * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension);
+ * bench/bench_gemm.py measures each kernel against the machine's FMA peak.
+ */
+#ifndef FC_GEMM_TYPED
+
+#include <stdint.h>
+#include <string.h>
+
+#include "fastconv.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* Cache blocking of one kernel for one dtype. mr x nr is the micro-tile; mc, kc, nc are
+ * multiples of mr / nr / 1 sized so that an A sliver (mr x kc) plus a B sliver (kc x nr)
+ * stay in L1, the A block (mc x kc) in L2 and the B panel (kc x nc) in L2/L3. */
+typedef struct {
+    int64_t mr, nr, mc, kc, nc;
+} blocking;
+
+#define MAX_TILE 1024 /* largest mr * nr of any micro-kernel, for edge tiles */
+#define ALIGN_ELEMS 16 /* panels start on a 64-byte boundary inside `work` */
+
+static blocking blocking_of(int kernel, int is_f64) {
+    static const blocking table[3][2] = {
+        /* portable */ {{4, 16, 128, 256, 2048}, {4, 8, 128, 256, 2048}},
+        /* AVX2     */ {{6, 16, 144, 256, 2048}, {6, 8, 96, 256, 2048}},
+        /* AVX-512  */ {{14, 32, 126, 256, 2048}, {14, 16, 98, 256, 2048}},
+    };
+    if (kernel < FC_GEMM_PORTABLE || kernel > FC_GEMM_AVX512) {
+        blocking one = {1, 1, 1, 1, 1};
+        return one;
+    }
+    return table[kernel][is_f64 ? 1 : 0];
+}
+
+static int kernel_usable(int kernel) {
+    if (kernel == FC_GEMM_NAIVE || kernel == FC_GEMM_PORTABLE) return 1;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (kernel == FC_GEMM_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (kernel == FC_GEMM_AVX512) return __builtin_cpu_supports("avx512f");
+#endif
+    return 0;
+}
+
+int fc_gemm_best_kernel(void) {
+    for (int k = FC_GEMM_AVX512; k > FC_GEMM_PORTABLE; k--)
+        if (kernel_usable(k)) return k;
+    return FC_GEMM_PORTABLE;
+}
+
+/* The kernel that will actually run: FC_GEMM_AUTO (or any value out of range) means the
+ * best; a kernel the CPU lacks steps down to the next one it has. */
+static int resolve_kernel(int kernel) {
+    if (kernel < FC_GEMM_NAIVE || kernel >= FC_GEMM_AUTO) return fc_gemm_best_kernel();
+    while (!kernel_usable(kernel)) kernel--;
+    return kernel;
+}
+
+const char *fc_gemm_kernel_name(int kernel) {
+    switch (resolve_kernel(kernel)) {
+    case FC_GEMM_NAIVE: return "naive";
+    case FC_GEMM_AVX2: return "avx2";
+    case FC_GEMM_AVX512: return "avx512";
+    default: return "portable";
+    }
+}
+
+int64_t fc_gemm_mr(int kernel, int is_f64) {
+    return blocking_of(resolve_kernel(kernel), is_f64).mr;
+}
+
+int64_t fc_gemm_nr(int kernel, int is_f64) {
+    return blocking_of(resolve_kernel(kernel), is_f64).nr;
+}
+
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t K) {
+    kernel = resolve_kernel(kernel);
+    if (kernel == FC_GEMM_NAIVE || M <= 0 || N <= 0 || K <= 0) return 0;
+    blocking bk = blocking_of(kernel, is_f64);
+    int64_t mc = min64(bk.mc, round_up(M, bk.mr));
+    int64_t kc = min64(bk.kc, K);
+    int64_t nc = min64(bk.nc, round_up(N, bk.nr));
+    return mc * kc + kc * nc + 2 * ALIGN_ELEMS;
+}
+
+/* ------------------------------------------------------------------ x86 micro-kernels
+ *
+ * Contract of every micro-kernel: a is an A sliver packed k-major (a[k*MR + i]), b a B sliver
+ * packed k-major (b[k*NR + j]), both kc long; c is a full MR x NR tile of C with row stride
+ * ldc. acc = 0: c = a*b (c is not read), acc = 1: c += a*b.
+ *
+ * The accumulators are arrays of vectors indexed by compile-time constants in fully unrolled
+ * loops, which GCC keeps in registers (the AVX-512 float kernel uses 28 of the 32 zmm
+ * registers for C, 2 for the B row and 1 for the broadcast A value). */
+#if defined(__x86_64__)
+
+#define AVX512_MR 14
+
+__attribute__((target("avx512f"))) static void ukr_avx512_f32(
+    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+    int64_t ldc, int acc) {
+    __m512 r0[AVX512_MR], r1[AVX512_MR];
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+        for (int i = 0; i < AVX512_MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            r0[i] = _mm512_fmadd_ps(ai, b0, r0[i]);
+            r1[i] = _mm512_fmadd_ps(ai, b1, r1[i]);
+        }
+        a += AVX512_MR;
+        b += 32;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) {
+        float *ci = c + i * ldc;
+        if (acc) {
+            r0[i] = _mm512_add_ps(r0[i], _mm512_loadu_ps(ci));
+            r1[i] = _mm512_add_ps(r1[i], _mm512_loadu_ps(ci + 16));
+        }
+        _mm512_storeu_ps(ci, r0[i]);
+        _mm512_storeu_ps(ci + 16, r1[i]);
+    }
+}
+
+__attribute__((target("avx512f"))) static void ukr_avx512_f64(
+    int64_t kc, const double *restrict a, const double *restrict b, double *restrict c,
+    int64_t ldc, int acc) {
+    __m512d r0[AVX512_MR], r1[AVX512_MR];
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_pd();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+#pragma GCC unroll 14
+        for (int i = 0; i < AVX512_MR; i++) {
+            __m512d ai = _mm512_set1_pd(a[i]);
+            r0[i] = _mm512_fmadd_pd(ai, b0, r0[i]);
+            r1[i] = _mm512_fmadd_pd(ai, b1, r1[i]);
+        }
+        a += AVX512_MR;
+        b += 16;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) {
+        double *ci = c + i * ldc;
+        if (acc) {
+            r0[i] = _mm512_add_pd(r0[i], _mm512_loadu_pd(ci));
+            r1[i] = _mm512_add_pd(r1[i], _mm512_loadu_pd(ci + 8));
+        }
+        _mm512_storeu_pd(ci, r0[i]);
+        _mm512_storeu_pd(ci + 8, r1[i]);
+    }
+}
+
+/* AVX2: 16 ymm registers, so 6 rows x 2 vectors = 12 for C, 2 for the B row, 1 broadcast. */
+#define AVX2_MR 6
+
+__attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
+    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+    int64_t ldc, int acc) {
+    __m256 r0[AVX2_MR], r1[AVX2_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < AVX2_MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            r0[i] = _mm256_fmadd_ps(ai, b0, r0[i]);
+            r1[i] = _mm256_fmadd_ps(ai, b1, r1[i]);
+        }
+        a += AVX2_MR;
+        b += 16;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) {
+        float *ci = c + i * ldc;
+        if (acc) {
+            r0[i] = _mm256_add_ps(r0[i], _mm256_loadu_ps(ci));
+            r1[i] = _mm256_add_ps(r1[i], _mm256_loadu_ps(ci + 8));
+        }
+        _mm256_storeu_ps(ci, r0[i]);
+        _mm256_storeu_ps(ci + 8, r1[i]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
+    int64_t kc, const double *restrict a, const double *restrict b, double *restrict c,
+    int64_t ldc, int acc) {
+    __m256d r0[AVX2_MR], r1[AVX2_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_pd();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+#pragma GCC unroll 6
+        for (int i = 0; i < AVX2_MR; i++) {
+            __m256d ai = _mm256_broadcast_sd(a + i);
+            r0[i] = _mm256_fmadd_pd(ai, b0, r0[i]);
+            r1[i] = _mm256_fmadd_pd(ai, b1, r1[i]);
+        }
+        a += AVX2_MR;
+        b += 8;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) {
+        double *ci = c + i * ldc;
+        if (acc) {
+            r0[i] = _mm256_add_pd(r0[i], _mm256_loadu_pd(ci));
+            r1[i] = _mm256_add_pd(r1[i], _mm256_loadu_pd(ci + 4));
+        }
+        _mm256_storeu_pd(ci, r0[i]);
+        _mm256_storeu_pd(ci + 4, r1[i]);
+    }
+}
+
+#endif /* __x86_64__ */
+
+/* The same source, compiled once per dtype: the section below (after #else) is included twice
+ * with T = float / double and FN(name) = name_f32 / name_f64. */
+#define FC_GEMM_TYPED
+#define T float
+#define FN(name) name##_f32
+#define IS_F64 0
+#include "gemm.c"
+#undef T
+#undef FN
+#undef IS_F64
+#define T double
+#define FN(name) name##_f64
+#define IS_F64 1
+#include "gemm.c"
+#undef T
+#undef FN
+#undef IS_F64
+
+#else /* ------------------------------------------------------------ typed section */
+
+typedef void (*FN(ukr_fn))(int64_t kc, const T *restrict a, const T *restrict b, T *restrict c,
+                           int64_t ldc, int acc);
+
+/* Portable micro-kernel, 4 x (64 bytes of T): plain loops over a small array that the
+ * compiler keeps in vector registers of the baseline ISA (SSE2 on x86-64). */
+static void FN(ukr_portable)(int64_t kc, const T *restrict a, const T *restrict b,
+                             T *restrict c, int64_t ldc, int acc) {
+    enum { MR = 4, NR = 64 / sizeof(T) };
+    T r[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) r[i][j] = 0;
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) r[i][j] += a[i] * b[j];
+        a += MR;
+        b += NR;
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + r[i][j] : r[i][j];
+}
+
+static FN(ukr_fn) FN(micro_kernel)(int kernel) {
+#if defined(__x86_64__)
+    if (kernel == FC_GEMM_AVX512) return FN(ukr_avx512);
+    if (kernel == FC_GEMM_AVX2) return FN(ukr_avx2);
+#endif
+    (void)kernel;
+    return FN(ukr_portable);
+}
+
+/* pack_a: the mc x kc block of A at (0, 0) into slivers of mr rows, each k-major
+ * (Ap[s*mr*kc + k*mr + i] = A(s*mr + i, k)); rows past mc are zero so that the micro-kernel
+ * always works on full tiles. */
+static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t csa, T *Ap,
+                       int64_t mr) {
+    for (int64_t i0 = 0; i0 < mc; i0 += mr) {
+        int64_t m = min64(mr, mc - i0);
+        const T *a = A + i0 * rsa;
+        if (csa == 1 && m == mr) { /* row-major A: walk each row once, scatter into the sliver */
+            for (int64_t i = 0; i < mr; i++)
+                for (int64_t k = 0; k < kc; k++) Ap[k * mr + i] = a[i * rsa + k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
+                for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
+            }
+        }
+        Ap += mr * kc;
+    }
+}
+
+/* pack_b: the kc x nc panel of B at (0, 0) into slivers of nr columns, each k-major
+ * (Bp[s*nr*kc + k*nr + j] = B(k, s*nr + j)); columns past nc are zero. */
+static void FN(pack_b)(int64_t kc, int64_t nc, const T *B, int64_t ldb, T *Bp, int64_t nr) {
+    for (int64_t j0 = 0; j0 < nc; j0 += nr) {
+        int64_t n = min64(nr, nc - j0);
+        const T *b = B + j0;
+        if (n == nr) {
+            for (int64_t k = 0; k < kc; k++) memcpy(Bp + k * nr, b + k * ldb, nr * sizeof(T));
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                for (int64_t j = 0; j < n; j++) Bp[k * nr + j] = b[k * ldb + j];
+                for (int64_t j = n; j < nr; j++) Bp[k * nr + j] = 0;
+            }
+        }
+        Bp += nr * kc;
+    }
+}
+
+/* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time.
+ * Edge tiles are computed whole into a local tile, then their valid part is written. */
+static void FN(macro_kernel)(FN(ukr_fn) ukr, blocking bk, int64_t mc, int64_t nc, int64_t kc,
+                             const T *Ap, const T *Bp, T *C, int64_t ldc, int acc) {
+    _Alignas(64) T tile[MAX_TILE];
+    for (int64_t jr = 0; jr < nc; jr += bk.nr) {
+        int64_t n = min64(bk.nr, nc - jr);
+        for (int64_t ir = 0; ir < mc; ir += bk.mr) {
+            int64_t m = min64(bk.mr, mc - ir);
+            const T *a = Ap + ir * kc, *b = Bp + jr * kc;
+            T *c = C + ir * ldc + jr;
+            if (m == bk.mr && n == bk.nr) {
+                ukr(kc, a, b, c, ldc, acc);
+                continue;
+            }
+            ukr(kc, a, b, tile, bk.nr, 0);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++)
+                    c[i * ldc + j] = acc ? c[i * ldc + j] + tile[i * bk.nr + j] : tile[i * bk.nr + j];
+        }
+    }
+}
+
+static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa, int64_t csa,
+                           const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate) {
+    for (int64_t i = 0; i < M; i++) {
+        T *c = C + i * ldc;
+        if (!accumulate)
+            for (int64_t j = 0; j < N; j++) c[j] = 0;
+        for (int64_t k = 0; k < K; k++) {
+            T aik = A[i * rsa + k * csa];
+            const T *b = B + k * ldb;
+            for (int64_t j = 0; j < N; j++) c[j] += aik * b[j];
+        }
+    }
+}
+
+void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
+                 int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
+                 T *work) {
+    /* M, N >= 0; K >= 0 (K = 0 gives C = 0 or leaves C); work has fc_gemm_work_elems. */
+    if (M <= 0 || N <= 0) return;
+    kernel = resolve_kernel(kernel);
+    if (kernel == FC_GEMM_NAIVE || K <= 0) {
+        FN(gemm_naive)(M, N, K, A, rsa, csa, B, ldb, C, ldc, accumulate);
+        return;
+    }
+    blocking bk = blocking_of(kernel, IS_F64);
+    FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
+    int64_t mc_max = min64(bk.mc, round_up(M, bk.mr));
+    int64_t kc_max = min64(bk.kc, K);
+    T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    T *Bp = (T *)(((uintptr_t)(Ap + mc_max * kc_max) + 63) & ~(uintptr_t)63);
+    for (int64_t jc = 0; jc < N; jc += bk.nc) {
+        int64_t nc = min64(bk.nc, N - jc);
+        for (int64_t pc = 0; pc < K; pc += bk.kc) {
+            int64_t kc = min64(bk.kc, K - pc);
+            FN(pack_b)(kc, nc, B + pc * ldb + jc, ldb, Bp, bk.nr);
+            for (int64_t ic = 0; ic < M; ic += bk.mc) {
+                int64_t mc = min64(bk.mc, M - ic);
+                FN(pack_a)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap, bk.mr);
+                FN(macro_kernel)(ukr, bk, mc, nc, kc, Ap, Bp, C + ic * ldc + jc, ldc,
+                                 accumulate || pc > 0);
+            }
+        }
+    }
+}
+
+#endif /* FC_GEMM_TYPED */

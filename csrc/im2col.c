@@ -1,0 +1,116 @@
+/* im2col.c: im2col (image -> column matrix) and col2im (its adjoint), with stride, padding
+ * and dilation, on any block of rows and output pixels, so that callers can bound their
+ * workspace by converting one chunk at a time.
+ *
+ *   fc_im2col_{f32,f64}  col[r - r0, p - p0] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+ *                        (0 outside the image), for r = (c*KH + kh)*KW + kw in [r0, r1) and
+ *                        p = oh*OW + ow in [p0, p1)
+ *   fc_col2im_{f32,f64}  the adjoint: x[c, ih, iw] += col[r - r0, p - p0] for the same
+ *                        (r, p), positions outside the image dropped
+ *
+ * x is one image of one group, (C/G, H, W); col is (r1 - r0) x (p1 - p0), row-major. Only the
+ * fields H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw of the shape are read. conv2d multiplies
+ * the weights (OC/G) x (C/G*KH*KW) by col; conv_transpose2d multiplies the transposed weights
+ * by its input and scatters the product back with col2im.
+ *
+ * For each row the columns ow whose input column iw lies inside [0, W) form one interval
+ * [lo, hi), computed once per row, so the inner loops have no bounds tests: zeros, then a
+ * copy (a memcpy at stride 1), then zeros.
+ *
+ * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
+ */
+#ifndef FC_IM2COL_TYPED
+
+#include <stdint.h>
+#include <string.h>
+
+#include "fastconv.h"
+
+/* floor(a / b) for b > 0 and any a. */
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* Output columns ow in [0, OW) that read an input column inside [0, W) for kernel column kw:
+ * 0 <= ow*sw + off < W with off = kw*dw - pw. */
+static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64_t *hi) {
+    int64_t off = kw * s->dw - s->pw;
+    int64_t a = floor_div(-off + s->sw - 1, s->sw); /* ceil(-off / sw) */
+    int64_t b = floor_div(s->W - 1 - off, s->sw) + 1;
+    *lo = a < 0 ? 0 : (a > s->OW ? s->OW : a);
+    *hi = b < *lo ? *lo : (b > s->OW ? s->OW : b);
+}
+
+#define FC_IM2COL_TYPED
+#define T float
+#define FN(name) name##_f32
+#include "im2col.c"
+#undef T
+#undef FN
+#define T double
+#define FN(name) name##_f64
+#include "im2col.c"
+#undef T
+#undef FN
+
+#else /* ------------------------------------------------------------ typed section */
+
+void FN(fc_im2col)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0,
+                   int64_t p1, T *col) {
+    /* 0 <= r0 <= r1 <= C/G*KH*KW, 0 <= p0 <= p1 <= OH*OW */
+    const int64_t KK = s->KH * s->KW, np = p1 - p0;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
+        int64_t lo, hi;
+        valid_columns(s, kw, &lo, &hi);
+        const T *xc = x + c * s->H * s->W;
+        const int64_t off = kw * s->dw - s->pw;
+        T *dst = col + (r - r0) * np;
+        for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
+            int64_t oh = p / s->OW, a = p % s->OW;
+            int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW; /* columns [a, e) */
+            int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+            if (ih < 0 || ih >= s->H) {
+                memset(dst, 0, (size_t)(e - a) * sizeof(T));
+            } else {
+                const T *row = xc + ih * s->W; /* read at ow*sw + off, inside [0, W) */
+                int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
+                if (h < l) h = l;
+                for (int64_t ow = a; ow < l; ow++) dst[ow - a] = 0;
+                if (s->sw == 1)
+                    memcpy(dst + (l - a), row + l + off, (size_t)(h - l) * sizeof(T));
+                else
+                    for (int64_t ow = l; ow < h; ow++) dst[ow - a] = row[ow * s->sw + off];
+                for (int64_t ow = h; ow < e; ow++) dst[ow - a] = 0;
+            }
+            dst += e - a;
+            p += e - a;
+        }
+    }
+}
+
+void FN(fc_col2im)(const T *col, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0,
+                   int64_t p1, T *x) {
+    /* same ranges as fc_im2col; x is added to, never overwritten */
+    const int64_t KK = s->KH * s->KW, np = p1 - p0;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
+        int64_t lo, hi;
+        valid_columns(s, kw, &lo, &hi);
+        T *xc = x + c * s->H * s->W;
+        const int64_t off = kw * s->dw - s->pw;
+        const T *src = col + (r - r0) * np;
+        for (int64_t p = p0; p < p1;) {
+            int64_t oh = p / s->OW, a = p % s->OW;
+            int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
+            int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+            if (ih >= 0 && ih < s->H) {
+                T *row = xc + ih * s->W;
+                int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
+                for (int64_t ow = l; ow < h; ow++) row[ow * s->sw + off] += src[ow - a];
+            }
+            src += e - a;
+            p += e - a;
+        }
+    }
+}
+
+#endif /* FC_IM2COL_TYPED */
