@@ -181,7 +181,7 @@ class Case:
                 out[name] = randn(shape, fan_in ** -0.5)
         return out
 
-    def tiny(self) -> "Case":
+    def tiny(self) -> Case:
         """The same layer shrunk to a smoke test: at most 8 channels per group (keeping the
         group count), spatial size about 12, same kernel, stride, padding and dilation."""
         N, C, H, W = self.x

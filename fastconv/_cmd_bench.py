@@ -92,7 +92,8 @@ def run(args) -> int:
     if args.plot:
         B.require_matplotlib()
         if not args.plot.lower().endswith(".png"):
-            raise ValueError(f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}")
+            raise ValueError(
+                f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}")
     if not cases and args.model is None:
         raise ValueError(f"no layer of suite {args.suite!r} has the ops {', '.join(ops or ())}")
     if not engines:

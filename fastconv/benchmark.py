@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
@@ -102,7 +101,7 @@ def set_threads(n: int) -> None:
     blas = _openblas()
     if blas is not None:
         blas[0](n)
-    if "torch" in sys.modules or torch_installed():
+    if torch_installed():
         import torch
 
         torch.set_num_threads(n)
@@ -134,8 +133,9 @@ def probe_peak(threads: int) -> Dict[str, Any]:
     try:
         from ._fastconv_c import ffi, lib
 
-        lib.fc_probe_fma_peak
-    except (ImportError, AttributeError):
+        if not hasattr(lib, "fc_probe_fma_peak"):
+            raise ImportError("extension built without csrc/probe.c")
+    except ImportError:
         out["probe"] = "numpy copy (no compiled probe: FMA peak unknown)"
         out["bandwidth_gbs"] = _numpy_bandwidth()
         return out
@@ -172,7 +172,7 @@ def _numpy_bandwidth() -> float:
     return 2 * src.nbytes / best * 1e-9
 
 
-def machine_info(threads: int) -> Dict[str, Any]:
+def machine_info(threads: int, with_torch: bool = True) -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "cpu": _cpu_model(),
         "arch": platform.machine(),
@@ -186,7 +186,7 @@ def machine_info(threads: int) -> Dict[str, Any]:
     }
     blas = _openblas()
     info["numpy_blas_threads"] = int(blas[1]()) if blas is not None else None
-    if torch_installed():
+    if with_torch and torch_installed():
         import torch
 
         info["torch"] = torch.__version__
@@ -405,7 +405,7 @@ def run_suite(cases: Sequence[Case], engines: Sequence[str], baselines: Sequence
 
         if threads is None:
             torch.set_num_threads(n_threads)
-    machine = machine_info(n_threads)
+    machine = machine_info(n_threads, "torch" in baselines)
     report: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "suite": suite, "dtype": np.dtype(dtype).name, "repeat": repeat,
@@ -602,5 +602,6 @@ def format_model(rec: Dict[str, Any]) -> List[str]:
             lines.append(f"  {label:<10}{_ms(r['ms']):>10}{_num(r.get('gflops'), '.1f'):>10}"
                          f"{_num(r.get('speedup_vs_torch'), '.2f'):>9}  {r['status']}")
         else:
-            lines.append(f"  {label:<10}{'':>29}  {_clip(r['status'] + ': ' + r.get('message', ''), 70)}")
+            why = _clip(r["status"] + ": " + r.get("message", ""), 70)
+            lines.append(f"  {label:<10}{'':>29}  {why}")
     return lines
