@@ -65,6 +65,61 @@ int fc_conv_transpose2d_f64(const double *x, const double *w, const double *b, d
                             int64_t work_bytes);
 
 /* ---- depthwise_conv2d.c / pool2d.c ---- */
+int fc_dwpool_isa(int cap);
+void fc_depthwise_conv2d_f32(const float *x, const float *w, const float *b, float *y,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
+                             int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
+                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+void fc_depthwise_conv2d_f64(const double *x, const double *w, const double *b, double *y,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
+                             int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
+                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+int fc_separable_conv2d_f32(const float *x, const float *wd, const float *bd, const float *wp,
+                            const float *bp, float *y, int64_t N, int64_t C, int64_t H,
+                            int64_t W, int64_t CM, int64_t OC, int64_t KH, int64_t KW,
+                            int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t ph,
+                            int64_t pw, int64_t dh, int64_t dw);
+int fc_separable_conv2d_f64(const double *x, const double *wd, const double *bd,
+                            const double *wp, const double *bp, double *y, int64_t N,
+                            int64_t C, int64_t H, int64_t W, int64_t CM, int64_t OC,
+                            int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
+                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+void fc_max_pool2d_f32(const float *x, float *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
+                       int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+void fc_max_pool2d_f64(const double *x, double *y, int64_t *idx, int64_t N, int64_t C,
+                       int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+void fc_avg_pool2d_f32(const float *x, float *y, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw, int count_include_pad, int64_t divisor);
+void fc_avg_pool2d_f64(const double *x, double *y, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw, int count_include_pad, int64_t divisor);
+void fc_adaptive_avg_pool2d_f32(const float *x, float *y, int64_t N, int64_t C, int64_t H,
+                                int64_t W, int64_t OH, int64_t OW);
+void fc_adaptive_avg_pool2d_f64(const double *x, double *y, int64_t N, int64_t C, int64_t H,
+                                int64_t W, int64_t OH, int64_t OW);
+void fc_adaptive_max_pool2d_f32(const float *x, float *y, int64_t *idx, int64_t N, int64_t C,
+                                int64_t H, int64_t W, int64_t OH, int64_t OW);
+void fc_adaptive_max_pool2d_f64(const double *x, double *y, int64_t *idx, int64_t N, int64_t C,
+                                int64_t H, int64_t W, int64_t OH, int64_t OW);
+void fc_max_pool2d_backward_f32(const float *gy, const int64_t *idx, float *gx, int64_t N,
+                                int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW);
+void fc_max_pool2d_backward_f64(const double *gy, const int64_t *idx, double *gx, int64_t N,
+                                int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW);
+void fc_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, int64_t C, int64_t H,
+                                int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
+                                int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                int count_include_pad, int64_t divisor);
+void fc_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N, int64_t C, int64_t H,
+                                int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
+                                int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                int count_include_pad, int64_t divisor);
+void fc_adaptive_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, int64_t C,
+                                         int64_t H, int64_t W, int64_t OH, int64_t OW);
+void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N, int64_t C,
+                                         int64_t H, int64_t W, int64_t OH, int64_t OW);
 
 /* ---- probe.c: machine peak probes for the benchmarks ---- */
 int fc_probe_best_isa(void);

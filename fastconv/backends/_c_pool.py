@@ -1,4 +1,115 @@
 """C engine wrappers for depthwise / separable convolution and pooling (csrc/depthwise_conv2d.c,
-csrc/pool2d.c). Re-exported by fastconv/backends/c.py."""
+csrc/pool2d.c). Re-exported by fastconv/backends/c.py.
 
-__all__: list = []
+Each wrapper reads the sizes off the arrays (the kernel contract in
+``fastconv/backends/__init__.py``), picks the float32 or float64 C function and passes
+pointers; the C functions release the GIL (cffi does so for every call), so several Python
+threads may run kernels at once.
+"""
+
+from __future__ import annotations
+
+from .._fastconv_c import lib
+from ._cffi_util import is_f32, ptr
+
+__all__ = [
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+]
+
+#: Names of the instruction-set levels of :func:`isa_level`.
+ISA_NAMES = ("portable", "avx2", "avx512")
+
+
+def _fn(name: str, a):
+    return getattr(lib, f"fc_{name}_f32" if is_f32(a) else f"fc_{name}_f64")
+
+
+def isa_level(cap: int = -1) -> str:
+    """The instruction set the depthwise / pooling kernels use ('portable', 'avx2', 'avx512').
+
+    ``cap`` >= 0 first limits them to at most that level (0, 1 or 2) from now on, for every
+    thread; the tests use it to run each compiled copy.
+    """
+    return ISA_NAMES[lib.fc_dwpool_isa(int(cap))]
+
+
+def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) or None, y is (N, C*m, OH, OW)
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    OH, OW = y.shape[2:]
+    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), N, C, H, W, OC, KH, KW, OH, OW,
+                               sh, sw, ph, pw, dh, dw)
+
+
+def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
+    # depthwise (wd (C*m, 1, KH, KW), bd) then pointwise (wp (OC, C*m, 1, 1), bp),
+    # y is (N, OC, OH, OW); fused in C, one tile of output rows at a time
+    N, C, H, W = x.shape
+    CM, _, KH, KW = wd.shape
+    OC = wp.shape[0]
+    OH, OW = y.shape[2:]
+    rc = _fn("separable_conv2d", x)(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), N, C,
+                                    H, W, CM, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
+    if rc:
+        raise MemoryError("separable_conv2d: could not allocate the per-thread tile buffer")
+
+
+def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+    # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
+                         dh, dw)
+
+
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    # x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    _fn("avg_pool2d", x)(ptr(x), ptr(y), N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
+                         int(bool(count_include_pad)), divisor)
+
+
+def adaptive_avg_pool2d(x, y):
+    # x is (N, C, H, W), y is (N, C, OH, OW)
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    _fn("adaptive_avg_pool2d", x)(ptr(x), ptr(y), N, C, H, W, OH, OW)
+
+
+def adaptive_max_pool2d(x, y, idx):
+    # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2:]
+    _fn("adaptive_max_pool2d", x)(ptr(x), ptr(y), ptr(idx), N, C, H, W, OH, OW)
+
+
+def max_pool2d_backward(gy, idx, gx):
+    # gy and idx are (N, C, OH, OW), gx is (N, C, H, W)
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2:]
+    _fn("max_pool2d_backward", gy)(ptr(gy), ptr(idx), ptr(gx), N, C, H, W, OH, OW)
+
+
+def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    # gy is (N, C, OH, OW), gx is (N, C, H, W)
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2:]
+    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), N, C, H, W, OH, OW, kh, kw, sh, sw, ph,
+                                   pw, int(bool(count_include_pad)), divisor)
+
+
+def adaptive_avg_pool2d_backward(gy, gx):
+    # gy is (N, C, OH, OW), gx is (N, C, H, W)
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2:]
+    _fn("adaptive_avg_pool2d_backward", gy)(ptr(gy), ptr(gx), N, C, H, W, OH, OW)

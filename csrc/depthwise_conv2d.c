@@ -1,0 +1,390 @@
+/* depthwise_conv2d.c: depthwise and depthwise-separable 2-D convolution, float32 / float64.
+ *
+ * Kernels (each as _f32 and _f64; shapes and rules in fastconv/backends/__init__.py):
+ *   fc_depthwise_conv2d   direct per-channel loops, channel multiplier m = OC / C
+ *   fc_separable_conv2d   depthwise then pointwise (1x1), fused per tile of output rows
+ *
+ * fc_depthwise_conv2d: OpenMP over the N*OC output planes; in a plane one output row at a
+ * time. Border columns (a tap outside [0, W)) are computed one by one with bounds checks;
+ * the interior columns by branch-free loops along the output width that gcc vectorises:
+ * a 3x3 window with all three input rows inside is one fused pass (9 taps, the accumulator
+ * stays in a register); any other window accumulates one input row (KW taps) at a time
+ * into the output row. Stride 1 and 2 get their own copies so the loads have a constant
+ * stride. Each plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and
+ * picked at run time (fc_dwpool_isa in pool2d.c); other CPUs get portable C.
+ *
+ * fc_separable_conv2d: OpenMP over tiles (image n, a few output rows). A tile's depthwise
+ * output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels, sized to
+ * stay in L2), then a register-blocked 1x1 kernel (NO output channels x NV vectors of
+ * pixels held in registers, one FMA per weight and vector) writes the tile of y.
+ *
+ * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
+ * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
+ *
+ * Build: `python csrc/build_ffi.py` (in place) or `pip install -e .`.
+ */
+#ifndef FC_TYPED
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "fastconv.h"
+
+/* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
+#pragma GCC optimize("fp-contract=fast")
+
+#define FC_INLINE static inline __attribute__((always_inline))
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+
+/* FC_MULTIVERSION(name, params, args): from `name_body`, an always-inline function, make
+ * `name` that runs the copy compiled for the best instruction set available. */
+#if defined(__x86_64__)
+#define FC_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FC_T256 __attribute__((target("avx2,fma")))
+#define FC_MULTIVERSION(name, params, args)                                         \
+    static void FC_CAT(name, _base) params { FC_CAT(name, _body) args; }            \
+    FC_T256 static void FC_CAT(name, _avx2) params { FC_CAT(name, _body) args; }    \
+    FC_T512 static void FC_CAT(name, _avx512) params { FC_CAT(name, _body) args; }  \
+    static void name params                                                         \
+    {                                                                               \
+        switch (fc_dwpool_isa(-1)) {                                                \
+        case 2: FC_CAT(name, _avx512) args; break;                                  \
+        case 1: FC_CAT(name, _avx2) args; break;                                    \
+        default: FC_CAT(name, _base) args;                                          \
+        }                                                                           \
+    }
+#else
+#define FC_MULTIVERSION(name, params, args) \
+    static void name params { FC_CAT(name, _body) args; }
+#endif
+
+/* Geometry of one depthwise plane; lo..hi are the interior output columns, those whose
+ * every tap iw = ow*sw - pw + kw*dw (0 <= kw < KW) lies inside [0, W). */
+typedef struct {
+    int64_t H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, lo, hi;
+} fc_dwin;
+
+static fc_dwin fc_dwin_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
+                            int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            int64_t dh, int64_t dw)
+{
+    fc_dwin g = {H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, 0, 0};
+    int64_t lo = (pw + sw - 1) / sw;
+    int64_t last = W - 1 - (KW - 1) * dw + pw; /* interior needs ow*sw <= last */
+    int64_t hi = last >= 0 ? last / sw + 1 : 0;
+    if (lo > OW) lo = OW;
+    if (hi > OW) hi = OW;
+    if (hi < lo) hi = lo;
+    g.lo = lo;
+    g.hi = hi;
+    return g;
+}
+
+/* Pointwise tile sizes: output channels x vectors of pixels held in registers. */
+#define FC_PW_NO512 6
+#define FC_PW_NV512 4
+#define FC_PW_NO256 4
+#define FC_PW_NV256 3
+#define FC_PW_NO128 4
+#define FC_PW_NV128 2
+#define FC_PW_NOMAX 6
+#define FC_PW_NVMAX 4
+
+#define FC_TYPED
+#define T float
+#define S(name) name##_f32
+#include "depthwise_conv2d.c"
+#undef T
+#undef S
+#define T double
+#define S(name) name##_f64
+#include "depthwise_conv2d.c"
+#undef T
+#undef S
+
+#else /* FC_TYPED: everything below is compiled once per element type T */
+
+/* ------------------------------------------------------------------ depthwise */
+
+/* x is (H, W), w is (KH, KW): one output (oh, ow) with every bounds check. */
+FC_INLINE T S(dw_point)(const T *x, const T *w, T bias, const fc_dwin *g, int64_t oh,
+                        int64_t ow)
+{
+    const int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
+    T s = bias;
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+        const int64_t ih = hs + kh * g->dh;
+        if (ih < 0 || ih >= g->H)
+            continue;
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+            const int64_t iw = ws + kw * g->dw;
+            if (iw >= 0 && iw < g->W)
+                s += w[kh * g->KW + kw] * x[ih * g->W + iw];
+        }
+    }
+    return s;
+}
+
+/* ym[j] = bias + the 9 taps of a 3x3 window (dilation 1) over rows r0, r1, r2. */
+FC_INLINE void S(dw_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
+                            const T *restrict r2, const T *restrict w, T bias, int64_t n,
+                            int64_t sw)
+{
+    const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+            w7 = w[7], w8 = w[8];
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t i = j * sw;
+        T a = bias + w0 * r0[i] + w1 * r0[i + 1] + w2 * r0[i + 2];
+        T b = w3 * r1[i] + w4 * r1[i + 1] + w5 * r1[i + 2];
+        T c = w6 * r2[i] + w7 * r2[i + 1] + w8 * r2[i + 2];
+        ym[j] = a + b + c;
+    }
+}
+
+/* ym[j] += taps xr[j*sw + kw*dw] * w[kw], kw < K (K = 1, 3 or 5 unrolled). */
+FC_INLINE void S(dw_acc_k)(T *restrict ym, const T *restrict xr, const T *restrict w, int64_t n,
+                           int64_t sw, int64_t dw, int K)
+{
+    const T w0 = w[0], w1 = K > 1 ? w[1] : 0, w2 = K > 2 ? w[2] : 0, w3 = K > 3 ? w[3] : 0,
+            w4 = K > 4 ? w[4] : 0;
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t i = j * sw;
+        T s = ym[j] + w0 * xr[i];
+        if (K > 1) s += w1 * xr[i + dw];
+        if (K > 2) s += w2 * xr[i + 2 * dw];
+        if (K > 3) s += w3 * xr[i + 3 * dw];
+        if (K > 4) s += w4 * xr[i + 4 * dw];
+        ym[j] = s;
+    }
+}
+
+FC_INLINE void S(dw_acc_row)(T *restrict ym, const T *restrict xr, const T *restrict w,
+                             int64_t n, int64_t sw, int64_t dw, int64_t KW)
+{
+    if (KW == 3 || KW == 5) {
+        const int K = (int)KW;
+        if (sw == 1 && dw == 1)
+            S(dw_acc_k)(ym, xr, w, n, 1, 1, K);
+        else if (sw == 2 && dw == 1)
+            S(dw_acc_k)(ym, xr, w, n, 2, 1, K);
+        else
+            S(dw_acc_k)(ym, xr, w, n, sw, dw, K);
+        return;
+    }
+    for (int64_t kw = 0; kw < KW; kw++) {
+        if (sw == 1)
+            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 1, 1, 1);
+        else if (sw == 2)
+            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 2, 1, 1);
+        else
+            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, sw, 1, 1);
+    }
+}
+
+/* x is (H, W) (one input channel), w is (KH, KW) (one filter); writes output rows
+ * oh0 <= oh < oh1 of the plane to y, row oh at y + (oh - oh0) * OW. */
+FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
+                               T *restrict y, const fc_dwin *g, int64_t oh0, int64_t oh1)
+{
+    const int64_t H = g->H, W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
+    const int64_t sw = g->sw, KW = g->KW;
+    const int fused3x3 = g->KH == 3 && KW == 3 && g->dh == 1 && g->dw == 1;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        T *restrict yr = y + (oh - oh0) * OW;
+        for (int64_t ow = 0; ow < lo; ow++)
+            yr[ow] = S(dw_point)(x, w, bias, g, oh, ow);
+        for (int64_t ow = hi; ow < OW; ow++)
+            yr[ow] = S(dw_point)(x, w, bias, g, oh, ow);
+        if (n <= 0)
+            continue;
+        const int64_t hs = oh * g->sh - g->ph, x0 = lo * sw - g->pw;
+        T *restrict ym = yr + lo;
+        if (fused3x3 && hs >= 0 && hs + 2 < H) {
+            const T *r0 = x + hs * W + x0;
+            if (sw == 1)
+                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 1);
+            else if (sw == 2)
+                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 2);
+            else
+                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, sw);
+            continue;
+        }
+        for (int64_t j = 0; j < n; j++)
+            ym[j] = bias;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            const int64_t ih = hs + kh * g->dh;
+            if (ih < 0 || ih >= H)
+                continue;
+            S(dw_acc_row)(ym, x + ih * W + x0, w + kh * KW, n, sw, g->dw, KW);
+        }
+    }
+}
+FC_MULTIVERSION(S(dw_rows),
+                (const T *restrict x, const T *restrict w, T bias, T *restrict y,
+                 const fc_dwin *g, int64_t oh0, int64_t oh1),
+                (x, w, bias, y, g, oh0, oh1))
+
+/* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
+ * y is (N, OC, OH, OW); output channel o reads input channel o / m. */
+void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N, int64_t C,
+                            int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                            int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t ph,
+                            int64_t pw, int64_t dh, int64_t dw)
+{
+    const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
+    const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
+    const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t p = 0; p < planes; p++) {
+        const int64_t n = p / OC, o = p % OC;
+        S(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
+                   y + p * out_sz, &g, 0, OH);
+    }
+}
+
+/* ------------------------------------------------------------------ separable */
+
+/* y[o*ys + p] = bp[o] + sum_c wp[o*CM + c] * mid[c*P + p] for o < OC, p < P: the pointwise
+ * step on one tile. The block of NO output channels x NV vectors of L pixels lives in
+ * registers across the whole c loop; leftovers (channels, pixels) use narrower blocks. */
+#define FC_PW_BLOCK(NAME, VBYTES, NOB, NVB)                                                  \
+    FC_INLINE void NAME(const T *restrict mid, const T *restrict wp, const T *restrict bp,  \
+                        T *restrict y, int64_t ys, int64_t CM, int64_t o, int64_t p,         \
+                        int64_t P, const int no)                                             \
+    {                                                                                        \
+        typedef T vt __attribute__((vector_size(VBYTES), aligned(sizeof(T)), may_alias));   \
+        enum { L = VBYTES / sizeof(T) };                                                     \
+        vt acc[NOB][NVB];                                                                    \
+        _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                                 \
+        {                                                                                    \
+            const T bias = bp ? bp[o + a] : (T)0;                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] = (vt){0} + bias; \
+        }                                                                                    \
+        for (int64_t c = 0; c < CM; c++) {                                                   \
+            const T *mc = mid + c * P + p;                                                   \
+            vt xv[NVB];                                                                      \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) xv[v] =                    \
+                *(const vt *)(mc + v * L);                                                   \
+            _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                             \
+            {                                                                                \
+                const vt wv = (vt){0} + wp[(o + a) * CM + c];                                \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] += wv * xv[v]; \
+            }                                                                                \
+        }                                                                                    \
+        _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                                 \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++)                            \
+                *(vt *)(y + (o + a) * ys + p + v * L) = acc[a][v];                           \
+    }
+
+#define FC_PW_TILE(NAME, BLOCK, VBYTES, NOB, NVB)                                            \
+    FC_INLINE void NAME(const T *restrict mid, const T *restrict wp, const T *restrict bp,  \
+                        T *restrict y, int64_t ys, int64_t CM, int64_t OC, int64_t P)        \
+    {                                                                                        \
+        const int64_t step = NVB * (VBYTES / (int64_t)sizeof(T));                            \
+        int64_t p = 0;                                                                       \
+        for (; p + step <= P; p += step) {                                                   \
+            int64_t o = 0;                                                                   \
+            for (; o + NOB <= OC; o += NOB)                                                  \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB);                                 \
+            for (; o < OC; o++)                                                              \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1);                                   \
+        }                                                                                    \
+        for (int64_t o = 0; o < OC; o++) {                                                   \
+            const T bias = bp ? bp[o] : (T)0;                                                \
+            for (int64_t q = p; q < P; q++)                                                  \
+                y[o * ys + q] = bias;                                                        \
+            for (int64_t c = 0; c < CM; c++) {                                               \
+                const T wv = wp[o * CM + c];                                                 \
+                for (int64_t q = p; q < P; q++)                                              \
+                    y[o * ys + q] += wv * mid[c * P + q];                                    \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+FC_PW_BLOCK(S(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
+FC_PW_TILE(S(pw_tile128), S(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
+#if defined(__x86_64__)
+FC_PW_BLOCK(S(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
+FC_PW_TILE(S(pw_tile256), S(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
+FC_PW_BLOCK(S(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
+FC_PW_TILE(S(pw_tile512), S(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
+
+static void S(pw_tile_base)(const T *restrict mid, const T *restrict wp, const T *restrict bp,
+                            T *restrict y, int64_t ys, int64_t CM, int64_t OC, int64_t P)
+{
+    S(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
+}
+FC_T256 static void S(pw_tile_avx2)(const T *restrict mid, const T *restrict wp,
+                                    const T *restrict bp, T *restrict y, int64_t ys,
+                                    int64_t CM, int64_t OC, int64_t P)
+{
+    S(pw_tile256)(mid, wp, bp, y, ys, CM, OC, P);
+}
+FC_T512 static void S(pw_tile_avx512)(const T *restrict mid, const T *restrict wp,
+                                      const T *restrict bp, T *restrict y, int64_t ys,
+                                      int64_t CM, int64_t OC, int64_t P)
+{
+    S(pw_tile512)(mid, wp, bp, y, ys, CM, OC, P);
+}
+static void S(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
+                       int64_t OC, int64_t P)
+{
+    switch (fc_dwpool_isa(-1)) {
+    case 2: S(pw_tile_avx512)(mid, wp, bp, y, ys, CM, OC, P); break;
+    case 1: S(pw_tile_avx2)(mid, wp, bp, y, ys, CM, OC, P); break;
+    default: S(pw_tile_base)(mid, wp, bp, y, ys, CM, OC, P);
+    }
+}
+#else
+static void S(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
+                       int64_t OC, int64_t P)
+{
+    S(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
+}
+#endif
+
+/* x is (N, C, H, W), wd is (CM, 1, KH, KW) with CM = C*m, bd is (CM,) or NULL,
+ * wp is (OC, CM, 1, 1), bp is (OC,) or NULL, y is (N, OC, OH, OW).
+ * Returns 0, or -1 when a per-thread buffer could not be allocated (y is then incomplete). */
+int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, const T *bp,
+                           T *y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t CM,
+                           int64_t OC, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
+                           int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                           int64_t dw)
+{
+    const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
+    const int64_t m = CM / C, in_sz = H * W, out_sz = OH * OW;
+    /* rows per tile: about 256 pixels, and the CM x P buffer at most ~512 KiB */
+    int64_t rows = 256 / OW;
+    const int64_t cap = (int64_t)(512 * 1024 / sizeof(T)) / (CM * OW);
+    if (rows > cap) rows = cap;
+    if (rows < 1) rows = 1;
+    if (rows > OH) rows = OH;
+    const int64_t per_img = (OH + rows - 1) / rows, tiles = N * per_img;
+    const int par = tiles > 1 && N * (CM * in_sz + (CM + OC) * out_sz) > 32768;
+    int failed = 0;
+#pragma omp parallel if (par)
+    {
+        T *mid = malloc((size_t)(CM * rows * OW) * sizeof(T));
+        if (!mid) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; t++) {
+            if (!mid)
+                continue;
+            const int64_t n = t / per_img, oh0 = (t % per_img) * rows;
+            const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
+            for (int64_t c = 0; c < CM; c++)
+                S(dw_rows)(x + (n * C + c / m) * in_sz, wd + c * KH * KW, bd ? bd[c] : (T)0,
+                           mid + c * P, &g, oh0, oh1);
+            S(pw_tile)(mid, wp, bp, y + n * OC * out_sz + oh0 * OW, out_sz, CM, OC, P);
+        }
+        free(mid);
+    }
+    return failed ? -1 : 0;
+}
+
+#endif /* FC_TYPED */

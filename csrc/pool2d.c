@@ -1,0 +1,576 @@
+/* pool2d.c: max / average / adaptive pooling, forward and backward, float32 and float64.
+ *
+ * Kernels (each as _f32 and _f64; shapes and rules in fastconv/backends/__init__.py):
+ *   fc_max_pool2d                    window maximum, NaN-propagating, optional int64 indices
+ *   fc_avg_pool2d                    window mean with torch's divisor rules
+ *   fc_adaptive_avg_pool2d           mean over bins [floor(i*In/Out), ceil((i+1)*In/Out))
+ *   fc_adaptive_max_pool2d           maximum over the same bins, rules of fc_max_pool2d
+ *   fc_max_pool2d_backward           gx = 0, then scatter-add gy through the indices
+ *   fc_avg_pool2d_backward           the adjoint of fc_avg_pool2d
+ *   fc_adaptive_avg_pool2d_backward  the adjoint of fc_adaptive_avg_pool2d
+ *   fc_dwpool_isa                    the instruction set used here and in depthwise_conv2d.c
+ *
+ * Layout of every forward kernel: OpenMP over the N*C planes; inside a plane one output row
+ * at a time. The row's columns split into the border (some tap of the window falls outside
+ * [0, W): a scalar loop with bounds checks) and the interior (every tap inside: branch-free
+ * loops along the output width that gcc vectorises; stride 1 and 2 get their own copies so
+ * the loads have a constant stride). The plane functions are compiled three times
+ * (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked at run time
+ * with __builtin_cpu_supports, so one build runs on any x86-64; other CPUs get portable C.
+ *
+ * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
+ * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
+ *
+ * Build: `python csrc/build_ffi.py` (in place) or `pip install -e .`.
+ */
+#ifndef FC_TYPED
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fastconv.h"
+
+/* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
+#pragma GCC optimize("fp-contract=fast")
+
+#define FC_INLINE static inline __attribute__((always_inline))
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+
+/* ------------------------------------------------------------------ instruction set */
+
+static int fc_isa_cap = 2; /* highest level the caller allows (tests lower it) */
+
+static int fc_isa_supported(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+#endif
+    return 0;
+}
+
+/* 0: portable C, 1: AVX2 + FMA, 2: AVX-512. cap < 0 only asks; cap >= 0 also limits the
+ * level used from now on to min(cap, what the CPU supports). Returns the level in use. */
+int fc_dwpool_isa(int cap)
+{
+    static int supported = -1;
+    int s = __atomic_load_n(&supported, __ATOMIC_RELAXED);
+    if (s < 0) {
+        s = fc_isa_supported();
+        __atomic_store_n(&supported, s, __ATOMIC_RELAXED);
+    }
+    if (cap >= 0)
+        __atomic_store_n(&fc_isa_cap, cap, __ATOMIC_RELAXED);
+    int c = __atomic_load_n(&fc_isa_cap, __ATOMIC_RELAXED);
+    return s < c ? s : c;
+}
+
+/* FC_MULTIVERSION(name, params, args): from `name_body`, an always-inline function, make
+ * `name` that runs the copy compiled for the best instruction set available. */
+#if defined(__x86_64__)
+#define FC_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FC_T256 __attribute__((target("avx2,fma")))
+#define FC_MULTIVERSION(name, params, args)                                         \
+    static void FC_CAT(name, _base) params { FC_CAT(name, _body) args; }            \
+    FC_T256 static void FC_CAT(name, _avx2) params { FC_CAT(name, _body) args; }    \
+    FC_T512 static void FC_CAT(name, _avx512) params { FC_CAT(name, _body) args; }  \
+    static void name params                                                         \
+    {                                                                               \
+        switch (fc_dwpool_isa(-1)) {                                                \
+        case 2: FC_CAT(name, _avx512) args; break;                                  \
+        case 1: FC_CAT(name, _avx2) args; break;                                    \
+        default: FC_CAT(name, _base) args;                                          \
+        }                                                                           \
+    }
+#else
+#define FC_MULTIVERSION(name, params, args) \
+    static void name params { FC_CAT(name, _body) args; }
+#endif
+
+/* ------------------------------------------------------------------ geometry */
+
+/* One pooling window geometry; lo..hi are the interior output columns, those whose every
+ * tap iw = ow*sw - pw + kw*dw (0 <= kw < KW) lies inside [0, W). */
+typedef struct {
+    int64_t H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, lo, hi;
+} fc_pwin;
+
+static fc_pwin fc_pwin_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
+                            int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                            int64_t dh, int64_t dw)
+{
+    fc_pwin g = {H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, 0, 0};
+    int64_t lo = (pw + sw - 1) / sw;
+    int64_t last = W - 1 - (KW - 1) * dw + pw; /* interior needs ow*sw <= last */
+    int64_t hi = last >= 0 ? last / sw + 1 : 0;
+    if (lo > OW) lo = OW;
+    if (hi > OW) hi = OW;
+    if (hi < lo) hi = lo;
+    g.lo = lo;
+    g.hi = hi;
+    return g;
+}
+
+/* First tap of a window starting at s (step d) at or after 0: max-pool's starting index. */
+static inline int64_t fc_first_valid(int64_t s, int64_t d)
+{
+    return s < 0 ? s + (-s + d - 1) / d * d : s;
+}
+
+/* Run the plane loop on several threads only when there is enough work to pay for it. */
+static inline int fc_par(int64_t planes, int64_t work)
+{
+    return planes > 1 && work > 32768;
+}
+
+/* Adaptive bins: [floor(i*In/Out), ceil((i+1)*In/Out)). */
+static inline int64_t fc_bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+static inline int64_t fc_bin_end(int64_t i, int64_t in, int64_t out)
+{
+    return ((i + 1) * in + out - 1) / out;
+}
+
+#define FC_TYPED
+#define T float
+#define S(name) name##_f32
+#include "pool2d.c"
+#undef T
+#undef S
+#define T double
+#define S(name) name##_f64
+#include "pool2d.c"
+#undef T
+#undef S
+
+#else /* FC_TYPED: everything below is compiled once per element type T */
+
+/* The max-pool update rule: v replaces the running maximum m when greater or NaN. */
+#define FC_TAKE(v, m) ((v) > (m) || (v) != (v))
+
+/* ------------------------------------------------------------------ max pooling */
+
+/* x is (H, W), one plane; one output (oh, ow) with every bounds check. */
+FC_INLINE void S(max_point)(const T *x, const fc_pwin *g, int64_t oh, int64_t ow, T *yo,
+                            int64_t *io)
+{
+    int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
+    T m = -INFINITY;
+    int64_t mi = fc_first_valid(hs, g->dh) * g->W + fc_first_valid(ws, g->dw);
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+        int64_t ih = hs + kh * g->dh;
+        if (ih < 0 || ih >= g->H)
+            continue;
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+            int64_t iw = ws + kw * g->dw;
+            if (iw < 0 || iw >= g->W)
+                continue;
+            T v = x[ih * g->W + iw];
+            if (FC_TAKE(v, m)) {
+                m = v;
+                mi = ih * g->W + iw;
+            }
+        }
+    }
+    *yo = m;
+    if (io)
+        *io = mi;
+}
+
+/* ym[j] = running max over taps xr[j*sw + kw*dw], kw < K (K = 2 or 3 fused, else one tap). */
+FC_INLINE void S(max_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+                            int64_t dw, int K)
+{
+    for (int64_t j = 0; j < n; j++) {
+        T m = ym[j];
+        T v0 = xr[j * sw];
+        m = FC_TAKE(v0, m) ? v0 : m;
+        if (K >= 2) {
+            T v1 = xr[j * sw + dw];
+            m = FC_TAKE(v1, m) ? v1 : m;
+        }
+        if (K >= 3) {
+            T v2 = xr[j * sw + 2 * dw];
+            m = FC_TAKE(v2, m) ? v2 : m;
+        }
+        ym[j] = m;
+    }
+}
+
+FC_INLINE void S(max_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+                          int64_t dw, int64_t KW)
+{
+    if (KW == 3 || KW == 2) {
+        int K = (int)KW;
+        if (sw == 1 && dw == 1)
+            S(max_row_k)(ym, xr, n, 1, 1, K);
+        else if (sw == 2 && dw == 1)
+            S(max_row_k)(ym, xr, n, 2, 1, K);
+        else
+            S(max_row_k)(ym, xr, n, sw, dw, K);
+        return;
+    }
+    for (int64_t kw = 0; kw < KW; kw++) {
+        if (sw == 1)
+            S(max_row_k)(ym, xr + kw * dw, n, 1, dw, 1);
+        else
+            S(max_row_k)(ym, xr + kw * dw, n, sw, dw, 1);
+    }
+}
+
+/* The same with indices: im[j] = base + j*sw of the tap that won. */
+FC_INLINE void S(max_row_idx1)(T *restrict ym, int64_t *restrict im, const T *restrict xs,
+                               int64_t base, int64_t n, int64_t sw)
+{
+    for (int64_t j = 0; j < n; j++) {
+        T v = xs[j * sw], m = ym[j];
+        int t = FC_TAKE(v, m);
+        ym[j] = t ? v : m;
+        im[j] = t ? base + j * sw : im[j];
+    }
+}
+
+/* x is (H, W), y and idx (idx may be NULL) are (OH, OW). */
+FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict y, int64_t *restrict idx,
+                                      const fc_pwin *g)
+{
+    const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
+    const int64_t sw = g->sw, dw = g->dw, KW = g->KW;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        T *restrict yr = y + oh * OW;
+        int64_t *restrict ir = idx ? idx + oh * OW : NULL;
+        for (int64_t ow = 0; ow < lo; ow++)
+            S(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
+        for (int64_t ow = hi; ow < OW; ow++)
+            S(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
+        if (n <= 0)
+            continue;
+        const int64_t hs = oh * g->sh - g->ph, x0 = lo * sw - g->pw;
+        T *restrict ym = yr + lo;
+        for (int64_t j = 0; j < n; j++)
+            ym[j] = -INFINITY;
+        if (ir) {
+            int64_t *restrict im = ir + lo;
+            const int64_t b0 = fc_first_valid(hs, g->dh) * W + x0;
+            for (int64_t j = 0; j < n; j++)
+                im[j] = b0 + j * sw;
+        }
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            const int64_t ih = hs + kh * g->dh;
+            if (ih < 0 || ih >= g->H)
+                continue;
+            const T *xr = x + ih * W + x0;
+            if (!ir) {
+                S(max_row)(ym, xr, n, sw, dw, KW);
+                continue;
+            }
+            for (int64_t kw = 0; kw < KW; kw++) {
+                const int64_t base = ih * W + x0 + kw * dw;
+                if (sw == 1)
+                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 1);
+                else if (sw == 2)
+                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 2);
+                else
+                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, sw);
+            }
+        }
+    }
+}
+FC_MULTIVERSION(S(max_pool_plane),
+                (const T *restrict x, T *restrict y, int64_t *restrict idx, const fc_pwin *g),
+                (x, y, idx, g))
+
+/* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW); idx holds ih*W + iw. */
+void S(fc_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
+                      int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
+                      int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw)
+{
+    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw);
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    for (int64_t p = 0; p < planes; p++)
+        S(max_pool_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, &g);
+}
+
+/* ------------------------------------------------------------------ average pooling */
+
+/* Window [s, e) of output o along one axis, before and after clipping to [0, in). */
+typedef struct {
+    int64_t pool, c0, c1;
+} S(fc_span);
+
+FC_INLINE S(fc_span) S(avg_span)(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p)
+{
+    S(fc_span) r;
+    int64_t st = o * s - p, en = st + k < in + p ? st + k : in + p;
+    r.pool = en - st;
+    r.c0 = st > 0 ? st : 0;
+    r.c1 = en < in ? en : in;
+    return r;
+}
+
+FC_INLINE T S(avg_div)(int64_t pool_area, int64_t in_area, int cip, int64_t divisor)
+{
+    return divisor ? (T)divisor : (T)(cip ? pool_area : in_area);
+}
+
+/* One output (oh, ow) of a plane, every bounds check. */
+FC_INLINE T S(avg_point)(const T *x, const fc_pwin *g, int64_t oh, int64_t ow, int cip,
+                         int64_t divisor)
+{
+    S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+    S(fc_span) w = S(avg_span)(ow, g->W, g->KW, g->sw, g->pw);
+    T s = 0;
+    for (int64_t ih = h.c0; ih < h.c1; ih++)
+        for (int64_t iw = w.c0; iw < w.c1; iw++)
+            s += x[ih * g->W + iw];
+    return s / S(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
+}
+
+/* ym[j] += sum of taps xr[j*sw + kw], kw < K (K = 2 or 3 fused, else one tap). */
+FC_INLINE void S(sum_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw, int K)
+{
+    for (int64_t j = 0; j < n; j++) {
+        T s = xr[j * sw];
+        if (K >= 2)
+            s += xr[j * sw + 1];
+        if (K >= 3)
+            s += xr[j * sw + 2];
+        ym[j] += s;
+    }
+}
+
+FC_INLINE void S(sum_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+                          int64_t KW)
+{
+    if (KW == 3 || KW == 2) {
+        int K = (int)KW;
+        if (sw == 1)
+            S(sum_row_k)(ym, xr, n, 1, K);
+        else if (sw == 2)
+            S(sum_row_k)(ym, xr, n, 2, K);
+        else
+            S(sum_row_k)(ym, xr, n, sw, K);
+        return;
+    }
+    for (int64_t kw = 0; kw < KW; kw++) {
+        if (sw == 1)
+            S(sum_row_k)(ym, xr + kw, n, 1, 1);
+        else
+            S(sum_row_k)(ym, xr + kw, n, sw, 1);
+    }
+}
+
+/* x is (H, W), y is (OH, OW); dilation is 1. */
+FC_INLINE void FC_CAT(S(avg_pool_plane), _body)(const T *restrict x, T *restrict y, const fc_pwin *g,
+                                      int cip, int64_t divisor)
+{
+    const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo, sw = g->sw;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        T *restrict yr = y + oh * OW;
+        for (int64_t ow = 0; ow < lo; ow++)
+            yr[ow] = S(avg_point)(x, g, oh, ow, cip, divisor);
+        for (int64_t ow = hi; ow < OW; ow++)
+            yr[ow] = S(avg_point)(x, g, oh, ow, cip, divisor);
+        if (n <= 0)
+            continue;
+        S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+        const int64_t x0 = lo * sw - g->pw;
+        T *restrict ym = yr + lo;
+        for (int64_t j = 0; j < n; j++)
+            ym[j] = 0;
+        for (int64_t ih = h.c0; ih < h.c1; ih++)
+            S(sum_row)(ym, x + ih * W + x0, n, sw, g->KW);
+        /* interior columns: the window is KW wide both before and after clipping */
+        const T d = S(avg_div)(h.pool * g->KW, (h.c1 - h.c0) * g->KW, cip, divisor);
+        for (int64_t j = 0; j < n; j++)
+            ym[j] /= d;
+    }
+}
+FC_MULTIVERSION(S(avg_pool_plane),
+                (const T *restrict x, T *restrict y, const fc_pwin *g, int cip, int64_t divisor),
+                (x, y, g, cip, divisor))
+
+/* x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none (see the kernel contract). */
+void S(fc_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
+                      int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                      int64_t pw, int count_include_pad, int64_t divisor)
+{
+    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    for (int64_t p = 0; p < planes; p++)
+        S(avg_pool_plane)(x + p * in_sz, y + p * out_sz, &g, count_include_pad, divisor);
+}
+
+/* ------------------------------------------------------------------ adaptive pooling */
+
+/* Sum of n contiguous values, accumulated in double (bins can be large). */
+FC_INLINE double S(sum_contig)(const T *restrict x, int64_t n)
+{
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i];
+    return s;
+}
+
+/* x is (H, W), y is (OH, OW). */
+FC_INLINE void FC_CAT(S(adaptive_avg_plane), _body)(const T *restrict x, T *restrict y, int64_t H,
+                                          int64_t W, int64_t OH, int64_t OW)
+{
+    for (int64_t i = 0; i < OH; i++) {
+        const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+            double s = 0;
+            if (w0 == 0 && w1 == W) /* whole rows: one contiguous run */
+                s = S(sum_contig)(x + h0 * W, (h1 - h0) * W);
+            else
+                for (int64_t h = h0; h < h1; h++)
+                    s += S(sum_contig)(x + h * W + w0, w1 - w0);
+            y[i * OW + j] = (T)(s / (double)((h1 - h0) * (w1 - w0)));
+        }
+    }
+}
+FC_MULTIVERSION(S(adaptive_avg_plane),
+                (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH, int64_t OW),
+                (x, y, H, W, OH, OW))
+
+/* x is (N, C, H, W), y is (N, C, OH, OW). */
+void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t OH, int64_t OW)
+{
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+    for (int64_t p = 0; p < planes; p++)
+        S(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
+}
+
+/* x is (H, W), y and idx (or NULL) are (OH, OW); the rules of max_point. */
+static void S(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *restrict idx,
+                                  int64_t H, int64_t W, int64_t OH, int64_t OW)
+{
+    for (int64_t i = 0; i < OH; i++) {
+        const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+            T m = -INFINITY;
+            int64_t mi = h0 * W + w0;
+            for (int64_t h = h0; h < h1; h++) {
+                const T *xr = x + h * W;
+                for (int64_t w = w0; w < w1; w++) {
+                    T v = xr[w];
+                    if (FC_TAKE(v, m)) {
+                        m = v;
+                        mi = h * W + w;
+                    }
+                }
+            }
+            y[i * OW + j] = m;
+            if (idx)
+                idx[i * OW + j] = mi;
+        }
+    }
+}
+
+/* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
+void S(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
+                               int64_t W, int64_t OH, int64_t OW)
+{
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+    for (int64_t p = 0; p < planes; p++)
+        S(adaptive_max_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, H,
+                              W, OH, OW);
+}
+
+/* ------------------------------------------------------------------ backward */
+
+/* gy and idx are (N, C, OH, OW), gx is (N, C, H, W). An index outside [0, H*W) (a window
+ * with no tap inside the input) is skipped. */
+void S(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N, int64_t C,
+                               int64_t H, int64_t W, int64_t OH, int64_t OW)
+{
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+    for (int64_t p = 0; p < planes; p++) {
+        T *g = gx + p * in_sz;
+        const T *gp = gy + p * out_sz;
+        const int64_t *ip = idx + p * out_sz;
+        memset(g, 0, (size_t)in_sz * sizeof(T));
+        for (int64_t k = 0; k < out_sz; k++) {
+            const int64_t i = ip[k];
+            if (i >= 0 && i < in_sz)
+                g[i] += gp[k];
+        }
+    }
+}
+
+/* gy is (OH, OW), gx is (H, W): every gy element spread over its clipped window. */
+FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restrict gx, const fc_pwin *g,
+                                      int cip, int64_t divisor)
+{
+    const int64_t W = g->W, OW = g->OW;
+    memset(gx, 0, (size_t)(g->H * W) * sizeof(T));
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            S(fc_span) w = S(avg_span)(ow, W, g->KW, g->sw, g->pw);
+            const T d = S(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
+            const T v = gy[oh * OW + ow] / d;
+            for (int64_t ih = h.c0; ih < h.c1; ih++) {
+                T *gr = gx + ih * W;
+                for (int64_t iw = w.c0; iw < w.c1; iw++)
+                    gr[iw] += v;
+            }
+        }
+    }
+}
+FC_MULTIVERSION(S(avg_back_plane),
+                (const T *restrict gy, T *restrict gx, const fc_pwin *g, int cip, int64_t divisor),
+                (gy, gx, g, cip, divisor))
+
+/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_avg_pool2d. */
+void S(fc_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
+                               int64_t sw, int64_t ph, int64_t pw, int count_include_pad,
+                               int64_t divisor)
+{
+    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    for (int64_t p = 0; p < planes; p++)
+        S(avg_back_plane)(gy + p * out_sz, gx + p * in_sz, &g, count_include_pad, divisor);
+}
+
+/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_adaptive_avg_pool2d. */
+void S(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H,
+                                        int64_t W, int64_t OH, int64_t OW)
+{
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+    for (int64_t p = 0; p < planes; p++) {
+        T *g = gx + p * in_sz;
+        const T *gp = gy + p * out_sz;
+        memset(g, 0, (size_t)in_sz * sizeof(T));
+        for (int64_t i = 0; i < OH; i++) {
+            const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+            for (int64_t j = 0; j < OW; j++) {
+                const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+                const T v = gp[i * OW + j] / (T)((h1 - h0) * (w1 - w0));
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++)
+                        g[h * W + w] += v;
+            }
+        }
+    }
+}
+
+#undef FC_TAKE
+#endif /* FC_TYPED */
