@@ -449,13 +449,15 @@ def test_dtypes_and_noncontiguous(engine):
     _tol(a, G.max_pool2d_input(np.ascontiguousarray(xv), gyp, 2, backend="reference"))
 
 
-def test_max_pool_nan_and_ties():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_max_pool_nan_and_ties(engine):
+    engine_with(engine, "max_pool2d", "max_pool2d_backward")
     # ties: the first maximum in scan order gets the gradient (as torch); NaN: the last NaN
     x = np.array([[[[1.0, 1.0], [0.0, 1.0]]]])
-    gx = G.max_pool2d_input(x, np.ones((1, 1, 1, 1)), 2, backend="reference")
+    gx = G.max_pool2d_input(x, np.ones((1, 1, 1, 1)), 2, backend=engine)
     np.testing.assert_array_equal(gx, [[[[1.0, 0.0], [0.0, 0.0]]]])
     x = np.array([[[[np.nan, 5.0], [np.nan, 1.0]]]])
-    gx = G.max_pool2d_input(x, np.full((1, 1, 1, 1), 2.0), 2, backend="reference")
+    gx = G.max_pool2d_input(x, np.full((1, 1, 1, 1), 2.0), 2, backend=engine)
     np.testing.assert_array_equal(gx, [[[[0.0, 0.0], [2.0, 0.0]]]])
 
 
@@ -475,6 +477,14 @@ def test_cuda_simulator_tiny(engine):
     gp = rng.standard_normal((1, 2, 2, 2))
     _tol(G.max_pool2d_input(x, gp, 2, backend=engine),
          G.max_pool2d_input(x, gp, 2, backend="reference"))
+    if engine == "cuda" and not _is_simulator(engine):
+        # device arrays in, device arrays out (backend="auto" picks cuda); the simulator's
+        # arrays are not device arrays to fastconv, so this runs on a real GPU only
+        from numba import cuda
+
+        got = G.conv2d_weight(cuda.to_device(x), w.shape, cuda.to_device(gy), **kw)
+        assert _dispatch.is_device_array(got)
+        _tol(got.copy_to_host(), G.conv2d_weight(x, w.shape, gy, **kw, backend="reference"))
 
 
 # --------------------------------------------------------------------------- invalid arguments
@@ -576,3 +586,10 @@ def test_backend_without_kernels_is_refused():
                 G.conv2d_input((1, 2, 5, 5), Wt, GY, backend=n)
             return
     pytest.skip("every available engine implements conv_transpose2d")
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(G, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 20 and result.failed == 0
