@@ -117,6 +117,10 @@ def _describe_kernels() -> str:
         value = info()
     except Exception as exc:  # a half-written engine must not stop the benchmark
         return f"n/a (cpu_info failed: {exc})"
+    if isinstance(value, dict) and "gemm_kernel" in value:
+        tile = value.get("micro_tile", {}).get("float32")
+        tile_s = f" {tile[0]}x{tile[1]} micro-tile (fp32)" if tile else ""
+        return f"C GEMM {value['gemm_kernel']}{tile_s}"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
@@ -184,6 +188,10 @@ def machine_info(threads: int, with_torch: bool = True) -> Dict[str, Any]:
         "fastconv": fastconv.__version__,
         "engines": fastconv.available_backends(),
     }
+    try:
+        info["load_average_1min"] = os.getloadavg()[0]
+    except OSError:
+        info["load_average_1min"] = None
     blas = _openblas()
     info["numpy_blas_threads"] = int(blas[1]()) if blas is not None else None
     if with_torch and torch_installed():
@@ -463,8 +471,13 @@ def machine_line(m: Dict[str, Any]) -> str:
             f"{m['fma_gflops']:.0f} GFLOP/s fp32" if m.get("fma_gflops") else "FMA peak unknown")
     bw = f"copy {m['bandwidth_gbs']:.1f} GB/s" if m.get("bandwidth_gbs") else "bandwidth unknown"
     isa = f" ({m['isa']})" if m.get("isa") else ""
+    load = m.get("load_average_1min")
+    busy = ""
+    if load is not None:
+        busy = f"; load {load:.1f}" + (" (BUSY: other work shares the cores, figures are noisy)"
+                                        if load > 0.5 * (m.get("cores") or 1) else "")
     return (f"machine: {m['cpu']}, {m['cores']} cores{isa}; kernels: {m['kernels']}; "
-            f"{m['threads']} threads; {peak}; {bw}")
+            f"{m['threads']} threads; {peak}; {bw}{busy}")
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -505,7 +518,7 @@ def format_report(report: Dict[str, Any]) -> str:
     lines.append("summary (geometric mean of speed-ups over the cases each engine passed):")
     for label, s in report["summary"].items():
         parts = [f"x{s[k]:.2f} vs {k.rsplit('_', 1)[1]}" for k in s
-                 if k.startswith("geomean") and s[k]]
+                 if k.startswith("geomean") and s[k] and not k.endswith("_" + label)]
         bad = [f"{s[k]} {k}" for k in ("wrong", "errors", "n/a") if s[k]]
         lines.append(f"  {label:<10}" + (", ".join(parts) or "-") +
                      (f"  ({', '.join(bad)})" if bad else ""))
