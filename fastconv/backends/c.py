@@ -122,9 +122,24 @@ if AVAILABLE_REASON == "available":
         N, C, H, W = x.shape
         return ffi.new(
             "fc_conv_shape *",
-            {"N": N, "C": C, "H": H, "W": W, "OC": oc, "KH": w_shape[2], "KW": w_shape[3],
-             "OH": y.shape[2], "OW": y.shape[3], "sh": sh, "sw": sw, "ph": ph, "pw": pw,
-             "dh": dh, "dw": dw, "G": groups},
+            {
+                "N": N,
+                "C": C,
+                "H": H,
+                "W": W,
+                "OC": oc,
+                "KH": w_shape[2],
+                "KW": w_shape[3],
+                "OH": y.shape[2],
+                "OW": y.shape[3],
+                "sh": sh,
+                "sw": sw,
+                "ph": ph,
+                "pw": pw,
+                "dh": dh,
+                "dw": dw,
+                "G": groups,
+            },
         )
 
     def _variant_code(variant: Optional[str]) -> int:
@@ -148,8 +163,9 @@ if AVAILABLE_REASON == "available":
         kernel = _kernel_code(isa)
         s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
         fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(),
-                _workspace_limit)
+        rc = fn(
+            ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(), _workspace_limit
+        )
         _check(rc, "conv2d")
 
     def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):

@@ -1,0 +1,506 @@
+"""The C engine's convolution half: every conv2d variant, every GEMM micro-kernel this CPU
+runs, conv_transpose2d, im2col / col2im, the workspace bound, threads and thread safety.
+
+Kernels are called directly with NaN-filled outputs (a kernel that skips an element fails)
+and compared with the reference engine: float32 within 1e-5 of max|ref|, float64 1e-10.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference as ref
+
+c = pytest.importorskip("fastconv.backends.c")
+if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
+    pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
+
+from fastconv.backends._cffi_util import ptr  # noqa: E402
+
+TOL = {np.float32: 1e-5, np.float64: 1e-10}
+DTYPES = (np.float32, np.float64)
+#: GEMM micro-kernels this CPU runs (the engine steps an unsupported request down).
+ISAS = [k for k in ("portable", "avx2", "avx512") if k in c.cpu_info()["gemm_kernels"]]
+
+
+@pytest.fixture(autouse=True)
+def _engine_settings():
+    """Every test starts and ends with the default workspace bound and 2 threads."""
+    c.set_workspace_limit(None)
+    c.set_num_threads(2)
+    yield
+    c.set_workspace_limit(None)
+    c.set_num_threads(fastconv.get_num_threads())
+
+
+def _close(got, want, dtype):
+    assert got.shape == want.shape
+    assert np.isfinite(got).all(), "the kernel left elements unwritten (NaN)"
+    scale = max(float(np.abs(want).max()), 1e-30)
+    err = float(np.abs(got.astype(np.float64) - want).max()) / scale
+    assert err <= TOL[dtype], f"relative error {err:.3g}"
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def _conv_out(size, k, s, p0, p1, d):
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def random_conv(rng, dtype, big=False):
+    """x, w, b and the kernel arguments of a random conv2d; bottom / right padding differs
+    from top / left (it is implied by the output size)."""
+    while True:
+        G = int(rng.choice([1, 1, 2, 3]))
+        Cg = int(rng.integers(1, 24 if big else 5))
+        OCg = int(rng.integers(1, 40 if big else 7))
+        KH, KW = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 4, 2))
+        ph, pw = (int(v) for v in rng.integers(0, 4, 2))
+        pb, pr = (int(v) for v in rng.integers(0, 3, 2))  # bottom / right
+        H, W = (int(v) for v in rng.integers(1, 40 if big else 13, 2))
+        N = int(rng.integers(1, 4))
+        OH, OW = _conv_out(H, KH, sh, ph, pb, dh), _conv_out(W, KW, sw, pw, pr, dw)
+        if OH >= 1 and OW >= 1:
+            break
+    x = rng.standard_normal((N, G * Cg, H, W)).astype(dtype)
+    w = rng.standard_normal((G * OCg, Cg, KH, KW)).astype(dtype)
+    b = rng.standard_normal(G * OCg).astype(dtype) if rng.random() < 0.7 else None
+    return x, w, b, (N, G * OCg, OH, OW), (sh, sw, ph, pw, dh, dw, G)
+
+
+def random_convt(rng, dtype, big=False):
+    while True:
+        G = int(rng.choice([1, 1, 2, 3]))
+        Cg = int(rng.integers(1, 24 if big else 5))
+        OCg = int(rng.integers(1, 20 if big else 5))
+        KH, KW = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 3, 2))
+        ph, pw = (int(v) for v in rng.integers(0, 3, 2))
+        oph = int(rng.integers(0, max(sh, dh)))
+        opw = int(rng.integers(0, max(sw, dw)))
+        H, W = (int(v) for v in rng.integers(1, 20 if big else 9, 2))
+        N = int(rng.integers(1, 4))
+        OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
+        OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
+        if OH >= 1 and OW >= 1:
+            break
+    x = rng.standard_normal((N, G * Cg, H, W)).astype(dtype)
+    w = rng.standard_normal((G * Cg, OCg, KH, KW)).astype(dtype)
+    b = rng.standard_normal(G * OCg).astype(dtype) if rng.random() < 0.7 else None
+    return x, w, b, (N, G * OCg, OH, OW), (sh, sw, ph, pw, dh, dw, G)
+
+
+def conv_ref(x, w, b, yshape, args):
+    y = np.empty(yshape, np.float64)
+    ref.conv2d(x, w, b, y, *args)
+    return y
+
+
+def convt_ref(x, w, b, yshape, args):
+    y = np.empty(yshape, np.float64)
+    ref.conv_transpose2d(x, w, b, y, *args)
+    return y
+
+
+def run_conv(x, w, b, yshape, args, **kw):
+    y = np.full(yshape, np.nan, x.dtype)
+    c.conv2d(x, w, b, y, *args, **kw)
+    return y
+
+
+def run_convt(x, w, b, yshape, args, **kw):
+    y = np.full(yshape, np.nan, x.dtype)
+    c.conv_transpose2d(x, w, b, y, *args, **kw)
+    return y
+
+
+# --------------------------------------------------------------------------- conv2d
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", (None,) + c.VARIANTS)
+def test_conv2d_variants_random(variant, dtype):
+    rng = np.random.default_rng(hash((str(variant), np.dtype(dtype).name)) % 2**32)
+    for i in range(40):
+        x, w, b, yshape, args = random_conv(rng, dtype, big=i % 8 == 0)
+        got = run_conv(x, w, b, yshape, args, variant=variant)
+        _close(got, conv_ref(x, w, b, yshape, args), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("variant", (None, "v4_simd", "v5_threads"))
+def test_conv2d_each_micro_kernel(variant, isa, dtype):
+    rng = np.random.default_rng(7 + ISAS.index(isa))
+    for i in range(15):
+        x, w, b, yshape, args = random_conv(rng, dtype, big=i % 3 == 0)
+        got = run_conv(x, w, b, yshape, args, variant=variant, isa=isa)
+        _close(got, conv_ref(x, w, b, yshape, args), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape",
+    [  # (N, C, H, W, OC, K, stride, pad, groups): GEMM edges and the 1x1 fast path
+        (2, 16, 9, 11, 40, 1, 1, 0, 1),  # 1x1, stride 1, unpadded: no im2col
+        (1, 12, 7, 7, 30, 1, 1, 0, 3),  # grouped 1x1
+        (2, 8, 9, 9, 29, 1, 2, 0, 1),  # 1x1 strided: im2col again
+        (1, 6, 8, 8, 15, 1, 1, 1, 1),  # 1x1 padded
+        (1, 20, 17, 19, 45, 3, 1, 1, 1),  # M, N not multiples of the micro-tile
+        (3, 9, 33, 35, 14, 3, 2, 1, 1),
+        (1, 300, 6, 6, 17, 3, 1, 1, 1),  # K > KC: several K blocks
+    ],
+)
+def test_conv2d_edge_shapes(shape, dtype):
+    N, C, H, W, OC, K, s, p, G = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((OC, C // G, K, K)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    OH, OW = _conv_out(H, K, s, p, p, 1), _conv_out(W, K, s, p, p, 1)
+    args = (s, s, p, p, 1, 1, G)
+    want = conv_ref(x, w, b, (N, OC, OH, OW), args)
+    for variant in (None,) + c.VARIANTS:
+        _close(run_conv(x, w, b, (N, OC, OH, OW), args, variant=variant), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_same_padding_even_kernels(dtype):
+    """padding='same' with even kernels pads one more at the bottom / right than at the top /
+    left, through the public function (which poisons its outputs in the test suite)."""
+    rng = np.random.default_rng(11)
+    for KH, KW, dh, dw in [(2, 4, 1, 1), (4, 2, 3, 1), (2, 2, 2, 3), (3, 4, 1, 2)]:
+        x = rng.standard_normal((2, 6, 10, 9)).astype(dtype)
+        w = rng.standard_normal((4, 3, KH, KW)).astype(dtype)
+        want = fastconv.conv2d(x, w, None, 1, "same", (dh, dw), 2, backend="reference")
+        for variant in (None,) + c.VARIANTS:
+            got = fastconv.conv2d(x, w, None, 1, "same", (dh, dw), 2, backend="c", variant=variant)
+            assert got.dtype == dtype
+            _close(got, want, dtype)
+
+
+def test_conv2d_matches_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        x, w, b, yshape, (sh, sw, ph, pw, dh, dw, G) = random_conv(rng, np.float64, big=True)
+        # torch pads symmetrically: use the output size that implies
+        OH, OW = (
+            _conv_out(x.shape[2], w.shape[2], sh, ph, ph, dh),
+            _conv_out(x.shape[3], w.shape[3], sw, pw, pw, dw),
+        )
+        if OH < 1 or OW < 1:
+            continue
+        got = run_conv(x, w, b, (x.shape[0], w.shape[0], OH, OW), (sh, sw, ph, pw, dh, dw, G))
+        tb = None if b is None else torch.from_numpy(b)
+        want = F.conv2d(
+            torch.from_numpy(x), torch.from_numpy(w), tb, (sh, sw), (ph, pw), (dh, dw), G
+        ).numpy()
+        _close(got, want, np.float64)
+
+
+def test_unknown_variant_raises():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    y = np.empty((1, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="v1_direct.*v5_threads"):
+        c.conv2d(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, "v9_magic")
+    with pytest.raises(ValueError, match="v4_simd"):
+        fastconv.conv2d(x, w, backend="c", variant="fastest")
+    with pytest.raises(ValueError, match="isa"):
+        c.conv2d(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, None, isa="sse9")
+
+
+# --------------------------------------------------------------------------- conv_transpose2d
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", [None, "naive"] + ISAS)
+def test_conv_transpose2d_random(isa, dtype):
+    rng = np.random.default_rng(100 + (ISAS.index(isa) if isa in ISAS else 9 if isa else 8))
+    for i in range(25):
+        x, w, b, yshape, args = random_convt(rng, dtype, big=i % 5 == 0)
+        got = run_convt(x, w, b, yshape, args, isa=isa)
+        _close(got, convt_ref(x, w, b, yshape, args), dtype)
+
+
+def test_conv_transpose2d_public_and_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 6, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    got = fastconv.conv_transpose2d(x, w, b, (2, 3), (1, 2), (1, 2), 2, (1, 1), backend="c")
+    want = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x),
+        torch.from_numpy(w),
+        torch.from_numpy(b),
+        (2, 3),
+        (1, 2),
+        (1, 2),
+        2,
+        (1, 1),
+    ).numpy()
+    _close(got, want, np.float32)
+
+
+def test_conv_transpose2d_is_adjoint_of_conv2d():
+    """<conv2d(x, w), u> == <x, conv_transpose2d(u, w)> (no bias), the defining property."""
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        x, w, _, yshape, args = random_conv(rng, np.float64)
+        u = rng.standard_normal(yshape)
+        y = run_conv(x, w, None, yshape, args)
+        xt = run_convt(u, w, None, x.shape, args)
+        lhs, rhs = float((y * u).sum()), float((x * xt).sum())
+        assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs))
+
+
+# --------------------------------------------------------------------------- workspace bound
+
+
+@pytest.mark.parametrize("limit", [1, 3000, 40_000])
+def test_workspace_bound_forces_chunks(limit):
+    """A bound far below what one im2col needs gives many chunks (of rows and pixels) and the
+    same answer; a bound below the minimum (one micro-tile) still works."""
+    rng = np.random.default_rng(limit)
+    c.set_workspace_limit(limit)
+    for dtype in DTYPES:
+        x = rng.standard_normal((2, 40, 19, 23)).astype(dtype)  # K = 360 rows, 21x11 pixels
+        w = rng.standard_normal((20, 20, 3, 3)).astype(dtype)
+        b = rng.standard_normal(20).astype(dtype)
+        args = (2, 2, 1, 0, 2, 1, 2)
+        yshape = (2, 20, _conv_out(19, 3, 2, 1, 1, 2), _conv_out(23, 3, 2, 0, 0, 1))
+        want = conv_ref(x, w, b, yshape, args)
+        for variant in (None,) + c.VARIANTS[1:]:
+            _close(run_conv(x, w, b, yshape, args, variant=variant), want, dtype)
+        xt = rng.standard_normal((2, 12, 9, 8)).astype(dtype)
+        wt = rng.standard_normal((12, 7, 4, 3)).astype(dtype)
+        targs = (2, 1, 1, 1, 1, 2, 3)
+        tshape = (2, 21, (9 - 1) * 2 - 2 + 3 + 1 + 1, (8 - 1) - 2 + 4 + 1)
+        _close(
+            run_convt(xt, wt, None, tshape, targs), convt_ref(xt, wt, None, tshape, targs), dtype
+        )
+
+
+def test_workspace_limit_validation():
+    with pytest.raises(ValueError):
+        c.set_workspace_limit(0)
+    with pytest.raises(TypeError):
+        c.set_workspace_limit(1.5)
+    c.set_workspace_limit(12345)
+    assert c.get_workspace_limit() == 12345
+    c.set_workspace_limit(None)
+    assert c.get_workspace_limit() == c.DEFAULT_WORKSPACE_LIMIT == 64 * 2**20
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_and_two_threads_agree(dtype):
+    rng = np.random.default_rng(31)
+    cases = [random_conv(rng, dtype, big=True) for _ in range(6)]
+    # one image, one group: the threads must split channels or pixels of a single GEMM
+    cases.append(
+        (
+            rng.standard_normal((1, 32, 7, 7)).astype(dtype),
+            rng.standard_normal((64, 32, 3, 3)).astype(dtype),
+            None,
+            (1, 64, 7, 7),
+            (1, 1, 1, 1, 1, 1, 1),
+        )
+    )
+    cases.append(
+        (
+            rng.standard_normal((3, 8, 30, 30)).astype(dtype),
+            rng.standard_normal((16, 8, 3, 3)).astype(dtype),
+            None,
+            (3, 16, 30, 30),
+            (1, 1, 1, 1, 1, 1, 1),
+        )
+    )
+    for x, w, b, yshape, args in cases:
+        out = {}
+        for n in (1, 2):
+            c.set_num_threads(n)
+            out[n] = run_conv(x, w, b, yshape, args, variant="v5_threads")
+        _close(out[2], out[1], dtype)
+        _close(out[1], conv_ref(x, w, b, yshape, args), dtype)
+    for _ in range(4):
+        x, w, b, yshape, args = random_convt(rng, dtype, big=True)
+        out = {}
+        for n in (1, 2):
+            c.set_num_threads(n)
+            out[n] = run_convt(x, w, b, yshape, args)
+        _close(out[2], out[1], dtype)
+
+
+def test_set_num_threads_follows_fastconv():
+    fastconv.set_num_threads(1)
+    assert c.get_num_threads() == 1
+    fastconv.set_num_threads(2)
+    assert c.get_num_threads() == 2
+    with pytest.raises(ValueError):
+        c.set_num_threads(0)
+
+
+def test_eight_python_threads_at_once():
+    """cffi releases the GIL: eight Python threads run the kernels concurrently (each with two
+    OpenMP threads and a bounded workspace) and every one gets the right answer."""
+    rng = np.random.default_rng(41)
+    jobs = []
+    for i in range(8):
+        dtype = DTYPES[i % 2]
+        if i % 3 == 2:
+            x, w, b, yshape, args = random_convt(rng, dtype, big=True)
+            jobs.append(
+                (run_convt, x, w, b, yshape, args, {}, convt_ref(x, w, b, yshape, args), dtype)
+            )
+        else:
+            x, w, b, yshape, args = random_conv(rng, dtype, big=True)
+            kw = {"variant": (None, "v4_simd", "v2_im2col")[i % 3]}
+            jobs.append(
+                (run_conv, x, w, b, yshape, args, kw, conv_ref(x, w, b, yshape, args), dtype)
+            )
+    c.set_workspace_limit(20_000)
+    results: dict = {}
+    barrier = threading.Barrier(len(jobs))
+
+    def work(i, fn, x, w, b, yshape, args, kw):
+        barrier.wait()
+        results[i] = [fn(x, w, b, yshape, args, **kw) for _ in range(5)]
+
+    threads = [threading.Thread(target=work, args=(i,) + job[:7]) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, job in enumerate(jobs):
+        for got in results[i]:
+            _close(got, job[7], job[8])
+
+
+# --------------------------------------------------------------------------- GEMM, im2col
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["naive"] + ISAS)
+def test_gemm_against_numpy(kernel, dtype):
+    """C = A B and C += A B with A read row-major and transposed, on sizes around the
+    micro-tile and the cache blocks (fc_gemm is what every GEMM variant calls)."""
+    lib, ffi = c.lib, c.ffi
+    code = c.KERNELS[kernel]
+    f64 = dtype == np.float64
+    gemm = lib.fc_gemm_f64 if f64 else lib.fc_gemm_f32
+    rng = np.random.default_rng(code + 10)
+    for M, N, K in [
+        (1, 1, 1),
+        (13, 31, 7),
+        (14, 32, 256),
+        (15, 33, 257),
+        (130, 70, 300),
+        (29, 2100, 5),
+        (3, 5, 600),
+    ]:
+        A = rng.standard_normal((M, K)).astype(dtype)
+        At = np.ascontiguousarray(A.T)
+        B = rng.standard_normal((K, N + 3)).astype(dtype)  # ldb > N
+        C0 = rng.standard_normal((M, N + 2)).astype(dtype)  # ldc > N
+        want = A.astype(np.float64) @ B[:, :N].astype(np.float64)
+        work = np.empty(max(1, lib.fc_gemm_work_elems(code, f64, M, N, K)), dtype)
+        scale = np.abs(want).max() + np.abs(C0).max()
+        for a, rsa, csa in ((A, K, 1), (At, 1, M)):
+            C = np.full((M, N + 2), np.nan, dtype)
+            C[:, N:] = 7
+            gemm(code, M, N, K, ptr(a), rsa, csa, ptr(B), N + 3, ptr(C), N + 2, 0, ptr(work))
+            assert (C[:, N:] == 7).all(), "wrote past N"
+            assert np.abs(C[:, :N] - want).max() <= TOL[dtype] * scale
+            C = C0.copy()
+            gemm(code, M, N, K, ptr(a), rsa, csa, ptr(B), N + 3, ptr(C), N + 2, 1, ptr(work))
+            assert np.abs(C[:, :N] - (C0[:, :N] + want)).max() <= TOL[dtype] * scale
+            assert (C[:, N:] == C0[:, N:]).all()
+    name = ffi.string(lib.fc_gemm_kernel_name(code)).decode()
+    assert name == kernel
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_col2im_blocks(dtype):
+    """im2col on any block of rows x pixels equals the same block of the full matrix (built
+    here from the definition), and col2im is its adjoint."""
+    lib, ffi = c.lib, c.ffi
+    f64 = dtype == np.float64
+    im2col = lib.fc_im2col_f64 if f64 else lib.fc_im2col_f32
+    col2im = lib.fc_col2im_f64 if f64 else lib.fc_col2im_f32
+    rng = np.random.default_rng(51)
+    for _ in range(20):
+        x, w, _, yshape, (sh, sw, ph, pw, dh, dw, G) = random_conv(rng, dtype)
+        _, C, H, W = x.shape
+        KH, KW = w.shape[2:]
+        OH, OW = yshape[2:]
+        img = x[0]
+        full = np.zeros((C * KH * KW, OH * OW))
+        for cc in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    for i in range(OH):
+                        for j in range(OW):
+                            ih, iw = i * sh - ph + kh * dh, j * sw - pw + kw * dw
+                            if 0 <= ih < H and 0 <= iw < W:
+                                full[(cc * KH + kh) * KW + kw, i * OW + j] = img[cc, ih, iw]
+        s = ffi.new(
+            "fc_conv_shape *",
+            {
+                "N": 1,
+                "C": C,
+                "H": H,
+                "W": W,
+                "OC": 1,
+                "KH": KH,
+                "KW": KW,
+                "OH": OH,
+                "OW": OW,
+                "sh": sh,
+                "sw": sw,
+                "ph": ph,
+                "pw": pw,
+                "dh": dh,
+                "dw": dw,
+                "G": 1,
+            },
+        )
+        R, P = full.shape
+        r0, p0 = int(rng.integers(0, R)), int(rng.integers(0, P))
+        r1, p1 = int(rng.integers(r0, R + 1)), int(rng.integers(p0, P + 1))
+        col = np.full((r1 - r0, p1 - p0), np.nan, dtype)
+        im2col(ptr(img), s, r0, r1, p0, p1, ptr(col))
+        assert np.array_equal(col, full[r0:r1, p0:p1].astype(dtype))
+        u = rng.standard_normal((r1 - r0, p1 - p0)).astype(dtype)
+        back = np.zeros((C, H, W), dtype)
+        col2im(ptr(u), s, r0, r1, p0, p1, ptr(back))
+        lhs = float((col.astype(np.float64) * u).sum())
+        rhs = float((img.astype(np.float64) * back).sum())
+        assert abs(lhs - rhs) <= TOL[dtype] * 10 * max(1.0, float(np.abs(u).sum()))
+
+
+def test_cpu_info():
+    info = c.cpu_info()
+    assert info["available"] is True
+    assert info["gemm_kernel"] in ("portable", "avx2", "avx512")
+    assert info["gemm_kernel"] == info["gemm_kernels"][-1]
+    if info["gemm_kernel"] == "avx512":
+        assert "avx512f" in info["features"]
+    if info["gemm_kernel"] == "avx2":
+        assert {"avx2", "fma"} <= set(info["features"])
+    mr, nr = info["micro_tile"]["float32"]
+    assert mr >= 1 and nr >= 1
+    assert info["num_threads"] == c.get_num_threads()
