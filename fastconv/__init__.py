@@ -4,6 +4,7 @@ The functions have torch.nn.functional's names, argument order and semantics; ev
 takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
 """
 
+from . import grad
 from ._dispatch import available_backends, get_num_threads, set_num_threads
 from .conv import (
     conv1d,
@@ -40,6 +41,7 @@ __all__ = [
     "conv_transpose2d",
     "depthwise_conv2d",
     "get_num_threads",
+    "grad",
     "max_pool1d",
     "max_pool2d",
     "separable_conv2d",

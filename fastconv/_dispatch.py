@@ -149,7 +149,7 @@ def resolve_dtypes(dtypes: Dict[str, np.dtype]) -> Tuple[np.dtype, np.dtype]:
 class Call:
     """One public call: the engine chosen, the dtypes and the prepared arrays."""
 
-    def __init__(self, op: str, backend: Any, arrays: Dict[str, Any]):
+    def __init__(self, op: Any, backend: Any, arrays: Dict[str, Any]):
         specs = {k: _spec(v, k) for k, v in arrays.items() if v is not None}
         self.shapes = {k: s[0] for k, s in specs.items()}
         self.raw = {k: s[2] for k, s in specs.items()}
@@ -195,8 +195,11 @@ class Call:
         return y if y.dtype == dt else y.astype(dt)
 
 
-def pick(op: str, backend: Any, device: bool = False) -> str:
-    """Resolve ``backend`` ("auto" or an engine name) to an available engine having ``op``."""
+def pick(op: Any, backend: Any, device: bool = False) -> str:
+    """Resolve ``backend`` ("auto" or an engine name) to an available engine having ``op``
+    (a kernel name, or a tuple of kernel names that must all be there)."""
+    kernels = (op,) if isinstance(op, str) else tuple(op)
+    what = ", ".join(kernels)
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, one of {backend_names()}, got {backend!r}")
     if backend != "auto" and backend not in ENGINES:
@@ -204,27 +207,29 @@ def pick(op: str, backend: Any, device: bool = False) -> str:
     if backend == "auto":
         for name in ("cuda",) if device else AUTO_HOST:
             mod = _load(name)
-            if mod is not None and hasattr(mod, op):
+            if mod is not None and all(hasattr(mod, k) for k in kernels):
                 return name
         if device:
             raise ValueError(
-                f"{op}: the input is a CUDA device array but the 'cuda' backend is "
+                f"{what}: the input is a CUDA device array but the 'cuda' backend is "
                 f"{_reasons.get('cuda')}"
             )
-        raise ValueError(f"{op}: no available backend implements it")  # pragma: no cover
+        raise ValueError(f"{what}: no available backend implements it")  # pragma: no cover
     mod = _load(backend)
     if mod is None:
         raise ValueError(f"backend {backend!r} is {_reasons[backend]}")
-    if not hasattr(mod, op):
-        raise ValueError(f"backend {backend!r} does not implement {op}")
+    missing = [k for k in kernels if not hasattr(mod, k)]
+    if missing:
+        raise ValueError(f"backend {backend!r} does not implement {', '.join(missing)}")
     if device and backend != "cuda":
         raise ValueError(
-            f"{op}: CUDA device arrays need backend='cuda' or 'auto', got backend={backend!r}; "
+            f"{what}: CUDA device arrays need backend='cuda' or 'auto', got backend={backend!r}; "
             "copy the array to the host first to use a CPU engine"
         )
     return backend
 
 
-def begin(op: str, backend: Any, **arrays: Any) -> Call:
-    """Start a public call (see :class:`Call`)."""
+def begin(op: Any, backend: Any, **arrays: Any) -> Call:
+    """Start a public call (see :class:`Call`); ``op`` is the kernel the call needs, or a
+    tuple of kernels that the engine must all implement."""
     return Call(op, backend, arrays)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _shapes
-from ._dispatch import AUTO_HOST, Call, _load, begin, is_device_array
+from ._dispatch import Call, begin, is_device_array
 
 Padding = Union[int, tuple, str]
 Shape = Sequence[int]
@@ -36,18 +36,7 @@ Shape = Sequence[int]
 
 def _begin(kernels: Tuple[str, ...], backend: Any, **arrays: Any) -> Call:
     """A Call on an engine that has every kernel in ``kernels`` (auto: the best such)."""
-    device = any(is_device_array(a) for a in arrays.values() if a is not None)
-    if isinstance(backend, str) and backend == "auto" and not device:
-        for name in AUTO_HOST:
-            mod = _load(name)
-            if mod is not None and all(hasattr(mod, k) for k in kernels):
-                backend = name
-                break
-    call = begin(kernels[0], backend, **arrays)
-    missing = [k for k in kernels if not call.has(k)]
-    if missing:
-        raise ValueError(f"backend {call.name!r} does not implement {', '.join(missing)}")
-    return call
+    return begin(kernels, backend, **arrays)
 
 
 def _host(a: Any) -> np.ndarray:

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["fastconv.conv", "fastconv.pool"]
+MODULES = ["fastconv.conv", "fastconv.pool", "fastconv.grad"]
 
 
 @pytest.mark.parametrize("name", MODULES)
