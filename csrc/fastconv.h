@@ -123,5 +123,5 @@ void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N
 
 /* ---- probe.c: machine peak probes for the benchmarks ---- */
 int fc_probe_best_isa(void);
-double fc_probe_fma_peak(int isa, long long iters);
-double fc_probe_copy_bandwidth(float *dst, const float *src, long long n, int reps, int threads);
+double fc_probe_fma_peak(int isa, int64_t iters);
+double fc_probe_copy_bandwidth(float *dst, const float *src, int64_t n, int reps, int threads);

@@ -127,7 +127,7 @@ int fc_probe_best_isa(void) {
  * instruction set `isa` (-1: the best this CPU has). Returns -1 if the CPU lacks `isa`, or
  * `isa` or `iters` is out of range. The caller repeats and keeps the best (others may share
  * the core). */
-double fc_probe_fma_peak(int isa, long long iters) {
+double fc_probe_fma_peak(int isa, int64_t iters) {
     int best = fc_probe_best_isa();
     if (isa < 0) isa = best;
     if (isa > best || iters < 1) return -1.0;
@@ -149,7 +149,7 @@ double fc_probe_fma_peak(int isa, long long iters) {
 /* Copy bandwidth in GB/s, counting the bytes read and the bytes written: the best of `reps`
  * copies of src (n floats) into dst, split over `threads` threads (OpenMP; 1 without it).
  * Make n large enough (>= 4x the last-level cache) to measure memory, not cache. */
-double fc_probe_copy_bandwidth(float *dst, const float *src, long long n, int reps, int threads) {
+double fc_probe_copy_bandwidth(float *dst, const float *src, int64_t n, int reps, int threads) {
     if (n < 1 || reps < 1 || threads < 1) return -1.0;
     double best = 0.0;
     for (int r = 0; r < reps; r++) {

@@ -477,7 +477,7 @@ def machine_line(m: Dict[str, Any]) -> str:
         busy = f"; load {load:.1f}" + (" (BUSY: other work shares the cores, figures are noisy)"
                                         if load > 0.5 * (m.get("cores") or 1) else "")
     return (f"machine: {m['cpu']}, {m['cores']} cores{isa}; kernels: {m['kernels']}; "
-            f"{m['threads']} threads; {peak}; {bw}{busy}")
+            f"{m['threads']} thread(s); {peak}; {bw}{busy}")
 
 
 def format_report(report: Dict[str, Any]) -> str:
