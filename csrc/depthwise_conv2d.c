@@ -5,13 +5,20 @@
  *   fc_separable_conv2d   depthwise then pointwise (1x1), fused per tile of output rows
  *
  * fc_depthwise_conv2d: OpenMP over the N*OC output planes; in a plane one output row at a
- * time. Border columns (a tap outside [0, W)) are computed one by one with bounds checks;
- * the interior columns by branch-free loops along the output width that gcc vectorises:
- * a 3x3 window with all three input rows inside is one fused pass (9 taps, the accumulator
- * stays in a register); any other window accumulates one input row (KW taps) at a time
- * into the output row. Stride 1 and 2 get their own copies so the loads have a constant
- * stride. Each plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and
- * picked at run time (fc_dwpool_isa in pool2d.c); other CPUs get portable C.
+ * time, two ways (dw_rows):
+ *   direct   reads x in place: border columns (a tap outside [0, W)) one by one with bounds
+ *            checks, interior columns by branch-free loops along the output width that gcc
+ *            vectorises. Used for wide strided rows (where the padded copy costs more than
+ *            the two border columns) and for planes too big for the buffer.
+ *   padded   first copies the input rows with their zero padding into a per-thread buffer,
+ *            so every output goes through the vector loops; with stride 1 and narrow rows
+ *            (7x7, 14x14 planes) the padded rows are processed as one long row, so the
+ *            vectors stay full instead of running a scalar tail per short row.
+ * In both, a 3x3 window (dilation 1) is one fused pass of 9 taps with the accumulator in a
+ * register; other windows accumulate one input row (KW taps) at a time into the output
+ * row. Stride 1 and 2 get their own copies so the loads have a constant stride. Each
+ * plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at run
+ * time (fc_dwpool_isa in pool2d.c); other CPUs get portable C.
  *
  * fc_separable_conv2d: OpenMP over tiles (image n, a few output rows). A tile's depthwise
  * output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels, sized to
@@ -27,6 +34,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fastconv.h"
 
@@ -79,6 +87,27 @@ static fc_dwin fc_dwin_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_
     g.lo = lo;
     g.hi = hi;
     return g;
+}
+
+/* Padded copy of the input rows read by `rows` output rows: Wp columns, fc_dw_hp rows. */
+static inline int64_t fc_dw_wp(const fc_dwin *g) { return (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1; }
+static inline int64_t fc_dw_hp(const fc_dwin *g, int64_t rows)
+{
+    return (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+}
+
+/* Largest padded-path buffer (bytes); bigger planes are computed in place. */
+#define FC_DW_PAD_MAX (1 << 20)
+
+/* Elements of the padded-path buffer for `rows` output rows (the padded rows, a tail the
+ * flattened stride-1 loop may read, and its Wp-wide output lines), or 0 when too big. */
+static int64_t fc_dw_buf_elems(const fc_dwin *g, int64_t rows, int64_t elem)
+{
+    const int64_t lim = FC_DW_PAD_MAX / elem, wp = fc_dw_wp(g), hp = fc_dw_hp(g, rows);
+    if (wp > lim || hp > lim || (g->KW - 1) * g->dw > lim)
+        return 0;
+    const int64_t n = hp * wp + (g->KW - 1) * g->dw + rows * wp;
+    return n <= lim ? n : 0;
 }
 
 /* Pointwise tile sizes: output channels x vectors of pixels held in registers. */
@@ -183,8 +212,9 @@ FC_INLINE void S(dw_acc_row)(T *restrict ym, const T *restrict xr, const T *rest
 }
 
 /* x is (H, W) (one input channel), w is (KH, KW) (one filter); writes output rows
- * oh0 <= oh < oh1 of the plane to y, row oh at y + (oh - oh0) * OW. */
-FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
+ * oh0 <= oh < oh1 of the plane to y, row oh at y + (oh - oh0) * OW, reading x in place:
+ * border columns one by one with bounds checks, interior columns vectorised. */
+FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bias,
                                T *restrict y, const fc_dwin *g, int64_t oh0, int64_t oh1)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
@@ -220,10 +250,87 @@ FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict 
         }
     }
 }
+/* The same rows through a zero-padded copy of the input rows they read: every window is then
+ * inside the copy, so there is no border code and every output goes through the vector
+ * loops. buf holds fc_dw_buf_elems(g, oh1 - oh0) elements. With stride 1 and a narrow
+ * output (OW < 32: a row is only one or two vectors), the padded rows are treated as one
+ * long row of Wp-wide lines: yf[q] = sum w[kh, kw] * xp[q + kh*dh*Wp + kw*dw] for every q
+ * < rows*Wp, then the first OW of each Wp-wide line of yf is the output row. */
+FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bias,
+                                 T *restrict y, const fc_dwin *g, int64_t oh0, int64_t oh1,
+                                 T *restrict buf)
+{
+    const int64_t H = g->H, W = g->W, OW = g->OW, KH = g->KH, KW = g->KW;
+    const int64_t sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw, pw = g->pw;
+    const int64_t rows = oh1 - oh0, Wp = fc_dw_wp(g), Hp = fc_dw_hp(g, rows);
+    const int64_t ih0 = oh0 * sh - g->ph; /* input row of padded row 0 */
+    const int64_t ncopy = W < Wp - pw ? W : Wp - pw, slack = (KW - 1) * dw;
+    T *restrict xp = buf;
+    for (int64_t r = 0; r < Hp; r++) {
+        T *restrict xr = xp + r * Wp;
+        const int64_t ih = ih0 + r;
+        if (ih < 0 || ih >= H || ncopy <= 0) {
+            for (int64_t c = 0; c < Wp; c++)
+                xr[c] = 0;
+            continue;
+        }
+        for (int64_t c = 0; c < pw; c++)
+            xr[c] = 0;
+        memcpy(xr + pw, x + ih * W, (size_t)ncopy * sizeof(T));
+        for (int64_t c = pw + ncopy; c < Wp; c++)
+            xr[c] = 0;
+    }
+    for (int64_t c = 0; c < slack; c++)
+        xp[Hp * Wp + c] = 0;
+    const int fused3x3 = KH == 3 && KW == 3 && dh == 1 && dw == 1;
+    if (sh == 1 && sw == 1 && OW < 32) {
+        T *restrict yf = buf + Hp * Wp + slack;
+        const int64_t n = rows * Wp;
+        if (fused3x3) {
+            S(dw_row3x3)(yf, xp, xp + Wp, xp + 2 * Wp, w, bias, n, 1);
+        } else {
+            for (int64_t q = 0; q < n; q++)
+                yf[q] = bias;
+            for (int64_t kh = 0; kh < KH; kh++)
+                S(dw_acc_row)(yf, xp + kh * dh * Wp, w + kh * KW, n, 1, dw, KW);
+        }
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(y + r * OW, yf + r * Wp, (size_t)OW * sizeof(T));
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        T *restrict yr = y + r * OW;
+        const T *r0 = xp + r * sh * Wp;
+        if (fused3x3) {
+            if (sw == 1)
+                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 1);
+            else if (sw == 2)
+                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 2);
+            else
+                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, sw);
+            continue;
+        }
+        for (int64_t j = 0; j < OW; j++)
+            yr[j] = bias;
+        for (int64_t kh = 0; kh < KH; kh++)
+            S(dw_acc_row)(yr, r0 + kh * dh * Wp, w + kh * KW, OW, sw, dw, KW);
+    }
+}
+
+/* Rows oh0 <= oh < oh1 of one plane: padded when a buffer is given, else in place. */
+FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
+                                         T *restrict y, const fc_dwin *g, int64_t oh0,
+                                         int64_t oh1, T *restrict buf)
+{
+    if (buf && (g->sw == 1 || g->OW < 32))
+        S(dw_rows_padded)(x, w, bias, y, g, oh0, oh1, buf);
+    else
+        S(dw_rows_direct)(x, w, bias, y, g, oh0, oh1);
+}
 FC_MULTIVERSION(S(dw_rows),
                 (const T *restrict x, const T *restrict w, T bias, T *restrict y,
-                 const fc_dwin *g, int64_t oh0, int64_t oh1),
-                (x, w, bias, y, g, oh0, oh1))
+                 const fc_dwin *g, int64_t oh0, int64_t oh1, T *restrict buf),
+                (x, w, bias, y, g, oh0, oh1, buf))
 
 /* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
  * y is (N, OC, OH, OW); output channel o reads input channel o / m. */
@@ -234,12 +341,19 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
 {
     const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
     const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
+    const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T));
     const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t p = 0; p < planes; p++) {
-        const int64_t n = p / OC, o = p % OC;
-        S(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
-                   y + p * out_sz, &g, 0, OH);
+#pragma omp parallel if (par)
+    {
+        /* the padded path's buffer; without it (too big, no memory) rows are read in place */
+        T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t p = 0; p < planes; p++) {
+            const int64_t n = p / OC, o = p % OC;
+            S(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
+                       y + p * out_sz, &g, 0, OH, buf);
+        }
+        free(buf);
     }
 }
 
@@ -362,16 +476,18 @@ int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, co
     if (rows < 1) rows = 1;
     if (rows > OH) rows = OH;
     const int64_t per_img = (OH + rows - 1) / rows, tiles = N * per_img;
+    const int64_t elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T));
     const int par = tiles > 1 && N * (CM * in_sz + (CM + OC) * out_sz) > 32768;
     int failed = 0;
 #pragma omp parallel if (par)
     {
         T *mid = malloc((size_t)(CM * rows * OW) * sizeof(T));
+        T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;
         if (!mid) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tiles; t++) {
             if (!mid)
                 continue;
@@ -379,9 +495,10 @@ int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, co
             const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
             for (int64_t c = 0; c < CM; c++)
                 S(dw_rows)(x + (n * C + c / m) * in_sz, wd + c * KH * KW, bd ? bd[c] : (T)0,
-                           mid + c * P, &g, oh0, oh1);
+                           mid + c * P, &g, oh0, oh1, buf);
             S(pw_tile)(mid, wp, bp, y + n * OC * out_sz + oh0 * OW, out_sz, CM, OC, P);
         }
+        free(buf);
         free(mid);
     }
     return failed ? -1 : 0;
