@@ -437,8 +437,8 @@ def _build(dt):
 
     @cuda.jit
     def adaptive_avg_pool2d_backward(gy, gx):
-        # gy is (P, OH, OW), gx is (P, H, W). Gather: row h lies in bins
-        # [floor(h*OH/H), ceil((h+1)*OH/H)); membership is re-checked exactly.
+        # gy is (P, OH, OW), gx is (P, H, W). Gather: row h lies in exactly the bins
+        # i in [floor(h*OH/H), ceil((h+1)*OH/H)) (from floor(i*H/OH) <= h < ceil((i+1)*H/OH)).
         P, H, W = gx.shape
         OH, OW = gy.shape[1], gy.shape[2]
         total = P * H * W
@@ -449,15 +449,11 @@ def _build(dt):
             h = r % H
             q = r // H
             acc = dt(0)
-            for i in range((h * OH) // H, min(((h + 1) * OH + H - 1) // H, OH)):
-                h0 = (i * H) // OH
-                h1 = ((i + 1) * H + OH - 1) // OH
-                if h0 <= h < h1:
-                    for j in range((w * OW) // W, min(((w + 1) * OW + W - 1) // W, OW)):
-                        w0 = (j * W) // OW
-                        w1 = ((j + 1) * W + OW - 1) // OW
-                        if w0 <= w < w1:
-                            acc += gy[q, i, j] / dt((h1 - h0) * (w1 - w0))
+            for i in range((h * OH) // H, ((h + 1) * OH + H - 1) // H):
+                area_h = ((i + 1) * H + OH - 1) // OH - (i * H) // OH
+                for j in range((w * OW) // W, ((w + 1) * OW + W - 1) // W):
+                    area_w = ((j + 1) * W + OW - 1) // OW - (j * W) // OW
+                    acc += gy[q, i, j] / dt(area_h * area_w)
             gx[q, h, w] = acc
             t += cuda.gridsize(1)
 
