@@ -297,7 +297,8 @@ class Accounting:
                             f"{self.total / 1e9:.3f} G{self.unit[:-1]}s forward")
 
 
-def format_table(head: Sequence[str], rows: List[Sequence[str]], total: Optional[Sequence[str]],
+def format_table(head: Sequence[str], rows: Sequence[Sequence[str]],
+                 total: Optional[Sequence[str]],
                  note: str = "") -> str:
     """A plain-text table: text columns left-aligned, number columns right-aligned."""
     cols = list(zip(*([head] + list(rows) + ([total] if total else []))))
@@ -328,7 +329,7 @@ class _CountTracer(nn.Tracer):
 
     def _params(self, module: nn.Module) -> int:
         total = 0
-        for n in module._param_names:
+        for n in module._param_names:  # a layer's own parameters, not its children's
             a = getattr(module, n)
             if a is not None and id(a) not in self.seen:
                 self.seen.add(id(a))

@@ -86,13 +86,12 @@ def alexnet(num_classes: int = 1000, *, dropout: float = 0.5, generator: Any = N
             initialize: bool = True, dtype: Any = np.float32) -> nn.Sequential:
     """AlexNet as torchvision builds it (the one-GPU variant: 64-192-384-256-256 channels)."""
     nc = _num_classes(num_classes)
-    c = lambda *a, **k: _conv(*a, dtype=dtype, **k)  # noqa: E731
     features = nn.Sequential(
-        c(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        c(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        c(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-        c(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-        c(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        _conv(3, 64, 11, 4, 2, dtype=dtype), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        _conv(64, 192, 5, padding=2, dtype=dtype), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        _conv(192, 384, 3, padding=1, dtype=dtype), nn.ReLU(inplace=True),
+        _conv(384, 256, 3, padding=1, dtype=dtype), nn.ReLU(inplace=True),
+        _conv(256, 256, 3, padding=1, dtype=dtype), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
     )
     classifier = nn.Sequential(
         nn.Dropout(dropout), _linear(256 * 6 * 6, 4096, dtype), nn.ReLU(inplace=True),
@@ -111,7 +110,7 @@ def alexnet(num_classes: int = 1000, *, dropout: float = 0.5, generator: Any = N
 # ---------------------------------------------------------------------------- VGG-16
 
 
-_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+_VGG16: List[Any] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
           512, 512, 512, "M"]
 
 

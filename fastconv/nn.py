@@ -112,6 +112,10 @@ class Tracer:
 class Module:
     """Base class: children, parameters, buffers, state_dict, backend, cache, tracing."""
 
+    _modules: "OrderedDict[str, Module]"
+    _param_names: List[str]
+    _buffer_names: List[str]
+
     def __init__(self) -> None:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_param_names", [])
@@ -316,6 +320,16 @@ class Module:
         return lines[0] + ")"
 
 
+def _torch_default_init(weight: np.ndarray, bias: Optional[np.ndarray], generator: Any) -> None:
+    """torch's default init of Conv*d and Linear (see ``_ConvNd.reset_parameters``)."""
+    gen = _init.as_generator(generator)
+    _init.kaiming_uniform_(weight, a=math.sqrt(5), generator=gen)
+    if bias is not None:
+        fan_in, _ = _init.calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        _init.uniform_(bias, -bound, bound, generator=gen)
+
+
 def _factory(dtype: Any) -> np.dtype:
     dt = np.dtype(dtype)
     if dt.kind != "f":
@@ -331,6 +345,8 @@ class _ConvNd(Module):
 
     nd = 2
     transposed = False
+    weight: np.ndarray
+    bias: Optional[np.ndarray]
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                  groups, bias, padding_mode, output_padding, dtype, generator, initialize):
@@ -382,12 +398,7 @@ class _ConvNd(Module):
     def reset_parameters(self, generator: Any = None) -> None:
         """torch's default: weight ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(fan_in),
         1/sqrt(fan_in)); bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        gen = _init.as_generator(generator)
-        _init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=gen)
-        if self.bias is not None:
-            fan_in, _ = _init.calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            _init.uniform_(self.bias, -bound, bound, generator=gen)
+        _torch_default_init(self.weight, self.bias, generator)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -651,6 +662,12 @@ class BatchNorm2d(Module):
     batch's own statistics are used, as torch does).
     """
 
+    weight: Optional[np.ndarray]
+    bias: Optional[np.ndarray]
+    running_mean: Optional[np.ndarray]
+    running_var: Optional[np.ndarray]
+    num_batches_tracked: Optional[np.ndarray]
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *,
                  dtype: Any = np.float32):
@@ -693,7 +710,7 @@ class BatchNorm2d(Module):
         self.output_shape(x.shape)
         self._remember(input=x)
         dt = np.result_type(x.dtype, np.float32)
-        if self.running_mean is not None:
+        if self.running_mean is not None and self.running_var is not None:
             mean = self.running_mean.astype(np.float64)
             var = self.running_var.astype(np.float64)
         else:
@@ -803,6 +820,9 @@ class Linear(Module):
     """y = x @ weight.T + bias, as ``torch.nn.Linear``: weight (out, in), bias (out,);
     input (..., in_features)."""
 
+    weight: np.ndarray
+    bias: Optional[np.ndarray]
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  dtype: Any = np.float32, generator: Any = None, initialize: bool = True):
         super().__init__()
@@ -816,7 +836,9 @@ class Linear(Module):
         if _shapes.as_bool(initialize, "initialize"):
             self.reset_parameters(generator)
 
-    reset_parameters = _ConvNd.reset_parameters
+    def reset_parameters(self, generator: Any = None) -> None:
+        """torch's default: weight and bias ~ U(-1/sqrt(in_features), 1/sqrt(in_features))."""
+        _torch_default_init(self.weight, self.bias, generator)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) < 1 or input_shape[-1] != self.in_features:
@@ -916,6 +938,9 @@ class Residual(Module):
 
     The two paths' outputs must have the same shape (ValueError otherwise).
     """
+
+    _shortcut: Optional[Module]
+    _activation: Optional[Module]
 
     def __init__(self, body: Any, shortcut: Optional[Module] = None,
                  activation: Optional[Module] = None, *, shortcut_name: str = "downsample",

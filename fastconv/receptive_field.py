@@ -210,15 +210,15 @@ class _RFTracer(nn.Tracer):
                       w.start + (g.pw - Fraction((g.KW - 1) * g.dw, 2)) * w.jump / g.sw)
             note = "size is a bound" if (g.sh > 1 or g.sw > 1) else ""
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            g = m.geometry(in_shape)
-            h = h.window(g.KH, g.sh, g.ph, g.dh)
-            w = w.window(g.KW, g.sw, g.pw, g.dw)
+            pg = m.geometry(in_shape)
+            h = h.window(pg.KH, pg.sh, pg.ph, pg.dh)
+            w = w.window(pg.KW, pg.sw, pg.pw, pg.dw)
         elif isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            g = m.geometry(in_shape)
-            if g.OH == 1 and g.OW == 1:
+            ag = m.geometry(in_shape)
+            if ag.OH == 1 and ag.OW == 1:
                 return self._record(name, kind, out_shape, _State(h, w, False, "global pool"))
-            h, irr_h = _adaptive_axis(h, g.H, g.OH)
-            w, irr_w = _adaptive_axis(w, g.W, g.OW)
+            h, irr_h = _adaptive_axis(h, ag.H, ag.OH)
+            w, irr_w = _adaptive_axis(w, ag.W, ag.OW)
             note = "uneven bins: size is a bound" if (irr_h or irr_w) else ""
         elif not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)):
             raise TypeError(f"receptive_field: no rule for layer {name!r} of type {kind}")

@@ -86,8 +86,9 @@ class Summary:
             "backward_input_macs": acc.backward_input_macs,
             "backward_weight_macs": acc.backward_weight_macs,
             "receptive_field": None if rf.layer is None else {
-                "layer": rf.layer.name, "size": list(rf.size), "jump": list(rf.jump),
-                "start": list(rf.start), "padding": list(rf.padding)},
+                "layer": rf.layer.name, "size": list(rf.layer.size),
+                "jump": list(rf.layer.jump), "start": list(rf.layer.start),
+                "padding": list(rf.layer.padding)},
             "layers": [asdict(r) for r in self.layers],
         }
 
