@@ -4,7 +4,7 @@ The functions have torch.nn.functional's names, argument order and semantics; ev
 takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
 """
 
-from . import grad
+from . import accounting, grad, init, models, nn
 from ._dispatch import available_backends, get_num_threads, set_num_threads
 from .conv import (
     conv1d,
@@ -24,10 +24,18 @@ from .pool import (
     max_pool1d,
     max_pool2d,
 )
+from .receptive_field import receptive_field
+from .summary import summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "accounting",
+    "init",
+    "models",
+    "nn",
+    "receptive_field",
+    "summary",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
     "adaptive_max_pool1d",
