@@ -43,73 +43,53 @@ def isa_level(cap: int = -1) -> str:
 
 def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) or None, y is (N, C*m, OH, OW)
-    N, C, H, W = x.shape
     OC, _, KH, KW = w.shape
-    OH, OW = y.shape[2:]
-    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), N, C, H, W, OC, KH, KW, OH, OW,
-                               sh, sw, ph, pw, dh, dw)
+    geo = (*x.shape, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
+    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), *geo)
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
     # depthwise (wd (C*m, 1, KH, KW), bd) then pointwise (wp (OC, C*m, 1, 1), bp),
     # y is (N, OC, OH, OW); fused in C, one tile of output rows at a time
-    N, C, H, W = x.shape
     CM, _, KH, KW = wd.shape
-    OC = wp.shape[0]
-    OH, OW = y.shape[2:]
-    rc = _fn("separable_conv2d", x)(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), N, C,
-                                    H, W, CM, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
-    if rc:
+    geo = (*x.shape, CM, wp.shape[0], KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
+    if _fn("separable_conv2d", x)(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), *geo):
         raise MemoryError("separable_conv2d: could not allocate the per-thread tile buffer")
 
 
 def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2:]
-    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
-                         dh, dw)
+    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, dh, dw)
+    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), *geo)
 
 
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2:]
-    _fn("avg_pool2d", x)(ptr(x), ptr(y), N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw,
-                         int(bool(count_include_pad)), divisor)
+    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
+    _fn("avg_pool2d", x)(ptr(x), ptr(y), *geo)
 
 
 def adaptive_avg_pool2d(x, y):
     # x is (N, C, H, W), y is (N, C, OH, OW)
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2:]
-    _fn("adaptive_avg_pool2d", x)(ptr(x), ptr(y), N, C, H, W, OH, OW)
+    _fn("adaptive_avg_pool2d", x)(ptr(x), ptr(y), *x.shape, *y.shape[2:])
 
 
 def adaptive_max_pool2d(x, y, idx):
     # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2:]
-    _fn("adaptive_max_pool2d", x)(ptr(x), ptr(y), ptr(idx), N, C, H, W, OH, OW)
+    _fn("adaptive_max_pool2d", x)(ptr(x), ptr(y), ptr(idx), *x.shape, *y.shape[2:])
 
 
 def max_pool2d_backward(gy, idx, gx):
     # gy and idx are (N, C, OH, OW), gx is (N, C, H, W)
-    N, C, H, W = gx.shape
-    OH, OW = gy.shape[2:]
-    _fn("max_pool2d_backward", gy)(ptr(gy), ptr(idx), ptr(gx), N, C, H, W, OH, OW)
+    _fn("max_pool2d_backward", gy)(ptr(gy), ptr(idx), ptr(gx), *gx.shape, *gy.shape[2:])
 
 
 def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # gy is (N, C, OH, OW), gx is (N, C, H, W)
-    N, C, H, W = gx.shape
-    OH, OW = gy.shape[2:]
-    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), N, C, H, W, OH, OW, kh, kw, sh, sw, ph,
-                                   pw, int(bool(count_include_pad)), divisor)
+    geo = (*gx.shape, *gy.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
+    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), *geo)
 
 
 def adaptive_avg_pool2d_backward(gy, gx):
     # gy is (N, C, OH, OW), gx is (N, C, H, W)
-    N, C, H, W = gx.shape
-    OH, OW = gy.shape[2:]
-    _fn("adaptive_avg_pool2d_backward", gy)(ptr(gy), ptr(gx), N, C, H, W, OH, OW)
+    _fn("adaptive_avg_pool2d_backward", gy)(ptr(gy), ptr(gx), *gx.shape, *gy.shape[2:])

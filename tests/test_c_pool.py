@@ -1,0 +1,488 @@
+"""The C engine's depthwise / separable / pooling kernels (csrc/depthwise_conv2d.c, pool2d.c).
+
+Every kernel is run directly on outputs poisoned with NaN (indices with a sentinel) and
+compared with the reference engine on seeded random configurations, once per compiled
+instruction-set copy (AVX-512, AVX2, portable) this CPU can run; the public functions are
+run with backend="c" as well, and against PyTorch where it is installed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.grad as G
+from fastconv import _shapes
+from fastconv.backends import reference as R
+
+if not fastconv.available_backends()["c"].startswith("available"):
+    pytest.skip("the C engine is not built", allow_module_level=True)
+
+from fastconv.backends import _c_pool as C  # noqa: E402
+
+DTYPES = (np.float32, np.float64)
+TOL = {np.float32: 1e-5, np.float64: 1e-10}
+SENTINEL = -123456789
+SUPPORTED = ("portable", "avx2", "avx512").index(C.isa_level())
+
+
+@pytest.fixture(params=range(SUPPORTED + 1), ids=lambda lvl: C.ISA_NAMES[lvl])
+def isa(request):
+    """Run the test on one compiled copy of the kernels, then restore the best one."""
+    C.isa_level(request.param)
+    assert C.isa_level() == C.ISA_NAMES[request.param]
+    yield request.param
+    C.isa_level(2)
+
+
+def poisoned(shape, dtype):
+    return np.full(shape, np.nan, dtype)
+
+
+def assert_close(got, ref, dtype):
+    """Same NaN positions; elsewhere |got - ref| <= TOL * max|ref| (exact for +-inf)."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_array_equal(got[~fin & ~np.isnan(ref)], ref[~fin & ~np.isnan(ref)])
+    if fin.any():
+        scale = max(np.abs(ref[fin]).max(), 1e-30)
+        err = np.abs(got[fin] - ref[fin]).max()
+        assert err <= TOL[dtype] * scale, f"max error {err} > {TOL[dtype]} * {scale}"
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def conv_configs(seed, count):
+    """Random depthwise geometries (asymmetric bottom/right padding included)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        N, Cin, m = int(rng.integers(1, 3)), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        H, W = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        KH, KW = (int(v) for v in rng.integers(1, 6, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 3, 2))
+        ph, pw, pb, pr = (int(v) for v in rng.integers(0, 3, 4))
+        if rng.random() < 0.4:  # the MobileNet case: 3x3, dilation 1, stride 1 or 2
+            KH = KW = 3
+            dh = dw = 1
+            sh = sw = int(rng.integers(1, 3))
+            ph = pw = pb = pr = 1
+        OH = (H + ph + pb - dh * (KH - 1) - 1) // sh + 1
+        OW = (W + pw + pr - dw * (KW - 1) - 1) // sw + 1
+        if OH >= 1 and OW >= 1:
+            out.append((N, Cin, m, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw))
+    return out
+
+
+def pool_configs(seed, count, dilation=True):
+    """Random valid pooling geometries (torch's rules, via fastconv._shapes)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        N, Cc = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        H, W = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        k = tuple(int(v) for v in rng.integers(1, 5, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        d = tuple(int(v) for v in rng.integers(1, 3, 2)) if dilation else (1, 1)
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        ceil = bool(rng.integers(0, 2))
+        try:
+            g = _shapes.pool_geometry("t", (N, Cc, H, W), k, s, p, d, ceil, 2)
+        except ValueError:
+            continue
+        out.append(g)
+    return out
+
+
+def pool_input(rng, shape, dtype, special):
+    """Random input; with ``special`` also ties (small integers), NaN and +-inf."""
+    if not special:
+        return rand(rng, shape, dtype)
+    x = rng.integers(-3, 4, shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.08] = np.nan
+    x[(u >= 0.08) & (u < 0.12)] = -np.inf
+    x[(u >= 0.12) & (u < 0.14)] = np.inf
+    return x
+
+
+# --------------------------------------------------------------------------- depthwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_depthwise_random(isa, dtype):
+    rng = np.random.default_rng(1)
+    for N, Cin, m, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw in conv_configs(10 + isa, 40):
+        x = rand(rng, (N, Cin, H, W), dtype)
+        w = rand(rng, (Cin * m, 1, KH, KW), dtype)
+        b = rand(rng, (Cin * m,), dtype) if rng.random() < 0.7 else None
+        ref = np.empty((N, Cin * m, OH, OW), dtype)
+        R.depthwise_conv2d(x, w, b, ref, sh, sw, ph, pw, dh, dw)
+        y = poisoned(ref.shape, dtype)
+        C.depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw)
+        assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_large_plane_direct_path(dtype, stride):
+    # a plane whose padded copy would exceed the 1 MiB buffer: rows are read in place
+    rng = np.random.default_rng(2)
+    H, W = 530, 540
+    x = rand(rng, (1, 2, H, W), dtype)
+    w = rand(rng, (2, 1, 3, 3), dtype)
+    b = rand(rng, (2,), dtype)
+    OH, OW = (H - 1) // stride + 1, (W - 1) // stride + 1
+    ref = np.empty((1, 2, OH, OW), dtype)
+    R.depthwise_conv2d(x, w, b, ref, stride, stride, 1, 1, 1, 1)
+    y = poisoned(ref.shape, dtype)
+    C.depthwise_conv2d(x, w, b, y, stride, stride, 1, 1, 1, 1)
+    assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_depthwise_inf_input_stays_local(dtype):
+    # padding reads as zero even next to inf (no 0 * inf = NaN leaks into other outputs)
+    x = np.zeros((1, 1, 6, 6), dtype)
+    x[0, 0, 0, 0] = np.inf
+    w = np.ones((2, 1, 3, 3), dtype)
+    ref = np.empty((1, 2, 6, 6), dtype)
+    R.depthwise_conv2d(x, w, None, ref, 1, 1, 1, 1, 1, 1)
+    y = poisoned(ref.shape, dtype)
+    C.depthwise_conv2d(x, w, None, y, 1, 1, 1, 1, 1, 1)
+    assert_close(y, ref, dtype)
+    assert np.isinf(y[0, :, :2, :2]).all() and np.isfinite(y[0, :, 2:, :]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_separable_random(isa, dtype):
+    rng = np.random.default_rng(3)
+    for N, Cin, m, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw in conv_configs(20 + isa, 25):
+        OC = int(rng.integers(1, 15))
+        x = rand(rng, (N, Cin, H, W), dtype)
+        wd = rand(rng, (Cin * m, 1, KH, KW), dtype)
+        bd = rand(rng, (Cin * m,), dtype) if rng.random() < 0.5 else None
+        wp = rand(rng, (OC, Cin * m, 1, 1), dtype)
+        bp = rand(rng, (OC,), dtype) if rng.random() < 0.5 else None
+        ref = np.empty((N, OC, OH, OW), dtype)
+        R.separable_conv2d(x, wd, bd, wp, bp, ref, sh, sw, ph, pw, dh, dw)
+        y = poisoned(ref.shape, dtype)
+        C.separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw)
+        assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_separable_mobilenet_block(dtype):
+    # wide enough for the register-blocked pointwise tiles (several channel blocks + a rest)
+    rng = np.random.default_rng(4)
+    x = rand(rng, (2, 40, 29, 31), dtype)
+    wd = rand(rng, (40, 1, 3, 3), dtype)
+    bd = rand(rng, (40,), dtype)
+    wp = rand(rng, (27, 40, 1, 1), dtype)
+    bp = rand(rng, (27,), dtype)
+    for s in (1, 2):
+        OH, OW = (29 - 1) // s + 1, (31 - 1) // s + 1
+        ref = np.empty((2, 27, OH, OW), dtype)
+        R.separable_conv2d(x, wd, bd, wp, bp, ref, s, s, 1, 1, 1, 1)
+        y = poisoned(ref.shape, dtype)
+        C.separable_conv2d(x, wd, bd, wp, bp, y, s, s, 1, 1, 1, 1)
+        assert_close(y, ref, dtype)
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+def test_max_pool_random(isa, dtype, special):
+    rng = np.random.default_rng(5)
+    for g in pool_configs(30 + isa, 40):
+        x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
+        shape = (g.N, g.C, g.OH, g.OW)
+        ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+        R.max_pool2d(x, ref, ref_idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+        C.max_pool2d(x, y, idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        assert_close(y, ref, dtype)
+        np.testing.assert_array_equal(idx, ref_idx)
+        y2 = poisoned(shape, dtype)
+        C.max_pool2d(x, y2, None, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        assert_close(y2, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_nan_rules(dtype):
+    # the last NaN of the window (scan order) wins, with its index; the first of equal maxima
+    x = np.array([[[[1.0, np.nan, 3.0, 3.0], [np.nan, 2.0, 3.0, -np.inf]]]], dtype)
+    y, idx = poisoned((1, 1, 1, 2), dtype), np.full((1, 1, 1, 2), SENTINEL, np.int64)
+    C.max_pool2d(x, y, idx, 2, 2, 2, 2, 0, 0, 1, 1)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 4
+    assert y[0, 0, 0, 1] == 3 and idx[0, 0, 0, 1] == 2
+    # an all -inf window keeps -inf and the index of its first in-bounds position
+    x = np.full((1, 1, 3, 3), -np.inf, dtype)
+    y, idx = poisoned((1, 1, 2, 2), dtype), np.full((1, 1, 2, 2), SENTINEL, np.int64)
+    C.max_pool2d(x, y, idx, 2, 2, 2, 2, 1, 1, 1, 1)
+    assert np.all(y == -np.inf)
+    np.testing.assert_array_equal(idx[0, 0], [[0, 1], [3, 4]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_window_without_inbounds_tap(dtype):
+    # H = 1, kernel 2, dilation 3, padding 1, ceil mode: the only window's taps are -1 and 2
+    g = _shapes.pool_geometry("t", (1, 1, 1, 1), 2, 2, 1, 3, True, 2)
+    x = np.ones((1, 1, 1, 1), dtype)
+    shape = (1, 1, g.OH, g.OW)
+    ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+    R.max_pool2d(x, ref, ref_idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+    C.max_pool2d(x, y, idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    assert_close(y, ref, dtype)
+    np.testing.assert_array_equal(idx, ref_idx)
+    # the backward kernel skips an index outside the plane instead of writing there
+    gx = poisoned((1, 1, 1, 1), dtype)
+    C.max_pool2d_backward(np.ones(shape, dtype), idx, gx)
+    assert gx[0, 0, 0, 0] == (1 if (idx == 0).any() else 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+def test_adaptive_max_random(dtype, special):
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        N, Cc = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        H, W = int(rng.integers(1, 25)), int(rng.integers(1, 25))
+        OH, OW = int(rng.integers(1, H + 3)), int(rng.integers(1, W + 3))
+        x = pool_input(rng, (N, Cc, H, W), dtype, special)
+        shape = (N, Cc, OH, OW)
+        ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+        R.adaptive_max_pool2d(x, ref, ref_idx)
+        y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+        C.adaptive_max_pool2d(x, y, idx)
+        assert_close(y, ref, dtype)
+        np.testing.assert_array_equal(idx, ref_idx)
+        y2 = poisoned(shape, dtype)
+        C.adaptive_max_pool2d(x, y2, None)
+        assert_close(y2, ref, dtype)
+
+
+# --------------------------------------------------------------------------- average pooling
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avg_pool_random(isa, dtype):
+    rng = np.random.default_rng(7)
+    for g in pool_configs(40 + isa, 40, dilation=False):
+        x = rand(rng, (g.N, g.C, g.H, g.W), dtype)
+        shape = (g.N, g.C, g.OH, g.OW)
+        cip = bool(rng.integers(0, 2))
+        div = int(rng.choice([0, 0, 3, -2, 7]))
+        ref = np.empty(shape, dtype)
+        R.avg_pool2d(x, ref, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+        y = poisoned(shape, dtype)
+        C.avg_pool2d(x, y, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+        assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avg_pool_divisor_rules_ceil_mode(dtype):
+    # 5 wide, kernel 3, stride 2, padding 1, ceil mode: the last window (starting at 3) is
+    # clipped at W + pw = 6 (pool 3) and at W = 5 (2 inputs)
+    x = np.arange(5, dtype=dtype).reshape(1, 1, 1, 5) + 1
+    g = _shapes.pool_geometry("t", x.shape, (1, 3), (1, 2), (0, 1), 1, True, 2)
+    assert g.OW == 3
+    for cip, div, want in [
+        (True, 0, [3 / 3, 9 / 3, 9 / 3]),
+        (False, 0, [3 / 2, 9 / 3, 9 / 2]),
+        (True, 4, [3 / 4, 9 / 4, 9 / 4]),
+    ]:
+        y = poisoned((1, 1, 1, 3), dtype)
+        C.avg_pool2d(x, y, 1, 3, 1, 2, 0, 1, cip, div)
+        np.testing.assert_allclose(y[0, 0, 0], want, rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adaptive_avg_random(isa, dtype):
+    rng = np.random.default_rng(8)
+    cases = [(2, 5, 7, 7, 1, 1), (1, 3, 13, 9, 4, 5), (1, 2, 6, 6, 6, 6), (2, 2, 5, 11, 7, 3)]
+    for _ in range(20):
+        H, W = int(rng.integers(1, 25)), int(rng.integers(1, 25))
+        cases.append(
+            (
+                int(rng.integers(1, 3)),
+                int(rng.integers(1, 4)),
+                H,
+                W,
+                int(rng.integers(1, H + 3)),
+                int(rng.integers(1, W + 3)),
+            )
+        )
+    for N, Cc, H, W, OH, OW in cases:
+        x = rand(rng, (N, Cc, H, W), dtype)
+        ref = np.empty((N, Cc, OH, OW), dtype)
+        R.adaptive_avg_pool2d(x, ref)
+        y = poisoned(ref.shape, dtype)
+        C.adaptive_avg_pool2d(x, y)
+        assert_close(y, ref, dtype)
+
+
+# --------------------------------------------------------------------------- backward
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_backward_random(dtype):
+    rng = np.random.default_rng(9)
+    for g in pool_configs(50, 30):
+        x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, bool(rng.integers(0, 2)))
+        shape = (g.N, g.C, g.OH, g.OW)
+        y, idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+        R.max_pool2d(x, y, idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        if (idx < 0).any() or (idx >= g.H * g.W).any():
+            continue  # a window without an in-bounds tap; covered above
+        gy = rand(rng, shape, dtype)
+        ref = np.empty((g.N, g.C, g.H, g.W), dtype)
+        R.max_pool2d_backward(gy, idx, ref)
+        gx = poisoned(ref.shape, dtype)
+        C.max_pool2d_backward(gy, idx, gx)
+        assert_close(gx, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avg_pool_backward_random(isa, dtype):
+    rng = np.random.default_rng(10)
+    for g in pool_configs(60 + isa, 30, dilation=False):
+        cip = bool(rng.integers(0, 2))
+        div = int(rng.choice([0, 0, 5, -3]))
+        gy = rand(rng, (g.N, g.C, g.OH, g.OW), dtype)
+        ref = np.empty((g.N, g.C, g.H, g.W), dtype)
+        R.avg_pool2d_backward(gy, ref, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+        gx = poisoned(ref.shape, dtype)
+        C.avg_pool2d_backward(gy, gx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+        assert_close(gx, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adaptive_avg_backward_random(dtype):
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        N, Cc = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        H, W = int(rng.integers(1, 20)), int(rng.integers(1, 20))
+        OH, OW = int(rng.integers(1, H + 3)), int(rng.integers(1, W + 3))
+        gy = rand(rng, (N, Cc, OH, OW), dtype)
+        ref = np.empty((N, Cc, H, W), dtype)
+        R.adaptive_avg_pool2d_backward(gy, ref)
+        gx = poisoned(ref.shape, dtype)
+        C.adaptive_avg_pool2d_backward(gy, gx)
+        assert_close(gx, ref, dtype)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_public_api_backend_c(dtype, monkeypatch):
+    monkeypatch.setenv("FASTCONV_POISON", "1")  # the public functions allocate NaN outputs
+    rng = np.random.default_rng(12)
+    x = rand(rng, (2, 6, 15, 17), dtype)
+    xn = pool_input(rng, (2, 6, 15, 17), dtype, True)
+    wd, bd = rand(rng, (12, 1, 3, 3), dtype), rand(rng, (12,), dtype)
+    wp, bp = rand(rng, (5, 12, 1, 1), dtype), rand(rng, (5,), dtype)
+
+    def both(fn, *args, **kw):
+        return fn(*args, **kw, backend="c"), fn(*args, **kw, backend="reference")
+
+    for got, ref in [
+        both(fastconv.depthwise_conv2d, x, wd, bd, stride=2, padding=1, dilation=(1, 2)),
+        both(fastconv.conv2d, x, rand(rng, (6, 1, 5, 3), dtype), None, 1, "same", 1, 6),
+        both(fastconv.separable_conv2d, x, wd, wp, bd, bp, padding=1),
+        both(fastconv.max_pool2d, xn, 3, 2, 1, 1, True),
+        both(fastconv.max_pool2d, xn, (2, 3), (1, 2), (1, 1), (2, 1), False),
+        both(fastconv.max_pool1d, xn[0], 3, 2, 1),
+        both(fastconv.avg_pool2d, x, 3, 2, 1, True, False),
+        both(fastconv.avg_pool2d, x, (3, 2), 1, (1, 0), False, True, 5),
+        both(fastconv.avg_pool1d, x[0], 4, 3, 2, True),
+        both(fastconv.adaptive_avg_pool2d, x, (4, None)),
+        both(fastconv.adaptive_max_pool2d, xn, (4, 6)),
+        both(G.avg_pool2d_input, x.shape, x[:, :, :8, :9], 3, 2, 1, True, False),
+        both(G.adaptive_avg_pool2d_input, x.shape, x[:, :, :4, :3]),
+        both(G.max_pool2d_input, x, x[:, :, :8, :9], 3, 2, 1),
+        both(G.adaptive_max_pool2d_input, x, x[:, :, :4, :3]),
+    ]:
+        assert_close(got, ref, dtype)
+    for args in [(xn, 3, 2, 1, 1, True), (xn, (3, 2), 1, (1, 1), 2, False)]:
+        (y, i), (ry, ri) = both(fastconv.max_pool2d, *args, return_indices=True)
+        assert_close(y, ry, dtype)
+        np.testing.assert_array_equal(i, ri)
+    (y, i), (ry, ri) = both(fastconv.adaptive_max_pool2d, xn, 5, return_indices=True)
+    assert_close(y, ry, dtype)
+    np.testing.assert_array_equal(i, ri)
+
+
+def test_threads_concurrent_calls():
+    # several Python threads call the kernels at once (cffi drops the GIL); results must
+    # match the single-threaded ones
+    rng = np.random.default_rng(13)
+    x = rand(rng, (2, 8, 33, 35), np.float32)
+    w = rand(rng, (16, 1, 3, 3), np.float32)
+    want_dw = np.empty((2, 16, 17, 18), np.float32)
+    C.depthwise_conv2d(x, w, None, want_dw, 2, 2, 1, 1, 1, 1)
+    want_mp = np.empty((2, 8, 17, 18), np.float32)
+    C.max_pool2d(x, want_mp, None, 3, 3, 2, 2, 1, 1, 1, 1)
+    errors = []
+
+    def work():
+        for _ in range(20):
+            y = poisoned(want_dw.shape, np.float32)
+            C.depthwise_conv2d(x, w, None, y, 2, 2, 1, 1, 1, 1)
+            m = poisoned(want_mp.shape, np.float32)
+            C.max_pool2d(x, m, None, 3, 3, 2, 2, 1, 1, 1, 1)
+            if not (np.array_equal(y, want_dw) and np.array_equal(m, want_mp)):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_against_torch(dtype):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(14)
+    x = rand(rng, (2, 4, 19, 16), dtype)
+    xt = torch.from_numpy(x)
+    w = rand(rng, (8, 1, 3, 3), dtype)
+    b = rand(rng, (8,), dtype)
+    got = fastconv.depthwise_conv2d(x, w, b, 2, 1, backend="c")
+    want = F.conv2d(xt, torch.from_numpy(w), torch.from_numpy(b), 2, 1, 1, 4).numpy()
+    assert_close(got, want, dtype)
+    y, i = fastconv.max_pool2d(x, 3, 2, 1, 1, True, True, backend="c")
+    ty, ti = F.max_pool2d(xt, 3, 2, 1, 1, True, True)
+    assert_close(y, ty.numpy(), dtype)
+    np.testing.assert_array_equal(i, ti.numpy())
+    got = fastconv.avg_pool2d(x, 3, 2, 1, True, False, backend="c")
+    assert_close(got, F.avg_pool2d(xt, 3, 2, 1, True, False).numpy(), dtype)
+    got = fastconv.avg_pool2d(x, 3, 2, 1, True, True, 4, backend="c")
+    assert_close(got, F.avg_pool2d(xt, 3, 2, 1, True, True, 4).numpy(), dtype)
+    got = fastconv.adaptive_avg_pool2d(x, (5, 3), backend="c")
+    assert_close(got, F.adaptive_avg_pool2d(xt, (5, 3)).numpy(), dtype)
+    y, i = fastconv.adaptive_max_pool2d(x, (5, 3), True, backend="c")
+    ty, ti = F.adaptive_max_pool2d(xt, (5, 3), True)
+    assert_close(y, ty.numpy(), dtype)
+    np.testing.assert_array_equal(i, ti.numpy())
