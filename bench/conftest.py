@@ -22,7 +22,7 @@ def _smoke(config) -> bool:
 def pytest_generate_tests(metafunc):
     if not {"case", "runner"} <= set(metafunc.fixturenames):
         return
-    op = metafunc.function.__name__[len("test_"):]
+    op = metafunc.function.__name__[len("test_") :]
     smoke = _smoke(metafunc.config)
     with_variants = getattr(metafunc.module, "VARIANT_LAYERS", ())
     params, ids = [], []

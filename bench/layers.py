@@ -83,9 +83,17 @@ def call(case: Case, arrays, runner: Runner):
     if name == "torch":
         return lambda: run_torch(case, arrays)
     if variant is not None:
-        return lambda: fastconv.conv2d(arrays["x"], arrays["w"], arrays["b"], case.stride,
-                                       case.padding, case.dilation, case.groups,
-                                       backend=name, variant=variant)
+        return lambda: fastconv.conv2d(
+            arrays["x"],
+            arrays["w"],
+            arrays["b"],
+            case.stride,
+            case.padding,
+            case.dilation,
+            case.groups,
+            backend=name,
+            variant=variant,
+        )
     return lambda: run_fastconv(case, arrays, name)
 
 
@@ -103,8 +111,9 @@ def check_and_time(benchmark, case: Case, runner: Runner, dtype=np.float32) -> N
     status, err = check(y, ref, np.dtype(dtype))
     assert status == "ok", f"{runner_id(runner)} on {case.name}: {status} (vs {by})"
     benchmark.group = case.name
-    benchmark.extra_info.update(call=case.describe(), macs=case.macs,
-                                bytes=case.bytes(np.dtype(dtype).itemsize), error=err)
+    benchmark.extra_info.update(
+        call=case.describe(), macs=case.macs, bytes=case.bytes(np.dtype(dtype).itemsize), error=err
+    )
     benchmark(fn)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:

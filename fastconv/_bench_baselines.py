@@ -28,21 +28,41 @@ def run_fastconv(case: Case, a: Dict[str, np.ndarray], backend: str) -> np.ndarr
     """Call the public fastconv function of ``case`` with ``backend``."""
     c, op = case, case.op
     if op == "conv2d":
-        return fastconv.conv2d(a["x"], a["w"], a["b"], c.stride, c.padding, c.dilation,
-                               c.groups, backend=backend)
+        return fastconv.conv2d(
+            a["x"], a["w"], a["b"], c.stride, c.padding, c.dilation, c.groups, backend=backend
+        )
     if op == "conv_transpose2d":
-        return fastconv.conv_transpose2d(a["x"], a["w"], a["b"], c.stride, c.padding,
-                                         c.output_padding, c.groups, c.dilation,
-                                         backend=backend)
+        return fastconv.conv_transpose2d(
+            a["x"],
+            a["w"],
+            a["b"],
+            c.stride,
+            c.padding,
+            c.output_padding,
+            c.groups,
+            c.dilation,
+            backend=backend,
+        )
     if op == "depthwise_conv2d":
-        return fastconv.depthwise_conv2d(a["x"], a["w"], a["b"], c.stride, c.padding,
-                                         c.dilation, backend=backend)
+        return fastconv.depthwise_conv2d(
+            a["x"], a["w"], a["b"], c.stride, c.padding, c.dilation, backend=backend
+        )
     if op == "separable_conv2d":
-        return fastconv.separable_conv2d(a["x"], a["w"], a["w2"], a["b"], a["b2"], c.stride,
-                                         c.padding, c.dilation, backend=backend)
+        return fastconv.separable_conv2d(
+            a["x"],
+            a["w"],
+            a["w2"],
+            a["b"],
+            a["b2"],
+            c.stride,
+            c.padding,
+            c.dilation,
+            backend=backend,
+        )
     if op == "max_pool2d":
-        return fastconv.max_pool2d(a["x"], c.kernel, c.stride, c.padding, c.dilation,
-                                   backend=backend)
+        return fastconv.max_pool2d(
+            a["x"], c.kernel, c.stride, c.padding, c.dilation, backend=backend
+        )
     if op == "avg_pool2d":
         return fastconv.avg_pool2d(a["x"], c.kernel, c.stride, c.padding, backend=backend)
     if op == "adaptive_avg_pool2d":
@@ -71,8 +91,9 @@ def _np_conv2d(c: Case, a) -> np.ndarray:
         y = np.einsum("nchwkl,ockl->nohw", win, w, optimize=True)
     else:
         win = win.reshape(N, G, Cg, OH, OW, KH, KW)
-        y = np.einsum("ngchwkl,gockl->ngohw", win, w.reshape(G, OC // G, Cg, KH, KW),
-                      optimize=True).reshape(N, OC, OH, OW)
+        y = np.einsum(
+            "ngchwkl,gockl->ngohw", win, w.reshape(G, OC // G, Cg, KH, KW), optimize=True
+        ).reshape(N, OC, OH, OW)
     return y + a["b"][None, :, None, None]
 
 
@@ -94,16 +115,28 @@ def _np_conv_transpose2d(c: Case, a) -> np.ndarray:
     OC = OCg * G
     OH, OW = c.output_shape()[2:]
     # every input pixel times every (output channel, tap) weight ...
-    cols = np.einsum("ngchw,gcokl->ngoklhw", x.reshape(N, G, C // G, H, W),
-                     w.reshape(G, C // G, OCg, KH, KW), optimize=True)
+    cols = np.einsum(
+        "ngchw,gcokl->ngoklhw",
+        x.reshape(N, G, C // G, H, W),
+        w.reshape(G, C // G, OCg, KH, KW),
+        optimize=True,
+    )
     cols = cols.reshape(N, OC, KH, KW, H, W)
     # ... added where that tap lands in the (uncropped) output
-    full = np.zeros((N, OC, max((H - 1) * s + d * (KH - 1) + 1, p + OH),
-                     max((W - 1) * s + d * (KW - 1) + 1, p + OW)), x.dtype)
+    full = np.zeros(
+        (
+            N,
+            OC,
+            max((H - 1) * s + d * (KH - 1) + 1, p + OH),
+            max((W - 1) * s + d * (KW - 1) + 1, p + OW),
+        ),
+        x.dtype,
+    )
     for kh in range(KH):
         for kw in range(KW):
-            full[:, :, kh * d : kh * d + (H - 1) * s + 1 : s,
-                 kw * d : kw * d + (W - 1) * s + 1 : s] += cols[:, :, kh, kw]
+            full[
+                :, :, kh * d : kh * d + (H - 1) * s + 1 : s, kw * d : kw * d + (W - 1) * s + 1 : s
+            ] += cols[:, :, kh, kw]
     return full[:, :, p : p + OH, p : p + OW] + a["b"][None, :, None, None]
 
 
@@ -153,8 +186,9 @@ def run_torch(case: Case, a: Dict[str, np.ndarray]) -> np.ndarray:
         if op == "conv2d":
             y = F.conv2d(t["x"], t["w"], t["b"], c.stride, c.padding, c.dilation, c.groups)
         elif op == "conv_transpose2d":
-            y = F.conv_transpose2d(t["x"], t["w"], t["b"], c.stride, c.padding,
-                                   c.output_padding, c.groups, c.dilation)
+            y = F.conv_transpose2d(
+                t["x"], t["w"], t["b"], c.stride, c.padding, c.output_padding, c.groups, c.dilation
+            )
         elif op in ("depthwise_conv2d", "separable_conv2d"):
             y = F.conv2d(t["x"], t["w"], t["b"], c.stride, c.padding, c.dilation, c.x[1])
             if op == "separable_conv2d":

@@ -73,16 +73,27 @@ class Case:
         op, x = self.op, self.x
         if op in ("conv2d", "depthwise_conv2d", "separable_conv2d"):
             groups = self.groups if op == "conv2d" else x[1]
-            return _shapes.conv_geometry(op, x, self.w, None, self.stride, self.padding,
-                                         self.dilation, groups, 2)
+            return _shapes.conv_geometry(
+                op, x, self.w, None, self.stride, self.padding, self.dilation, groups, 2
+            )
         if op == "conv_transpose2d":
-            return _shapes.conv_transpose_geometry(op, x, self.w, None, self.stride,
-                                                   self.padding, self.output_padding,
-                                                   self.groups, self.dilation, 2)
+            return _shapes.conv_transpose_geometry(
+                op,
+                x,
+                self.w,
+                None,
+                self.stride,
+                self.padding,
+                self.output_padding,
+                self.groups,
+                self.dilation,
+                2,
+            )
         if op in ("max_pool2d", "avg_pool2d"):
             dil = self.dilation if op == "max_pool2d" else 1
-            return _shapes.pool_geometry(op, x, self.kernel, self.stride, self.padding, dil,
-                                         False, 2)
+            return _shapes.pool_geometry(
+                op, x, self.kernel, self.stride, self.padding, dil, False, 2
+            )
         if op == "adaptive_avg_pool2d":
             return _shapes.adaptive_geometry(op, x, 1, 2)
         raise ValueError(f"unknown op {op!r}")
@@ -151,9 +162,15 @@ class Case:
     def params(self) -> Dict[str, Any]:
         """The case as plain data (for JSON)."""
         return {
-            "op": self.op, "x": list(self.x), "w": list(self.w), "w2": list(self.w2),
-            "kernel_size": list(self.kernel), "stride": self.stride, "padding": self.padding,
-            "dilation": self.dilation, "groups": self.groups,
+            "op": self.op,
+            "x": list(self.x),
+            "w": list(self.w),
+            "w2": list(self.w2),
+            "kernel_size": list(self.kernel),
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
             "output_padding": self.output_padding,
         }
 
@@ -178,7 +195,7 @@ class Case:
                 out[name] = randn(shape, 0.1)
             else:  # fan-in: what one output sums over
                 fan_in = shape[0] if self.op == "conv_transpose2d" else _prod(shape[1:])
-                out[name] = randn(shape, fan_in ** -0.5)
+                out[name] = randn(shape, fan_in**-0.5)
         return out
 
     def tiny(self) -> Case:
@@ -194,13 +211,23 @@ class Case:
             if G == C:  # depthwise expressed as grouped conv: keep one channel per group
                 cg, og = 1, 1
             G = min(G, 4)
-            return replace(self, x=(min(N, 2), cg * G, hw, hw), w=(og * G, cg) + self.w[2:],
-                           groups=G, suites=frozenset())
+            return replace(
+                self,
+                x=(min(N, 2), cg * G, hw, hw),
+                w=(og * G, cg) + self.w[2:],
+                groups=G,
+                suites=frozenset(),
+            )
         if op == "conv_transpose2d":
             G = min(self.groups, 4)
             cg, og = min(C // self.groups, 8), min(self.w[1], 8)
-            return replace(self, x=(min(N, 2), cg * G, min(H, 6), min(W, 6)),
-                           w=(cg * G, og) + self.w[2:], groups=G, suites=frozenset())
+            return replace(
+                self,
+                x=(min(N, 2), cg * G, min(H, 6), min(W, 6)),
+                w=(cg * G, og) + self.w[2:],
+                groups=G,
+                suites=frozenset(),
+            )
         c = min(C, 8)
         x = (min(N, 2), c, hw, hw)
         if op == "depthwise_conv2d":
@@ -208,8 +235,13 @@ class Case:
             return replace(self, x=x, w=(c * m, 1) + self.w[2:], suites=frozenset())
         if op == "separable_conv2d":
             m = self.w[0] // C
-            return replace(self, x=x, w=(c * m, 1) + self.w[2:],
-                           w2=(min(self.w2[0], 8), c * m, 1, 1), suites=frozenset())
+            return replace(
+                self,
+                x=x,
+                w=(c * m, 1) + self.w[2:],
+                w2=(min(self.w2[0], 8), c * m, 1, 1),
+                suites=frozenset(),
+            )
         return replace(self, x=x, suites=frozenset())
 
 
@@ -229,23 +261,54 @@ def _fmt(shape) -> str:
 
 def _conv(name, N, C, OC, k, hw, stride=1, padding=None, dilation=1, groups=1, suites=()):
     pad = (k // 2) * dilation if padding is None else padding
-    return Case(name, "conv2d", (N, C, hw, hw), (OC, C // groups, k, k), stride=stride,
-                padding=pad, dilation=dilation, groups=groups, suites=frozenset(suites))
+    return Case(
+        name,
+        "conv2d",
+        (N, C, hw, hw),
+        (OC, C // groups, k, k),
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        suites=frozenset(suites),
+    )
 
 
 def _tconv(name, N, C, OC, k, hw, stride, padding, output_padding=0, suites=()):
-    return Case(name, "conv_transpose2d", (N, C, hw, hw), (C, OC, k, k), stride=stride,
-                padding=padding, output_padding=output_padding, suites=frozenset(suites))
+    return Case(
+        name,
+        "conv_transpose2d",
+        (N, C, hw, hw),
+        (C, OC, k, k),
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        suites=frozenset(suites),
+    )
 
 
 def _dw(name, N, C, hw, stride=1, suites=()):
-    return Case(name, "depthwise_conv2d", (N, C, hw, hw), (C, 1, 3, 3), stride=stride,
-                padding=1, suites=frozenset(suites))
+    return Case(
+        name,
+        "depthwise_conv2d",
+        (N, C, hw, hw),
+        (C, 1, 3, 3),
+        stride=stride,
+        padding=1,
+        suites=frozenset(suites),
+    )
 
 
 def _pool(name, op, C, hw, k, stride, padding, N=1, suites=()):
-    return Case(name, op, (N, C, hw, hw), kernel=(k, k), stride=stride, padding=padding,
-                suites=frozenset(suites))
+    return Case(
+        name,
+        op,
+        (N, C, hw, hw),
+        kernel=(k, k),
+        stride=stride,
+        padding=padding,
+        suites=frozenset(suites),
+    )
 
 
 Q, F, R, M = "quick", "full", "resnet50", "mobilenet_v2"
@@ -279,14 +342,25 @@ CASES: Tuple[Case, ...] = (
     _dw("mobilenet_v2 dw 3x3 384 @14", 1, 384, 14, suites=(Q, F, M)),
     _dw("mobilenet_v2 dw 3x3 960 @7", 1, 960, 7, suites=(F, M)),
     _dw("batch8 dw 3x3 144 @56", 8, 144, 56, suites=(F, M)),
-    Case("mobilenet_v2 separable 144 @56 ->24", "separable_conv2d", (1, 144, 56, 56),
-         (144, 1, 3, 3), (24, 144, 1, 1), padding=1, suites=frozenset((Q, F, M))),
+    Case(
+        "mobilenet_v2 separable 144 @56 ->24",
+        "separable_conv2d",
+        (1, 144, 56, 56),
+        (144, 1, 3, 3),
+        (24, 144, 1, 1),
+        padding=1,
+        suites=frozenset((Q, F, M)),
+    ),
     # pooling
     _pool("resnet50 maxpool 3x3/2 64 @112", "max_pool2d", 64, 112, 3, 2, 1, suites=(Q, F, R)),
     _pool("vgg maxpool 2x2/2 64 @224", "max_pool2d", 64, 224, 2, 2, 0, suites=(F,)),
     _pool("inception avgpool 3x3/1 256 @56", "avg_pool2d", 256, 56, 3, 1, 1, suites=(F,)),
-    Case("resnet50 global avgpool 2048 @7 N=8", "adaptive_avg_pool2d", (8, 2048, 7, 7),
-         suites=frozenset((Q, F, R))),
+    Case(
+        "resnet50 global avgpool 2048 @7 N=8",
+        "adaptive_avg_pool2d",
+        (8, 2048, 7, 7),
+        suites=frozenset((Q, F, R)),
+    ),
 )
 
 #: Suite name -> what it is (shown by --help).

@@ -59,8 +59,9 @@ def torch_resnet50(torch):
             self.relu = tnn.ReLU(inplace=True)
             self.downsample = None
             if stride != 1 or cin != out:
-                self.downsample = tnn.Sequential(tnn.Conv2d(cin, out, 1, stride, bias=False),
-                                                 tnn.BatchNorm2d(out))
+                self.downsample = tnn.Sequential(
+                    tnn.Conv2d(cin, out, 1, stride, bias=False), tnn.BatchNorm2d(out)
+                )
 
         def forward(self, x):
             y = self.relu(self.bn1(self.conv1(x)))
@@ -70,8 +71,11 @@ def torch_resnet50(torch):
             return self.relu(y + s)
 
     parts: OrderedDict[str, Any] = OrderedDict(
-        conv1=tnn.Conv2d(3, 64, 7, 2, 3, bias=False), bn1=tnn.BatchNorm2d(64),
-        relu=tnn.ReLU(inplace=True), maxpool=tnn.MaxPool2d(3, 2, 1))
+        conv1=tnn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        bn1=tnn.BatchNorm2d(64),
+        relu=tnn.ReLU(inplace=True),
+        maxpool=tnn.MaxPool2d(3, 2, 1),
+    )
     cin = 64
     for i, (planes, n) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
         blocks = []
@@ -88,9 +92,15 @@ def torch_resnet50(torch):
 TORCH_TWINS = {"resnet50": torch_resnet50}
 
 
-def model_runners(name: str, build: Callable, engines: Sequence[str],
-                  baselines: Sequence[str], dtype: Any, repeat: int,
-                  progress: Optional[TextIO] = None) -> Dict[str, Any]:
+def model_runners(
+    name: str,
+    build: Callable,
+    engines: Sequence[str],
+    baselines: Sequence[str],
+    dtype: Any,
+    repeat: int,
+    progress: Optional[TextIO] = None,
+) -> Dict[str, Any]:
     """Check and time ``build()``'s forward pass per engine and in torch; the JSON record."""
     dt = np.dtype(dtype)
     if progress is not None:
@@ -131,6 +141,7 @@ def model_runners(name: str, build: Callable, engines: Sequence[str],
         def go():
             model.set_backend(engine)
             return model(x)
+
         return B.Runner(engine, go)
 
     runners = [engine_runner(e) for e in engines] + runners
@@ -149,8 +160,9 @@ def model_runners(name: str, build: Callable, engines: Sequence[str],
                 timed.append(r)
         results[r.label] = res
     if progress is not None and timed:
-        print(f"[model] {name}: timing {', '.join(r.label for r in timed)}", file=progress,
-              flush=True)
+        print(
+            f"[model] {name}: timing {', '.join(r.label for r in timed)}", file=progress, flush=True
+        )
     if timed:
         for label, stats in B.time_interleaved(timed, repeat, budget_s=20.0).items():
             results[label].update(stats)
@@ -162,6 +174,11 @@ def model_runners(name: str, build: Callable, engines: Sequence[str],
         res["ms"] = t * 1e3
         res["gflops"] = 2 * macs / t * 1e-9 if macs else None
         res["speedup_vs_torch"] = t_torch / t if t_torch else None
-    return {"model": name, "input": list(INPUT), "dtype": dt.name,
-            "gflop": 2 * macs / 1e9 if macs else None, "checked_against": ref_by,
-            "results": results}
+    return {
+        "model": name,
+        "input": list(INPUT),
+        "dtype": dt.name,
+        "gflop": 2 * macs / 1e9 if macs else None,
+        "checked_against": ref_by,
+        "results": results,
+    }

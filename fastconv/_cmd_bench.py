@@ -45,32 +45,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument(
-        "--suite", default="quick", choices=list(SUITES),
-        help="layer suite: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()))
+        "--suite",
+        default="quick",
+        choices=list(SUITES),
+        help="layer suite: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()),
+    )
     parser.add_argument(
-        "--ops", nargs="+", metavar="OP",
-        help=f"only these ops: {', '.join(OPS)}, or the groups {', '.join(OP_GROUPS)}")
+        "--ops",
+        nargs="+",
+        metavar="OP",
+        help=f"only these ops: {', '.join(OPS)}, or the groups {', '.join(OP_GROUPS)}",
+    )
     parser.add_argument(
-        "--engines", nargs="+", metavar="ENGINE",
+        "--engines",
+        nargs="+",
+        metavar="ENGINE",
         help="fastconv engines to time (c, numba, reference, cuda); default: c and numba "
-             "where available")
+        "where available",
+    )
     parser.add_argument(
-        "--baselines", nargs="+", metavar="NAME",
-        help="comparators: numpy, torch, or none; default: numpy, and torch when installed")
-    parser.add_argument("--threads", type=_positive, metavar="N",
-                        help="threads for fastconv, NumPy's BLAS and torch (default: all cores)")
-    parser.add_argument("--repeat", type=_positive, default=7, metavar="R",
-                        help="timed samples per engine and layer; the median is shown "
-                             "(default 7; fewer, at least 3, for very slow baselines)")
+        "--baselines",
+        nargs="+",
+        metavar="NAME",
+        help="comparators: numpy, torch, or none; default: numpy, and torch when installed",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="threads for fastconv, NumPy's BLAS and torch (default: all cores)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive,
+        default=7,
+        metavar="R",
+        help="timed samples per engine and layer; the median is shown "
+        "(default 7; fewer, at least 3, for very slow baselines)",
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="bar chart of speed-ups over NumPy (needs matplotlib)")
-    parser.add_argument("--model", metavar="NAME",
-                        help="also time a whole forward pass of a fastconv.models network "
-                             "(resnet50) per engine and against torch")
-    parser.add_argument("--list", action="store_true",
-                        help="list the layers the selection would run, and exit")
+    parser.add_argument(
+        "--plot", metavar="FILE.png", help="bar chart of speed-ups over NumPy (needs matplotlib)"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="also time a whole forward pass of a fastconv.models network "
+        "(resnet50) per engine and against torch",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the layers the selection would run, and exit"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -90,21 +116,27 @@ def run(args) -> int:
     if args.model is not None and args.model not in B.MODELS:
         raise ValueError(f"unknown model {args.model!r}; choose from {', '.join(B.MODELS)}")
     if args.plot:
-        B.require_matplotlib()
         if not args.plot.lower().endswith(".png"):
             raise ValueError(
-                f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}")
+                f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}"
+            )
+        B.require_matplotlib()
     if not cases and args.model is None:
         raise ValueError(f"no layer of suite {args.suite!r} has the ops {', '.join(ops or ())}")
     if not engines:
-        print("note: no compiled engine (c, numba) is available here; timing the baselines "
-              "only (see `fastconv backends`)", file=sys.stderr)
+        print(
+            "note: no compiled engine (c, numba) is available here; timing the baselines "
+            "only (see `fastconv backends`)",
+            file=sys.stderr,
+        )
     progress = None if args.quiet else sys.stderr
-    report = B.run_suite(cases, engines, baselines, args.dtype, args.repeat, args.threads,
-                         progress, args.suite)
+    report = B.run_suite(
+        cases, engines, baselines, args.dtype, args.repeat, args.threads, progress, args.suite
+    )
     if args.model is not None:
-        report["model"] = B.bench_model(args.model, engines, baselines, args.dtype,
-                                        args.repeat, progress)
+        report["model"] = B.bench_model(
+            args.model, engines, baselines, args.dtype, args.repeat, progress
+        )
     report["elapsed_s"] = time.perf_counter() - started
     print(B.format_report(report))
     if args.json:

@@ -132,8 +132,13 @@ def probe_peak(threads: int) -> Dict[str, Any]:
     The peak is the best of several short runs (others may share the core) times
     ``threads``; float64 peaks are half (same FMA rate, half the lanes).
     """
-    out: Dict[str, Any] = {"isa": None, "fma_gflops_core": None, "fma_gflops": None,
-                           "bandwidth_gbs": None, "probe": "csrc/probe.c"}
+    out: Dict[str, Any] = {
+        "isa": None,
+        "fma_gflops_core": None,
+        "fma_gflops": None,
+        "bandwidth_gbs": None,
+        "probe": "csrc/probe.c",
+    }
     try:
         from ._fastconv_c import ffi, lib
 
@@ -160,8 +165,12 @@ def probe_peak(threads: int) -> Dict[str, Any]:
     src = np.ones(n, np.float32)
     dst = np.empty_like(src)
     out["bandwidth_gbs"] = lib.fc_probe_copy_bandwidth(
-        ffi.cast("float *", dst.ctypes.data), ffi.cast("const float *", src.ctypes.data),
-        n, 5, threads)
+        ffi.cast("float *", dst.ctypes.data),
+        ffi.cast("const float *", src.ctypes.data),
+        n,
+        5,
+        threads,
+    )
     return out
 
 
@@ -271,8 +280,12 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
         if gc_was:
             gc.enable()
     return {
-        label: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s,
-                "calls_per_sample": calls[label]}
+        label: {
+            "median_s": statistics.median(s),
+            "min_s": min(s),
+            "samples_s": s,
+            "calls_per_sample": calls[label],
+        }
         for label, s in samples.items()
     }
 
@@ -301,8 +314,15 @@ def _first_call(fn: Callable[[], Any]) -> tuple:
     return y, time.perf_counter() - t0, None
 
 
-def bench_case(case: Case, engines: Sequence[str], baselines: Sequence[str], dtype: Any,
-               repeat: int, machine: Dict[str, Any], budget_s: float = 4.0) -> Dict[str, Any]:
+def bench_case(
+    case: Case,
+    engines: Sequence[str],
+    baselines: Sequence[str],
+    dtype: Any,
+    repeat: int,
+    machine: Dict[str, Any],
+    budget_s: float = 4.0,
+) -> Dict[str, Any]:
     """Check and time one case on every engine and baseline; returns its JSON record."""
     dt = np.dtype(dtype)
     arrays = case.arrays(dt)
@@ -355,10 +375,17 @@ def bench_case(case: Case, engines: Sequence[str], baselines: Sequence[str], dty
         for b, tb in base.items():
             res[f"speedup_vs_{b}"] = tb / t if tb else None
     return {
-        "name": case.name, "call": case.describe(), "params": case.params(),
-        "dtype": dt.name, "macs": case.macs, "flops": flops, "bytes": nbytes,
-        "bound": bound, "roofline_ms": roof_s * 1e3 if roof_s else None,
-        "checked_against": ref_by, "results": results,
+        "name": case.name,
+        "call": case.describe(),
+        "params": case.params(),
+        "dtype": dt.name,
+        "macs": case.macs,
+        "flops": flops,
+        "bytes": nbytes,
+        "bound": bound,
+        "roofline_ms": roof_s * 1e3 if roof_s else None,
+        "checked_against": ref_by,
+        "results": results,
     }
 
 
@@ -400,9 +427,16 @@ def resolve_baselines(requested: Optional[Sequence[str]]) -> List[str]:
     return out
 
 
-def run_suite(cases: Sequence[Case], engines: Sequence[str], baselines: Sequence[str],
-              dtype: Any = "float32", repeat: int = 7, threads: Optional[int] = None,
-              progress: Optional[TextIO] = None, suite: str = "") -> Dict[str, Any]:
+def run_suite(
+    cases: Sequence[Case],
+    engines: Sequence[str],
+    baselines: Sequence[str],
+    dtype: Any = "float32",
+    repeat: int = 7,
+    threads: Optional[int] = None,
+    progress: Optional[TextIO] = None,
+    suite: str = "",
+) -> Dict[str, Any]:
     """Benchmark ``cases``; returns the whole report (the JSON document)."""
     start = time.perf_counter()
     if threads is not None:
@@ -416,11 +450,17 @@ def run_suite(cases: Sequence[Case], engines: Sequence[str], baselines: Sequence
     machine = machine_info(n_threads, "torch" in baselines)
     report: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "suite": suite, "dtype": np.dtype(dtype).name, "repeat": repeat,
-        "engines": list(engines), "baselines": list(baselines),
-        "method": ("check against float64 reference, warm-up, then interleaved samples "
-                   f"(each >= {MIN_SAMPLE_S * 1e3:g} ms), median"),
-        "machine": machine, "cases": [],
+        "suite": suite,
+        "dtype": np.dtype(dtype).name,
+        "repeat": repeat,
+        "engines": list(engines),
+        "baselines": list(baselines),
+        "method": (
+            "check against float64 reference, warm-up, then interleaved samples "
+            f"(each >= {MIN_SAMPLE_S * 1e3:g} ms), median"
+        ),
+        "machine": machine,
+        "cases": [],
     }
     for i, case in enumerate(cases, 1):
         if progress is not None:
@@ -438,14 +478,17 @@ def summarize(report: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     for label in labels:
         row: Dict[str, Any] = {}
         for b in report["baselines"]:
-            vals = [c["results"][label].get(f"speedup_vs_{b}") for c in report["cases"]
-                    if label in c["results"]]
+            vals = [
+                c["results"][label].get(f"speedup_vs_{b}")
+                for c in report["cases"]
+                if label in c["results"]
+            ]
             vals = [v for v in vals if v]
             row[f"geomean_speedup_vs_{b}"] = (
-                math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None)
+                math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
+            )
             row["cases_timed"] = len(vals)
-        statuses = [c["results"][label]["status"] for c in report["cases"]
-                    if label in c["results"]]
+        statuses = [c["results"][label]["status"] for c in report["cases"] if label in c["results"]]
         row["wrong"] = sum(s.startswith("WRONG") for s in statuses)
         row["errors"] = sum(s == "error" for s in statuses)
         row["n/a"] = sum(s == "n/a" for s in statuses)
@@ -467,17 +510,26 @@ def _ms(v: Optional[float]) -> str:
 
 
 def machine_line(m: Dict[str, Any]) -> str:
-    peak = (f"FMA peak {m['fma_gflops_core']:.1f} GFLOP/s/core x {m['threads']} = "
-            f"{m['fma_gflops']:.0f} GFLOP/s fp32" if m.get("fma_gflops") else "FMA peak unknown")
+    peak = (
+        f"FMA peak {m['fma_gflops_core']:.1f} GFLOP/s/core x {m['threads']} = "
+        f"{m['fma_gflops']:.0f} GFLOP/s fp32"
+        if m.get("fma_gflops")
+        else "FMA peak unknown"
+    )
     bw = f"copy {m['bandwidth_gbs']:.1f} GB/s" if m.get("bandwidth_gbs") else "bandwidth unknown"
     isa = f" ({m['isa']})" if m.get("isa") else ""
     load = m.get("load_average_1min")
     busy = ""
     if load is not None:
-        busy = f"; load {load:.1f}" + (" (BUSY: other work shares the cores, figures are noisy)"
-                                        if load > 0.5 * (m.get("cores") or 1) else "")
-    return (f"machine: {m['cpu']}, {m['cores']} cores{isa}; kernels: {m['kernels']}; "
-            f"{m['threads']} thread(s); {peak}; {bw}{busy}")
+        busy = f"; load {load:.1f}" + (
+            " (BUSY: other work shares the cores, figures are noisy)"
+            if load > 0.5 * (m.get("cores") or 1)
+            else ""
+        )
+    return (
+        f"machine: {m['cpu']}, {m['cores']} cores{isa}; kernels: {m['kernels']}; "
+        f"{m['threads']} thread(s); {peak}; {bw}{busy}"
+    )
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -487,19 +539,29 @@ def format_report(report: Dict[str, Any]) -> str:
         f"fastconv bench: suite {report['suite'] or '-'}, {report['dtype']}, "
         f"median of {report['repeat']} interleaved samples",
         machine_line(m),
-        "baselines: numpy " + m["numpy"] + " (sliding_window_view + einsum"
+        "baselines: numpy "
+        + m["numpy"]
+        + " (sliding_window_view + einsum"
         + (f", OpenBLAS {blas} threads)" if blas else ")")
-        + (f"; torch {m['torch']} ({m['torch_threads']} threads)" if "torch" in
-           report["baselines"] else "; torch not run"),
+        + (
+            f"; torch {m['torch']} ({m['torch_threads']} threads)"
+            if "torch" in report["baselines"]
+            else "; torch not run"
+        ),
         "%roof: share of the roofline bound max(flops/peak, bytes/bandwidth); "
         "xnumpy/xtorch: speed-up (>1 = faster)",
     ]
-    head = (f"  {'engine':<10}{'ms':>10}{'GFLOP/s':>10}{'GB/s':>8}{'%roof':>7}"
-            f"{'xnumpy':>9}{'xtorch':>9}  check")
+    head = (
+        f"  {'engine':<10}{'ms':>10}{'GFLOP/s':>10}{'GB/s':>8}{'%roof':>7}"
+        f"{'xnumpy':>9}{'xtorch':>9}  check"
+    )
     for c in report["cases"]:
         lines.append("")
-        work = (f"{c['flops'] / 1e9:.3g} GFLOP, " if c["flops"] else "") + \
-            f"{c['bytes'] / 1e6:.3g} MB" + (f", {c['bound']}-bound" if c["bound"] else "")
+        work = (
+            (f"{c['flops'] / 1e9:.3g} GFLOP, " if c["flops"] else "")
+            + f"{c['bytes'] / 1e6:.3g} MB"
+            + (f", {c['bound']}-bound" if c["bound"] else "")
+        )
         lines.append(f"{c['name']}   [{c['call']}; {work}]")
         lines.append(head)
         for label, r in c["results"].items():
@@ -509,19 +571,27 @@ def format_report(report: Dict[str, Any]) -> str:
                     f"  {label:<10}{_ms(r['ms']):>10}{_num(r['gflops'], '.1f'):>10}"
                     f"{_num(r['gbs'], '.1f'):>8}{_num(r['pct_roof'], '.0f'):>7}"
                     f"{_num(r.get('speedup_vs_numpy'), '.2f'):>9}"
-                    f"{_num(r.get('speedup_vs_torch'), '.2f'):>9}  ok{err}")
+                    f"{_num(r.get('speedup_vs_torch'), '.2f'):>9}  ok{err}"
+                )
             else:
-                why = r["status"] if r["status"].startswith("WRONG") else \
-                    f"{r['status']}: {r.get('message', '')}"
+                why = (
+                    r["status"]
+                    if r["status"].startswith("WRONG")
+                    else f"{r['status']}: {r.get('message', '')}"
+                )
                 lines.append(f"  {label:<10}{'':>53}  {_clip(why, 70)}")
     lines.append("")
     lines.append("summary (geometric mean of speed-ups over the cases each engine passed):")
     for label, s in report["summary"].items():
-        parts = [f"x{s[k]:.2f} vs {k.rsplit('_', 1)[1]}" for k in s
-                 if k.startswith("geomean") and s[k] and not k.endswith("_" + label)]
+        parts = [
+            f"x{s[k]:.2f} vs {k.rsplit('_', 1)[1]}"
+            for k in s
+            if k.startswith("geomean") and s[k] and not k.endswith("_" + label)
+        ]
         bad = [f"{s[k]} {k}" for k in ("wrong", "errors", "n/a") if s[k]]
-        lines.append(f"  {label:<10}" + (", ".join(parts) or "-") +
-                     (f"  ({', '.join(bad)})" if bad else ""))
+        lines.append(
+            f"  {label:<10}" + (", ".join(parts) or "-") + (f"  ({', '.join(bad)})" if bad else "")
+        )
     if report.get("model"):
         lines.append("")
         lines += format_model(report["model"])
@@ -548,7 +618,8 @@ def require_matplotlib() -> None:
     except ImportError:
         raise ValueError(
             "--plot needs matplotlib, which is not installed: pip install matplotlib "
-            "(or pip install 'fastconv[plot]')") from None
+            "(or pip install 'fastconv[plot]')"
+        ) from None
 
 
 def plot(report: Dict[str, Any], path: str) -> None:
@@ -575,8 +646,9 @@ def plot(report: Dict[str, Any], path: str) -> None:
         ax.set_xscale("log")
     ax.set_xlabel("speed-up over the NumPy baseline (sliding_window_view + einsum)")
     m = report["machine"]
-    ax.set_title(f"fastconv bench, {report['dtype']}, {m['threads']} threads, {m['cpu']}",
-                 fontsize=9)
+    ax.set_title(
+        f"fastconv bench, {report['dtype']}, {m['threads']} threads, {m['cpu']}", fontsize=9
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -589,8 +661,14 @@ def plot(report: Dict[str, Any], path: str) -> None:
 MODELS = ("resnet50",)
 
 
-def bench_model(name: str, engines: Sequence[str], baselines: Sequence[str], dtype: Any,
-                repeat: int, progress: Optional[TextIO] = None) -> Dict[str, Any]:
+def bench_model(
+    name: str,
+    engines: Sequence[str],
+    baselines: Sequence[str],
+    dtype: Any,
+    repeat: int,
+    progress: Optional[TextIO] = None,
+) -> Dict[str, Any]:
     """Time one forward pass of a model of ``fastconv.models`` per engine (and torch)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -607,13 +685,17 @@ def bench_model(name: str, engines: Sequence[str], baselines: Sequence[str], dty
 
 
 def format_model(rec: Dict[str, Any]) -> List[str]:
-    lines = [f"model {rec['model']} forward, input {tuple(rec['input'])}, {rec['dtype']}"
-             f" [{rec.get('gflop', 0):.3g} GFLOP]"]
+    lines = [
+        f"model {rec['model']} forward, input {tuple(rec['input'])}, {rec['dtype']}"
+        f" [{rec.get('gflop', 0):.3g} GFLOP]"
+    ]
     lines.append(f"  {'engine':<10}{'ms':>10}{'GFLOP/s':>10}{'xtorch':>9}  check")
     for label, r in rec["results"].items():
         if "ms" in r:
-            lines.append(f"  {label:<10}{_ms(r['ms']):>10}{_num(r.get('gflops'), '.1f'):>10}"
-                         f"{_num(r.get('speedup_vs_torch'), '.2f'):>9}  {r['status']}")
+            lines.append(
+                f"  {label:<10}{_ms(r['ms']):>10}{_num(r.get('gflops'), '.1f'):>10}"
+                f"{_num(r.get('speedup_vs_torch'), '.2f'):>9}  {r['status']}"
+            )
         else:
             why = _clip(r["status"] + ": " + r.get("message", ""), 70)
             lines.append(f"  {label:<10}{'':>29}  {why}")

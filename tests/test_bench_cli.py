@@ -65,16 +65,29 @@ def test_engine_lacking_an_op_is_na(monkeypatch):
     monkeypatch.setattr(B, "_engine_runner", lambda c, a, engine: B.Runner(engine, lacking))
     rec = B.bench_case(case, ["reference"], ["numpy"], "float64", 1, {})
     assert rec["results"]["reference"]["status"] == "n/a"
-    text = B.format_report({**_report_shell(), "cases": [rec],
-                            "summary": {}, "engines": ["reference"]})
+    text = B.format_report(
+        {**_report_shell(), "cases": [rec], "summary": {}, "engines": ["reference"]}
+    )
     assert "n/a" in text
 
 
 def _report_shell():
-    return {"suite": "tiny", "dtype": "float64", "repeat": 1, "engines": [],
-            "baselines": ["numpy"], "elapsed_s": 0.0,
-            "machine": {"cpu": "cpu", "cores": 1, "threads": 1, "kernels": "-",
-                        "numpy": np.__version__, "numpy_blas_threads": None}}
+    return {
+        "suite": "tiny",
+        "dtype": "float64",
+        "repeat": 1,
+        "engines": [],
+        "baselines": ["numpy"],
+        "elapsed_s": 0.0,
+        "machine": {
+            "cpu": "cpu",
+            "cores": 1,
+            "threads": 1,
+            "kernels": "-",
+            "numpy": np.__version__,
+            "numpy_blas_threads": None,
+        },
+    }
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path, capsys):
@@ -136,5 +149,6 @@ def test_macs_by_hand():
 @pytest.mark.parametrize("case", select("tiny"), ids=lambda c: c.op)
 def test_numpy_baseline_matches_reference(case):
     a = case.arrays(np.float64)
-    np.testing.assert_allclose(run_numpy(case, a), run_fastconv(case, a, "reference"),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        run_numpy(case, a), run_fastconv(case, a, "reference"), rtol=1e-10, atol=1e-10
+    )
