@@ -18,6 +18,9 @@
  * (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked at run time
  * with __builtin_cpu_supports, so one build runs on any x86-64; other CPUs get portable C.
  *
+ * Global average pooling (a 1x1 adaptive output) sums each contiguous plane with one
+ * vectorised reduction, blocks of 64 planes per dispatch.
+ *
  * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
  * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
  *
@@ -442,11 +445,43 @@ FC_MULTIVERSION(S(adaptive_avg_plane),
                 (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH, int64_t OW),
                 (x, y, H, W, OH, OW))
 
+/* Global average pooling of `planes` contiguous planes of n values: y[p] = mean(x[p*n ..]).
+ * Small planes (n <= 4096, e.g. 7x7) sum in T, whose vector partial sums keep the error far
+ * below the tests' tolerance at that size; larger ones in double. */
+FC_INLINE void FC_CAT(S(global_avg), _body)(const T *restrict x, T *restrict y, int64_t planes,
+                                           int64_t n)
+{
+    if (n > 4096) {
+        for (int64_t p = 0; p < planes; p++)
+            y[p] = (T)(S(sum_contig)(x + p * n, n) / (double)n);
+        return;
+    }
+    for (int64_t p = 0; p < planes; p++) {
+        const T *restrict xp = x + p * n;
+        T s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++)
+            s += xp[i];
+        y[p] = s / (T)n;
+    }
+}
+FC_MULTIVERSION(S(global_avg), (const T *restrict x, T *restrict y, int64_t planes, int64_t n),
+                (x, y, planes, n))
+
 /* x is (N, C, H, W), y is (N, C, OH, OW). */
 void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t OH, int64_t OW)
 {
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+    if (OH == 1 && OW == 1) { /* global pooling: blocks of planes, one dispatch per block */
+        const int64_t blk = 64, nblk = (planes + blk - 1) / blk;
+#pragma omp parallel for schedule(dynamic, 4) if (fc_par(nblk, planes * in_sz))
+        for (int64_t b = 0; b < nblk; b++) {
+            const int64_t p0 = b * blk, np = planes - p0 < blk ? planes - p0 : blk;
+            S(global_avg)(x + p0 * in_sz, y + p0, np, in_sz);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++)
         S(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
