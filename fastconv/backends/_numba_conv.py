@@ -36,6 +36,45 @@ def valid_range(out, s, off, size):
     return lo, hi
 
 
+# Inner loops index views with the bare loop counter (ys[i], xs[i]): Numba then knows the index
+# is not negative and drops its negative-index wraparound, without which LLVM turns the loop
+# into gathers (an 8x slower loop, measured on x[off + i]).
+
+
+@njit(cache=True, inline="always")
+def axpy_row(ys, wv, xr, start, s):
+    """ys[i] += wv * xr[start + i*s] for i < len(ys); the reads must be inside xr."""
+    n = ys.shape[0]
+    if s == 1:
+        xs = xr[start : start + n]
+        for i in range(n):
+            ys[i] += wv * xs[i]
+    else:
+        xg = xr[start:]
+        for i in range(n):
+            ys[i] += wv * xg[i * s]
+
+
+@njit(cache=True, inline="always")
+def copy_row(ds, xr, start, s):
+    """ds[i] = xr[start + i*s] for i < len(ds); the reads must be inside xr."""
+    n = ds.shape[0]
+    if s == 1:
+        xs = xr[start : start + n]
+        for i in range(n):
+            ds[i] = xs[i]
+    else:
+        xg = xr[start:]
+        for i in range(n):
+            ds[i] = xg[i * s]
+
+
+@njit(cache=True, inline="always")
+def fill(ds, v):
+    for i in range(ds.shape[0]):
+        ds[i] = v
+
+
 # --------------------------------------------------------------------------- v1: direct
 
 
@@ -58,8 +97,7 @@ def conv_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
         bias = b[o] if has_b else 0.0
         for oh in range(OH):
             yr = y[n, o, oh]
-            for ow in range(OW):
-                yr[ow] = bias
+            fill(yr, bias)
             for ci in range(Cg):
                 c = g * Cg + ci
                 for kh in range(KH):
@@ -68,15 +106,60 @@ def conv_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
                         continue
                     xr = x[n, c, ih]
                     for kw in range(KW):
-                        wv = w[o, ci, kh, kw]
                         off = kw * dw - pw
                         lo, hi = valid_range(OW, sw, off, W)
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                yr[ow] += wv * xr[ow + off]
-                        else:
-                            for ow in range(lo, hi):
-                                yr[ow] += wv * xr[ow * sw + off]
+                        if lo < hi:
+                            axpy_row(yr[lo:hi], w[o, ci, kh, kw], xr, lo * sw + off, sw)
+
+
+@njit(parallel=True, cache=True)
+def conv_depthwise(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, nth):
+    # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) (read if has_b), y is (N, C*m, OH, OW)
+    # Each task copies one input plane into a zero-bordered buffer xp (Hp x Wp), so no tap needs
+    # a bounds check. With stride 1, output (oh, ow) and tap (kh, kw) read xp at
+    # (oh + kh*dh)*Wp + ow + kw*dw: computing the output with rows Wp long (the last Wp - OW
+    # columns of each row are discarded) turns every tap into ONE contiguous loop over the whole
+    # plane, instead of OH short loops. Other strides go row by row.
+    N, C, H, W = x.shape
+    OC = w.shape[0]
+    KH = w.shape[2]
+    KW = w.shape[3]
+    OH = y.shape[2]
+    OW = y.shape[3]
+    m = OC // C
+    Hp = max(H + ph, (OH - 1) * sh + (KH - 1) * dh + 1)
+    Wp = max(W + pw, (OW - 1) * sw + (KW - 1) * dw + 1)
+    ntask = N * C
+    nth = max(1, min(nth, ntask))
+    for th in prange(nth):
+        xp = np.zeros(Hp * Wp, y.dtype)
+        acc = np.empty(OH * Wp, y.dtype)
+        for task in range(th, ntask, nth):
+            n = task // C
+            c = task % C
+            for ih in range(H):
+                base = (ih + ph) * Wp + pw
+                copy_row(xp[base : base + W], x[n, c, ih], 0, 1)
+            for j in range(m):
+                o = c * m + j
+                bias = b[o] if has_b else 0.0
+                if sh == 1 and sw == 1:
+                    L = (OH - 1) * Wp + OW
+                    acc_l = acc[:L]
+                    fill(acc_l, bias)
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            axpy_row(acc_l, w[o, 0, kh, kw], xp, kh * dh * Wp + kw * dw, 1)
+                    for oh in range(OH):
+                        copy_row(y[n, o, oh], acc, oh * Wp, 1)
+                else:
+                    for oh in range(OH):
+                        yr = y[n, o, oh]
+                        fill(yr, bias)
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                tap = (oh * sh + kh * dh) * Wp + kw * dw
+                                axpy_row(yr, w[o, 0, kh, kw], xp, tap, sw)
 
 
 # --------------------------------------------------------------------------- v2: im2col + GEMM
@@ -95,32 +178,31 @@ def im2col(x, n, col, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
         kw = r % KW
         off = kw * dw - pw
         lo, hi = valid_range(OW, sw, off, W)
-        cr = col[r]
         for oh in range(OH):
-            base = oh * OW
+            cr = col[r, oh * OW : (oh + 1) * OW]
             ih = oh * sh - ph + kh * dh
-            if ih < 0 or ih >= H:
-                for ow in range(OW):
-                    cr[base + ow] = 0
+            if ih < 0 or ih >= H or lo >= hi:
+                fill(cr, 0)
                 continue
-            xr = x[n, c, ih]
-            for ow in range(lo):
-                cr[base + ow] = 0
-            for ow in range(lo, hi):
-                cr[base + ow] = xr[ow * sw + off]
-            for ow in range(hi, OW):
-                cr[base + ow] = 0
+            fill(cr[:lo], 0)
+            copy_row(cr[lo:hi], x[n, c, ih], lo * sw + off, sw)
+            fill(cr[hi:], 0)
 
 
 @njit(cache=True, inline="always")
 def _axpy4(a0, a1, a2, a3, brow, c0, c1, c2, c3, j0, nj):
     # c_r[j0:j0+nj] += a_r * brow[j0:j0+nj] for four rows: one load of b feeds four FMAs
-    for j in range(j0, j0 + nj):
-        bj = brow[j]
-        c0[j] += a0 * bj
-        c1[j] += a1 * bj
-        c2[j] += a2 * bj
-        c3[j] += a3 * bj
+    b = brow[j0 : j0 + nj]
+    d0 = c0[j0 : j0 + nj]
+    d1 = c1[j0 : j0 + nj]
+    d2 = c2[j0 : j0 + nj]
+    d3 = c3[j0 : j0 + nj]
+    for j in range(nj):
+        bj = b[j]
+        d0[j] += a0 * bj
+        d1[j] += a1 * bj
+        d2[j] += a2 * bj
+        d3[j] += a3 * bj
 
 
 @njit(parallel=True, cache=True)
@@ -144,10 +226,7 @@ def gemm_rows(wf, col, b, has_b, y3, n, G):
         o0 = g * OCg + ib * 4
         rows = min(4, OCg - ib * 4)
         for i in range(rows):
-            bias = b[o0 + i] if has_b else 0.0
-            yr = y3[n, o0 + i]
-            for j in range(j0, j0 + nj):
-                yr[j] = bias
+            fill(y3[n, o0 + i, j0 : j0 + nj], b[o0 + i] if has_b else 0.0)
         if rows == 4:
             c0 = y3[n, o0]
             c1 = y3[n, o0 + 1]
@@ -169,12 +248,9 @@ def gemm_rows(wf, col, b, has_b, y3, n, G):
                 )
         else:
             for i in range(rows):
-                ci = y3[n, o0 + i]
+                ci = y3[n, o0 + i, j0 : j0 + nj]
                 for p in range(Kd):
-                    a = wf[o0 + i, p]
-                    brow = col[g * Kd + p]
-                    for j in range(j0, j0 + nj):
-                        ci[j] += a * brow[j]
+                    axpy_row(ci, wf[o0 + i, p], col[g * Kd + p], j0, 1)
 
 
 # --------------------------------------------------------------------------- v3 / v4: packed GEMM
@@ -289,25 +365,16 @@ def _pack_b(x, n, g, Cg, KH, KW, sh, sw, ph, pw, dh, dw, pc, kc, segs, nseg, nr,
             ow1 = ow0 + segs[s, 2]
             d = bo + segs[s, 3] - ow0  # Bp index of output column ow
             if ih < 0 or ih >= H:
-                for ow in range(ow0, ow1):
-                    Bp[d + ow] = 0
+                fill(Bp[d + ow0 : d + ow1], 0)
                 continue
-            xr = x[n, c, ih]
             lo, hi = valid_range(ow1, sw, off, W)
             a = min(max(lo, ow0), ow1)
             e = max(hi, a)
-            for ow in range(ow0, a):
-                Bp[d + ow] = 0
-            if sw == 1:
-                for ow in range(a, e):
-                    Bp[d + ow] = xr[ow + off]
-            else:
-                for ow in range(a, e):
-                    Bp[d + ow] = xr[ow * sw + off]
-            for ow in range(e, ow1):
-                Bp[d + ow] = 0
-        for q in range(nr, NR):
-            Bp[bo + q] = 0
+            fill(Bp[d + ow0 : d + a], 0)
+            if a < e:
+                copy_row(Bp[d + a : d + e], x[n, c, ih], a * sw + off, sw)
+            fill(Bp[d + e : d + ow1], 0)
+        fill(Bp[bo + nr : bo + NR], 0)
 
 
 @njit(parallel=True, cache=True)
@@ -356,10 +423,8 @@ def gemm_packed(x, Ap, KH, KW, b, has_b, y, sh, sw, ph, pw, dh, dw, G, nth):
                 jj += ln
             for i in range(OCg):
                 o = g * OCg + i
-                bias = b[o] if has_b else 0.0
                 base = (n * OC + o) * P + j0
-                for q in range(nr):
-                    yf[base + q] = bias
+                fill(yf[base : base + nr], b[o] if has_b else 0.0)
             for pc in range(0, Kd, KC):
                 kc = min(KC, Kd - pc)
                 _pack_b(x, n, g, Cg, KH, KW, sh, sw, ph, pw, dh, dw, pc, kc, segs, nseg, nr, Bp)
@@ -406,8 +471,7 @@ def conv_transpose_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
         bias = b[o] if has_b else 0.0
         yp = y[n, o]
         for oh in range(OH):
-            for ow in range(OW):
-                yp[oh, ow] = bias
+            fill(yp[oh], bias)
         for ci in range(Cg):
             c = g * Cg + ci
             for kh in range(KH):
@@ -421,5 +485,14 @@ def conv_transpose_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
                         wv = w[c, oo, kh, kw]
                         off = kw * dw - pw
                         lo, hi = valid_range(W, sw, off, OW)
-                        for j in range(lo, hi):
-                            yr[j * sw + off] += wv * xr[j]
+                        if lo >= hi:
+                            continue
+                        xs = xr[lo:hi]
+                        if sw == 1:
+                            ys = yr[lo + off : hi + off]
+                            for j in range(hi - lo):
+                                ys[j] += wv * xs[j]
+                        else:
+                            yg = yr[lo * sw + off :]
+                            for j in range(hi - lo):
+                                yg[j * sw] += wv * xs[j]

@@ -12,13 +12,57 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._numba_conv import valid_range
+from ._numba_conv import fill, valid_range
 
 
 @njit(cache=True, inline="always")
 def _first_tap(start, d):
     """First position start + t*d at or after 0 (the max-pool starting index)."""
     return start if start >= 0 else start + ((-start + d - 1) // d) * d
+
+
+@njit(cache=True, inline="always")
+def _add_row(ys, xr, start, s):
+    # ys[i] += xr[start + i*s]
+    n = ys.shape[0]
+    if s == 1:
+        xs = xr[start : start + n]
+        for i in range(n):
+            ys[i] += xs[i]
+    else:
+        xg = xr[start:]
+        for i in range(n):
+            ys[i] += xg[i * s]
+
+
+@njit(cache=True, inline="always")
+def _max_row(ys, xr, start, s):
+    # ys[i] = xr[start + i*s] if it is greater than ys[i] or NaN (a select: no branch)
+    n = ys.shape[0]
+    if s == 1:
+        xs = xr[start : start + n]
+        for i in range(n):
+            v = xs[i]
+            m = ys[i]
+            ys[i] = v if (v > m) | (v != v) else m
+    else:
+        xg = xr[start:]
+        for i in range(n):
+            v = xg[i * s]
+            m = ys[i]
+            ys[i] = v if (v > m) | (v != v) else m
+
+
+@njit(cache=True, inline="always")
+def _max_row_idx(ys, iy, xr, start, s, base):
+    # _max_row, also setting iy[i] = base + start + i*s where ys[i] is replaced
+    n = ys.shape[0]
+    xg = xr[start:]
+    for i in range(n):
+        v = xg[i * s]
+        take = (v > ys[i]) | (v != v)
+        ys[i] = v if take else ys[i]
+        iy[i] = base + start + i * s if take else iy[i]
 
 
 @njit(parallel=True, cache=True)
@@ -36,8 +80,7 @@ def max_pool2d(x, y, idx, want_idx, kh, kw, sh, sw, ph, pw, dh, dw):
         for oh in range(OH):
             hs = oh * sh - ph
             yr = y[n, c, oh]
-            for ow in range(OW):
-                yr[ow] = -np.inf
+            fill(yr, -np.inf)
             if want_idx:
                 fh = _first_tap(hs, dh)
                 ir = idx[n, c, oh]
@@ -51,19 +94,13 @@ def max_pool2d(x, y, idx, want_idx, kh, kw, sh, sw, ph, pw, dh, dw):
                 for tw in range(kw):
                     off = tw * dw - pw
                     lo, hi = valid_range(OW, sw, off, W)
+                    if lo >= hi:
+                        continue
+                    start = lo * sw + off
                     if want_idx:
-                        ir = idx[n, c, oh]
-                        for ow in range(lo, hi):
-                            iw = ow * sw + off
-                            v = xr[iw]
-                            if (v > yr[ow]) | (v != v):
-                                yr[ow] = v
-                                ir[ow] = ih * W + iw
+                        _max_row_idx(yr[lo:hi], idx[n, c, oh, lo:hi], xr, start, sw, ih * W)
                     else:
-                        for ow in range(lo, hi):
-                            v = xr[ow * sw + off]
-                            m = yr[ow]
-                            yr[ow] = v if (v > m) | (v != v) else m
+                        _max_row(yr[lo:hi], xr, start, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -84,19 +121,14 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
             hs0 = max(hs, 0)
             he0 = min(he, H)
             yr = y[n, c, oh]
-            for ow in range(OW):
-                yr[ow] = 0
+            fill(yr, 0)
             for ih in range(hs0, he0):
                 xr = x[n, c, ih]
                 for tw in range(kw):
                     off = tw - pw
                     lo, hi = valid_range(OW, sw, off, W)
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            yr[ow] += xr[ow + off]
-                    else:
-                        for ow in range(lo, hi):
-                            yr[ow] += xr[ow * sw + off]
+                    if lo < hi:
+                        _add_row(yr[lo:hi], xr, lo * sw + off, sw)
             for ow in range(OW):
                 ws = ow * sw - pw
                 we = min(ws + kw, W + pw)

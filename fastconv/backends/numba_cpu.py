@@ -90,6 +90,9 @@ def best_conv2d_variant(x, w, y, groups: int) -> str:
 def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None):
     # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
     if variant is None:
+        if w.shape[1] == 1 and groups == x.shape[1]:
+            depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw)
+            return
         variant = best_conv2d_variant(x, w, y, groups)
     elif variant not in CONV2D_VARIANTS:
         raise ValueError(
@@ -140,7 +143,7 @@ def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), y is (N, C*m, OH, OW): conv2d with groups = C
     _sync_threads()
     bb, has_b = _bias(b, y.dtype)
-    _conv.conv_direct(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, x.shape[1])
+    _conv.conv_depthwise(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, numba.get_num_threads())
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
