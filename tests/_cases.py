@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 
+import fastconv
+
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover - depends on the environment
     torch = None
     F = None
+
+
+def available_engines():
+    """Engines that run here (the CUDA one possibly in Numba's simulator)."""
+    return [n for n, r in fastconv.available_backends().items() if r.startswith("available")]
+
+
+def is_simulated(engine: str) -> bool:
+    return engine == "cuda" and "simulator" in fastconv.available_backends()["cuda"]
 
 
 def _maybe_unbatched(rng, shape):

@@ -11,17 +11,7 @@ if not os.path.exists("/dev/nvidia0"):
 os.environ.setdefault("FASTCONV_POISON", "1")
 
 import pytest  # noqa: E402
-
-import fastconv  # noqa: E402
-
-
-def available_engines():
-    return [n for n, r in fastconv.available_backends().items() if r.startswith("available")]
-
-
-def is_simulated(engine: str) -> bool:
-    return engine == "cuda" and "simulator" in fastconv.available_backends()["cuda"]
-
+from _cases import available_engines  # noqa: E402
 
 ENGINES = available_engines()
 

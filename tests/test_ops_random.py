@@ -21,13 +21,13 @@ from _cases import (
     gen_depthwise,
     gen_max_pool,
     gen_separable,
+    is_simulated,
     make_input,
     rel_err,
     t,
     torch,
     torch_conv,
 )
-from conftest import is_simulated
 
 import fastconv as fc
 
