@@ -113,12 +113,18 @@ def get_num_threads() -> int:
 
 
 def is_device_array(a: Any) -> bool:
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """A CUDA device array: one with ``__cuda_array_interface__`` (numba, CuPy, torch.cuda),
+    or a numba device array of the CUDA simulator (marked ``__cuda_ndarray__``)."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
 def _spec(a: Any, name: str) -> Tuple[Tuple[int, ...], np.dtype, Any]:
     """(shape, dtype, array) of an input; host inputs become NumPy arrays."""
     if is_device_array(a):
+        if getattr(a, "__cuda_ndarray__", False):
+            return tuple(a.shape), np.dtype(a.dtype), a
         iface = a.__cuda_array_interface__
         return tuple(iface["shape"]), np.dtype(iface["typestr"]), a
     try:
