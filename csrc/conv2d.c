@@ -11,7 +11,9 @@
  *   v3_blocked  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
  *   v4_simd     v3 with the CPU's vector micro-kernel (AVX-512 / AVX2+FMA / portable)
  *   v5_threads  v4 run by OpenMP threads over (image, group, output-channel block, pixel block)
- *   best (0)    v5, plus: a 1x1 stride-1 unpadded conv multiplies x itself (no im2col)
+ *   best (0)    v5 with im2col writing straight into the GEMM's packed-B layout (one copy
+ *               of the input instead of two) and the weights packed once per chunk; a 1x1
+ *               stride-1 unpadded conv multiplies x itself (no im2col at all)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
  *
  * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
@@ -40,6 +42,7 @@ typedef struct {
     int64_t kstep;       /* col rows per im2col chunk (K unless the bound forces less) */
     int64_t ntasks;      /* N * G * nm * np */
     int64_t work_elems;  /* per-thread workspace: col chunk + GEMM panels */
+    int64_t a_elems;     /* MODE_PACKED: weights packed once per call (0: per chunk instead) */
     int nthreads;        /* threads actually used */
 } conv_plan;
 
@@ -56,14 +59,33 @@ static int64_t gcd64(int64_t a, int64_t b) {
     return a;
 }
 
-/* Target size of one im2col chunk: small enough to stay in L2 between im2col writing it and
- * the GEMM packing it, large enough that re-packing the weights per task is cheap. */
+/* How a task gets its B operand (the column matrix).
+ *   MODE_COL     im2col into a plain row-major chunk, then the GEMM packs it  (v2 .. v5)
+ *   MODE_PACKED  im2col straight into the packed-B layout, weights packed once per chunk,
+ *                then the macro-kernel loops only                               (best)
+ *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best) */
+enum { MODE_COL, MODE_PACKED, MODE_DIRECT };
+
+/* Target size of one column chunk: small enough to stay in L2 (1-2 MiB on current x86)
+ * between im2col writing it and the GEMM reading it, large enough that re-packing the
+ * weights per task is cheap next to the multiply. */
 #define COL_TARGET_BYTES (384 * 1024)
 
+/* Per-thread workspace of a task of this plan, in elements (with slack for alignment). */
+static int64_t task_work(const conv_plan *pl, int mode, int kernel, int is_f64) {
+    const int64_t mr = fc_gemm_mr(kernel, is_f64), nr = fc_gemm_nr(kernel, is_f64);
+    if (mode == MODE_PACKED)
+        return ((pl->a_elems ? 0 : round_up(pl->mstep, mr)) + round_up(pl->pstep, nr)) *
+                   pl->kstep + 32;
+    return (mode == MODE_COL ? pl->kstep * pl->pstep : 0) +
+           fc_gemm_work_elems(kernel, is_f64, pl->mstep, pl->pstep, pl->kstep);
+}
+
 static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthreads,
-                      int64_t work_bytes, int use_col, conv_plan *pl) {
+                      int64_t work_bytes, int mode, conv_plan *pl) {
     const int64_t es = is_f64 ? 8 : 4;
     const int64_t mr = fc_gemm_mr(kernel, is_f64), nr = fc_gemm_nr(kernel, is_f64);
+    const int use_col = mode != MODE_DIRECT;
     pl->M = s->OC / s->G;
     pl->K = s->C / s->G * s->KH * s->KW;
     pl->P = s->OH * s->OW;
@@ -71,9 +93,23 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     pl->pstep = pl->P;
     pl->kstep = pl->K;
 
-    /* Pixel blocks that keep the col chunk near L2 size (at least one micro-tile wide). */
-    if (use_col && pl->K * pl->P * es > COL_TARGET_BYTES)
+    if (mode == MODE_COL && pl->K * pl->P * es > COL_TARGET_BYTES) {
+        /* pixel blocks that keep the col chunk near the target (at least one micro-tile) */
         pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->K * es) / nr * nr));
+    } else if (mode == MODE_PACKED) {
+        /* pixel blocks of 128 .. 1024 (or the whole image up to 320), then as many chunks
+         * of rows as keep the packed panel near the target */
+        if (pl->P > 320)
+            pl->pstep = min64(pl->P, min64(1024, max64(128, COL_TARGET_BYTES / (pl->K * es) /
+                                                               nr * nr)));
+        int64_t nk = ceil_div(pl->K * round_up(pl->pstep, nr) * es, COL_TARGET_BYTES);
+        pl->kstep = ceil_div(pl->K, nk);
+    }
+    /* Pack the weights once per call (shared by all tasks) when they take at most half the
+     * bound; else every task packs its block per chunk. */
+    pl->a_elems = 0;
+    if (mode == MODE_PACKED && s->G * round_up(pl->M, mr) * pl->K * es <= work_bytes / 2)
+        pl->a_elems = s->G * round_up(pl->M, mr) * pl->K + 32;
 
     /* Enough tasks for the threads: with N*G*nm*np a multiple of nthreads (or many tasks)
      * every thread gets the same work. Split pixels while blocks stay >= 4 micro-tiles wide,
@@ -87,8 +123,8 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
             pl->mstep = round_up(ceil_div(pl->M, parts), mr);
         else if (pl->P >= parts * nr && ceil_div(pl->P, pl->pstep) == 1)
             pl->pstep = round_up(ceil_div(pl->P, parts), nr);
-        else if (pl->M >= parts)
-            pl->mstep = ceil_div(pl->M, parts);
+        else if (round_up(ceil_div(pl->M, parts), mr) < pl->M)
+            pl->mstep = round_up(ceil_div(pl->M, parts), mr);
     }
     pl->nm = ceil_div(pl->M, pl->mstep);
     pl->np = ceil_div(pl->P, pl->pstep);
@@ -97,16 +133,12 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
 
     /* The bound: each thread holds one col chunk (kstep x pstep) and the GEMM panels. Shrink
      * the pixel block first (down to one micro-tile), then the rows per chunk, then pixels to 1. */
-    int64_t budget = work_bytes / es / pl->nthreads;
-    for (;;) {
-        int64_t col = use_col ? pl->kstep * pl->pstep : 0;
-        int64_t gw = fc_gemm_work_elems(kernel, is_f64, pl->mstep, pl->pstep, pl->kstep);
-        if (col + gw <= budget) break;
+    int64_t budget = (work_bytes / es - pl->a_elems) / pl->nthreads;
+    while (task_work(pl, mode, kernel, is_f64) > budget) {
         if (use_col && pl->pstep > nr) {
             pl->pstep = max64(nr, pl->pstep / 2 / nr * nr);
         } else if (use_col && pl->kstep > 1) {
-            int64_t fit = (budget - gw) / pl->pstep;
-            pl->kstep = fit >= 1 && fit < pl->kstep ? fit : pl->kstep / 2;
+            pl->kstep = pl->kstep / 2;
         } else if (pl->pstep > 1) {
             pl->pstep = pl->pstep / 2;
         } else {
@@ -115,8 +147,7 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     }
     pl->np = ceil_div(pl->P, pl->pstep);
     pl->ntasks = s->N * s->G * pl->nm * pl->np;
-    pl->work_elems = (use_col ? pl->kstep * pl->pstep : 0) +
-                     fc_gemm_work_elems(kernel, is_f64, pl->mstep, pl->pstep, pl->kstep);
+    pl->work_elems = task_work(pl, mode, kernel, is_f64);
 }
 
 #define FC_CONV2D_TYPED
@@ -168,12 +199,12 @@ static void FN(conv2d_v1_direct)(const T *x, const T *w, const T *b, T *y,
         }
 }
 
-/* One task of the GEMM variants: y block = w block (mstep x K) * col (K x pixel block),
- * built and multiplied one chunk of kstep col rows at a time, then + bias. With use_col = 0
- * (1x1, stride 1, no padding) the column matrix is x itself and is read in place. */
+/* One task of the GEMM variants: y block = w block (mstep x K) * col (K x pixel block), built
+ * and multiplied one chunk of kstep col rows at a time (accumulating after the first), then
+ * + bias. How col is made depends on the mode (see MODE_COL above). */
 static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
-                            const conv_plan *pl, int kernel, int use_col, int64_t task,
-                            T *work) {
+                            const conv_plan *pl, int kernel, int mode, int64_t task,
+                            const T *Aall, T *work) {
     int64_t pb = task % pl->np, t = task / pl->np;
     int64_t mb = t % pl->nm;
     t /= pl->nm;
@@ -184,14 +215,29 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
     const T *xg = x + (n * s->C + g * Cg) * s->H * s->W;
     const T *A = w + (g * pl->M + m0) * pl->K;
     T *C = y + (n * s->OC + g * pl->M + m0) * pl->P + p0;
-    if (!use_col) {
+    if (mode == MODE_DIRECT) {
         FN(fc_gemm)(kernel, m, np, pl->K, A, pl->K, 1, xg + p0, s->H * s->W, C, pl->P, 0, work);
-    } else {
+    } else if (mode == MODE_COL) {
         T *col = work, *gw = work + pl->kstep * pl->pstep;
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
             int64_t k1 = min64(pl->K, k0 + pl->kstep);
             FN(fc_im2col)(xg, s, k0, k1, p0, p1, col);
             FN(fc_gemm)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0, gw);
+        }
+    } else {
+        const int64_t mr = fc_gemm_mr(kernel, IS_F64), nr = fc_gemm_nr(kernel, IS_F64);
+        T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+        T *Bp = Aall ? Ap : Ap + round_up(m, mr) * pl->kstep;
+        const T *Ablk = Aall ? Aall + (g * round_up(pl->M, mr) + m0) * pl->K : Ap;
+        for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
+            int64_t k1 = min64(pl->K, k0 + pl->kstep);
+            if (!Aall) FN(fc_pack_a)(kernel, m, k1 - k0, A + k0, pl->K, 1, Ap);
+            FN(fc_im2col_packed)(xg, s, k0, k1, p0, p1, nr, Bp);
+            if (Aall)
+                FN(fc_gemm_packed)(kernel, m, np, k1 - k0, Ablk + k0 * mr, pl->K, Bp, C, pl->P,
+                                   k0 > 0);
+            else
+                FN(fc_gemm_packed)(kernel, m, np, k1 - k0, Ap, k1 - k0, Bp, C, pl->P, k0 > 0);
         }
     }
     if (b)
@@ -202,15 +248,27 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
 }
 
 /* The GEMM variants share this driver and differ in the GEMM kernel (v2: naive, v3: portable
- * blocked, v4: vector blocked), the thread count (v5) and use_col (best). Each thread
+ * blocked, v4: vector blocked), the thread count (v5) and the mode (best). Each thread
  * allocates its workspace once and takes tasks dynamically. */
 static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
-                           int kernel, int nthreads, int64_t work_bytes, int use_col) {
+                           int kernel, int nthreads, int64_t work_bytes, int mode) {
     conv_plan pl;
-    plan_conv(s, kernel, IS_F64, nthreads, work_bytes, use_col, &pl);
+    plan_conv(s, kernel, IS_F64, nthreads, work_bytes, mode, &pl);
+    const int64_t mr = fc_gemm_mr(kernel, IS_F64), Mr = round_up(pl.M, mr);
+    T *abuf = pl.a_elems ? malloc((size_t)pl.a_elems * sizeof(T)) : NULL;
+    T *Aall = abuf ? (T *)(((uintptr_t)abuf + 63) & ~(uintptr_t)63) : NULL;
+    if (pl.a_elems && !abuf) return 1;
     int failed = 0;
 #pragma omp parallel num_threads(pl.nthreads) if (pl.nthreads > 1)
     {
+        if (Aall) { /* pack every group's weights, one sliver of mr output channels each */
+#pragma omp for schedule(static)
+            for (int64_t q = 0; q < s->G * (Mr / mr); q++) {
+                int64_t g = q / (Mr / mr), i0 = q % (Mr / mr) * mr;
+                FN(fc_pack_a)(kernel, min64(mr, pl.M - i0), pl.K, w + (g * pl.M + i0) * pl.K,
+                              pl.K, 1, Aall + (g * Mr + i0) * pl.K);
+            }
+        }
         T *work = malloc((size_t)(pl.work_elems + 1) * sizeof(T));
         if (!work) {
 #pragma omp atomic write
@@ -218,9 +276,10 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < pl.ntasks; task++)
-            if (work) FN(conv2d_task)(x, w, b, y, s, &pl, kernel, use_col, task, work);
+            if (work) FN(conv2d_task)(x, w, b, y, s, &pl, kernel, mode, task, Aall, work);
         free(work);
     }
+    free(abuf);
     return failed;
 }
 
@@ -233,17 +292,19 @@ int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape 
         FN(conv2d_v1_direct)(x, w, b, y, s);
         return 0;
     case FC_CONV_V2_IM2COL:
-        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_NAIVE, 1, work_bytes, 1);
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_NAIVE, 1, work_bytes, MODE_COL);
     case FC_CONV_V3_BLOCKED:
-        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_PORTABLE, 1, work_bytes, 1);
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_PORTABLE, 1, work_bytes, MODE_COL);
     case FC_CONV_V4_SIMD:
-        return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, 1);
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, MODE_COL);
     case FC_CONV_V5_THREADS:
-        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, 1);
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL);
     default: {
         int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
                      s->pw == 0 && s->OH == s->H && s->OW == s->W;
-        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, !direct);
+        if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE; /* the best has no naive path */
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes,
+                               direct ? MODE_DIRECT : MODE_PACKED);
     }
     }
 }

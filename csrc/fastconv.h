@@ -41,11 +41,23 @@ void fc_gemm_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *A, in
 void fc_gemm_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
                  int64_t csa, const double *B, int64_t ldb, double *C, int64_t ldc,
                  int accumulate, double *work);
+void fc_pack_a_f32(int kernel, int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa,
+                   float *Ap);
+void fc_pack_a_f64(int kernel, int64_t M, int64_t K, const double *A, int64_t rsa,
+                   int64_t csa, double *Ap);
+void fc_gemm_packed_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *Ap,
+                        int64_t a_k, const float *Bp, float *C, int64_t ldc, int accumulate);
+void fc_gemm_packed_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *Ap,
+                        int64_t a_k, const double *Bp, double *C, int64_t ldc, int accumulate);
 
 void fc_im2col_f32(const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                    int64_t p0, int64_t p1, float *col);
 void fc_im2col_f64(const double *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                    int64_t p0, int64_t p1, double *col);
+void fc_im2col_packed_f32(const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                          int64_t p0, int64_t p1, int64_t nr, float *Bp);
+void fc_im2col_packed_f64(const double *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                          int64_t p0, int64_t p1, int64_t nr, double *Bp);
 void fc_col2im_f32(const float *col, const fc_conv_shape *s, int64_t r0, int64_t r1,
                    int64_t p0, int64_t p1, float *y);
 void fc_col2im_f64(const double *col, const fc_conv_shape *s, int64_t r0, int64_t r1,

@@ -311,17 +311,14 @@ static FN(ukr_fn) FN(micro_kernel)(int kernel) {
  * always works on full tiles. */
 static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t csa, T *Ap,
                        int64_t mr) {
+    /* Written in order, read as mr streams (rows of A, or one row of A^T): measured faster
+     * than walking the rows of a row-major A and scattering. */
     for (int64_t i0 = 0; i0 < mc; i0 += mr) {
         int64_t m = min64(mr, mc - i0);
         const T *a = A + i0 * rsa;
-        if (csa == 1 && m == mr) { /* row-major A: walk each row once, scatter into the sliver */
-            for (int64_t i = 0; i < mr; i++)
-                for (int64_t k = 0; k < kc; k++) Ap[k * mr + i] = a[i * rsa + k];
-        } else {
-            for (int64_t k = 0; k < kc; k++) {
-                for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
-                for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
-            }
+        for (int64_t k = 0; k < kc; k++) {
+            for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
+            for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
         }
         Ap += mr * kc;
     }
@@ -408,6 +405,50 @@ void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_
                 FN(pack_a)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap, bk.mr);
                 FN(macro_kernel)(ukr, bk, mc, nc, kc, Ap, Bp, C + ic * ldc + jc, ldc,
                                  accumulate || pc > 0);
+            }
+        }
+    }
+}
+
+/* Entry points for callers that pack their own operands (conv2d's best path packs the
+ * weights once per call and builds B with im2col straight into sliver layout). Layouts:
+ *   Ap [ceil(M/mr)][a_k][mr]  (fc_pack_a, a_k = K),   Bp [ceil(N/nr)][K][nr]  (fc_im2col_packed)
+ * zero-padded past M / N. A KC-long slice of a sliver is contiguous, so the loops below are
+ * the blocked GEMM's with MC = M and NC = N and no packing. */
+void FN(fc_pack_a)(int kernel, int64_t M, int64_t K, const T *A, int64_t rsa, int64_t csa,
+                   T *Ap) {
+    kernel = resolve_kernel(kernel);
+    FN(pack_a)(M, K, A, rsa, csa, Ap, blocking_of(kernel, IS_F64).mr);
+}
+
+void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
+                        int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
+    /* kernel as given to fc_pack_a / fc_im2col_packed (same mr, nr); M, N, K >= 1; Ap's
+     * slivers are a_k >= K long (a K-slice of a bigger packed A starts at Ap + k0*mr) */
+    kernel = resolve_kernel(kernel);
+    if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE;
+    const blocking bk = blocking_of(kernel, IS_F64);
+    const FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
+    _Alignas(64) T tile[MAX_TILE];
+    for (int64_t pc = 0; pc < K; pc += bk.kc) {
+        const int64_t kc = min64(bk.kc, K - pc);
+        const int acc = accumulate || pc > 0;
+        for (int64_t jr = 0; jr < N; jr += bk.nr) {
+            const int64_t n = min64(bk.nr, N - jr);
+            const T *b = Bp + jr * K + pc * bk.nr; /* sliver jr / nr, rows from pc */
+            for (int64_t ir = 0; ir < M; ir += bk.mr) {
+                const int64_t m = min64(bk.mr, M - ir);
+                const T *a = Ap + ir * a_k + pc * bk.mr;
+                T *c = C + ir * ldc + jr;
+                if (m == bk.mr && n == bk.nr) {
+                    ukr(kc, a, b, c, ldc, acc);
+                    continue;
+                }
+                ukr(kc, a, b, tile, bk.nr, 0);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++)
+                        c[i * ldc + j] = acc ? c[i * ldc + j] + tile[i * bk.nr + j]
+                                             : tile[i * bk.nr + j];
             }
         }
     }

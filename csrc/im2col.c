@@ -5,6 +5,7 @@
  *   fc_im2col_{f32,f64}  col[r - r0, p - p0] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
  *                        (0 outside the image), for r = (c*KH + kh)*KW + kw in [r0, r1) and
  *                        p = oh*OW + ow in [p0, p1)
+ *   fc_im2col_packed_*   the same values in the GEMM's packed-B layout (slivers of nr pixels)
  *   fc_col2im_{f32,f64}  the adjoint: x[c, ih, iw] += col[r - r0, p - p0] for the same
  *                        (r, p), positions outside the image dropped
  *
@@ -53,37 +54,70 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
 
 #else /* ------------------------------------------------------------ typed section */
 
+/* dst[0 .. e-a) = the tap's inputs for output columns [a, e) of one output row whose input
+ * row is ih: zeros, then the in-image run [lo, hi) (a memcpy at stride 1), then zeros. */
+static void FN(tap_run)(const T *xc, const fc_conv_shape *s, int64_t ih, int64_t off,
+                        int64_t lo, int64_t hi, int64_t a, int64_t e, T *dst) {
+    if (ih < 0 || ih >= s->H) {
+        memset(dst, 0, (size_t)(e - a) * sizeof(T));
+        return;
+    }
+    const T *row = xc + ih * s->W; /* read at ow*sw + off, inside [0, W) for ow in [lo, hi) */
+    int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
+    if (h < l) h = l;
+    for (int64_t ow = a; ow < l; ow++) dst[ow - a] = 0;
+    if (s->sw == 1)
+        memcpy(dst + (l - a), row + l + off, (size_t)(h - l) * sizeof(T));
+    else
+        for (int64_t ow = l; ow < h; ow++) dst[ow - a] = row[ow * s->sw + off];
+    for (int64_t ow = h; ow < e; ow++) dst[ow - a] = 0;
+}
+
 void FN(fc_im2col)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0,
                    int64_t p1, T *col) {
     /* 0 <= r0 <= r1 <= C/G*KH*KW, 0 <= p0 <= p1 <= OH*OW */
     const int64_t KK = s->KH * s->KW, np = p1 - p0;
     for (int64_t r = r0; r < r1; r++) {
-        int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
+        const int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
+        const int64_t off = kw * s->dw - s->pw;
         int64_t lo, hi;
         valid_columns(s, kw, &lo, &hi);
         const T *xc = x + c * s->H * s->W;
-        const int64_t off = kw * s->dw - s->pw;
         T *dst = col + (r - r0) * np;
         for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
-            int64_t oh = p / s->OW, a = p % s->OW;
-            int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW; /* columns [a, e) */
-            int64_t ih = oh * s->sh - s->ph + kh * s->dh;
-            if (ih < 0 || ih >= s->H) {
-                memset(dst, 0, (size_t)(e - a) * sizeof(T));
-            } else {
-                const T *row = xc + ih * s->W; /* read at ow*sw + off, inside [0, W) */
-                int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
-                if (h < l) h = l;
-                for (int64_t ow = a; ow < l; ow++) dst[ow - a] = 0;
-                if (s->sw == 1)
-                    memcpy(dst + (l - a), row + l + off, (size_t)(h - l) * sizeof(T));
-                else
-                    for (int64_t ow = l; ow < h; ow++) dst[ow - a] = row[ow * s->sw + off];
-                for (int64_t ow = h; ow < e; ow++) dst[ow - a] = 0;
-            }
+            const int64_t oh = p / s->OW, a = p % s->OW;
+            const int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW; /* columns [a, e) */
+            FN(tap_run)(xc, s, oh * s->sh - s->ph + kh * s->dh, off, lo, hi, a, e, dst);
             dst += e - a;
             p += e - a;
         }
+    }
+}
+
+/* The same matrix written straight into the GEMM's packed-B layout: slivers of nr pixels,
+ * each k-major (Bp[(q / nr)*R*nr + (r - r0)*nr + q % nr] for pixel p0 + q, R = r1 - r0),
+ * with the columns past p1 zero. This saves the GEMM's copy of col into its packed panel. */
+void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
+                          int64_t p0, int64_t p1, int64_t nr, T *Bp) {
+    const int64_t KK = s->KH * s->KW, R = r1 - r0, np = p1 - p0;
+    const int64_t last = np / nr, tail = np % nr; /* the last sliver is partial if tail > 0 */
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
+        const int64_t off = kw * s->dw - s->pw;
+        int64_t lo, hi;
+        valid_columns(s, kw, &lo, &hi);
+        const T *xc = x + c * s->H * s->W;
+        T *base = Bp + (r - r0) * nr;
+        for (int64_t p = p0; p < p1;) { /* runs that stay in one output row and one sliver */
+            const int64_t q = p - p0, oh = p / s->OW, a = p % s->OW;
+            int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
+            if (e - a > nr - q % nr) e = a + (nr - q % nr);
+            T *dst = base + (q / nr) * R * nr + q % nr;
+            FN(tap_run)(xc, s, oh * s->sh - s->ph + kh * s->dh, off, lo, hi, a, e, dst);
+            p += e - a;
+        }
+        if (tail)
+            memset(base + last * R * nr + tail, 0, (size_t)(nr - tail) * sizeof(T));
     }
 }
 
