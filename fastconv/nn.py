@@ -14,9 +14,17 @@ Layer list: Conv1d, Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d, MaxPool2d
 AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm2d, ReLU, ReLU6, Linear, Flatten, Dropout,
 Identity; containers Sequential, Residual (add, optional projection), Concat (channel concat).
 
-For a later backward pass: :meth:`Module.retain_inputs` makes every layer keep what its
-backward needs in ``layer.cache`` (its input; max pooling also its argmax indices; Concat its
-branch channel counts) on each forward call. ``cache`` is None otherwise.
+Backward: :meth:`Module.retain_inputs` makes every layer keep what its backward needs
+(its input; max pooling also its argmax indices; Concat its branch channel counts) on each
+forward call; ``layer.cache`` shows the latest call's record (None when not retaining).
+``model.backward(grad_output)`` then returns dL/d(input) for dL/d(output) = grad_output
+and adds each parameter's gradient into ``layer.grads[name]`` (``name`` as in the
+state_dict: "weight", "bias"; ``model.named_grads()`` gives the qualified keys). Gradients
+accumulate over backward calls until :meth:`Module.zero_grad`, as in torch. Convolutions
+and pools differentiate with :mod:`fastconv.grad` on the layer's backend. Every forward call
+can be back-propagated once (its records are consumed, latest first, so a module used
+several times in one forward pass, like a shared ReLU, is handled); backward without a
+retained forward raises RuntimeError. :class:`SGD` steps the parameters in place.
 
 Shape propagation without computing (used by accounting, receptive fields and summaries):
 every layer has ``output_shape(input_shape)``, sized by ``fastconv._shapes``, and ``_trace``
@@ -34,12 +42,14 @@ walks the tree calling a tracer's ``leaf`` and ``merge`` hooks (see :class:`Trac
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _shapes
+from . import grad as _grad
 from . import init as _init
 from ._dispatch import backend_names
 from .conv import conv1d, conv2d, conv_transpose2d, separable_conv2d
@@ -65,11 +75,15 @@ __all__ = [
     "ReLU",
     "ReLU6",
     "Residual",
+    "SGD",
     "Sequential",
     "Tracer",
 ]
 
 Shape = Tuple[int, ...]
+
+
+_calling = threading.local()  # .depth: how many Module calls are running in this thread
 
 
 def _join(prefix: str, name: str) -> str:
@@ -123,6 +137,10 @@ class Module:
         self.backend = "auto"
         self.keep_cache = False
         self.cache: Optional[Dict[str, Any]] = None
+        # parameter gradients by parameter name, filled by backward, emptied by zero_grad
+        self.grads: Dict[str, np.ndarray] = {}
+        # one record per retained forward call not yet back-propagated (latest last)
+        self._calls: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -277,6 +295,7 @@ class Module:
             m.keep_cache = flag
             if not flag:
                 m.cache = None
+                m._calls = []
         return self
 
     def eval(self) -> "Module":
@@ -286,13 +305,63 @@ class Module:
     def _remember(self, **items: Any) -> None:
         if self.keep_cache:
             self.cache = items
+            self._calls.append(items)
+
+    def _recall(self) -> Dict[str, Any]:
+        """The latest retained forward call's record, consumed (backward runs calls in reverse)."""
+        if not self._calls:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no retained forward call to differentiate; "
+                "call model.retain_inputs() and run forward first (each forward call can be "
+                "back-propagated once)"
+            )
+        return self._calls.pop()
 
     # ------------------------------------------------------------------ running
     def forward(self, x: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+        # a call from outside any forward pass starts a new pass: records of earlier passes
+        # that were never back-propagated are dropped so they do not pile up
+        outer = getattr(_calling, "depth", 0) == 0
+        if outer:
+            for _, m in self.named_modules():
+                if m._calls:
+                    m._calls = []
+        _calling.depth = getattr(_calling, "depth", 0) + 1
+        try:
+            return self.forward(x)
+        finally:
+            _calling.depth -= 1
+
+    # ------------------------------------------------------------------ gradients
+    def backward(self, grad_output: Any) -> Any:
+        """dL/d(input) of the latest retained forward call, given dL/d(output) = grad_output
+        (the forward output's shape); parameter gradients are added into ``self.grads``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def _accumulate(self, name: str, g: Any) -> None:
+        p = getattr(self, name)
+        if p is None:
+            return
+        g = np.asarray(g).astype(p.dtype, copy=False).reshape(p.shape)
+        if name in self.grads:
+            self.grads[name] = self.grads[name] + g
+        else:
+            self.grads[name] = g
+
+    def zero_grad(self) -> None:
+        """Forget every parameter gradient of this module and its descendants."""
+        for _, m in self.named_modules():
+            m.grads = {}
+
+    def named_grads(self) -> Iterator[Tuple[str, np.ndarray]]:
+        """(state_dict key, gradient) of every parameter that has a gradient."""
+        for pre, mod in self.named_modules():
+            for n in mod._param_names:
+                if n in mod.grads and getattr(mod, n) is not None:
+                    yield _join(pre, n), mod.grads[n]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """The shape ``forward`` returns for an input of ``input_shape``, without computing."""
@@ -318,6 +387,16 @@ class Module:
                 lines.append(f"  ({n}): {sub}")
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
+
+
+def _check_grad(op: str, grad_output: Any, shape: Shape) -> np.ndarray:
+    gy = np.asarray(grad_output)
+    if gy.shape != tuple(shape):
+        raise ValueError(
+            f"{op}.backward: grad_output must have the forward output's shape {tuple(shape)}, "
+            f"got {gy.shape}"
+        )
+    return gy
 
 
 def _torch_default_init(weight: np.ndarray, bias: Optional[np.ndarray], generator: Any) -> None:
@@ -432,6 +511,68 @@ class _ConvNd(Module):
             _shapes.check_explicit_padding(self.padding_mode, g)
         return g.output_shape()
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        gy = np.asarray(grad_output)
+        be = self.backend
+        if self.transposed:
+            targs = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+            gx = _grad.conv_transpose2d_input(x.shape, self.weight, gy, *targs, backend=be)
+            gw = _grad.conv_transpose2d_weight(x, self.weight.shape, gy, *targs, backend=be)
+        else:
+            f_in, f_w = ((_grad.conv2d_input, _grad.conv2d_weight) if self.nd == 2
+                         else (_grad.conv1d_input, _grad.conv1d_weight))
+            pad: Any = self.padding
+            xp = x
+            g = self.geometry(x.shape)
+            explicit = self.padding_mode != "zeros" and any(g.pad)
+            if explicit:  # the forward pass padded x itself; differentiate through the pad
+                xp = _pad(x, g, self.padding_mode)
+                pad = 0
+            gx = f_in(xp.shape, self.weight, gy, self.stride, pad, self.dilation, self.groups,
+                      backend=be)
+            gw = f_w(xp, self.weight.shape, gy, self.stride, pad, self.dilation, self.groups,
+                     backend=be)
+            if explicit:
+                gx = _unpad(gx, g, self.padding_mode)
+        self._accumulate("weight", gw)
+        if self.bias is not None:
+            bias_grad = _grad.conv2d_bias if self.nd == 2 else _grad.conv1d_bias
+            self._accumulate("bias", bias_grad(gy, backend=be))
+        return gx
+
+
+_PAD_MODE: Dict[str, Any] = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_axes(g: _shapes.ConvGeometry, ndim: int) -> List[Tuple[int, int, int]]:
+    """(axis, before, after) for each padded spatial axis of an input with ``ndim`` dims."""
+    axes = [(ndim - 1, g.pad[2], g.pad[3])]
+    if g.nd == 2:
+        axes.insert(0, (ndim - 2, g.pad[0], g.pad[1]))
+    return axes
+
+
+def _pad(x: np.ndarray, g: _shapes.ConvGeometry, mode: str) -> np.ndarray:
+    """x padded as the forward conv pads it for ``padding_mode`` = mode."""
+    widths = [(0, 0)] * x.ndim
+    for ax, p0, p1 in _pad_axes(g, x.ndim):
+        widths[ax] = (p0, p1)
+    return np.pad(x, widths, _PAD_MODE[mode])
+
+
+def _unpad(gp: np.ndarray, g: _shapes.ConvGeometry, mode: str) -> np.ndarray:
+    """The adjoint of :func:`_pad`: every padded position's gradient is added back to the
+    input position it copies (padding reads x[idx] along each axis; its adjoint scatters)."""
+    for ax, p0, p1 in _pad_axes(g, gp.ndim):
+        n = gp.shape[ax] - p0 - p1
+        idx = np.pad(np.arange(n), (p0, p1), _PAD_MODE[mode])
+        moved = np.moveaxis(gp, ax, 0)
+        out = np.zeros((n,) + moved.shape[1:], gp.dtype)
+        np.add.at(out, idx, moved)
+        gp = np.moveaxis(out, 0, ax)
+    return gp
+
 
 class Conv2d(_ConvNd):
     """2-D convolution layer, as ``torch.nn.Conv2d``: weight (OC, C/G, KH, KW), bias (OC,).
@@ -531,6 +672,22 @@ class DepthwiseSeparableConv2d(Module):
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.pointwise.output_shape(self.depthwise.output_shape(input_shape))
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        dw, pw = self.depthwise, self.pointwise
+        if isinstance(dw.padding, str):  # forward ran the two children
+            return dw.backward(pw.backward(grad_output))
+        gx, gwd, gwp, gbd, gbp = _grad.separable_conv2d_backward(
+            x, dw.weight, pw.weight, grad_output, dw.bias, dw.stride, dw.padding, dw.dilation,
+            backend=self.backend)
+        dw._accumulate("weight", gwd)
+        pw._accumulate("weight", gwp)
+        if dw.bias is not None:
+            dw._accumulate("bias", gbd)
+        if pw.bias is not None:
+            pw._accumulate("bias", gbp)
+        return gx
+
     def _trace(self, tracer, name, shape, state):
         shape, state = self.depthwise._trace(tracer, _join(name, "depthwise"), shape, state)
         return self.pointwise._trace(tracer, _join(name, "pointwise"), shape, state)
@@ -574,6 +731,14 @@ class MaxPool2d(Module):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        # fastconv.grad finds each window's maximum again with the engine's forward kernel
+        # (the same kernel, so the same tie-breaking as the recorded indices)
+        x = self._recall()["input"]
+        return _grad.max_pool2d_input(x, grad_output, self.kernel_size, self.stride,
+                                      self.padding, self.dilation, self.ceil_mode,
+                                      backend=self.backend)
+
 
 class AvgPool2d(Module):
     """2-D average pooling layer, as ``torch.nn.AvgPool2d`` (see :func:`fastconv.avg_pool2d`)."""
@@ -604,6 +769,12 @@ class AvgPool2d(Module):
         return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                           self.count_include_pad, self.divisor_override, backend=self.backend)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        return _grad.avg_pool2d_input(x.shape, grad_output, self.kernel_size, self.stride,
+                                      self.padding, self.ceil_mode, self.count_include_pad,
+                                      self.divisor_override, backend=self.backend)
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -632,6 +803,10 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
         self._remember(input=x)
         return adaptive_avg_pool2d(x, self.output_size, backend=self.backend)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        return _grad.adaptive_avg_pool2d_input(x.shape, grad_output, backend=self.backend)
+
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
     """2-D adaptive max pooling, as ``torch.nn.AdaptiveMaxPool2d``."""
@@ -648,6 +823,10 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
             self._remember(input=x, indices=idx)
             return (y, idx) if self.return_indices else y
         return out
+
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = self._recall()["input"]
+        return _grad.adaptive_max_pool2d_input(x, grad_output, backend=self.backend)
 
 
 # ====================================================================== normalisation etc.
@@ -725,6 +904,32 @@ class BatchNorm2d(Module):
         y = x * scale.astype(dt)[:, None, None] + shift.astype(dt)[:, None, None]
         return y.astype(dt, copy=False)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        gy = _check_grad(type(self).__name__, grad_output, x.shape)
+        dt = np.result_type(x.dtype, gy.dtype, np.float32)
+        axes = (0, 2, 3)
+        batch_stats = self.running_mean is None or self.running_var is None
+        if batch_stats:
+            mean = x.mean(axis=axes, dtype=np.float64)
+            var = x.var(axis=axes, dtype=np.float64)
+        else:
+            mean = self.running_mean.astype(np.float64)  # type: ignore[union-attr]
+            var = self.running_var.astype(np.float64)  # type: ignore[union-attr]
+        inv = 1.0 / np.sqrt(var + self.eps)
+        xhat = (x - mean[:, None, None]) * inv[:, None, None]
+        g64 = gy.astype(np.float64)
+        if self.weight is not None:
+            self._accumulate("weight", (g64 * xhat).sum(axis=axes))
+        if self.bias is not None:
+            self._accumulate("bias", g64.sum(axis=axes))
+        gamma = np.ones_like(inv) if self.weight is None else self.weight.astype(np.float64)
+        gxhat = g64 * gamma[:, None, None]
+        if batch_stats:  # mean and var depend on x too
+            gxhat = (gxhat - gxhat.mean(axis=axes, keepdims=True)
+                     - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
+        return (gxhat * inv[:, None, None]).astype(dt, copy=False)
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
 
@@ -748,6 +953,12 @@ class ReLU(_Elementwise):
             return np.maximum(x, 0, out=x)
         return np.maximum(x, 0).astype(x.dtype, copy=False)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        # an in-place forward leaves max(x, 0) in the record: positive exactly where x was
+        x = np.asarray(self._recall()["input"])
+        gy = _check_grad(type(self).__name__, grad_output, x.shape)
+        return np.where(x <= 0, np.zeros((), gy.dtype), gy)
+
 
 class ReLU6(_Elementwise):
     """min(max(x, 0), 6) elementwise, as ``torch.nn.ReLU6``."""
@@ -762,6 +973,12 @@ class ReLU6(_Elementwise):
         if self.inplace and x.flags.writeable:
             return np.clip(x, 0, 6, out=x)
         return np.clip(x, 0, 6).astype(x.dtype, copy=False)
+
+    def backward(self, grad_output: Any) -> np.ndarray:
+        # in place the record holds clip(x, 0, 6): inside (0, 6) exactly where x was
+        x = np.asarray(self._recall()["input"])
+        gy = _check_grad(type(self).__name__, grad_output, x.shape)
+        return np.where((x <= 0) | (x >= 6), np.zeros((), gy.dtype), gy)
 
 
 class Dropout(_Elementwise):
@@ -779,6 +996,9 @@ class Dropout(_Elementwise):
     def forward(self, x: Any) -> Any:
         return x
 
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
@@ -788,6 +1008,9 @@ class Identity(_Elementwise):
 
     def forward(self, x: Any) -> Any:
         return x
+
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output
 
 
 class Flatten(Module):
@@ -814,6 +1037,11 @@ class Flatten(Module):
         x = np.asarray(x)
         self._remember(input_shape=x.shape)
         return x.reshape(self.output_shape(x.shape))
+
+    def backward(self, grad_output: Any) -> np.ndarray:
+        shape = self._recall()["input_shape"]
+        gy = _check_grad("Flatten", grad_output, self.output_shape(shape))
+        return gy.reshape(shape)
 
 
 class Linear(Module):
@@ -857,6 +1085,17 @@ class Linear(Module):
         if self.bias is not None:
             y += self.bias.astype(dt, copy=False)
         return y
+
+    def backward(self, grad_output: Any) -> np.ndarray:
+        x = np.asarray(self._recall()["input"])
+        gy = _check_grad("Linear", grad_output, self.output_shape(x.shape))
+        dt = np.result_type(x.dtype, self.weight.dtype, gy.dtype)
+        g2 = gy.reshape(-1, self.out_features).astype(dt, copy=False)
+        x2 = x.reshape(-1, self.in_features).astype(dt, copy=False)
+        self._accumulate("weight", g2.T @ x2)
+        if self.bias is not None:
+            self._accumulate("bias", g2.sum(axis=0))
+        return (g2 @ self.weight.astype(dt, copy=False)).reshape(x.shape)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -909,6 +1148,12 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
+
+    def backward(self, grad_output: Any) -> Any:
+        g = grad_output
+        for m in reversed(list(self._modules.values())):
+            g = m.backward(g)
+        return g
 
     def output_shape(self, input_shape: Shape) -> Shape:
         for m in self._modules.values():
@@ -997,6 +1242,15 @@ class Residual(Module):
         out = y + s
         return out if self._activation is None else self._activation(out)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        # reverse order of the forward calls: activation, shortcut, body steps backwards
+        g = grad_output if self._activation is None else self._activation.backward(grad_output)
+        g_short = g if self._shortcut is None else self._shortcut.backward(g)
+        g_body = g
+        for _, m in reversed(self._steps):
+            g_body = m.backward(g_body)
+        return np.asarray(g_body) + np.asarray(g_short)
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return self._trace(Tracer(), "", input_shape, None)[0]
 
@@ -1061,6 +1315,20 @@ class Concat(Module):
         self._remember(channels=[o.shape[ax] for o in outs])
         return np.concatenate(outs, axis=ax)
 
+    def backward(self, grad_output: Any) -> np.ndarray:
+        channels = self._recall()["channels"]
+        gy = np.asarray(grad_output)
+        ax = self._axis(gy.shape)
+        if gy.ndim < ax + 1 or gy.shape[ax] != sum(channels):
+            raise ValueError(
+                f"Concat.backward: grad_output must have {sum(channels)} channels along dim "
+                f"{ax}, got shape {gy.shape}"
+            )
+        parts = np.split(gy, np.cumsum(channels)[:-1], axis=ax)
+        grads = [np.asarray(m.backward(part))
+                 for m, part in reversed(list(zip(self._modules.values(), parts)))]
+        return sum(grads[1:], grads[0])
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return self._trace(Tracer(), "", input_shape, None)[0]
 
@@ -1072,3 +1340,78 @@ class Concat(Module):
             states.append(st)
         out = self._check(name, shapes)
         return out, tracer.merge(name, self, "concat", shapes, out, states)
+
+
+# ====================================================================== optimiser
+
+
+def _nonneg(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+class SGD:
+    """Stochastic gradient descent on a model's parameters, with ``torch.optim.SGD``'s rule.
+
+    For every parameter p with a gradient g in its layer's ``grads``::
+
+        d = g + weight_decay * p
+        b = d (first step), else momentum * b + (1 - dampening) * d    (if momentum)
+        d = d + momentum * b if nesterov else b                        (if momentum)
+        p -= lr * d                                                     (in place)
+
+    The parameter arrays are updated in place, so ``model.state_dict()`` sees the new values.
+    Momentum buffers are kept per state_dict key.
+
+    >>> import numpy as np
+    >>> from fastconv import nn
+    >>> lin = nn.Linear(2, 1, dtype=np.float64, generator=0).retain_inputs()
+    >>> opt = nn.SGD(lin, lr=0.1)
+    >>> before = lin.weight.copy()
+    >>> _ = lin.backward(np.ones((1, 1))) if lin(np.ones((1, 2))) is not None else None
+    >>> opt.step()
+    >>> bool(np.allclose(lin.weight, before - 0.1))
+    True
+    """
+
+    def __init__(self, model: Module, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.lr = _nonneg(lr, "lr")
+        self.momentum = _nonneg(momentum, "momentum")
+        self.dampening = _nonneg(dampening, "dampening")
+        self.weight_decay = _nonneg(weight_decay, "weight_decay")
+        self.nesterov = _shapes.as_bool(nesterov, "nesterov")
+        if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError("nesterov needs a momentum > 0 and dampening = 0")
+        self.state: Dict[str, np.ndarray] = {}
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for pre, mod in self.model.named_modules():
+            for n in mod._param_names:
+                p = getattr(mod, n)
+                g = mod.grads.get(n)
+                if p is None or g is None:
+                    continue
+                d = g + self.weight_decay * p if self.weight_decay else g
+                if self.momentum:
+                    key = _join(pre, n)
+                    buf = self.state.get(key)
+                    if buf is None:
+                        buf = np.array(d, dtype=p.dtype, copy=True)
+                    else:
+                        buf = self.momentum * buf + (1 - self.dampening) * d
+                    self.state[key] = buf
+                    d = d + self.momentum * buf if self.nesterov else buf
+                p -= (self.lr * d).astype(p.dtype, copy=False)
+
+    def zero_grad(self) -> None:
+        """The model's :meth:`Module.zero_grad`."""
+        self.model.zero_grad()
