@@ -26,7 +26,7 @@ MR = 6
 KC = 256
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def valid_range(out, s, off, size):
     """Outputs i in [lo, hi) of an axis of length ``out`` with 0 <= i*s + off < size."""
     lo = 0 if off >= 0 else (-off + s - 1) // s
@@ -41,7 +41,7 @@ def valid_range(out, s, off, size):
 # into gathers (an 8x slower loop, measured on x[off + i]).
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def axpy_row(ys, wv, xr, start, s):
     """ys[i] += wv * xr[start + i*s] for i < len(ys); the reads must be inside xr."""
     n = ys.shape[0]
@@ -55,7 +55,7 @@ def axpy_row(ys, wv, xr, start, s):
             ys[i] += wv * xg[i * s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def copy_row(ds, xr, start, s):
     """ds[i] = xr[start + i*s] for i < len(ds); the reads must be inside xr."""
     n = ds.shape[0]
@@ -69,7 +69,7 @@ def copy_row(ds, xr, start, s):
             ds[i] = xg[i * s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fill(ds, v):
     for i in range(ds.shape[0]):
         ds[i] = v
@@ -189,7 +189,7 @@ def im2col(x, n, col, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
             fill(cr[hi:], 0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _axpy4(a0, a1, a2, a3, brow, c0, c1, c2, c3, j0, nj):
     # c_r[j0:j0+nj] += a_r * brow[j0:j0+nj] for four rows: one load of b feeds four FMAs
     b = brow[j0 : j0 + nj]
@@ -440,7 +440,8 @@ def gemm_packed(x, Ap, KH, KW, b, has_b, y, sh, sw, ph, pw, dh, dw, G, nth):
                         for r in range(mr):
                             for q in range(nr):
                                 tile[r * NR + q] = yf[coff + r * P + q]
-                        _micro(Ap, aoff, Bp, kc, tile, 0, NR)
+                        # (coff - coff: a run-time 0; a literal 0 would compile a second _micro)
+                        _micro(Ap, aoff, Bp, kc, tile, coff - coff, NR)
                         for r in range(mr):
                             for q in range(nr):
                                 yf[coff + r * P + q] = tile[r * NR + q]

@@ -15,13 +15,13 @@ from numba import njit, prange
 from ._numba_conv import fill, valid_range
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _first_tap(start, d):
     """First position start + t*d at or after 0 (the max-pool starting index)."""
     return start if start >= 0 else start + ((-start + d - 1) // d) * d
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _add_row(ys, xr, start, s):
     # ys[i] += xr[start + i*s]
     n = ys.shape[0]
@@ -35,7 +35,7 @@ def _add_row(ys, xr, start, s):
             ys[i] += xg[i * s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _max_row(ys, xr, start, s):
     # ys[i] = xr[start + i*s] if it is greater than ys[i] or NaN (a select: no branch)
     n = ys.shape[0]
@@ -53,7 +53,7 @@ def _max_row(ys, xr, start, s):
             ys[i] = v if (v > m) | (v != v) else m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _max_row_idx(ys, iy, xr, start, s, base):
     # _max_row, also setting iy[i] = base + start + i*s where ys[i] is replaced
     n = ys.shape[0]
@@ -141,7 +141,7 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
                 yr[ow] = yr[ow] / d
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bin(i, n_in, n_out):
     """Adaptive bin i along an axis: [floor(i*In/Out), ceil((i+1)*In/Out))."""
     return (i * n_in) // n_out, ((i + 1) * n_in + n_out - 1) // n_out
