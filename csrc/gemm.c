@@ -112,6 +112,13 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* K cut into equal blocks of at most kc (576 = 3 x 192 rather than 256 + 256 + 64): a short
+ * last block would load and store its C tiles for little work. */
+static int64_t even_block(int64_t K, int64_t kc) {
+    int64_t nb = (K + kc - 1) / kc;
+    return (K + nb - 1) / nb;
+}
+
 int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t K) {
     kernel = resolve_kernel(kernel);
     if (kernel == FC_GEMM_NAIVE || M <= 0 || N <= 0 || K <= 0) return 0;
@@ -393,12 +400,13 @@ void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_
     FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
     int64_t mc_max = min64(bk.mc, round_up(M, bk.mr));
     int64_t kc_max = min64(bk.kc, K);
+    const int64_t kc_even = even_block(K, bk.kc);
     T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     T *Bp = (T *)(((uintptr_t)(Ap + mc_max * kc_max) + 63) & ~(uintptr_t)63);
     for (int64_t jc = 0; jc < N; jc += bk.nc) {
         int64_t nc = min64(bk.nc, N - jc);
-        for (int64_t pc = 0; pc < K; pc += bk.kc) {
-            int64_t kc = min64(bk.kc, K - pc);
+        for (int64_t pc = 0; pc < K; pc += kc_even) {
+            int64_t kc = min64(kc_even, K - pc);
             FN(pack_b)(kc, nc, B + pc * ldb + jc, ldb, Bp, bk.nr);
             for (int64_t ic = 0; ic < M; ic += bk.mc) {
                 int64_t mc = min64(bk.mc, M - ic);
@@ -430,8 +438,9 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
     const blocking bk = blocking_of(kernel, IS_F64);
     const FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
     _Alignas(64) T tile[MAX_TILE];
-    for (int64_t pc = 0; pc < K; pc += bk.kc) {
-        const int64_t kc = min64(bk.kc, K - pc);
+    const int64_t kc_even = even_block(K, bk.kc);
+    for (int64_t pc = 0; pc < K; pc += kc_even) {
+        const int64_t kc = min64(kc_even, K - pc);
         const int acc = accumulate || pc > 0;
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             const int64_t n = min64(bk.nr, N - jr);

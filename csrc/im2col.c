@@ -27,6 +27,11 @@
 
 #include "fastconv.h"
 
+static int64_t min3(int64_t a, int64_t b, int64_t c) {
+    int64_t m = a < b ? a : b;
+    return m < c ? m : c;
+}
+
 /* floor(a / b) for b > 0 and any a. */
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -108,13 +113,15 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
         valid_columns(s, kw, &lo, &hi);
         const T *xc = x + c * s->H * s->W;
         T *base = Bp + (r - r0) * nr;
-        for (int64_t p = p0; p < p1;) { /* runs that stay in one output row and one sliver */
-            const int64_t q = p - p0, oh = p / s->OW, a = p % s->OW;
-            int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
-            if (e - a > nr - q % nr) e = a + (nr - q % nr);
-            T *dst = base + (q / nr) * R * nr + q % nr;
-            FN(tap_run)(xc, s, oh * s->sh - s->ph + kh * s->dh, off, lo, hi, a, e, dst);
-            p += e - a;
+        /* runs that stay in one output row and one sliver, stepped without divisions */
+        int64_t oh = p0 / s->OW, ow = p0 % s->OW, sl = 0, so = 0;
+        for (int64_t left = np; left > 0;) {
+            int64_t len = min3(s->OW - ow, nr - so, left);
+            FN(tap_run)(xc, s, oh * s->sh - s->ph + kh * s->dh, off, lo, hi, ow, ow + len,
+                        base + sl * R * nr + so);
+            left -= len;
+            if ((ow += len) == s->OW) ow = 0, oh++;
+            if ((so += len) == nr) so = 0, sl++;
         }
         if (tail)
             memset(base + last * R * nr + tail, 0, (size_t)(nr - tail) * sizeof(T));
