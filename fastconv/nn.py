@@ -139,6 +139,7 @@ class Module:
         self.cache: Optional[Dict[str, Any]] = None
         # parameter gradients by parameter name, filled by backward, emptied by zero_grad
         self.grads: Dict[str, np.ndarray] = {}
+        self.requires_grad = True  # False: backward skips this layer's parameter gradients
         # one record per retained forward call not yet back-propagated (latest last)
         self._calls: List[Dict[str, Any]] = []
 
@@ -351,6 +352,15 @@ class Module:
         else:
             self.grads[name] = g
 
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Whether backward computes parameter gradients in this module and its descendants
+        (input gradients are always computed); False saves the weight-gradient convolutions
+        when only dL/d(input) is wanted, as for effective receptive fields."""
+        flag = _shapes.as_bool(requires_grad, "requires_grad")
+        for _, m in self.named_modules():
+            m.requires_grad = flag
+        return self
+
     def zero_grad(self) -> None:
         """Forget every parameter gradient of this module and its descendants."""
         for _, m in self.named_modules():
@@ -518,6 +528,8 @@ class _ConvNd(Module):
         if self.transposed:
             targs = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
             gx = _grad.conv_transpose2d_input(x.shape, self.weight, gy, *targs, backend=be)
+            if not self.requires_grad:
+                return gx
             gw = _grad.conv_transpose2d_weight(x, self.weight.shape, gy, *targs, backend=be)
         else:
             f_in, f_w = ((_grad.conv2d_input, _grad.conv2d_weight) if self.nd == 2
@@ -531,10 +543,12 @@ class _ConvNd(Module):
                 pad = 0
             gx = f_in(xp.shape, self.weight, gy, self.stride, pad, self.dilation, self.groups,
                       backend=be)
-            gw = f_w(xp, self.weight.shape, gy, self.stride, pad, self.dilation, self.groups,
-                     backend=be)
             if explicit:
                 gx = _unpad(gx, g, self.padding_mode)
+            if not self.requires_grad:
+                return gx
+            gw = f_w(xp, self.weight.shape, gy, self.stride, pad, self.dilation, self.groups,
+                     backend=be)
         self._accumulate("weight", gw)
         if self.bias is not None:
             bias_grad = _grad.conv2d_bias if self.nd == 2 else _grad.conv1d_bias
@@ -677,15 +691,18 @@ class DepthwiseSeparableConv2d(Module):
         dw, pw = self.depthwise, self.pointwise
         if isinstance(dw.padding, str):  # forward ran the two children
             return dw.backward(pw.backward(grad_output))
+        if not (dw.requires_grad or pw.requires_grad):
+            return _grad.separable_conv2d_input(x.shape, dw.weight, pw.weight, grad_output,
+                                                dw.stride, dw.padding, dw.dilation,
+                                                backend=self.backend)
         gx, gwd, gwp, gbd, gbp = _grad.separable_conv2d_backward(
             x, dw.weight, pw.weight, grad_output, dw.bias, dw.stride, dw.padding, dw.dilation,
             backend=self.backend)
-        dw._accumulate("weight", gwd)
-        pw._accumulate("weight", gwp)
-        if dw.bias is not None:
-            dw._accumulate("bias", gbd)
-        if pw.bias is not None:
-            pw._accumulate("bias", gbp)
+        for m, gw, gb in ((dw, gwd, gbd), (pw, gwp, gbp)):
+            if m.requires_grad:
+                m._accumulate("weight", gw)
+                if m.bias is not None:
+                    m._accumulate("bias", gb)
         return gx
 
     def _trace(self, tracer, name, shape, state):
@@ -919,9 +936,9 @@ class BatchNorm2d(Module):
         inv = 1.0 / np.sqrt(var + self.eps)
         xhat = (x - mean[:, None, None]) * inv[:, None, None]
         g64 = gy.astype(np.float64)
-        if self.weight is not None:
+        if self.weight is not None and self.requires_grad:
             self._accumulate("weight", (g64 * xhat).sum(axis=axes))
-        if self.bias is not None:
+        if self.bias is not None and self.requires_grad:
             self._accumulate("bias", g64.sum(axis=axes))
         gamma = np.ones_like(inv) if self.weight is None else self.weight.astype(np.float64)
         gxhat = g64 * gamma[:, None, None]
@@ -1092,9 +1109,10 @@ class Linear(Module):
         dt = np.result_type(x.dtype, self.weight.dtype, gy.dtype)
         g2 = gy.reshape(-1, self.out_features).astype(dt, copy=False)
         x2 = x.reshape(-1, self.in_features).astype(dt, copy=False)
-        self._accumulate("weight", g2.T @ x2)
-        if self.bias is not None:
-            self._accumulate("bias", g2.sum(axis=0))
+        if self.requires_grad:
+            self._accumulate("weight", g2.T @ x2)
+            if self.bias is not None:
+                self._accumulate("bias", g2.sum(axis=0))
         return (g2 @ self.weight.astype(dt, copy=False)).reshape(x.shape)
 
     def extra_repr(self) -> str:
@@ -1411,6 +1429,15 @@ class SGD:
                     self.state[key] = buf
                     d = d + self.momentum * buf if self.nesterov else buf
                 p -= (self.lr * d).astype(p.dtype, copy=False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Whether backward computes parameter gradients in this module and its descendants
+        (input gradients are always computed); False saves the weight-gradient convolutions
+        when only dL/d(input) is wanted, as for effective receptive fields."""
+        flag = _shapes.as_bool(requires_grad, "requires_grad")
+        for _, m in self.named_modules():
+            m.requires_grad = flag
+        return self
 
     def zero_grad(self) -> None:
         """The model's :meth:`Module.zero_grad`."""

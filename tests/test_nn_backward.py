@@ -377,3 +377,14 @@ def test_sgd_arguments():
         nn.SGD([lin.weight], lr=0.1)
     with pytest.raises(ValueError, match="nesterov"):
         nn.SGD(lin, lr=0.1, nesterov=True)
+
+
+def test_requires_grad_off_skips_parameter_gradients_only():
+    model, x, rng = build("concat", "reference")
+    gy = rng.normal(size=model(x).shape)
+    full = model.backward(gy)
+    model.zero_grad()
+    model.requires_grad_(False)
+    model(x)
+    assert_close(model.backward(gy), full, "input gradient")
+    assert list(model.named_grads()) == []
