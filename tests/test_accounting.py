@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fastconv import accounting, cli, models, nn, summary
+from fastconv import accounting, cli, models, nn
+from fastconv.summary import summary as make_summary
 
 # torchvision's published GFLOPS column (conv + linear multiply-accumulates, bias excluded)
 PUBLISHED_GMACS = {"alexnet": (0.714, 3), "vgg16": (15.47, 2), "resnet18": (1.814, 3),
@@ -132,7 +133,7 @@ def test_shared_parameters_counted_once_and_errors():
 
 
 def test_summary_object_and_table():
-    s = summary.summary(models.mobilenet_v2(initialize=False), (3, 224, 224))
+    s = make_summary(models.mobilenet_v2(initialize=False), (3, 224, 224))
     assert s.params == 3_504_872 and round(s.macs / 1e9, 3) == 0.301
     assert s.rf.size == (491, 491)
     first = s.layers[0]
