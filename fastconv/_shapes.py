@@ -241,7 +241,8 @@ def conv_geometry(
     OH, OW = _to2d(outs, 1)
     sh, sw = _to2d(s, 1)
     dh, dw = _to2d(d, 1)
-    pad4 = pads if nd == 2 else (0, 0) + pads
+    p4 = pads if nd == 2 else (0, 0) + pads
+    pad4 = (p4[0], p4[1], p4[2], p4[3])
     return ConvGeometry(batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, pad4, dh, dw, g, nd)
 
 

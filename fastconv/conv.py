@@ -6,7 +6,7 @@ Each function: validate and size (``fastconv._shapes``) -> convert and allocate
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from . import _shapes
 from ._dispatch import Call, begin
 
 Padding = Union[int, tuple, str]
-_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_PAD_MODE: Dict[str, Any] = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _conv_nd(
