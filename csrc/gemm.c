@@ -7,8 +7,8 @@
  *
  * Kernels (the `kernel` argument, enum fc_gemm_kernel in fastconv.h):
  *   FC_GEMM_NAIVE     triple loop i-k-j, no blocking               (conv2d v2_im2col)
- *   FC_GEMM_PORTABLE  packed, cache-blocked loops around a 4 x (64 bytes) micro-kernel in
- *                     plain C that the compiler vectorises for the baseline ISA (v3_blocked)
+ *   FC_GEMM_PORTABLE  packed, cache-blocked loops around a 4x8 micro-kernel in plain C that
+ *                     the compiler vectorises for the baseline ISA          (v3_blocked)
  *   FC_GEMM_AVX2      the same blocking around a 6x16 (float) / 6x8 (double) AVX2+FMA
  *                     micro-kernel                                 (v4_simd on AVX2 CPUs)
  *   FC_GEMM_AVX512    the same blocking around a 14x32 (float) / 14x16 (double) AVX-512
@@ -51,12 +51,11 @@ typedef struct {
     int64_t mr, nr, mc, kc, nc;
 } blocking;
 
-#define MAX_TILE 1024 /* largest mr * nr of any micro-kernel, for edge tiles */
 #define ALIGN_ELEMS 16 /* panels start on a 64-byte boundary inside `work` */
 
 static blocking blocking_of(int kernel, int is_f64) {
     static const blocking table[3][2] = {
-        /* portable */ {{4, 16, 128, 256, 2048}, {4, 8, 128, 256, 2048}},
+        /* portable */ {{4, 8, 128, 256, 2048}, {4, 8, 128, 256, 2048}},
         /* AVX2     */ {{6, 16, 144, 256, 2048}, {6, 8, 96, 256, 2048}},
         /* AVX-512  */ {{14, 32, 126, 256, 2048}, {14, 16, 98, 256, 2048}},
     };
@@ -132,8 +131,9 @@ int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t
 /* ------------------------------------------------------------------ x86 micro-kernels
  *
  * Contract of every micro-kernel: a is an A sliver packed k-major (a[k*MR + i]), b a B sliver
- * packed k-major (b[k*NR + j]), both kc long; c is a full MR x NR tile of C with row stride
- * ldc. acc = 0: c = a*b (c is not read), acc = 1: c += a*b.
+ * packed k-major (b[k*NR + j]), both kc long (zero-padded past the edges of A and B); c is
+ * an MR x NR tile of C with row stride ldc of which only the top-left m x n part (1 <= m <= MR,
+ * 1 <= n <= NR) exists and is touched. acc = 0: c = a*b (c is not read), acc = 1: c += a*b.
  *
  * The accumulators are arrays of vectors indexed by compile-time constants in fully unrolled
  * loops, which GCC keeps in registers (the AVX-512 float kernel uses 28 of the 32 zmm
@@ -144,7 +144,7 @@ int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-    int64_t ldc, int acc) {
+    int64_t ldc, int acc, int64_t m, int64_t n) {
     __m512 r0[AVX512_MR], r1[AVX512_MR];
 #pragma GCC unroll 14
     for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_ps();
@@ -159,21 +159,26 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f32(
         a += AVX512_MR;
         b += 32;
     }
+    /* Edge tiles: rows past m are not stored, columns past n are masked off (a masked load
+     * or store never touches the masked-out memory). */
+    const __mmask16 k0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+    const __mmask16 k1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
 #pragma GCC unroll 14
     for (int i = 0; i < AVX512_MR; i++) {
+        if (i >= m) break;
         float *ci = c + i * ldc;
         if (acc) {
-            r0[i] = _mm512_add_ps(r0[i], _mm512_loadu_ps(ci));
-            r1[i] = _mm512_add_ps(r1[i], _mm512_loadu_ps(ci + 16));
+            r0[i] = _mm512_add_ps(r0[i], _mm512_maskz_loadu_ps(k0, ci));
+            r1[i] = _mm512_add_ps(r1[i], _mm512_maskz_loadu_ps(k1, ci + 16));
         }
-        _mm512_storeu_ps(ci, r0[i]);
-        _mm512_storeu_ps(ci + 16, r1[i]);
+        _mm512_mask_storeu_ps(ci, k0, r0[i]);
+        _mm512_mask_storeu_ps(ci + 16, k1, r1[i]);
     }
 }
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f64(
     int64_t kc, const double *restrict a, const double *restrict b, double *restrict c,
-    int64_t ldc, int acc) {
+    int64_t ldc, int acc, int64_t m, int64_t n) {
     __m512d r0[AVX512_MR], r1[AVX512_MR];
 #pragma GCC unroll 14
     for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_pd();
@@ -188,15 +193,18 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f64(
         a += AVX512_MR;
         b += 16;
     }
+    const __mmask8 k0 = n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1);
+    const __mmask8 k1 = n >= 16 ? 0xFF : n <= 8 ? 0 : (__mmask8)((1u << (n - 8)) - 1);
 #pragma GCC unroll 14
     for (int i = 0; i < AVX512_MR; i++) {
+        if (i >= m) break;
         double *ci = c + i * ldc;
         if (acc) {
-            r0[i] = _mm512_add_pd(r0[i], _mm512_loadu_pd(ci));
-            r1[i] = _mm512_add_pd(r1[i], _mm512_loadu_pd(ci + 8));
+            r0[i] = _mm512_add_pd(r0[i], _mm512_maskz_loadu_pd(k0, ci));
+            r1[i] = _mm512_add_pd(r1[i], _mm512_maskz_loadu_pd(k1, ci + 8));
         }
-        _mm512_storeu_pd(ci, r0[i]);
-        _mm512_storeu_pd(ci + 8, r1[i]);
+        _mm512_mask_storeu_pd(ci, k0, r0[i]);
+        _mm512_mask_storeu_pd(ci + 8, k1, r1[i]);
     }
 }
 
@@ -205,7 +213,7 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f64(
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-    int64_t ldc, int acc) {
+    int64_t ldc, int acc, int64_t m, int64_t n) {
     __m256 r0[AVX2_MR], r1[AVX2_MR];
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_ps();
@@ -220,21 +228,36 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
         a += AVX2_MR;
         b += 16;
     }
+    /* Edge tiles: rows past m are not stored; columns past n are masked off (maskload /
+     * maskstore never touch masked-out memory), used only on edges as they are slower. */
+    const __m256i nn = _mm256_set1_epi32((int)(n < 16 ? n : 16));
+    const __m256i k0 = _mm256_cmpgt_epi32(nn, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i k1 = _mm256_cmpgt_epi32(nn, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) {
+        if (i >= m) break;
         float *ci = c + i * ldc;
-        if (acc) {
-            r0[i] = _mm256_add_ps(r0[i], _mm256_loadu_ps(ci));
-            r1[i] = _mm256_add_ps(r1[i], _mm256_loadu_ps(ci + 8));
+        if (n == 16) {
+            if (acc) {
+                r0[i] = _mm256_add_ps(r0[i], _mm256_loadu_ps(ci));
+                r1[i] = _mm256_add_ps(r1[i], _mm256_loadu_ps(ci + 8));
+            }
+            _mm256_storeu_ps(ci, r0[i]);
+            _mm256_storeu_ps(ci + 8, r1[i]);
+        } else {
+            if (acc) {
+                r0[i] = _mm256_add_ps(r0[i], _mm256_maskload_ps(ci, k0));
+                r1[i] = _mm256_add_ps(r1[i], _mm256_maskload_ps(ci + 8, k1));
+            }
+            _mm256_maskstore_ps(ci, k0, r0[i]);
+            _mm256_maskstore_ps(ci + 8, k1, r1[i]);
         }
-        _mm256_storeu_ps(ci, r0[i]);
-        _mm256_storeu_ps(ci + 8, r1[i]);
     }
 }
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
     int64_t kc, const double *restrict a, const double *restrict b, double *restrict c,
-    int64_t ldc, int acc) {
+    int64_t ldc, int acc, int64_t m, int64_t n) {
     __m256d r0[AVX2_MR], r1[AVX2_MR];
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_pd();
@@ -249,15 +272,28 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
         a += AVX2_MR;
         b += 8;
     }
+    const __m256i nn = _mm256_set1_epi64x(n < 8 ? n : 8);
+    const __m256i k0 = _mm256_cmpgt_epi64(nn, _mm256_setr_epi64x(0, 1, 2, 3));
+    const __m256i k1 = _mm256_cmpgt_epi64(nn, _mm256_setr_epi64x(4, 5, 6, 7));
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) {
+        if (i >= m) break;
         double *ci = c + i * ldc;
-        if (acc) {
-            r0[i] = _mm256_add_pd(r0[i], _mm256_loadu_pd(ci));
-            r1[i] = _mm256_add_pd(r1[i], _mm256_loadu_pd(ci + 4));
+        if (n == 8) {
+            if (acc) {
+                r0[i] = _mm256_add_pd(r0[i], _mm256_loadu_pd(ci));
+                r1[i] = _mm256_add_pd(r1[i], _mm256_loadu_pd(ci + 4));
+            }
+            _mm256_storeu_pd(ci, r0[i]);
+            _mm256_storeu_pd(ci + 4, r1[i]);
+        } else {
+            if (acc) {
+                r0[i] = _mm256_add_pd(r0[i], _mm256_maskload_pd(ci, k0));
+                r1[i] = _mm256_add_pd(r1[i], _mm256_maskload_pd(ci + 4, k1));
+            }
+            _mm256_maskstore_pd(ci, k0, r0[i]);
+            _mm256_maskstore_pd(ci + 4, k1, r1[i]);
         }
-        _mm256_storeu_pd(ci, r0[i]);
-        _mm256_storeu_pd(ci + 4, r1[i]);
     }
 }
 
@@ -284,13 +320,15 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
 #else /* ------------------------------------------------------------ typed section */
 
 typedef void (*FN(ukr_fn))(int64_t kc, const T *restrict a, const T *restrict b, T *restrict c,
-                           int64_t ldc, int acc);
+                           int64_t ldc, int acc, int64_t m, int64_t n);
 
-/* Portable micro-kernel, 4 x (64 bytes of T): plain loops over a small array that the
- * compiler keeps in vector registers of the baseline ISA (SSE2 on x86-64). */
+/* Portable micro-kernel, 4 x 8: plain loops over a small array that the compiler keeps in
+ * vector registers of the baseline ISA (SSE2 on x86-64: 8 registers of C for float, 16 for
+ * double). Wider tiles (4 x 16 float) measured 4x slower: GCC then vectorises along k with
+ * shuffles instead of along j. */
 static void FN(ukr_portable)(int64_t kc, const T *restrict a, const T *restrict b,
-                             T *restrict c, int64_t ldc, int acc) {
-    enum { MR = 4, NR = 64 / sizeof(T) };
+                             T *restrict c, int64_t ldc, int acc, int64_t m, int64_t n) {
+    enum { MR = 4, NR = 8 };
     T r[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) r[i][j] = 0;
@@ -300,8 +338,8 @@ static void FN(ukr_portable)(int64_t kc, const T *restrict a, const T *restrict 
         a += MR;
         b += NR;
     }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + r[i][j] : r[i][j];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + r[i][j] : r[i][j];
 }
 
 static FN(ukr_fn) FN(micro_kernel)(int kernel) {
@@ -349,27 +387,14 @@ static void FN(pack_b)(int64_t kc, int64_t nc, const T *B, int64_t ldb, T *Bp, i
     }
 }
 
-/* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time.
- * Edge tiles are computed whole into a local tile, then their valid part is written. */
+/* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time;
+ * the micro-kernel itself clips the edge tiles. */
 static void FN(macro_kernel)(FN(ukr_fn) ukr, blocking bk, int64_t mc, int64_t nc, int64_t kc,
                              const T *Ap, const T *Bp, T *C, int64_t ldc, int acc) {
-    _Alignas(64) T tile[MAX_TILE];
-    for (int64_t jr = 0; jr < nc; jr += bk.nr) {
-        int64_t n = min64(bk.nr, nc - jr);
-        for (int64_t ir = 0; ir < mc; ir += bk.mr) {
-            int64_t m = min64(bk.mr, mc - ir);
-            const T *a = Ap + ir * kc, *b = Bp + jr * kc;
-            T *c = C + ir * ldc + jr;
-            if (m == bk.mr && n == bk.nr) {
-                ukr(kc, a, b, c, ldc, acc);
-                continue;
-            }
-            ukr(kc, a, b, tile, bk.nr, 0);
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++)
-                    c[i * ldc + j] = acc ? c[i * ldc + j] + tile[i * bk.nr + j] : tile[i * bk.nr + j];
-        }
-    }
+    for (int64_t jr = 0; jr < nc; jr += bk.nr)
+        for (int64_t ir = 0; ir < mc; ir += bk.mr)
+            ukr(kc, Ap + ir * kc, Bp + jr * kc, C + ir * ldc + jr, ldc, acc,
+                min64(bk.mr, mc - ir), min64(bk.nr, nc - jr));
 }
 
 static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa, int64_t csa,
@@ -437,28 +462,15 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
     if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE;
     const blocking bk = blocking_of(kernel, IS_F64);
     const FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
-    _Alignas(64) T tile[MAX_TILE];
     const int64_t kc_even = even_block(K, bk.kc);
     for (int64_t pc = 0; pc < K; pc += kc_even) {
         const int64_t kc = min64(kc_even, K - pc);
         const int acc = accumulate || pc > 0;
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
-            const int64_t n = min64(bk.nr, N - jr);
             const T *b = Bp + jr * K + pc * bk.nr; /* sliver jr / nr, rows from pc */
-            for (int64_t ir = 0; ir < M; ir += bk.mr) {
-                const int64_t m = min64(bk.mr, M - ir);
-                const T *a = Ap + ir * a_k + pc * bk.mr;
-                T *c = C + ir * ldc + jr;
-                if (m == bk.mr && n == bk.nr) {
-                    ukr(kc, a, b, c, ldc, acc);
-                    continue;
-                }
-                ukr(kc, a, b, tile, bk.nr, 0);
-                for (int64_t i = 0; i < m; i++)
-                    for (int64_t j = 0; j < n; j++)
-                        c[i * ldc + j] = acc ? c[i * ldc + j] + tile[i * bk.nr + j]
-                                             : tile[i * bk.nr + j];
-            }
+            for (int64_t ir = 0; ir < M; ir += bk.mr)
+                ukr(kc, Ap + ir * a_k + pc * bk.mr, b, C + ir * ldc + jr, ldc, acc,
+                    min64(bk.mr, M - ir), min64(bk.nr, N - jr));
         }
     }
 }
