@@ -57,12 +57,23 @@ def _max_row(ys, xr, start, s):
 def _max_row_idx(ys, iy, xr, start, s, base):
     # _max_row, also setting iy[i] = base + start + i*s where ys[i] is replaced
     n = ys.shape[0]
-    xg = xr[start:]
-    for i in range(n):
-        v = xg[i * s]
-        take = (v > ys[i]) | (v != v)
-        ys[i] = v if take else ys[i]
-        iy[i] = base + start + i * s if take else iy[i]
+    first = base + start
+    if s == 1:
+        xs = xr[start : start + n]
+        for i in range(n):
+            v = xs[i]
+            m = ys[i]
+            take = (v > m) | (v != v)
+            ys[i] = v if take else m
+            iy[i] = first + i if take else iy[i]
+    else:
+        xg = xr[start:]
+        for i in range(n):
+            v = xg[i * s]
+            m = ys[i]
+            take = (v > m) | (v != v)
+            ys[i] = v if take else m
+            iy[i] = first + i * s if take else iy[i]
 
 
 @njit(parallel=True, cache=True)

@@ -14,7 +14,29 @@ conv2d variants (``variant=``; None = the best, see ``best_conv2d_variant``):
 
 GEMM: Numba micro-kernel or BLAS?
 ---------------------------------
-GEMM_CHOICE_NOTE
+The engine uses its own GEMM (``_numba_conv._micro``: 6 x 2-vector register tile through
+explicit LLVM vector intrinsics, ``_numba_simd``), not BLAS. Measured on the 3x3 layers'
+GEMMs (M x K x N = 64x576x3136, 128x1152x784, 256x2304x196), float32, one thread, GFLOP/s per
+CPU-second on the 2-core AVX-512 development machine (bench numbers vary run to run):
+
+  ========================================  =========  ==========  ==========
+  GEMM                                       64 @ 56    128 @ 28    256 @ 14
+  ========================================  =========  ==========  ==========
+  Numba, plain loops (v2_im2col's GEMM)           23          30          25
+  Numba, SIMD micro-kernel (packed, 1x1)          54          73          73
+  np.dot inside @njit (SciPy's OpenBLAS)          88          98          99
+  whole conv, v4_implicit                         58          68          66
+  ========================================  =========  ==========  ==========
+
+BLAS is 1.3-1.6x faster on the bare GEMM, and still not the choice:
+
+- np.dot inside Numba needs SciPy (a ~40 MB dependency fastconv does not have) and a
+  materialised im2col buffer of C*KH*KW x OH*OW, which v4_implicit never builds;
+- BLAS runs its own thread pool, which ``numba.set_num_threads`` (hence
+  ``fastconv.set_num_threads``) does not control. Interleaving Numba's OpenMP pool with
+  OpenBLAS's on 2 cores measured 6-10 GFLOP/s for both: each pool spins while the other works;
+- the Numba GEMM already clears the bar set for this engine (3x3 convs >= 0.3x torch; it
+  reaches about 0.5-0.6x, see ``bench/bench_numba.py perf``).
 
 JIT cost: each kernel is compiled lazily, once per dtype (float32, float64), never per shape:
 bias / indices that may be None reach the kernels as an array plus a flag. ``cache=True``
@@ -75,6 +97,13 @@ def _bias(b, dtype):
     if dt not in _NO_BIAS:
         _NO_BIAS[dt] = np.empty(0, dt)
     return _NO_BIAS[dt], False
+
+
+def prepare(a, dtype):
+    """An input as the kernels take it: C-contiguous, ``dtype`` and writeable (Numba types a
+    read-only array differently, so one would compile every kernel a second time)."""
+    arr = np.ascontiguousarray(a, dtype=dtype)
+    return arr if arr.flags.writeable else arr.copy()
 
 
 # --------------------------------------------------------------------------- convolutions
