@@ -4,7 +4,7 @@ The functions have torch.nn.functional's names, argument order and semantics; ev
 takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
 """
 
-from . import accounting, grad, init, models, nn
+from . import accounting, erf, grad, init, init_lesson, models, nn
 from ._dispatch import available_backends, get_num_threads, set_num_threads
 from .conv import (
     conv1d,
@@ -14,6 +14,7 @@ from .conv import (
     depthwise_conv2d,
     separable_conv2d,
 )
+from .erf import effective_receptive_field
 from .pool import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -31,6 +32,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "accounting",
+    "effective_receptive_field",
+    "erf",
+    "init_lesson",
     "init",
     "models",
     "nn",
