@@ -1,5 +1,8 @@
 """Numba convolution kernels: the conv2d ladder, depthwise, transposed.
 
+depthwise_conv2d runs conv_depthwise_same (stride 1, OW == W: whole-plane taps under column
+masks) or else conv_direct with G = C; conv_transpose2d runs conv_transpose_direct.
+
 Variants of conv2d (``numba_cpu.conv2d(..., variant=...)``), each faster than the one before:
 
   v1_direct    conv_direct: one task per output plane, rows of y updated tap by tap
@@ -26,7 +29,7 @@ MR = 6
 KC = 256
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def valid_range(out, s, off, size):
     """Outputs i in [lo, hi) of an axis of length ``out`` with 0 <= i*s + off < size."""
     lo = 0 if off >= 0 else (-off + s - 1) // s
@@ -41,7 +44,7 @@ def valid_range(out, s, off, size):
 # into gathers (an 8x slower loop, measured on x[off + i]).
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def axpy_row(ys, wv, xr, start, s):
     """ys[i] += wv * xr[start + i*s] for i < len(ys); the reads must be inside xr."""
     n = ys.shape[0]
@@ -55,7 +58,7 @@ def axpy_row(ys, wv, xr, start, s):
             ys[i] += wv * xg[i * s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def copy_row(ds, xr, start, s):
     """ds[i] = xr[start + i*s] for i < len(ds); the reads must be inside xr."""
     n = ds.shape[0]
@@ -69,7 +72,7 @@ def copy_row(ds, xr, start, s):
             ds[i] = xg[i * s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fill(ds, v):
     for i in range(ds.shape[0]):
         ds[i] = v
@@ -112,17 +115,6 @@ def conv_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
                             axpy_row(yr[lo:hi], w[o, ci, kh, kw], xr, lo * sw + off, sw)
 
 
-@njit(cache=True, inline="always")
-def _axpy3(ys, xr, ta, wa, tb, wb, tc, wc):
-    """ys[i] += wa*xr[ta + i] + wb*xr[tb + i] + wc*xr[tc + i] for i < len(ys)."""
-    n = ys.shape[0]
-    xa = xr[ta : ta + n]
-    xb = xr[tb : tb + n]
-    xc = xr[tc : tc + n]
-    for i in range(n):
-        ys[i] += wa * xa[i] + wb * xb[i] + wc * xc[i]
-
-
 @njit(cache=True)
 def _axpy3_masked(ys, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
     """ys[i] += sum over taps t of (w_t * xf[i + T_t] if m_t[i] else z), for a <= i < b.
@@ -163,123 +155,56 @@ def _axpy3_masked(ys, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
 
 
 @njit(parallel=True, cache=True)
-def conv_depthwise(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, nth):
-    # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) (read if has_b), y is (N, C*m, OH, OW)
-    # Stride 1 and OW == W (padding 'same' along W): x and y planes have the same row length,
-    # so tap (kh, kw) is y.flat[i] += w * x.flat[i + T] with one offset T for the whole plane,
-    # except in columns where the read wraps into the neighbouring row: a per-kw column mask
-    # (built once per call) zeroes those. Three taps per pass over y, no copies at all.
-    # Otherwise each task copies one input plane into a zero-bordered buffer xp (Hp x Wp), so
-    # no tap needs a bounds check. With stride 1, output (oh, ow) and tap (kh, kw) read xp at
-    # (oh + kh*dh)*Wp + ow + kw*dw: computing the output with rows Wp long (the last Wp - OW
-    # columns of each row are discarded) turns every tap into ONE contiguous loop over the whole
-    # plane, instead of OH short loops. Other strides go row by row.
+def conv_depthwise_same(x, w, b, has_b, y, ph, pw, dh, dw, nth):
+    # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) (read if has_b), y is (N, C*m, OH, W)
+    # Precondition: stride 1 and OW == W (padding 'same' along W; other cases: conv_direct).
+    # x and y planes then have the same row length, so tap (kh, kw) is
+    # y.flat[i] += w * x.flat[i + T] with one offset T for the whole plane, except in columns
+    # where the read wraps into the neighbouring row: a per-kw column mask (built once per call)
+    # zeroes those. One long loop per three taps instead of one short loop per row and tap,
+    # and no padded copy of the input.
     N, C, H, W = x.shape
     OC = w.shape[0]
     KH = w.shape[2]
     KW = w.shape[3]
     OH = y.shape[2]
-    OW = y.shape[3]
     m = OC // C
-    Hp = max(H + ph, (OH - 1) * sh + (KH - 1) * dh + 1)
-    Wp = max(W + pw, (OW - 1) * sw + (KW - 1) * dw + 1)
     ntask = N * C
     nth = max(1, min(nth, ntask))
-    flat = sh == 1 and sw == 1 and OW == W
     z = np.zeros(1, y.dtype)[0]
-    colok = np.zeros((KW, OH * OW if flat else 0), np.bool_)
-    nomask = np.zeros(OH * OW if flat else 0, np.bool_)
+    colok = np.zeros((KW, OH * W), np.bool_)
+    nomask = np.zeros(OH * W, np.bool_)
     for kw in range(KW):
-        for i in range(colok.shape[1]):
-            iw = i % OW + kw * dw - pw
+        for i in range(OH * W):
+            iw = i % W + kw * dw - pw
             colok[kw, i] = iw >= 0 and iw < W
     for th in prange(nth):
-        xp = np.zeros(0 if flat else Hp * Wp, y.dtype)
-        acc = np.empty(0 if flat else OH * Wp, y.dtype)
         for task in range(th, ntask, nth):
             n = task // C
             c = task % C
-            if flat:
-                xf = x[n, c].reshape(H * W)
-                for j in range(m):
-                    o = c * m + j
-                    yf = y[n, o].reshape(OH * OW)
-                    fill(yf, b[o] if has_b else 0.0)
-                    for kh in range(KH):
-                        a = max(0, ph - kh * dh) * OW
-                        e = min(OH, H + ph - kh * dh) * OW
-                        if a >= e:
-                            continue
-                        T = (kh * dh - ph) * W - pw
-                        for k0 in range(0, KW, 3):
-                            # a chunk past the last tap reads tap k0's pixels under an
-                            # all-False mask: it adds exactly zero, whatever x holds
-                            T0 = T + k0 * dw
-                            T1, w1, m1 = T0, z, nomask
-                            T2, w2, m2 = T0, z, nomask
-                            if k0 + 1 < KW:
-                                T1, w1, m1 = T0 + dw, w[o, 0, kh, k0 + 1], colok[k0 + 1]
-                            if k0 + 2 < KW:
-                                T2, w2, m2 = T0 + 2 * dw, w[o, 0, kh, k0 + 2], colok[k0 + 2]
-                            _axpy3_masked(
-                                yf,
-                                xf,
-                                a,
-                                e,
-                                z,
-                                T0,
-                                w[o, 0, kh, k0],
-                                colok[k0],
-                                T1,
-                                w1,
-                                m1,
-                                T2,
-                                w2,
-                                m2,
-                            )
-                continue
-            for ih in range(H):
-                base = (ih + ph) * Wp + pw
-                copy_row(xp[base : base + W], x[n, c, ih], 0, 1)
+            xf = x[n, c].reshape(H * W)
             for j in range(m):
                 o = c * m + j
-                bias = b[o] if has_b else 0.0
-                if sh == 1 and sw == 1:
-                    L = (OH - 1) * Wp + OW
-                    acc_l = acc[:L]
-                    fill(acc_l, bias)
-                    # taps three at a time: one load / store of acc per three multiply-adds
-                    ntap = KH * KW
-                    for t0 in range(0, ntap - 2, 3):
-                        ta, tb, tc = t0, t0 + 1, t0 + 2
-                        _axpy3(
-                            acc_l,
-                            xp,
-                            (ta // KW) * dh * Wp + (ta % KW) * dw,
-                            w[o, 0, ta // KW, ta % KW],
-                            (tb // KW) * dh * Wp + (tb % KW) * dw,
-                            w[o, 0, tb // KW, tb % KW],
-                            (tc // KW) * dh * Wp + (tc % KW) * dw,
-                            w[o, 0, tc // KW, tc % KW],
-                        )
-                    for t in range(ntap - ntap % 3, ntap):
-                        axpy_row(
-                            acc_l,
-                            w[o, 0, t // KW, t % KW],
-                            xp,
-                            (t // KW) * dh * Wp + (t % KW) * dw,
-                            1,
-                        )
-                    for oh in range(OH):
-                        copy_row(y[n, o, oh], acc, oh * Wp, 1)
-                else:
-                    for oh in range(OH):
-                        yr = y[n, o, oh]
-                        fill(yr, bias)
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                tap = (oh * sh + kh * dh) * Wp + kw * dw
-                                axpy_row(yr, w[o, 0, kh, kw], xp, tap, sw)
+                yf = y[n, o].reshape(OH * W)
+                fill(yf, b[o] if has_b else 0.0)
+                for kh in range(KH):
+                    a = max(0, ph - kh * dh) * W  # the output rows whose input row exists
+                    e = min(OH, H + ph - kh * dh) * W
+                    if a >= e:
+                        continue
+                    T = (kh * dh - ph) * W - pw
+                    for k0 in range(0, KW, 3):
+                        # a chunk past the last tap reads tap k0's pixels under an all-False
+                        # mask: it adds exactly zero, whatever x holds
+                        T0 = T + k0 * dw
+                        T1, w1, m1 = T0, z, nomask
+                        T2, w2, m2 = T0, z, nomask
+                        if k0 + 1 < KW:
+                            T1, w1, m1 = T0 + dw, w[o, 0, kh, k0 + 1], colok[k0 + 1]
+                        if k0 + 2 < KW:
+                            T2, w2, m2 = T0 + 2 * dw, w[o, 0, kh, k0 + 2], colok[k0 + 2]
+                        w0 = w[o, 0, kh, k0]
+                        _axpy3_masked(yf, xf, a, e, z, T0, w0, colok[k0], T1, w1, m1, T2, w2, m2)
 
 
 # --------------------------------------------------------------------------- v2: im2col + GEMM

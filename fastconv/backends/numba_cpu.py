@@ -172,7 +172,11 @@ def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), y is (N, C*m, OH, OW): conv2d with groups = C
     _sync_threads()
     bb, has_b = _bias(b, y.dtype)
-    _conv.conv_depthwise(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, numba.get_num_threads())
+    if sh == 1 and sw == 1 and y.shape[3] == x.shape[3]:
+        nth = numba.get_num_threads()
+        _conv.conv_depthwise_same(x, w, bb, has_b, y, ph, pw, dh, dw, nth)
+    else:
+        _conv.conv_direct(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, x.shape[1])
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
