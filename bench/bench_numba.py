@@ -74,7 +74,7 @@ out["total"] = time.perf_counter() - t0
 from numba.core.registry import CPUDispatcher
 from fastconv.backends import _numba_conv, _numba_pool
 disp = [f for m in (_numba_conv, _numba_pool) for f in vars(m).values()
-        if isinstance(f, CPUDispatcher) and f.targetoptions.get("inline") != "always"]
+        if isinstance(f, CPUDispatcher) and f.targetoptions.get("parallel")]
 out["cache_hits"] = sum(sum(d.stats.cache_hits.values()) for d in disp)
 out["cache_misses"] = sum(sum(d.stats.cache_misses.values()) for d in disp)
 out["specialisations"] = max(len(d.signatures) for d in disp)

@@ -227,11 +227,11 @@ def im2col(x, n, col, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
             cr = col[r, oh * OW : (oh + 1) * OW]
             ih = oh * sh - ph + kh * dh
             if ih < 0 or ih >= H or lo >= hi:
-                fill(cr, 0)
+                fill(cr, 0.0)
                 continue
-            fill(cr[:lo], 0)
+            fill(cr[:lo], 0.0)
             copy_row(cr[lo:hi], x[n, c, ih], lo * sw + off, sw)
-            fill(cr[hi:], 0)
+            fill(cr[hi:], 0.0)
 
 
 @njit(cache=True)
@@ -410,16 +410,16 @@ def _pack_b(x, n, g, Cg, KH, KW, sh, sw, ph, pw, dh, dw, pc, kc, segs, nseg, nr,
             ow1 = ow0 + segs[s, 2]
             d = bo + segs[s, 3] - ow0  # Bp index of output column ow
             if ih < 0 or ih >= H:
-                fill(Bp[d + ow0 : d + ow1], 0)
+                fill(Bp[d + ow0 : d + ow1], 0.0)
                 continue
             lo, hi = valid_range(ow1, sw, off, W)
             a = min(max(lo, ow0), ow1)
             e = max(hi, a)
-            fill(Bp[d + ow0 : d + a], 0)
+            fill(Bp[d + ow0 : d + a], 0.0)
             if a < e:
                 copy_row(Bp[d + a : d + e], x[n, c, ih], a * sw + off, sw)
-            fill(Bp[d + e : d + ow1], 0)
-        fill(Bp[bo + nr : bo + NR], 0)
+            fill(Bp[d + e : d + ow1], 0.0)
+        fill(Bp[bo + nr : bo + NR], 0.0)
 
 
 @njit(parallel=True, cache=True)

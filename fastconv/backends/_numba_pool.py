@@ -132,7 +132,7 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
             hs0 = max(hs, 0)
             he0 = min(he, H)
             yr = y[n, c, oh]
-            fill(yr, 0)
+            fill(yr, 0.0)
             for ih in range(hs0, he0):
                 xr = x[n, c, ih]
                 for tw in range(kw):
