@@ -31,6 +31,7 @@ typedef struct {
     int64_t rstep;        /* col rows per chunk (<= mstep*KK) */
     int64_t pstep;        /* input pixels per chunk */
     int64_t ntasks, work_elems;
+    int swap;             /* compute col^T = x_g^T w_g instead (few pixels, many rows) */
     int nthreads;
 } convt_plan;
 
@@ -49,6 +50,9 @@ static int64_t gcd64(int64_t a, int64_t b) {
 /* Target size of one col chunk: it should stay in L2 between the GEMM writing it and col2im
  * reading it. */
 #define COL_TARGET_BYTES (384 * 1024)
+/* The transposed col's rows are padded by 16 elements, so that its row stride is not a
+ * multiple of 4 KiB (L1 set conflicts when col2im walks down a column). */
+#define LD_PAD 16
 
 static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthreads,
                        int64_t work_bytes, convt_plan *pl) {
@@ -72,10 +76,16 @@ static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthre
     pl->pstep = pl->P;
     if (pl->rstep * pl->P * es > COL_TARGET_BYTES)
         pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->rstep * es) / nr * nr));
+    /* With very few pixels (small inputs, e.g. 4x4 -> 8x8 decoders) the product is
+     * computed transposed: the GEMM then packs the small x block as its A (a cheap gather)
+     * and the weights as its B (contiguous rows, a memcpy), instead of gathering the whole
+     * weight matrix into A slivers for a handful of pixels. */
+    pl->swap = pl->pstep < pl->rstep && pl->pstep <= 2 * nr; /* measured crossover */
     int64_t budget = work_bytes / es / pl->nthreads;
     for (;;) {
-        int64_t gw = fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg);
-        if (pl->rstep * pl->pstep + gw <= budget) break;
+        int64_t gw = pl->swap ? fc_gemm_work_elems(kernel, is_f64, pl->pstep, pl->rstep, pl->Cg)
+                              : fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg);
+        if ((pl->rstep + LD_PAD) * pl->pstep + gw <= budget) break;
         if (pl->pstep > nr) {
             pl->pstep = max64(nr, pl->pstep / 2 / nr * nr);
         } else if (pl->rstep > 1) {
@@ -87,8 +97,9 @@ static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthre
             break; /* the smallest workspace there is: one row, one pixel */
         }
     }
-    pl->work_elems = pl->rstep * pl->pstep +
-                     fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg);
+    pl->work_elems = (pl->rstep + LD_PAD) * pl->pstep +
+                     fc_gemm_work_elems(kernel, is_f64, pl->rstep, pl->pstep, pl->Cg) +
+                     fc_gemm_work_elems(kernel, is_f64, pl->pstep, pl->rstep, pl->Cg);
 }
 
 #define FC_CONVT_TYPED
@@ -120,16 +131,24 @@ static void FN(convt_task)(const T *x, const T *w, const T *b, T *y, const fc_co
     const T *xg = x + (n * s->C + g * pl->Cg) * pl->P;
     const T *wg = w + g * pl->Cg * Kt;
     T *yg = y + (n * s->OC + g * pl->M) * OHW;
-    T *col = work, *gw = work + pl->rstep * pl->pstep;
+    T *col = work, *gw = work + (pl->rstep + LD_PAD) * pl->pstep;
     memset(yg + o0 * OHW, 0, (size_t)((o1 - o0) * OHW) * sizeof(T));
     for (int64_t p0 = 0; p0 < pl->P; p0 += pl->pstep) {
         const int64_t np = min64(pl->P - p0, pl->pstep);
         for (int64_t r0 = o0 * pl->KK; r0 < o1 * pl->KK; r0 += pl->rstep) {
             const int64_t r1 = min64(o1 * pl->KK, r0 + pl->rstep);
-            /* col (r1-r0 x np) = w_g^T rows [r0, r1) (A(i, k) = wg[k*Kt + r0 + i]) * x_g block */
-            FN(fc_gemm)(kernel, r1 - r0, np, pl->Cg, wg + r0, 1, Kt, xg + p0, pl->P, col, np, 0,
-                        gw);
-            FN(fc_col2im)(col, adj, r0, r1, p0, p0 + np, yg);
+            if (pl->swap) {
+                /* col^T (np x r1-r0) = x_g block^T (A(i, k) = xg[k*P + p0 + i]) * w_g columns
+                 * [r0, r1) (B(k, j) = wg[k*Kt + r0 + j]) */
+                FN(fc_gemm)(kernel, np, r1 - r0, pl->Cg, xg + p0, 1, pl->P, wg + r0, Kt, col,
+                            r1 - r0 + LD_PAD, 0, gw);
+                FN(fc_col2im)(col, 1, r1 - r0 + LD_PAD, adj, r0, r1, p0, p0 + np, yg);
+            } else {
+                /* col (r1-r0 x np) = w_g^T rows [r0, r1) (A(i, k) = wg[k*Kt + r0 + i]) * x_g */
+                FN(fc_gemm)(kernel, r1 - r0, np, pl->Cg, wg + r0, 1, Kt, xg + p0, pl->P, col, np,
+                            0, gw);
+                FN(fc_col2im)(col, np, 1, adj, r0, r1, p0, p0 + np, yg);
+            }
         }
     }
     if (b)

@@ -58,10 +58,10 @@ void fc_im2col_packed_f32(const float *x, const fc_conv_shape *s, int64_t r0, in
                           int64_t p0, int64_t p1, int64_t nr, float *Bp);
 void fc_im2col_packed_f64(const double *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                           int64_t p0, int64_t p1, int64_t nr, double *Bp);
-void fc_col2im_f32(const float *col, const fc_conv_shape *s, int64_t r0, int64_t r1,
-                   int64_t p0, int64_t p1, float *y);
-void fc_col2im_f64(const double *col, const fc_conv_shape *s, int64_t r0, int64_t r1,
-                   int64_t p0, int64_t p1, double *y);
+void fc_col2im_f32(const float *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s,
+                   int64_t r0, int64_t r1, int64_t p0, int64_t p1, float *y);
+void fc_col2im_f64(const double *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s,
+                   int64_t r0, int64_t r1, int64_t p0, int64_t p1, double *y);
 
 int fc_conv2d_f32(const float *x, const float *w, const float *b, float *y,
                   const fc_conv_shape *s, int variant, int kernel, int nthreads,

@@ -6,8 +6,9 @@
  *                        (0 outside the image), for r = (c*KH + kh)*KW + kw in [r0, r1) and
  *                        p = oh*OW + ow in [p0, p1)
  *   fc_im2col_packed_*   the same values in the GEMM's packed-B layout (slivers of nr pixels)
- *   fc_col2im_{f32,f64}  the adjoint: x[c, ih, iw] += col[r - r0, p - p0] for the same
- *                        (r, p), positions outside the image dropped
+ *   fc_col2im_{f32,f64}  the adjoint: x[c, ih, iw] += col(r, p) for the same (r, p),
+ *                        positions outside the image dropped; col may be row-major or
+ *                        transposed (strides ldr, ldp)
  *
  * x is one image of one group, (C/G, H, W); col is (r1 - r0) x (p1 - p0), row-major. Only the
  * fields H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw of the shape are read. conv2d multiplies
@@ -128,28 +129,57 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
     }
 }
 
-void FN(fc_col2im)(const T *col, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0,
-                   int64_t p1, T *x) {
-    /* same ranges as fc_im2col; x is added to, never overwritten */
-    const int64_t KK = s->KH * s->KW, np = p1 - p0;
+void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s, int64_t r0,
+                   int64_t r1, int64_t p0, int64_t p1, T *x) {
+    /* same ranges as fc_im2col; col(r, p) = col[(r - r0)*ldr + (p - p0)*ldp] (row-major:
+     * ldr = p1 - p0, ldp = 1; transposed: ldr = 1, ldp = r1 - r0); x is added to */
+    const int64_t KK = s->KH * s->KW;
+    if (ldr == 1 && r1 - r0 > 1) {
+        /* Transposed col: one channel's rows at a time (KH*KW of them, contiguous in col),
+         * all pixels, so the writes stay inside one channel of x and the reads are short
+         * contiguous runs. (Walking all rows per pixel would write to every channel, often
+         * 4 KiB apart, and thrash L1.) Callers pad ldp off multiples of 4 KiB for the same
+         * reason. */
+        for (int64_t rc = r0; rc < r1;) {
+            const int64_t c = rc / KK, re = (c + 1) * KK < r1 ? (c + 1) * KK : r1;
+            T *xc = x + c * s->H * s->W;
+            int64_t oh = p0 / s->OW, ow = p0 % s->OW;
+            for (int64_t p = p0; p < p1; p++) {
+                const T *src = col + (p - p0) * ldp + (rc - r0);
+                int64_t kh = (rc % KK) / s->KW, kw = rc % s->KW;
+                for (int64_t r = rc; r < re; r++) {
+                    int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+                    int64_t iw = ow * s->sw - s->pw + kw * s->dw;
+                    if (ih >= 0 && ih < s->H && iw >= 0 && iw < s->W)
+                        xc[ih * s->W + iw] += src[r - rc];
+                    if (++kw == s->KW) kw = 0, kh++;
+                }
+                if (++ow == s->OW) ow = 0, oh++;
+            }
+            rc = re;
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
         int64_t lo, hi;
         valid_columns(s, kw, &lo, &hi);
         T *xc = x + c * s->H * s->W;
         const int64_t off = kw * s->dw - s->pw;
-        const T *src = col + (r - r0) * np;
-        for (int64_t p = p0; p < p1;) {
-            int64_t oh = p / s->OW, a = p % s->OW;
+        const T *src = col + (r - r0) * ldr;
+        int64_t oh = p0 / s->OW, a = p0 % s->OW;
+        for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
             int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
             int64_t ih = oh * s->sh - s->ph + kh * s->dh;
             if (ih >= 0 && ih < s->H) {
                 T *row = xc + ih * s->W;
                 int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
-                for (int64_t ow = l; ow < h; ow++) row[ow * s->sw + off] += src[ow - a];
+                for (int64_t ow = l; ow < h; ow++) row[ow * s->sw + off] += src[(ow - a) * ldp];
             }
-            src += e - a;
+            src += (e - a) * ldp;
             p += e - a;
+            a = 0;
+            oh++;
         }
     }
 }

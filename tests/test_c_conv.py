@@ -486,7 +486,12 @@ def test_im2col_col2im_blocks(dtype):
         assert np.array_equal(col, full[r0:r1, p0:p1].astype(dtype))
         u = rng.standard_normal((r1 - r0, p1 - p0)).astype(dtype)
         back = np.zeros((C, H, W), dtype)
-        col2im(ptr(u), s, r0, r1, p0, p1, ptr(back))
+        col2im(ptr(u), p1 - p0, 1, s, r0, r1, p0, p1, ptr(back))
+        # the same from the transposed matrix
+        ut = np.ascontiguousarray(u.T)
+        back_t = np.zeros((C, H, W), dtype)
+        col2im(ptr(ut), 1, r1 - r0, s, r0, r1, p0, p1, ptr(back_t))
+        assert np.abs(back_t - back).max() <= TOL[dtype] * max(1.0, float(np.abs(back).max()))
         lhs = float((col.astype(np.float64) * u).sum())
         rhs = float((img.astype(np.float64) * back).sum())
         assert abs(lhs - rhs) <= TOL[dtype] * 10 * max(1.0, float(np.abs(u).sum()))
