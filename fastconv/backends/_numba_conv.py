@@ -116,8 +116,19 @@ def conv_direct(x, w, b, has_b, y, sh, sw, ph, pw, dh, dw, G):
 
 
 @njit(cache=True)
-def _axpy3_masked(ys, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
-    """ys[i] += sum over taps t of (w_t * xf[i + T_t] if m_t[i] else z), for a <= i < b.
+def _taps3(xf, i, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
+    """One element of _axpy3_masked, reading xf only where the mask allows."""
+    return (
+        (wa * xf[i + Ta] if ma[i] else z)
+        + (wb * xf[i + Tb] if mb[i] else z)
+        + (wc * xf[i + Tc] if mc[i] else z)
+    )
+
+
+@njit(cache=True)
+def _axpy3_masked(ys, write, init, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
+    """ys[i] += sum over taps t of (w_t * xf[i + T_t] if m_t[i] else z), for a <= i < b;
+    if ``write``, ys[i] = init + that sum instead (the pass that writes the bias).
 
     Reads outside xf happen only where the mask is False (a column that wrapped into the
     neighbouring row), so the vector loop runs where every read is inside xf and the few
@@ -127,11 +138,8 @@ def _axpy3_masked(ys, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
     lo = min(max(a, -min(Ta, min(Tb, Tc))), b)
     hi = max(min(b, HW - max(Ta, max(Tb, Tc))), lo)
     for i in range(a, lo):
-        ys[i] += (
-            (wa * xf[i + Ta] if ma[i] else z)
-            + (wb * xf[i + Tb] if mb[i] else z)
-            + (wc * xf[i + Tc] if mc[i] else z)
-        )
+        t = _taps3(xf, i, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc)
+        ys[i] = init + t if write else ys[i] + t
     n = hi - lo
     yv = ys[lo:hi]
     xa = xf[lo + Ta : hi + Ta]
@@ -140,18 +148,23 @@ def _axpy3_masked(ys, xf, a, b, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc):
     va = ma[lo:hi]
     vb = mb[lo:hi]
     vc = mc[lo:hi]
-    for i in range(n):
-        yv[i] += (
-            (wa * xa[i] if va[i] else z)
-            + (wb * xb[i] if vb[i] else z)
-            + (wc * xc[i] if vc[i] else z)
-        )
+    if write:
+        for i in range(n):
+            yv[i] = init + (
+                (wa * xa[i] if va[i] else z)
+                + (wb * xb[i] if vb[i] else z)
+                + (wc * xc[i] if vc[i] else z)
+            )
+    else:
+        for i in range(n):
+            yv[i] += (
+                (wa * xa[i] if va[i] else z)
+                + (wb * xb[i] if vb[i] else z)
+                + (wc * xc[i] if vc[i] else z)
+            )
     for i in range(hi, b):
-        ys[i] += (
-            (wa * xf[i + Ta] if ma[i] else z)
-            + (wb * xf[i + Tb] if mb[i] else z)
-            + (wc * xf[i + Tc] if mc[i] else z)
-        )
+        t = _taps3(xf, i, z, Ta, wa, ma, Tb, wb, mb, Tc, wc, mc)
+        ys[i] = init + t if write else ys[i] + t
 
 
 @njit(parallel=True, cache=True)
@@ -186,8 +199,18 @@ def conv_depthwise_same(x, w, b, has_b, y, ph, pw, dh, dw, nth):
             for j in range(m):
                 o = c * m + j
                 yf = y[n, o].reshape(OH * W)
-                fill(yf, b[o] if has_b else 0.0)
+                bias = b[o] if has_b else z
+                # the first row of taps whose input rows cover every output row writes y
+                # (with the bias) instead of adding to it; without one, fill with the bias
+                first = KH
                 for kh in range(KH):
+                    if ph - kh * dh <= 0 and H + ph - kh * dh >= OH:
+                        first = kh
+                        break
+                if first == KH:
+                    fill(yf, bias)
+                for q in range(KH):
+                    kh = (first + q) % KH
                     a = max(0, ph - kh * dh) * W  # the output rows whose input row exists
                     e = min(OH, H + ph - kh * dh) * W
                     if a >= e:
@@ -204,7 +227,10 @@ def conv_depthwise_same(x, w, b, has_b, y, ph, pw, dh, dw, nth):
                         if k0 + 2 < KW:
                             T2, w2, m2 = T0 + 2 * dw, w[o, 0, kh, k0 + 2], colok[k0 + 2]
                         w0 = w[o, 0, kh, k0]
-                        _axpy3_masked(yf, xf, a, e, z, T0, w0, colok[k0], T1, w1, m1, T2, w2, m2)
+                        write = kh == first and k0 == 0
+                        _axpy3_masked(
+                            yf, write, bias, xf, a, e, z, T0, w0, colok[k0], T1, w1, m1, T2, w2, m2
+                        )
 
 
 # --------------------------------------------------------------------------- v2: im2col + GEMM
