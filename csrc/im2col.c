@@ -46,6 +46,15 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
     *hi = b < *lo ? *lo : (b > s->OW ? s->OW : b);
 }
 
+/* Strided copies (stride-2 convs) are gathers, which the baseline ISA does one element at a
+ * time; where GCC supports it this helper is also compiled for AVX2 and AVX-512 and the best
+ * clone is chosen when the library loads (GCC function multi-versioning, an ifunc). */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FC_CLONES
+#endif
+
 #define FC_IM2COL_TYPED
 #define T float
 #define FN(name) name##_f32
@@ -59,6 +68,14 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
 #undef FN
 
 #else /* ------------------------------------------------------------ typed section */
+
+FC_CLONES static void FN(copy_strided)(T *restrict dst, const T *restrict src, int64_t n,
+                                       int64_t stride) {
+    if (stride == 2) /* the common case, with a constant stride the compiler uses shuffles */
+        for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
+    else
+        for (int64_t i = 0; i < n; i++) dst[i] = src[i * stride];
+}
 
 /* dst[0 .. e-a) = the tap's inputs for output columns [a, e) of one output row whose input
  * row is ih: zeros, then the in-image run [lo, hi) (a memcpy at stride 1), then zeros. */
@@ -74,8 +91,8 @@ static void FN(tap_run)(const T *xc, const fc_conv_shape *s, int64_t ih, int64_t
     for (int64_t ow = a; ow < l; ow++) dst[ow - a] = 0;
     if (s->sw == 1)
         memcpy(dst + (l - a), row + l + off, (size_t)(h - l) * sizeof(T));
-    else
-        for (int64_t ow = l; ow < h; ow++) dst[ow - a] = row[ow * s->sw + off];
+    else if (h > l)
+        FN(copy_strided)(dst + (l - a), row + l * s->sw + off, h - l, s->sw);
     for (int64_t ow = h; ow < e; ow++) dst[ow - a] = 0;
 }
 
