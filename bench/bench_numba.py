@@ -194,7 +194,10 @@ def _numba_available() -> bool:
     return fastconv.available_backends()["numba"].startswith("available")
 
 
-@pytest.mark.skipif(not _numba_available(), reason="numba engine unavailable")
+_REASON = f"numba engine: {fastconv.available_backends()['numba']}"
+
+
+@pytest.mark.skipif(not _numba_available(), reason=_REASON)
 def test_jit_cache(benchmark):
     """A second process must load the kernels from the on-disk cache, compiling nothing."""
     cold, cached = benchmark.pedantic(jit_times, args=(("max_pool2d",),), rounds=1, iterations=1)
@@ -204,7 +207,7 @@ def test_jit_cache(benchmark):
     assert cold["specialisations"] <= 2  # one per dtype
 
 
-@pytest.mark.skipif(not _numba_available(), reason="numba engine unavailable")
+@pytest.mark.skipif(not _numba_available(), reason=_REASON)
 @pytest.mark.parametrize("bar", BARS, ids=[b[0] for b in BARS])
 def test_bar_layer(benchmark, bar):
     name, op, xs, ws, _ = bar
