@@ -20,17 +20,23 @@ GEMMs (M x K x N = 64x576x3136, 128x1152x784, 256x2304x196), float32, one thread
 CPU-second on the 2-core AVX-512 development machine (bench numbers vary run to run):
 
   ========================================  =========  ==========  ==========
-  GEMM                                       64 @ 56    128 @ 28    256 @ 14
+  1 thread                                   64 @ 56    128 @ 28    256 @ 14
   ========================================  =========  ==========  ==========
-  Numba, plain loops (v2_im2col's GEMM)           23          30          25
-  Numba, SIMD micro-kernel (packed, 1x1)          54          73          73
-  np.dot inside @njit (SciPy's OpenBLAS)          88          98          99
+  GEMM: Numba SIMD micro-kernel (packed)          54          73          73
+  GEMM: np.dot inside @njit (SciPy OpenBLAS)      88          98          99
+  whole conv, v1_direct                            7           4           2
+  whole conv, v2_im2col (plain-loop GEMM)         23          30          25
+  whole conv, v3_packed                           49          62          62
   whole conv, v4_implicit                         58          68          66
   ========================================  =========  ==========  ==========
 
+With 2 threads (wall clock, best of alternating runs): v4_implicit 91 / 105 / 106 GFLOP/s
+against torch's 194 / 188 / 146 in the same run; v3_packed only 34 / 45 / 62, as its
+im2col buffer (7 MB for 64 @ 56) is allocated, written and read again on every call.
+
 BLAS is 1.3-1.6x faster on the bare GEMM, and still not the choice:
 
-- np.dot inside Numba needs SciPy (a ~40 MB dependency fastconv does not have) and a
+- np.dot inside Numba needs SciPy (a large dependency fastconv does not have) and a
   materialised im2col buffer of C*KH*KW x OH*OW, which v4_implicit never builds;
 - BLAS runs its own thread pool, which ``numba.set_num_threads`` (hence
   ``fastconv.set_num_threads``) does not control. Interleaving Numba's OpenMP pool with
