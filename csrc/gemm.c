@@ -208,6 +208,52 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f64(
     }
 }
 
+/* pack_a for one full AVX-512 float sliver of row-major A (the conv weights):
+ * Ap[k*14 + i] = a[i*rsa + k]. Sixteen columns at a time: 14 rows (and 2 zero rows) are
+ * loaded as 16 vectors and transposed in registers (32-bit, then 64-bit interleaves, then two
+ * rounds of 128-bit lane shuffles), and each column is stored as 14 contiguous values. The
+ * scalar loop does the same with one 4-byte load and store per value. */
+__attribute__((target("avx512f"))) static void pack_a_avx512_f32(int64_t kc, const float *a,
+                                                                  int64_t rsa, float *Ap) {
+    int64_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16) {
+        __m512 r[16], t[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            r[i] = i < AVX512_MR ? _mm512_loadu_ps(a + i * rsa + k0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 16; i += 4) {
+            __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+            __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+            r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+            r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+            r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+            r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
+            t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
+            t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
+            t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+            r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+        }
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(Ap + (k0 + k) * AVX512_MR, 0x3FFF, r[k]);
+    }
+    for (; k0 < kc; k0++)
+        for (int i = 0; i < AVX512_MR; i++) Ap[k0 * AVX512_MR + i] = a[i * rsa + k0];
+}
+
 /* AVX2: 16 ymm registers, so 6 rows x 2 vectors = 12 for C, 2 for the B row, 1 broadcast. */
 #define AVX2_MR 6
 
@@ -361,6 +407,14 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
     for (int64_t i0 = 0; i0 < mc; i0 += mr) {
         int64_t m = min64(mr, mc - i0);
         const T *a = A + i0 * rsa;
+#if defined(__x86_64__)
+        if (!IS_F64 && csa == 1 && m == AVX512_MR && mr == AVX512_MR &&
+            kernel_usable(FC_GEMM_AVX512)) { /* a full float sliver of row-major A */
+            pack_a_avx512_f32(kc, (const float *)a, rsa, (float *)Ap);
+            Ap += mr * kc;
+            continue;
+        }
+#endif
         for (int64_t k = 0; k < kc; k++) {
             for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
             for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;

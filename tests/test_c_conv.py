@@ -434,6 +434,30 @@ def test_gemm_against_numpy(kernel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ISAS)
+def test_pack_a_layout(kernel, dtype):
+    """fc_pack_a (the weights, packed once per conv2d call) writes slivers of mr rows,
+    k-major, zero rows past M, and nothing past its end; row-major and transposed A."""
+    lib = c.lib
+    f64 = dtype == np.float64
+    code = c.KERNELS[kernel]
+    mr = lib.fc_gemm_mr(code, f64)
+    pack = lib.fc_pack_a_f64 if f64 else lib.fc_pack_a_f32
+    rng = np.random.default_rng(61)
+    for M, K, extra in [(mr, 16, 0), (mr, 37, 3), (2 * mr + 3, 100, 0), (3, 5, 1), (70, 33, 5)]:
+        A = rng.standard_normal((M, K + extra)).astype(dtype)
+        S = -(-M // mr)
+        want = np.zeros((S * mr, K), dtype)
+        want[:M] = A[:, :K]
+        want = want.reshape(S, mr, K).transpose(0, 2, 1).reshape(-1)
+        for a, rsa, csa in ((A, K + extra, 1), (np.ascontiguousarray(A.T), 1, M)):
+            out = np.full(S * mr * K + 40, np.nan, dtype)
+            pack(code, M, K, ptr(a), rsa, csa, ptr(out))
+            assert np.array_equal(out[: S * mr * K], want)
+            assert np.isnan(out[S * mr * K :]).all(), "wrote past the packed block"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_col2im_blocks(dtype):
     """im2col on any block of rows x pixels equals the same block of the full matrix (built
     here from the definition), and col2im is its adjoint."""
