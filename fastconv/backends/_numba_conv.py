@@ -10,8 +10,9 @@ Variants of conv2d (``numba_cpu.conv2d(..., variant=...)``), each faster than th
   v3_packed    im2col, then the packed GEMM of conv_packed (register-blocked SIMD micro-kernel)
   v4_implicit  conv_packed straight from x: B panels are packed from the image, no im2col buffer
 
-Every kernel is one ``@njit(parallel=True, cache=True)`` function taking float32 and float64
-(two compiled specialisations at most, shared by every shape). Bias is passed as an array plus
+Every kernel is an ``@njit(parallel=True, cache=True)`` function (v3 / v4 run two: pack_a,
+then gemm_packed) taking float32 and float64: two compiled specialisations at most, shared by
+every shape. Bias is passed as an array plus
 a ``has_b`` flag, so that "no bias" is not a third type. Workspaces (im2col buffer, packed
 panels) are allocated inside; outputs never are.
 """
