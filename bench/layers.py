@@ -43,7 +43,7 @@ def variants(engine: str, op: str) -> Tuple[Optional[str], ...]:
     if op != "conv2d":
         return (None,)
     mod = _dispatch._load(engine)
-    names = getattr(mod, "CONV2D_VARIANTS", None) or getattr(mod, "VARIANTS", None) or ()
+    names = getattr(mod, "CONV2D_VARIANTS", ())
     return (None,) + tuple(names)
 
 

@@ -343,7 +343,7 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
     const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
     const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T));
     const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
-#pragma omp parallel if (par)
+#pragma omp parallel num_threads(fc_threads()) if (par)
     {
         /* the padded path's buffer; without it (too big, no memory) rows are read in place */
         T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;
@@ -479,7 +479,7 @@ int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, co
     const int64_t elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T));
     const int par = tiles > 1 && N * (CM * in_sz + (CM + OC) * out_sz) > 32768;
     int failed = 0;
-#pragma omp parallel if (par)
+#pragma omp parallel num_threads(fc_threads()) if (par)
     {
         T *mid = malloc((size_t)(CM * rows * OW) * sizeof(T));
         T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;

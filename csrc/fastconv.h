@@ -9,6 +9,8 @@
 int fc_abi_version(void);
 int fc_cpu_features(void);
 int fc_openmp_max_threads(void);
+void fc_set_threads(int n);
+int fc_threads(void);
 
 /* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
 enum fc_gemm_kernel {

@@ -295,7 +295,7 @@ void S(fc_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int6
 {
     const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
         S(max_pool_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, &g);
 }
@@ -406,7 +406,7 @@ void S(fc_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t
 {
     const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
         S(avg_pool_plane)(x + p * in_sz, y + p * out_sz, &g, count_include_pad, divisor);
 }
@@ -475,14 +475,14 @@ void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
     if (OH == 1 && OW == 1) { /* global pooling: blocks of planes, one dispatch per block */
         const int64_t blk = 64, nblk = (planes + blk - 1) / blk;
-#pragma omp parallel for schedule(dynamic, 4) if (fc_par(nblk, planes * in_sz))
+#pragma omp parallel for schedule(dynamic, 4) num_threads(fc_threads()) if (fc_par(nblk, planes * in_sz))
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t p0 = b * blk, np = planes - p0 < blk ? planes - p0 : blk;
             S(global_avg)(x + p0 * in_sz, y + p0, np, in_sz);
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++)
         S(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
 }
@@ -519,7 +519,7 @@ void S(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_
                                int64_t W, int64_t OH, int64_t OW)
 {
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++)
         S(adaptive_max_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, H,
                               W, OH, OW);
@@ -533,7 +533,7 @@ void S(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N
                                int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++) {
         T *g = gx + p * in_sz;
         const T *gp = gy + p * out_sz;
@@ -579,7 +579,7 @@ void S(fc_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t
 {
     const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
         S(avg_back_plane)(gy + p * out_sz, gx + p * in_sz, &g, count_include_pad, divisor);
 }
@@ -589,7 +589,7 @@ void S(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C
                                         int64_t W, int64_t OH, int64_t OW)
 {
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) if (fc_par(planes, planes * (in_sz + out_sz)))
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++) {
         T *g = gx + p * in_sz;
         const T *gp = gy + p * out_sz;

@@ -3,9 +3,13 @@
  *   fc_abi_version         bumped whenever a declaration of fastconv.h changes meaning
  *   fc_cpu_features        bit mask of the x86 features the kernels choose from (0 elsewhere)
  *   fc_openmp_max_threads  threads an OpenMP region would get by default (1 without OpenMP)
+ *   fc_set_threads         the process-wide thread count of the pooling and depthwise kernels
+ *   fc_threads             that count (0 set = OpenMP's default)
  *
- * The kernels keep no global mutable state: the thread count, the workspace bound and the
- * micro-kernel are arguments of every call, so any number of Python threads may call in at once.
+ * The convolution kernels take the thread count, the workspace bound and the micro-kernel as
+ * arguments of every call; the pooling and depthwise kernels read the one process-wide thread
+ * count (an atomic, set by fastconv.set_num_threads). Any number of Python threads may call
+ * in at once.
  *
  * Build: `pip install -e .` (or `python csrc/build_ffi.py` for an in-place rebuild) compiles
  * every C file of csrc/ into fastconv._fastconv_c.
@@ -35,6 +39,15 @@ int fc_cpu_features(void) {
     if (__builtin_cpu_supports("avx512dq")) f |= 128;
 #endif
     return f;
+}
+
+static _Atomic int fc_threads_setting = 0;
+
+void fc_set_threads(int n) { fc_threads_setting = n > 0 ? n : 0; }
+
+int fc_threads(void) {
+    int n = fc_threads_setting;
+    return n > 0 ? n : fc_openmp_max_threads();
 }
 
 int fc_openmp_max_threads(void) {

@@ -126,7 +126,7 @@ def run_convt(x, w, b, yshape, args, **kw):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", (None,) + c.VARIANTS)
+@pytest.mark.parametrize("variant", (None,) + c.CONV2D_VARIANTS)
 def test_conv2d_variants_random(variant, dtype):
     rng = np.random.default_rng(hash((str(variant), np.dtype(dtype).name)) % 2**32)
     for i in range(40):
@@ -168,7 +168,7 @@ def test_conv2d_edge_shapes(shape, dtype):
     OH, OW = _conv_out(H, K, s, p, p, 1), _conv_out(W, K, s, p, p, 1)
     args = (s, s, p, p, 1, 1, G)
     want = conv_ref(x, w, b, (N, OC, OH, OW), args)
-    for variant in (None,) + c.VARIANTS:
+    for variant in (None,) + c.CONV2D_VARIANTS:
         _close(run_conv(x, w, b, (N, OC, OH, OW), args, variant=variant), want, dtype)
 
 
@@ -181,7 +181,7 @@ def test_conv2d_same_padding_even_kernels(dtype):
         x = rng.standard_normal((2, 6, 10, 9)).astype(dtype)
         w = rng.standard_normal((4, 3, KH, KW)).astype(dtype)
         want = fastconv.conv2d(x, w, None, 1, "same", (dh, dw), 2, backend="reference")
-        for variant in (None,) + c.VARIANTS:
+        for variant in (None,) + c.CONV2D_VARIANTS:
             got = fastconv.conv2d(x, w, None, 1, "same", (dh, dw), 2, backend="c", variant=variant)
             assert got.dtype == dtype
             _close(got, want, dtype)
@@ -281,7 +281,7 @@ def test_workspace_bound_forces_chunks(limit):
         args = (2, 2, 1, 0, 2, 1, 2)
         yshape = (2, 20, _conv_out(19, 3, 2, 1, 1, 2), _conv_out(23, 3, 2, 0, 0, 1))
         want = conv_ref(x, w, b, yshape, args)
-        for variant in (None,) + c.VARIANTS[1:]:
+        for variant in (None,) + c.CONV2D_VARIANTS[1:]:
             _close(run_conv(x, w, b, yshape, args, variant=variant), want, dtype)
         xt = rng.standard_normal((2, 12, 9, 8)).astype(dtype)
         wt = rng.standard_normal((12, 7, 4, 3)).astype(dtype)

@@ -105,9 +105,9 @@ def conv_case(rng, dtype, max_groups=3):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", nc.VARIANTS)
+@pytest.mark.parametrize("variant", nc.CONV2D_VARIANTS)
 def test_conv2d(variant, dtype):
-    rng = np.random.default_rng(10 + nc.VARIANTS.index(variant))
+    rng = np.random.default_rng(10 + nc.CONV2D_VARIANTS.index(variant))
     for _ in range(3 if variant == "v2_tiled" else 5):
         x, w, b, yshape, params = conv_case(rng, dtype)
         got, want = run_both("conv2d", [x, w, b], [(yshape, dtype)], *params, variant=variant)
@@ -552,7 +552,7 @@ for dt in (np.float32, np.float64):
     x = z(1, 4, 5, 5)
     for bias in (True, False):
         b = (lambda n: z(n)) if bias else (lambda n: None)
-        for v in L.VARIANTS:
+        for v in L.CONV2D_VARIANTS:
             L.conv2d(x, z(6, 2, 3, 3), b(6), z(1, 6, 3, 3), 1, 1, 0, 0, 1, 1, 2, variant=v)
         L.depthwise_conv2d(x, z(8, 1, 3, 3), b(8), z(1, 8, 3, 3), 1, 1, 0, 0, 1, 1)
         L.separable_conv2d(x, z(8, 1, 3, 3), b(8), z(5, 8, 1, 1), b(5), z(1, 5, 3, 3),
@@ -622,7 +622,7 @@ def test_gpu_conv2d_realistic_shapes(dtype):
         w = randn(rng, (64, 32 // groups, 3, 3), dtype)
         b = randn(rng, (64,), dtype)
         want = fastconv.conv2d(x, w, b, stride, 1, 1, groups, backend="reference")
-        for v in nc.VARIANTS:
+        for v in nc.CONV2D_VARIANTS:
             got = fastconv.conv2d(x, w, b, stride, 1, 1, groups, backend="cuda", variant=v)
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 

@@ -18,7 +18,7 @@ from numba import cuda
 from . import _cuda_kernels as K
 
 #: conv2d variants, in ladder order; None means the last (the best).
-VARIANTS = ("v1_direct", "v2_tiled")
+CONV2D_VARIANTS = ("v1_direct", "v2_tiled")
 _GRID_YZ = 65535  # CUDA's limit on gridDim.y and gridDim.z
 
 
@@ -110,10 +110,10 @@ def finish(y, dtype: Any, device: bool):
 def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant: Optional[str] = None):
     # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
     if variant is None:
-        variant = VARIANTS[-1]
-    if variant not in VARIANTS:
+        variant = CONV2D_VARIANTS[-1]
+    if variant not in CONV2D_VARIANTS:
         raise ValueError(
-            f"conv2d: unknown variant {variant!r} for the cuda engine; valid: {VARIANTS}"
+            f"conv2d: unknown variant {variant!r} for the cuda engine; valid: {CONV2D_VARIANTS}"
         )
     k = K.kernels(y.dtype)
     N, OC, OH, OW = y.shape
@@ -314,7 +314,7 @@ def adaptive_avg_pool2d_backward(gy, gx):
 
 
 __all__ = [
-    "VARIANTS",
+    "CONV2D_VARIANTS",
     "prepare",
     "empty",
     "finish",

@@ -37,11 +37,13 @@ else:
         AVAILABLE_REASON = "available"
 
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
-VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads")
+CONV2D_VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads")
 #: GEMM micro-kernels (the C enum fc_gemm_kernel), by name.
 KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
 #: Default bound on the extra memory of one call (im2col chunks and packed panels).
 DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
+#: Convolutions of fewer multiply-adds than this run on one thread (about 20 us of work).
+SMALL_WORK_MACS = 1 << 20
 
 # Bits of fc_cpu_features() (csrc/runtime.c).
 _FEATURE_BITS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq")
@@ -56,6 +58,8 @@ def set_num_threads(n: int) -> None:
 
     global _num_threads
     _num_threads = as_int(n, "n", minimum=1)
+    if AVAILABLE_REASON == "available":
+        lib.fc_set_threads(_num_threads)
 
 
 def get_num_threads() -> int:
@@ -145,16 +149,21 @@ if AVAILABLE_REASON == "available":
     def _variant_code(variant: Optional[str]) -> int:
         if variant is None:
             return int(lib.FC_CONV_BEST)
-        if variant not in VARIANTS:
+        if variant not in CONV2D_VARIANTS:
             raise ValueError(
                 f"unknown conv2d variant {variant!r} for the C engine; valid variants: "
-                f"{', '.join(VARIANTS)} (or None for the best)"
+                f"{', '.join(CONV2D_VARIANTS)} (or None for the best)"
             )
-        return VARIANTS.index(variant) + 1
+        return CONV2D_VARIANTS.index(variant) + 1
 
     def _check(rc: int, op: str) -> None:
         if rc:
             raise MemoryError(f"{op}: the C engine could not allocate its workspace")
+
+    def _threads_for(macs: int) -> int:
+        """All the engine's threads, or one for calls too small to amortise waking them
+        (on a busy machine a woken thread can wait a scheduler tick for its core)."""
+        return 1 if macs < SMALL_WORK_MACS else get_num_threads()
 
     def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None, *, isa=None):
         # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
@@ -163,9 +172,8 @@ if AVAILABLE_REASON == "available":
         kernel = _kernel_code(isa)
         s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
         fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
-        rc = fn(
-            ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(), _workspace_limit
-        )
+        nt = _threads_for(y.size * w[0].size)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, nt, _workspace_limit)
         _check(rc, "conv2d")
 
     def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):
@@ -173,7 +181,10 @@ if AVAILABLE_REASON == "available":
         kernel = _kernel_code(isa)
         s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, y.shape[1])
         fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, get_num_threads(), _workspace_limit)
+        nt = _threads_for(x.size * w[0].size)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, nt, _workspace_limit)
         _check(rc, "conv_transpose2d")
+
+    lib.fc_set_threads(get_num_threads())  # honours FASTCONV_NUM_THREADS from the start
 
     from ._c_pool import *  # noqa: E402,F401,F403  (depthwise, separable and pooling kernels)
