@@ -5,7 +5,7 @@ takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
 """
 
 from . import accounting, erf, grad, init, init_lesson, models, nn
-from ._dispatch import available_backends, get_num_threads, set_num_threads
+from ._dispatch import available_backends, cpu_info, get_num_threads, set_num_threads
 from .conv import (
     conv1d,
     conv2d,
@@ -48,6 +48,7 @@ __all__ = [
     "avg_pool1d",
     "avg_pool2d",
     "conv1d",
+    "cpu_info",
     "conv2d",
     "conv_transpose1d",
     "conv_transpose2d",

@@ -96,6 +96,15 @@ def set_num_threads(n: int) -> None:
             mod.set_num_threads(_num_threads)
 
 
+def cpu_info() -> Dict[str, Any]:
+    """The CPU's features and the kernels the C engine picked for it (its reason if it is
+    unavailable)."""
+    mod = _load("c")
+    if mod is None:
+        return {"available": False, "reason": _reasons["c"]}
+    return mod.cpu_info()
+
+
 def get_num_threads() -> int:
     """Threads the engines use: set_num_threads, else FASTCONV_NUM_THREADS, else all cores."""
     if _num_threads is not None:
