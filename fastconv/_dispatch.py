@@ -43,6 +43,8 @@ def _load(name: str):
         _reasons[name] = f"unavailable: {type(exc).__name__}: {exc}"
         return None
     reason = getattr(mod, "AVAILABLE_REASON", "available")
+    if not reason.startswith(("available", "unavailable")):
+        reason = f"unavailable: {reason}"
     _reasons[name] = reason
     if not reason.startswith("available"):  # e.g. "available (CUDA simulator)"
         return None
