@@ -120,6 +120,97 @@ static int64_t fc_dw_buf_elems(const fc_dwin *g, int64_t rows, int64_t elem)
 #define FC_PW_NOMAX 6
 #define FC_PW_NVMAX 4
 
+/* ------------------------------------------------------------------ small planes, AVX-512 */
+
+/* Small stride-1 planes whose output is as wide as the input (OW == W: 'same' width, e.g.
+ * 3x3 pad 1 at 7x7 or 14x14) have one flat form: output q = oh*W + ow reads input
+ * q + (kh*dh - ph)*W + (kw*dw - pw), the same shift for every q, and the taps outside
+ * [0, H) x [0, W) are exactly the lanes a fixed mask per (tap, 16-output block) switches
+ * off. A masked-off lane loads zero (and never faults), so the padding taps multiply zero
+ * as with a padded copy, and no copy is made. A plane is then NB <= 16 accumulators of 16
+ * outputs held in registers across the taps: per tap one broadcast weight and, per block,
+ * one masked load and one FMA. The shifts and masks depend only on the geometry: made
+ * once per call. */
+#define FC_DWS_MAXBLK 16 /* outputs per plane: at most 16 blocks of 16 */
+#define FC_DWS_MAXTAP 64 /* taps (KH*KW) */
+
+typedef struct {
+    int64_t nblk, taps, out;
+    int64_t off[FC_DWS_MAXTAP];                   /* input shift of tap t */
+    uint16_t mask[FC_DWS_MAXTAP * FC_DWS_MAXBLK]; /* tap t, block b at t * MAXBLK + b */
+} fc_dws;
+
+/* Fill s for the geometry g; returns 0 when the flat form does not apply. */
+static int fc_dws_make(fc_dws *s, const fc_dwin *g)
+{
+    const int64_t out = g->OH * g->OW, taps = g->KH * g->KW, nblk = (out + 15) / 16;
+    if (g->sh != 1 || g->sw != 1 || g->OW != g->W || nblk > FC_DWS_MAXBLK ||
+        taps > FC_DWS_MAXTAP)
+        return 0;
+    s->nblk = nblk;
+    s->taps = taps;
+    s->out = out;
+    for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+            const int64_t t = kh * g->KW + kw, dy = kh * g->dh - g->ph, dx = kw * g->dw - g->pw;
+            uint16_t *mt = s->mask + t * FC_DWS_MAXBLK;
+            s->off[t] = dy * g->W + dx;
+            for (int64_t b = 0; b < nblk; b++)
+                mt[b] = 0;
+            for (int64_t q = 0, oh = 0, ow = 0; q < out; q++) { /* q = oh * W + ow */
+                const int64_t ih = oh + dy, iw = ow + dx;
+                if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+                    mt[q / 16] |= (uint16_t)(1u << (q % 16));
+                if (++ow == g->W) {
+                    ow = 0;
+                    oh++;
+                }
+            }
+        }
+    return 1;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* x is (H, W) (one input channel), w is (KH, KW), y is (OH, OW) = (OH, W); NB = s->nblk. */
+FC_T512 FC_INLINE void fc_dws_plane_nb(const float *x, const float *w, float bias, float *y,
+                               const fc_dws *s, const int NB)
+{
+    __m512 acc[FC_DWS_MAXBLK];
+#pragma GCC unroll 16
+    for (int b = 0; b < NB; b++)
+        acc[b] = _mm512_set1_ps(bias);
+    for (int64_t t = 0; t < s->taps; t++) {
+        const float *xt = x + s->off[t];
+        const uint16_t *mt = s->mask + t * FC_DWS_MAXBLK;
+        const __m512 wv = _mm512_set1_ps(w[t]);
+#pragma GCC unroll 16
+        for (int b = 0; b < NB; b++)
+            acc[b] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt[b], xt + 16 * b), wv, acc[b]);
+    }
+#pragma GCC unroll 16
+    for (int b = 0; b < NB; b++) {
+        const int64_t left = s->out - 16 * b;
+        const __mmask16 st = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        _mm512_mask_storeu_ps(y + 16 * b, st, acc[b]);
+    }
+}
+
+#define FC_DWS_CASE(nb) case nb: fc_dws_plane_nb(x, w, bias, y, s, nb); break;
+FC_T512 static void fc_dws_plane_f32_avx512(const float *x, const float *w, float bias,
+                                            float *y, const fc_dws *s)
+{
+    switch (s->nblk) { /* one copy per block count, so the accumulators stay in registers */
+    FC_DWS_CASE(1) FC_DWS_CASE(2) FC_DWS_CASE(3) FC_DWS_CASE(4)
+    FC_DWS_CASE(5) FC_DWS_CASE(6) FC_DWS_CASE(7) FC_DWS_CASE(8)
+    FC_DWS_CASE(9) FC_DWS_CASE(10) FC_DWS_CASE(11) FC_DWS_CASE(12)
+    FC_DWS_CASE(13) FC_DWS_CASE(14) FC_DWS_CASE(15) FC_DWS_CASE(16)
+    }
+}
+#undef FC_DWS_CASE
+#endif
+
 #define FC_TYPED
 #define T float
 #define S(name) name##_f32
@@ -341,6 +432,25 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
 {
     const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
     const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
+#if defined(__x86_64__)
+    if (sizeof(T) == 4 && fc_dwpool_isa(-1) == 2) {
+        fc_dws s;
+        if (fc_dws_make(&s, &g)) {
+            const float *xf = (const float *)(const void *)x, *wf = (const float *)(const void *)w;
+            const float *bf = (const float *)(const void *)b;
+            float *yf = (float *)(void *)y;
+            /* about 1.5 cycles per block and tap: two threads once a call is ~50k cycles */
+            const int spar = planes > 1 && planes * s.nblk * s.taps > 32768;
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (spar)
+            for (int64_t p = 0; p < planes; p++) {
+                const int64_t n = p / OC, o = p % OC;
+                fc_dws_plane_f32_avx512(xf + (n * C + o / m) * in_sz, wf + o * KH * KW,
+                                        bf ? bf[o] : 0.0f, yf + p * out_sz, &s);
+            }
+            return;
+        }
+    }
+#endif
     const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T));
     const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
 #pragma omp parallel num_threads(fc_threads()) if (par)

@@ -34,6 +34,10 @@
 
 #include "fastconv.h"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 /* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
 #pragma GCC optimize("fp-contract=fast")
 
@@ -138,6 +142,78 @@ static inline int64_t fc_bin_end(int64_t i, int64_t in, int64_t out)
 {
     return ((i + 1) * in + out - 1) / out;
 }
+
+/* ------------------------------------------------------------------ global average, AVX-512 */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Two vectors whose lanes hold partial sums of 2k planes (each plane a run of 16/k lanes)
+ * become one vector of runs half as long, one per plane: the lower half of every run of
+ * a and b (shuffle lo) plus the upper half (shuffle hi). Four such levels turn 16 vectors,
+ * one per plane, into one vector of 16 plane sums: 15 adds and 30 shuffles for 16 planes
+ * instead of a 4-step horizontal reduction for each plane. */
+#define FC_GAP_LEVEL(a, b, shuf, lo, hi) _mm512_add_ps(shuf(a, b, lo), shuf(a, b, hi))
+
+/* Sum the 16 planes of n floats from x into v, plane q[k] into v[k] (q below). A full
+ * group (np == 16) runs the 16 planes side by side, 16 independent chains of adds in
+ * registers; the last, partial group of a call loads planes np.. as zero. */
+FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, int64_t np,
+                                   __m512 v[16])
+{
+    static const int q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    const int64_t nfull = n & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+    if (np == 16) {
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++)
+            v[k] = _mm512_maskz_loadu_ps(tail, x + q[k] * n + nfull);
+        for (int64_t i = 0; i < nfull; i += 16)
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                v[k] = _mm512_add_ps(v[k], _mm512_loadu_ps(x + q[k] * n + i));
+        return;
+    }
+    for (int k = 0; k < 16; k++) {
+        __m512 a = _mm512_setzero_ps();
+        if (q[k] < np) {
+            const float *xp = x + q[k] * n;
+            a = _mm512_maskz_loadu_ps(tail, xp + nfull);
+            for (int64_t i = 0; i < nfull; i += 16)
+                a = _mm512_add_ps(a, _mm512_loadu_ps(xp + i));
+        }
+        v[k] = a;
+    }
+}
+
+/* y[p] = mean of the n contiguous floats of plane p, for p < planes; 16 planes per step.
+ * The planes of a step are loaded in the order q[] of fc_gap_group, so that the tree's
+ * output lanes come out in plane order: level 1 pairs planes j and j+8 into 256-bit
+ * halves, level 2 pairs 128-bit chunks, levels 3 and 4 pairs and single lanes inside a
+ * chunk; lane k of the result then holds loaded plane q[k], and q is its own inverse. */
+FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *restrict y,
+                                             int64_t planes, int64_t n)
+{
+    const __m512 div = _mm512_set1_ps((float)n);
+    for (int64_t p0 = 0; p0 < planes; p0 += 16) {
+        const int64_t np = planes - p0 < 16 ? planes - p0 : 16;
+        __m512 v[16];
+        fc_gap_group(x + p0 * n, n, np, v);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            v[k] = FC_GAP_LEVEL(v[k], v[k + 8], _mm512_shuffle_f32x4, 0x44, 0xEE);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            v[k] = FC_GAP_LEVEL(v[k], v[k + 4], _mm512_shuffle_f32x4, 0x88, 0xDD);
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++)
+            v[k] = FC_GAP_LEVEL(v[k], v[k + 2], _mm512_shuffle_ps, 0x44, 0xEE);
+        v[0] = FC_GAP_LEVEL(v[0], v[1], _mm512_shuffle_ps, 0x88, 0xDD);
+        _mm512_mask_storeu_ps(y + p0, (__mmask16)((1u << np) - 1u), _mm512_div_ps(v[0], div));
+    }
+}
+#undef FC_GAP_LEVEL
+#endif
 
 #define FC_TYPED
 #define T float
@@ -474,6 +550,29 @@ void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H
 {
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
     if (OH == 1 && OW == 1) { /* global pooling: blocks of planes, one dispatch per block */
+#if defined(__x86_64__)
+        if (sizeof(T) == 4 && in_sz <= 4096 && fc_dwpool_isa(-1) == 2) {
+            /* float32 planes of up to 4096 values, 16 at a time: one contiguous range of
+             * planes (a multiple of 16) per thread */
+            const float *xf = (const float *)(const void *)x;
+            float *yf = (float *)(void *)y;
+            const int par = fc_par(planes / 16, planes * in_sz);
+#pragma omp parallel num_threads(fc_threads()) if (par)
+            {
+                int64_t nt = 1, t = 0;
+#if defined(_OPENMP)
+                nt = omp_get_num_threads();
+                t = omp_get_thread_num();
+#endif
+                const int64_t groups = (planes + 15) / 16;
+                const int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
+                const int64_t p0 = g0 * 16, p1 = g1 * 16 < planes ? g1 * 16 : planes;
+                if (p1 > p0)
+                    fc_global_avg_f32_avx512(xf + p0 * in_sz, yf + p0, p1 - p0, in_sz);
+            }
+            return;
+        }
+#endif
         const int64_t blk = 64, nblk = (planes + blk - 1) / blk;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(fc_threads()) if (fc_par(nblk, planes * in_sz))
         for (int64_t b = 0; b < nblk; b++) {

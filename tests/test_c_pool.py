@@ -166,6 +166,47 @@ def test_depthwise_inf_input_stays_local(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_depthwise_small_same_width_planes(isa, dtype):
+    # stride 1, OW == W and at most 256 outputs per plane: the AVX-512 float32 copy computes
+    # these as one flat row of 16-output blocks with masked loads (1 to 16 blocks, the last
+    # one partial or full); the other shapes and copies take the row paths
+    rng = np.random.default_rng(21)
+    cases = [  # N, C, m, H, W, KH, KW, ph, pw, dh, dw, OH
+        (1, 9, 1, 7, 7, 3, 3, 1, 1, 1, 1, 7),
+        (2, 5, 2, 14, 14, 3, 3, 1, 1, 1, 1, 14),
+        (1, 3, 1, 16, 16, 3, 3, 1, 1, 1, 1, 16),
+        (1, 3, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1),
+        (1, 2, 3, 4, 4, 1, 1, 0, 0, 1, 1, 4),
+        (1, 4, 1, 9, 9, 5, 5, 2, 2, 1, 1, 9),
+        (1, 2, 1, 8, 8, 3, 3, 2, 2, 2, 2, 8),
+        (1, 2, 1, 11, 5, 3, 3, 0, 1, 1, 1, 9),  # no top padding, 2 rows clipped at the bottom
+        (2, 3, 1, 6, 13, 2, 7, 1, 3, 1, 1, 6),  # asymmetric, even kernel height
+        (1, 2, 1, 15, 17, 3, 5, 1, 2, 1, 1, 15),  # 255 outputs
+        (1, 2, 1, 17, 16, 3, 3, 1, 1, 1, 1, 17),  # 272 outputs: too many blocks
+    ]
+    for N, Cin, m, H, W, KH, KW, ph, pw, dh, dw, OH in cases:
+        x = pool_input(rng, (N, Cin, H, W), dtype, special=False)
+        x.flat[rng.integers(0, x.size, 3)] = np.nan
+        w = rand(rng, (Cin * m, 1, KH, KW), dtype)
+        b = rand(rng, (Cin * m,), dtype) if Cin % 2 else None
+        ref = np.empty((N, Cin * m, OH, W), dtype)
+        R.depthwise_conv2d(x, w, b, ref, 1, 1, ph, pw, dh, dw)
+        y = poisoned(ref.shape, dtype)
+        C.depthwise_conv2d(x, w, b, y, 1, 1, ph, pw, dh, dw)
+        assert_close(y, ref, dtype)
+
+
+def test_pointers_need_c_contiguous_arrays():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    y = np.empty((1, 2, 1, 1), np.float32)
+    with pytest.raises(ValueError):
+        C.adaptive_avg_pool2d(x.transpose(0, 1, 3, 2), y)
+    x.flags.writeable = False  # inputs may be read-only
+    C.adaptive_avg_pool2d(x, y)
+    assert (y == 1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_separable_random(isa, dtype):
     rng = np.random.default_rng(3)
     for N, Cin, m, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw in conv_configs(20 + isa, 25):
@@ -334,6 +375,30 @@ def test_adaptive_avg_random(isa, dtype):
         y = poisoned(ref.shape, dtype)
         C.adaptive_avg_pool2d(x, y)
         assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_global_avg_many_planes(isa, dtype, threads):
+    # 1x1 output: the AVX-512 float32 copy sums 16 planes at a time and splits the planes
+    # between threads in groups of 16; plane counts around multiples of 16, plane sizes
+    # below, at and above one vector, and large enough that the call runs threaded
+    rng = np.random.default_rng(22)
+    shapes = [(1, 16, 1, 1), (1, 17, 2, 3), (3, 31, 4, 4), (2, 48, 7, 7), (1, 250, 1, 17),
+              (4, 333, 7, 7), (1, 40, 10, 10), (2, 9, 64, 65)]
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for shape in shapes:
+            x = pool_input(rng, shape, dtype, special=False) + 0.5 * rand(rng, shape, dtype)
+            x.flat[rng.integers(0, x.size)] = np.nan
+            ref = np.empty(shape[:2] + (1, 1), dtype)
+            R.adaptive_avg_pool2d(x, ref)
+            y = poisoned(ref.shape, dtype)
+            C.adaptive_avg_pool2d(x, y)
+            assert_close(y, ref, dtype)
+    finally:
+        fastconv.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- backward
