@@ -5,7 +5,7 @@
  *   fc_separable_conv2d   depthwise then pointwise (1x1), fused per tile of output rows
  *
  * fc_depthwise_conv2d: OpenMP over the N*OC output planes; in a plane one output row at a
- * time, two ways (dw_rows):
+ * time, two ways (dw_rows), or all at once (flat):
  *   direct   reads x in place: border columns (a tap outside [0, W)) one by one with bounds
  *            checks, interior columns by branch-free loops along the output width that gcc
  *            vectorises. Used for wide strided rows (where the padded copy costs more than
@@ -14,8 +14,11 @@
  *            so every output goes through the vector loops; with stride 1 and narrow rows
  *            (7x7, 14x14 planes) the padded rows are processed as one long row, so the
  *            vectors stay full instead of running a scalar tail per short row.
- * In both, a 3x3 window (dilation 1) is one fused pass of 9 taps with the accumulator in a
- * register; other windows accumulate one input row (KW taps) at a time into the output
+ *   flat     (AVX-512, float32) stride 1, OW == W and at most 256 outputs per plane (7x7,
+ *            14x14 'same' layers): the plane as one row of 16-output blocks read with
+ *            masked loads, no padded copy and no per-row work (see fc_dws_make).
+ * In direct and padded, a 3x3 window (dilation 1) is one fused pass of 9 taps with the
+ * accumulator in a register; other windows accumulate one input row (KW taps) at a time into the output
  * row. Stride 1 and 2 get their own copies so the loads have a constant stride. Each
  * plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at run
  * time (fc_dwpool_isa in pool2d.c); other CPUs get portable C.

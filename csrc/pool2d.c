@@ -18,8 +18,16 @@
  * (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked at run time
  * with __builtin_cpu_supports, so one build runs on any x86-64; other CPUs get portable C.
  *
- * Global average pooling (a 1x1 adaptive output) sums each contiguous plane with one
- * vectorised reduction, blocks of 64 planes per dispatch.
+ * Two AVX-512 float32 paths replace the generic loops where they apply:
+ *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
+ *                   rows of >= 16 interior outputs: 16 outputs per step, the maximum and
+ *                   the winning tap in registers over the 9 taps, one store of y and idx
+ *                   (the generic loops make a pass over the row per tap, and their scalar
+ *                   remainders branch on the data)
+ *   global average  a 1x1 adaptive output over planes of up to 4096 values: 16 planes per
+ *                   step, reduced together by a transpose-and-add tree instead of one
+ *                   horizontal reduction per plane; one contiguous range of planes per
+ *                   thread. Elsewhere each plane is one vectorised reduction.
  *
  * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
  * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
@@ -213,6 +221,84 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
     }
 }
 #undef FC_GAP_LEVEL
+
+/* ------------------------------------------------------------------ 3x3 max rows, AVX-512 */
+
+/* The 16 values r[(j + l) * SW + k], l < 16, of tap k (SW = 1: one unaligned load; SW = 2:
+ * the even lanes of two loads, picked by one two-source permute). */
+FC_T512 FC_INLINE __m512 fc_max_tap(const float *r, int64_t j, int k, int SW)
+{
+    if (SW == 1)
+        return _mm512_loadu_ps(r + j + k);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const float *p = r + 2 * j + k;
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+}
+
+/* ym[j] (and im[j] when im is not NULL) for 16 outputs starting at j: the 3x3 window over
+ * rows r0, r1, r2 (taps 1 apart, stride SW), whose first elements have indices i0, i1, i2.
+ * The taps are scanned in the contract's order; a lane takes v when v > m or v is NaN. The
+ * winning tap's number is kept per lane (int32) and turned into its index at the end. */
+FC_T512 FC_INLINE void fc_max3x3_block(float *ym, int64_t *im, const float *r0,
+                                       const float *r1, const float *r2, int64_t i0,
+                                       int64_t i1, int64_t i2, int64_t j, int SW)
+{
+    const float *rows[3] = {r0, r1, r2};
+    __m512 m = fc_max_tap(r0, j, 0, SW);
+    __m512i t = _mm512_setzero_si512();
+#pragma GCC unroll 9
+    for (int k = 1; k < 9; k++) {
+        const __m512 v = fc_max_tap(rows[k / 3], j, k % 3, SW);
+        const __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_mask_mov_ps(m, take, v);
+        if (im)
+            t = _mm512_mask_mov_epi32(t, take, _mm512_set1_epi32(k));
+    }
+    _mm512_storeu_ps(ym + j, m);
+    if (!im)
+        return;
+    /* index = row start + (j + l) * SW + column of the tap */
+    const __m512i rowv = _mm512_srli_epi32(_mm512_mullo_epi32(t, _mm512_set1_epi32(11)), 5); /* t / 3 */
+    const __m512i col = _mm512_sub_epi32(t, _mm512_mullo_epi32(rowv, _mm512_set1_epi32(3)));
+    const __m512i lane = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(SW));
+    const __m512i rel = _mm512_add_epi32(lane, col); /* < 64: fits int32 */
+    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(rel));
+    const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(rel, 1));
+    const __m512i rlo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(rowv));
+    const __m512i rhi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(rowv, 1));
+    /* row start per lane: i0, i1 or i2, chosen by the row number 0, 1, 2 */
+    const __m512i base = _mm512_set1_epi64(i0 + j * SW);
+    const __m512i d1 = _mm512_set1_epi64(i1 - i0), d2 = _mm512_set1_epi64(i2 - i0);
+#define FC_ROWSTART(r)                                                                      \
+    _mm512_add_epi64(base, _mm512_mask_mov_epi64(                                           \
+                               _mm512_maskz_mov_epi64(_mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64(1)), d1), \
+                               _mm512_cmpeq_epi64_mask(r, _mm512_set1_epi64(2)), d2))
+    _mm512_storeu_si512(im + j, _mm512_add_epi64(FC_ROWSTART(rlo), lo));
+    _mm512_storeu_si512(im + j + 8, _mm512_add_epi64(FC_ROWSTART(rhi), hi));
+#undef FC_ROWSTART
+}
+
+/* A row of n >= 16 outputs: blocks of 16, the last one moved back to end at n (outputs
+ * depend only on the input, so the overlap rewrites equal values). SW = 1 or 2. */
+FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float *r0,
+                                             const float *r1, const float *r2, int64_t i0,
+                                             int64_t i1, int64_t i2, int64_t n, int SW)
+{
+    for (int64_t j = 0;; j += 16) {
+        if (j + 16 > n)
+            j = n - 16;
+        if (SW == 2)
+            fc_max3x3_block(ym, im, r0, r1, r2, i0, i1, i2, j, 2);
+        else
+            fc_max3x3_block(ym, im, r0, r1, r2, i0, i1, i2, j, 1);
+        if (j + 16 >= n)
+            break;
+    }
+}
 #endif
 
 #define FC_TYPED
@@ -230,7 +316,7 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
 #else /* FC_TYPED: everything below is compiled once per element type T */
 
 /* The max-pool update rule: v replaces the running maximum m when greater or NaN. */
-#define FC_TAKE(v, m) ((v) > (m) || (v) != (v))
+#define FC_TAKE(v, m) (((v) > (m)) | ((v) != (v))) /* | not ||: no branch */
 
 /* ------------------------------------------------------------------ max pooling */
 
@@ -314,12 +400,62 @@ FC_INLINE void S(max_row_idx1)(T *restrict ym, int64_t *restrict im, const T *re
     }
 }
 
+/* The 3x3 window (kw taps dw apart) with indices in one pass: rows r0, r1, r2 whose first
+ * elements have indices i0, i1, i2; the running maximum and its index stay in registers
+ * over the 9 taps, scanned in the contract's order, and are stored once. */
+FC_INLINE void S(max_row3x3_idx)(T *restrict ym, int64_t *restrict im, const T *restrict r0,
+                                 const T *restrict r1, const T *restrict r2, int64_t i0,
+                                 int64_t i1, int64_t i2, int64_t n, int64_t sw, int64_t dw)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t c = j * sw;
+        T m = r0[c];
+        int64_t mi = i0 + c;
+#define FC_TAP(r, i, k)                    \
+    {                                      \
+        const T v = r[c + (k) * dw];       \
+        const int t = FC_TAKE(v, m);       \
+        m = t ? v : m;                     \
+        mi = t ? (i) + c + (k) * dw : mi;  \
+    }
+        FC_TAP(r0, i0, 1) FC_TAP(r0, i0, 2)
+        FC_TAP(r1, i1, 0) FC_TAP(r1, i1, 1) FC_TAP(r1, i1, 2)
+        FC_TAP(r2, i2, 0) FC_TAP(r2, i2, 1) FC_TAP(r2, i2, 2)
+#undef FC_TAP
+        ym[j] = m;
+        im[j] = mi;
+    }
+}
+
+/* The same without indices. */
+FC_INLINE void S(max_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
+                             const T *restrict r2, int64_t n, int64_t sw, int64_t dw)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t c = j * sw;
+        T m = r0[c];
+#define FC_TAP(r, k)                  \
+    {                                 \
+        const T v = r[c + (k) * dw];  \
+        m = FC_TAKE(v, m) ? v : m;    \
+    }
+        FC_TAP(r0, 1) FC_TAP(r0, 2)
+        FC_TAP(r1, 0) FC_TAP(r1, 1) FC_TAP(r1, 2)
+        FC_TAP(r2, 0) FC_TAP(r2, 1) FC_TAP(r2, 2)
+#undef FC_TAP
+        ym[j] = m;
+    }
+}
+
 /* x is (H, W), y and idx (idx may be NULL) are (OH, OW). */
 FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict y, int64_t *restrict idx,
                                       const fc_pwin *g)
 {
     const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
     const int64_t sw = g->sw, dw = g->dw, KW = g->KW;
+#if defined(__x86_64__)
+    const int avx512_f32 = sizeof(T) == 4 && fc_dwpool_isa(-1) == 2;
+#endif
     for (int64_t oh = 0; oh < g->OH; oh++) {
         T *restrict yr = y + oh * OW;
         int64_t *restrict ir = idx ? idx + oh * OW : NULL;
@@ -331,6 +467,34 @@ FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict
             continue;
         const int64_t hs = oh * g->sh - g->ph, x0 = lo * sw - g->pw;
         T *restrict ym = yr + lo;
+        if (g->KH == 3 && KW == 3 && hs >= 0 && hs + 2 * g->dh < g->H) {
+            /* all 9 taps inside: one pass, maximum (and index) in registers */
+            const int64_t i0 = hs * W + x0, i1 = i0 + g->dh * W, i2 = i1 + g->dh * W;
+#if defined(__x86_64__)
+            if (avx512_f32 && n >= 16 && dw == 1 && (sw == 1 || sw == 2)) {
+                fc_max3x3_row_f32_avx512((float *)(void *)ym, ir ? ir + lo : NULL,
+                                         (const float *)(const void *)(x + i0),
+                                         (const float *)(const void *)(x + i1),
+                                         (const float *)(const void *)(x + i2), i0, i1, i2, n,
+                                         (int)sw);
+                continue;
+            }
+#endif
+            if (!ir) {
+                if (sw == 2 && dw == 1)
+                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 2, 1);
+                else if (sw == 1 && dw == 1)
+                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 1, 1);
+                else
+                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, sw, dw);
+            } else if (sw == 2 && dw == 1)
+                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 2, 1);
+            else if (sw == 1 && dw == 1)
+                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 1, 1);
+            else
+                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, sw, dw);
+            continue;
+        }
         for (int64_t j = 0; j < n; j++)
             ym[j] = -INFINITY;
         if (ir) {

@@ -263,6 +263,36 @@ def test_max_pool_random(isa, dtype, special):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+def test_max_pool_3x3_long_rows(isa, dtype, special):
+    # 3x3 windows on rows of 16 or more interior outputs: the AVX-512 float32 copy runs
+    # them 16 at a time (the last block moved back to the row's end), stride 1 and 2,
+    # dilated rows; ties (small integers), NaN and inf check the scan order
+    rng = np.random.default_rng(23)
+    for H, W, s, p, dh in [
+        (9, 18, 1, 0, 1),
+        (7, 33, 2, 0, 1),
+        (12, 34, 2, 1, 1),
+        (10, 40, 1, 1, 2),
+        (11, 112, 2, 1, 1),
+        (5, 47, 2, 1, 2),
+        (6, 16, 1, 0, 1),
+    ]:
+        g = _shapes.pool_geometry("t", (2, 3, H, W), (3, 3), (s, s), (p, p), (dh, 1), False, 2)
+        x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
+        shape = (g.N, g.C, g.OH, g.OW)
+        ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+        R.max_pool2d(x, ref, ref_idx, 3, 3, s, s, p, p, dh, 1)
+        y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+        C.max_pool2d(x, y, idx, 3, 3, s, s, p, p, dh, 1)
+        assert_close(y, ref, dtype)
+        np.testing.assert_array_equal(idx, ref_idx)
+        y2 = poisoned(shape, dtype)
+        C.max_pool2d(x, y2, None, 3, 3, s, s, p, p, dh, 1)
+        assert_close(y2, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_max_pool_nan_rules(dtype):
     # the last NaN of the window (scan order) wins, with its index; the first of equal maxima
     x = np.array([[[[1.0, np.nan, 3.0, 3.0], [np.nan, 2.0, 3.0, -np.inf]]]], dtype)
@@ -384,8 +414,16 @@ def test_global_avg_many_planes(isa, dtype, threads):
     # between threads in groups of 16; plane counts around multiples of 16, plane sizes
     # below, at and above one vector, and large enough that the call runs threaded
     rng = np.random.default_rng(22)
-    shapes = [(1, 16, 1, 1), (1, 17, 2, 3), (3, 31, 4, 4), (2, 48, 7, 7), (1, 250, 1, 17),
-              (4, 333, 7, 7), (1, 40, 10, 10), (2, 9, 64, 65)]
+    shapes = [
+        (1, 16, 1, 1),
+        (1, 17, 2, 3),
+        (3, 31, 4, 4),
+        (2, 48, 7, 7),
+        (1, 250, 1, 17),
+        (4, 333, 7, 7),
+        (1, 40, 10, 10),
+        (2, 9, 64, 65),
+    ]
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
