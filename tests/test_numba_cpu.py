@@ -151,27 +151,81 @@ def test_depthwise_and_separable_random(dtype, tol):
         close(got, want, tol)
 
 
-@pytest.mark.parametrize("dtype,tol", DTYPES, ids=DT_IDS)
-def test_conv_transpose2d_random(dtype, tol):
-    rng = np.random.default_rng(5)
-    for trial in range(10):
-        G = int(rng.choice([1, 2]))
-        C, OCg = G * int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        KH, KW = int(rng.integers(1, 4)), int(rng.integers(1, 5))
-        sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
-        ph, pw = int(rng.integers(0, KH)), int(rng.integers(0, KW))
-        N, H, W = int(rng.integers(1, 3)), int(rng.integers(1, 7)), int(rng.integers(1, 9))
-        oph, opw = int(rng.integers(0, max(sh, dh))), int(rng.integers(0, max(sw, dw)))
+def draw_tconv(rng):
+    """A random conv_transpose2d problem; output_padding up to max(stride, dilation) - 1."""
+    G = int(rng.choice([1, 2]))
+    C, OCg = G * int(rng.integers(1, 4)), int(rng.integers(1, 15))
+    KH, KW = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 4))
+    ph, pw = int(rng.integers(0, KH)), int(rng.integers(0, KW))
+    N, H, W = int(rng.integers(1, 3)), int(rng.integers(1, 7)), int(rng.integers(1, 9))
+    oph, opw = int(rng.integers(0, max(sh, dh))), int(rng.integers(0, max(sw, dw)))
+    OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
+    OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
+    return (N, C, H, W, OCg, KH, KW), (sh, sw, ph, pw, dh, dw, G), (OH, OW)
+
+
+#: Hand-picked transposed convolutions: (N, C, H, W, OCg, KH, KW, sh, sw, ph, pw, dh, dw, G,
+#: oph, opw). DCGAN 4x4/2 at tiny and larger inputs (phases of <= 1 and > 1 vectors of
+#: pixels), depth C/G*T*U above one KC block (300*4), rows not a multiple of 6 or 12, kernel 1
+#: with stride 3 (phases without taps: bias only), dilation sharing a factor with the stride,
+#: padding beyond the kernel reach, groups, a 1-pixel input.
+TCONV_EDGES = [
+    (1, 16, 2, 2, 13, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0),
+    (1, 8, 9, 11, 7, 4, 4, 2, 2, 1, 1, 1, 1, 1, 1, 0),
+    (2, 300, 3, 3, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0),
+    (1, 6, 5, 7, 25, 3, 3, 2, 2, 1, 1, 1, 1, 3, 1, 1),
+    (1, 4, 4, 5, 3, 1, 1, 3, 3, 0, 0, 1, 1, 1, 2, 1),
+    (2, 4, 4, 6, 4, 3, 2, 2, 4, 2, 1, 2, 2, 2, 1, 3),
+    (1, 3, 6, 5, 8, 3, 3, 2, 3, 4, 3, 3, 2, 1, 0, 0),
+    (1, 5, 1, 1, 9, 2, 3, 2, 2, 0, 1, 1, 1, 1, 1, 0),
+    (3, 2, 3, 40, 2, 2, 3, 1, 1, 1, 2, 1, 1, 2, 0, 0),
+]
+
+
+def tconv_cases(rng, trials):
+    for _ in range(trials):
+        yield draw_tconv(rng)
+    for N, C, H, W, OCg, KH, KW, sh, sw, ph, pw, dh, dw, G, oph, opw in TCONV_EDGES:
         OH = (H - 1) * sh - 2 * ph + dh * (KH - 1) + oph + 1
         OW = (W - 1) * sw - 2 * pw + dw * (KW - 1) + opw + 1
+        yield (N, C, H, W, OCg, KH, KW), (sh, sw, ph, pw, dh, dw, G), (OH, OW)
+
+
+@pytest.mark.parametrize("wstat", [None, False, True], ids=["auto", "packed_w", "wstat"])
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=DT_IDS)
+def test_conv_transpose2d_random(wstat, dtype, tol):
+    """Both GEMM schedules (packed weights; weights in place, 6 x 2 and 12 x 1 tiles), and the
+    choice between them, against the reference."""
+    from fastconv.backends import _numba_conv
+
+    rng = np.random.default_rng(5)
+    for trial, ((N, C, H, W, OCg, KH, KW), geo, (OH, OW)) in enumerate(tconv_cases(rng, 14)):
         if OH < 1 or OW < 1:
             continue
+        G = geo[-1]
         x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (C, OCg, KH, KW), dtype)
         b = rand(rng, (G * OCg,), dtype) if trial % 2 else None
         got, want = poison((N, G * OCg, OH, OW), dtype), poison((N, G * OCg, OH, OW), dtype)
-        nb.conv_transpose2d(x, w, b, got, sh, sw, ph, pw, dh, dw, G)
-        ref.conv_transpose2d(x, w, b, want, sh, sw, ph, pw, dh, dw, G)
+        if wstat is None:
+            nb.conv_transpose2d(x, w, b, got, *geo)
+        else:
+            bb, has_b = nb._bias(b, dtype)
+            _numba_conv.conv_transpose_packed(x, w, bb, has_b, got, *geo, 2, wstat=wstat)
+        ref.conv_transpose2d(x, w, b, want, *geo)
         close(got, want, tol)
+
+
+def test_conv_transpose2d_public_api_output_padding_noncontiguous():
+    rng = np.random.default_rng(6)
+    x = rand(rng, (2, 8, 7, 12), np.float32)[:, ::2, :, ::-2]  # (2, 4, 7, 6), non-contiguous
+    w = rand(rng, (4, 3, 3, 3), np.float32)
+    b = rand(rng, (6,), np.float32)
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2, dilation=1)
+    got = fastconv.conv_transpose2d(x, w, b, backend="numba", **kw)
+    want = fastconv.conv_transpose2d(x, w, b, backend="reference", **kw)
+    assert got.shape == want.shape == (2, 6, 14, 12)
+    close(got, want, 1e-5)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -349,6 +403,23 @@ def test_one_specialisation_per_dtype():
                     2,
                     variant=v,
                 )
+            for wstat in (False, True):
+                for hw in (2, 6):  # wstat: 12 x 1-vector tiles at 2 x 2, 6 x 2-vector at 6 x 6
+                    _numba_conv.conv_transpose_packed(
+                        x[:, :, :hw, :hw].copy(),
+                        rand(rng, (4, 7, 4, 4), dtype),
+                        *nb._bias(b if b is None else np.ones(14, dtype), dtype),
+                        poison((1, 14, 2 * hw, 2 * hw), dtype),
+                        2,
+                        2,
+                        1,
+                        1,
+                        1,
+                        1,
+                        2,
+                        2,
+                        wstat=wstat,
+                    )
         for idx in (None, np.empty((1, 4, 3, 3), np.int64)):
             nb.max_pool2d(x, poison((1, 4, 3, 3), dtype), idx, 2, 2, 2, 2, 0, 0, 1, 1)
         ro = x.copy()

@@ -12,6 +12,10 @@ conv2d variants (``variant=``; None = the best, see ``best_conv2d_variant``):
   v3_packed    im2col buffer + packed GEMM with a 6 x 32 register-blocked SIMD micro-kernel
   v4_implicit  the packed GEMM packing B straight from x: no im2col buffer
 
+conv_transpose2d runs ``_numba_conv.conv_transpose_packed``: the transposed convolution split
+into sh*sw stride-1 convolutions (one per output phase), each a GEMM with the same SIMD register
+tile, reading B in place from a zero-padded copy of x and writing every output element once.
+
 GEMM: Numba micro-kernel or BLAS?
 ---------------------------------
 The engine uses its own GEMM (``_numba_conv._micro``: 6 x 2-vector register tile through
@@ -197,7 +201,9 @@ def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups):
     # x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
     _sync_threads()
     bb, has_b = _bias(b, y.dtype)
-    _conv.conv_transpose_direct(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, groups)
+    _conv.conv_transpose_packed(
+        x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, groups, numba.get_num_threads()
+    )
 
 
 # --------------------------------------------------------------------------- pooling
