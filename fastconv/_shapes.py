@@ -39,6 +39,8 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
     """Return ``value`` as a Python int, checking type and range."""
+    if type(value) is int and minimum <= value <= MAX_PARAM:
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     v = operator.index(value)
@@ -52,9 +54,11 @@ def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
 
 def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, ...]:
     """Normalise an int or a sequence of 1 or ``n`` ints to an ``n``-tuple (as torch does)."""
+    if type(value) is int:
+        return (as_int(value, name, minimum=minimum),) * n
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    if isinstance(value, (Sequence, np.ndarray)):
+    if isinstance(value, (tuple, list, Sequence, np.ndarray)):
         items = list(value)
         if len(items) == 1:
             items = items * n
