@@ -41,8 +41,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _shapes
-from . import nn
+from . import _shapes, nn
 
 __all__ = [
     "Accounting",

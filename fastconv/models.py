@@ -179,7 +179,7 @@ def _downsample(cin: int, cout: int, stride: int, dtype):
 def _resnet(block: Callable, expansion: int, counts: List[int], num_classes: Any,
             generator: Any, initialize: bool, dtype: Any) -> nn.Sequential:
     nc = _num_classes(num_classes)
-    parts: "OrderedDict[str, nn.Module]" = OrderedDict(
+    parts: OrderedDict[str, nn.Module] = OrderedDict(
         conv1=_conv(3, 64, 7, 2, 3, bias=False, dtype=dtype),
         bn1=nn.BatchNorm2d(64, dtype=dtype), relu=nn.ReLU(inplace=True),
         maxpool=nn.MaxPool2d(3, 2, 1),

@@ -114,11 +114,18 @@ class Tracer:
     containers pass it down their paths and hand the paths' states to ``merge``.
     """
 
-    def leaf(self, name: str, module: "Module", in_shape: Shape, out_shape: Shape, state: Any):
+    def leaf(self, name: str, module: Module, in_shape: Shape, out_shape: Shape, state: Any):
         return state
 
-    def merge(self, name: str, module: "Module", how: str, in_shapes: List[Shape],
-              out_shape: Shape, states: List[Any]):
+    def merge(
+        self,
+        name: str,
+        module: Module,
+        how: str,
+        in_shapes: List[Shape],
+        out_shape: Shape,
+        states: List[Any],
+    ):
         """``how`` is "add" (Residual) or "concat" (Concat); one state per path."""
         return states[0]
 
@@ -126,7 +133,7 @@ class Tracer:
 class Module:
     """Base class: children, parameters, buffers, state_dict, backend, cache, tracing."""
 
-    _modules: "OrderedDict[str, Module]"
+    _modules: OrderedDict[str, Module]
     _param_names: List[str]
     _buffer_names: List[str]
 
@@ -152,7 +159,7 @@ class Module:
             raise TypeError(f"cannot replace child module {name!r} by a {type(value).__name__}")
         object.__setattr__(self, name, value)
 
-    def add_module(self, name: str, module: "Module") -> None:
+    def add_module(self, name: str, module: Module) -> None:
         """Register ``module`` as the child ``name`` (also the attribute ``self.<name>``)."""
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"module name must be a non-empty string without '.', got {name!r}")
@@ -176,13 +183,13 @@ class Module:
         object.__setattr__(self, name, array)
 
     # ------------------------------------------------------------------ traversal
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def named_children(self) -> Iterator[Tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[Tuple[str, Module]]:
         return iter(self._modules.items())
 
-    def named_modules(self, prefix: str = "") -> Iterator[Tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[Tuple[str, Module]]:
         """(qualified name, module) of self and every descendant, each module once."""
         seen: set = set()
 
@@ -220,10 +227,10 @@ class Module:
         return sum(seen.values())
 
     # ------------------------------------------------------------------ state dict
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Parameters and buffers by torch's key names, in torch's order (the arrays, not
         copies)."""
-        out: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
 
         def walk(mod: Module, pre: str):
             for n in mod._param_names + mod._buffer_names:
@@ -279,7 +286,7 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes
-    def set_backend(self, backend: str) -> "Module":
+    def set_backend(self, backend: str) -> Module:
         """Set the engine of this module and all its descendants ("auto", "c", ...)."""
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a string, one of {backend_names()}, got {backend!r}")
@@ -289,7 +296,7 @@ class Module:
             m.backend = backend
         return self
 
-    def retain_inputs(self, flag: bool = True) -> "Module":
+    def retain_inputs(self, flag: bool = True) -> Module:
         """Keep (or stop keeping) what each layer's backward will need in ``layer.cache``."""
         flag = _shapes.as_bool(flag, "flag")
         for _, m in self.named_modules():
@@ -299,7 +306,7 @@ class Module:
                 m._calls = []
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """No-op kept for porting: fastconv layers always run in inference mode."""
         return self
 
@@ -352,7 +359,7 @@ class Module:
         else:
             self.grads[name] = g
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Whether backward computes parameter gradients in this module and its descendants
         (input gradients are always computed); False saves the weight-gradient convolutions
         when only dL/d(input) is wanted, as for effective receptive fields."""
@@ -437,8 +444,22 @@ class _ConvNd(Module):
     weight: np.ndarray
     bias: Optional[np.ndarray]
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                 groups, bias, padding_mode, output_padding, dtype, generator, initialize):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias,
+        padding_mode,
+        output_padding,
+        dtype,
+        generator,
+        initialize,
+    ):
         super().__init__()
         name = type(self).__name__
         nd = self.nd
@@ -451,7 +472,9 @@ class _ConvNd(Module):
         self.padding_mode = _shapes.padding_mode(padding_mode)
         if isinstance(padding, str):
             if self.transposed:
-                raise TypeError(f"{name}: padding must be an int or a tuple of ints, got {padding!r}")
+                raise TypeError(
+                    f"{name}: padding must be an int or a tuple of ints, got {padding!r}"
+                )
             # validates 'same' / 'valid' (and 'same' needs stride 1) as the op will
             _shapes.conv_padding(padding, nd, self.kernel_size, self.dilation, self.stride, name)
             self.padding: Any = padding
@@ -469,9 +492,13 @@ class _ConvNd(Module):
                         f"dilation={self.dilation}"
                     )
         if self.in_channels % self.groups:
-            raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})"
+            )
         if self.out_channels % self.groups:
-            raise ValueError(f"{name}: out_channels ({out_channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
         dt = _factory(dtype)
         if self.transposed:
             wshape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
@@ -490,8 +517,10 @@ class _ConvNd(Module):
         _torch_default_init(self.weight, self.bias, generator)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding not in ((0,) * self.nd, "valid"):
             s += f", padding={self.padding}"
         if self.dilation != (1,) * self.nd:
@@ -510,10 +539,28 @@ class _ConvNd(Module):
         op = type(self).__name__
         if self.transposed:
             return _shapes.conv_transpose_geometry(
-                op, input_shape, self.weight.shape, bshape, self.stride, self.padding,
-                self.output_padding, self.groups, self.dilation, self.nd)
-        return _shapes.conv_geometry(op, input_shape, self.weight.shape, bshape, self.stride,
-                                     self.padding, self.dilation, self.groups, self.nd)
+                op,
+                input_shape,
+                self.weight.shape,
+                bshape,
+                self.stride,
+                self.padding,
+                self.output_padding,
+                self.groups,
+                self.dilation,
+                self.nd,
+            )
+        return _shapes.conv_geometry(
+            op,
+            input_shape,
+            self.weight.shape,
+            bshape,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.nd,
+        )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         g = self.geometry(input_shape)
@@ -532,8 +579,11 @@ class _ConvNd(Module):
                 return gx
             gw = _grad.conv_transpose2d_weight(x, self.weight.shape, gy, *targs, backend=be)
         else:
-            f_in, f_w = ((_grad.conv2d_input, _grad.conv2d_weight) if self.nd == 2
-                         else (_grad.conv1d_input, _grad.conv1d_weight))
+            f_in, f_w = (
+                (_grad.conv2d_input, _grad.conv2d_weight)
+                if self.nd == 2
+                else (_grad.conv1d_input, _grad.conv1d_weight)
+            )
             pad: Any = self.padding
             xp = x
             g = self.geometry(x.shape)
@@ -541,14 +591,16 @@ class _ConvNd(Module):
             if explicit:  # the forward pass padded x itself; differentiate through the pad
                 xp = _pad(x, g, self.padding_mode)
                 pad = 0
-            gx = f_in(xp.shape, self.weight, gy, self.stride, pad, self.dilation, self.groups,
-                      backend=be)
+            gx = f_in(
+                xp.shape, self.weight, gy, self.stride, pad, self.dilation, self.groups, backend=be
+            )
             if explicit:
                 gx = _unpad(gx, g, self.padding_mode)
             if not self.requires_grad:
                 return gx
-            gw = f_w(xp, self.weight.shape, gy, self.stride, pad, self.dilation, self.groups,
-                     backend=be)
+            gw = f_w(
+                xp, self.weight.shape, gy, self.stride, pad, self.dilation, self.groups, backend=be
+            )
         self._accumulate("weight", gw)
         if self.bias is not None:
             bias_grad = _grad.conv2d_bias if self.nd == 2 else _grad.conv1d_bias
@@ -596,17 +648,51 @@ class Conv2d(_ConvNd):
 
     nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, dtype: Any = np.float32,
-                 generator: Any = None, initialize: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, 0, dtype, generator, initialize)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            0,
+            dtype,
+            generator,
+            initialize,
+        )
 
     def forward(self, x: Any) -> np.ndarray:
         self._remember(input=x)
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, padding_mode=self.padding_mode, backend=self.backend)
+        return conv2d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            padding_mode=self.padding_mode,
+            backend=self.backend,
+        )
 
 
 class Conv1d(_ConvNd):
@@ -617,17 +703,51 @@ class Conv1d(_ConvNd):
 
     nd = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", *, dtype: Any = np.float32,
-                 generator: Any = None, initialize: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, 0, dtype, generator, initialize)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            0,
+            dtype,
+            generator,
+            initialize,
+        )
 
     def forward(self, x: Any) -> np.ndarray:
         self._remember(input=x)
-        return conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, padding_mode=self.padding_mode, backend=self.backend)
+        return conv1d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            padding_mode=self.padding_mode,
+            backend=self.backend,
+        )
 
 
 class ConvTranspose2d(_ConvNd):
@@ -638,19 +758,52 @@ class ConvTranspose2d(_ConvNd):
     nd = 2
     transposed = True
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
-                 dilation: Any = 1, padding_mode: str = "zeros", *, dtype: Any = np.float32,
-                 generator: Any = None, initialize: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, output_padding, dtype, generator,
-                         initialize)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            output_padding,
+            dtype,
+            generator,
+            initialize,
+        )
 
     def forward(self, x: Any) -> np.ndarray:
         self._remember(input=x)
-        return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                self.output_padding, self.groups, self.dilation,
-                                backend=self.backend)
+        return conv_transpose2d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+            backend=self.backend,
+        )
 
 
 class DepthwiseSeparableConv2d(Module):
@@ -662,26 +815,58 @@ class DepthwiseSeparableConv2d(Module):
     ``pointwise.bias``. Stride, padding and dilation are the depthwise step's.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, bias: bool = True,
-                 depth_multiplier: int = 1, *, dtype: Any = np.float32, generator: Any = None,
-                 initialize: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        bias: bool = True,
+        depth_multiplier: int = 1,
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
         super().__init__()
         m = _shapes.as_int(depth_multiplier, "depth_multiplier", minimum=1)
         c = _shapes.as_int(in_channels, "in_channels", minimum=1)
         gen = _init.as_generator(generator) if initialize else None
-        self.depthwise = Conv2d(c, c * m, kernel_size, stride, padding, dilation, groups=c,
-                                bias=bias, dtype=dtype, generator=gen, initialize=initialize)
-        self.pointwise = Conv2d(c * m, out_channels, 1, bias=bias, dtype=dtype, generator=gen,
-                                initialize=initialize)
+        self.depthwise = Conv2d(
+            c,
+            c * m,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups=c,
+            bias=bias,
+            dtype=dtype,
+            generator=gen,
+            initialize=initialize,
+        )
+        self.pointwise = Conv2d(
+            c * m, out_channels, 1, bias=bias, dtype=dtype, generator=gen, initialize=initialize
+        )
 
     def forward(self, x: Any) -> np.ndarray:
         self._remember(input=x)
         dw, pw = self.depthwise, self.pointwise
         if isinstance(dw.padding, str):
             return pw(dw(x))
-        return separable_conv2d(x, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride,
-                                dw.padding, dw.dilation, backend=self.backend)
+        return separable_conv2d(
+            x,
+            dw.weight,
+            pw.weight,
+            dw.bias,
+            pw.bias,
+            dw.stride,
+            dw.padding,
+            dw.dilation,
+            backend=self.backend,
+        )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.pointwise.output_shape(self.depthwise.output_shape(input_shape))
@@ -692,12 +877,27 @@ class DepthwiseSeparableConv2d(Module):
         if isinstance(dw.padding, str):  # forward ran the two children
             return dw.backward(pw.backward(grad_output))
         if not (dw.requires_grad or pw.requires_grad):
-            return _grad.separable_conv2d_input(x.shape, dw.weight, pw.weight, grad_output,
-                                                dw.stride, dw.padding, dw.dilation,
-                                                backend=self.backend)
+            return _grad.separable_conv2d_input(
+                x.shape,
+                dw.weight,
+                pw.weight,
+                grad_output,
+                dw.stride,
+                dw.padding,
+                dw.dilation,
+                backend=self.backend,
+            )
         gx, gwd, gwp, gbd, gbp = _grad.separable_conv2d_backward(
-            x, dw.weight, pw.weight, grad_output, dw.bias, dw.stride, dw.padding, dw.dilation,
-            backend=self.backend)
+            x,
+            dw.weight,
+            pw.weight,
+            grad_output,
+            dw.bias,
+            dw.stride,
+            dw.padding,
+            dw.dilation,
+            backend=self.backend,
+        )
         for m, gw, gb in ((dw, gwd, gbd), (pw, gwp, gbp)):
             if m.requires_grad:
                 m._accumulate("weight", gw)
@@ -716,28 +916,52 @@ class DepthwiseSeparableConv2d(Module):
 class MaxPool2d(Module):
     """2-D max pooling layer, as ``torch.nn.MaxPool2d`` (see :func:`fastconv.max_pool2d`)."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                 return_indices: bool = False, ceil_mode: bool = False):
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ):
         super().__init__()
         self.kernel_size = _shapes.as_tuple(kernel_size, "kernel_size", 2, minimum=1)
-        self.stride = (self.kernel_size if stride is None
-                       else _shapes.as_tuple(stride, "stride", 2, minimum=1))
+        self.stride = (
+            self.kernel_size if stride is None else _shapes.as_tuple(stride, "stride", 2, minimum=1)
+        )
         self.padding = _shapes.as_tuple(padding, "padding", 2, minimum=0)
         self.dilation = _shapes.as_tuple(dilation, "dilation", 2, minimum=1)
         self.return_indices = _shapes.as_bool(return_indices, "return_indices")
         self.ceil_mode = _shapes.as_bool(ceil_mode, "ceil_mode")
 
     def geometry(self, input_shape: Shape) -> _shapes.PoolGeometry:
-        return _shapes.pool_geometry("MaxPool2d", input_shape, self.kernel_size, self.stride,
-                                     self.padding, self.dilation, self.ceil_mode, 2)
+        return _shapes.pool_geometry(
+            "MaxPool2d",
+            input_shape,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            2,
+        )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.geometry(input_shape).output_shape()
 
     def forward(self, x: Any) -> Any:
         want = self.return_indices or self.keep_cache
-        out = max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                         self.ceil_mode, want, backend=self.backend)
+        out = max_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            want,
+            backend=self.backend,
+        )
         if want:
             y, idx = out
             self._remember(input=x, indices=idx)
@@ -745,28 +969,44 @@ class MaxPool2d(Module):
         return out
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
     def backward(self, grad_output: Any) -> np.ndarray:
         # fastconv.grad finds each window's maximum again with the engine's forward kernel
         # (the same kernel, so the same tie-breaking as the recorded indices)
         x = self._recall()["input"]
-        return _grad.max_pool2d_input(x, grad_output, self.kernel_size, self.stride,
-                                      self.padding, self.dilation, self.ceil_mode,
-                                      backend=self.backend)
+        return _grad.max_pool2d_input(
+            x,
+            grad_output,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            backend=self.backend,
+        )
 
 
 class AvgPool2d(Module):
     """2-D average pooling layer, as ``torch.nn.AvgPool2d`` (see :func:`fastconv.avg_pool2d`)."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: Any = None):
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Any = None,
+    ):
         super().__init__()
         self.kernel_size = _shapes.as_tuple(kernel_size, "kernel_size", 2, minimum=1)
-        self.stride = (self.kernel_size if stride is None
-                       else _shapes.as_tuple(stride, "stride", 2, minimum=1))
+        self.stride = (
+            self.kernel_size if stride is None else _shapes.as_tuple(stride, "stride", 2, minimum=1)
+        )
         self.padding = _shapes.as_tuple(padding, "padding", 2, minimum=0)
         self.dilation = (1, 1)
         self.ceil_mode = _shapes.as_bool(ceil_mode, "ceil_mode")
@@ -775,22 +1015,46 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def geometry(self, input_shape: Shape) -> _shapes.PoolGeometry:
-        return _shapes.pool_geometry("AvgPool2d", input_shape, self.kernel_size, self.stride,
-                                     self.padding, 1, self.ceil_mode, 2)
+        return _shapes.pool_geometry(
+            "AvgPool2d",
+            input_shape,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            1,
+            self.ceil_mode,
+            2,
+        )
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.geometry(input_shape).output_shape()
 
     def forward(self, x: Any) -> np.ndarray:
         self._remember(input=x)
-        return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                          self.count_include_pad, self.divisor_override, backend=self.backend)
+        return avg_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+            backend=self.backend,
+        )
 
     def backward(self, grad_output: Any) -> np.ndarray:
         x = np.asarray(self._recall()["input"])
-        return _grad.avg_pool2d_input(x.shape, grad_output, self.kernel_size, self.stride,
-                                      self.padding, self.ceil_mode, self.count_include_pad,
-                                      self.divisor_override, backend=self.backend)
+        return _grad.avg_pool2d_input(
+            x.shape,
+            grad_output,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -864,9 +1128,16 @@ class BatchNorm2d(Module):
     running_var: Optional[np.ndarray]
     num_batches_tracked: Optional[np.ndarray]
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, *,
-                 dtype: Any = np.float32):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        dtype: Any = np.float32,
+    ):
         super().__init__()
         self.num_features = _shapes.as_int(num_features, "num_features", minimum=1)
         self.eps = float(eps)
@@ -886,14 +1157,21 @@ class BatchNorm2d(Module):
 
     def reset_parameters(self, generator: Any = None) -> None:
         """weight = 1, bias = 0, running_mean = 0, running_var = 1 (torch's defaults)."""
-        for a, v in ((self.weight, 1), (self.bias, 0), (self.running_mean, 0),
-                     (self.running_var, 1), (self.num_batches_tracked, 0)):
+        for a, v in (
+            (self.weight, 1),
+            (self.bias, 0),
+            (self.running_mean, 0),
+            (self.running_var, 1),
+            (self.num_batches_tracked, 0),
+        ):
             if a is not None:
                 a[...] = v
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 4:
-            raise ValueError(f"BatchNorm2d: input must be 4-D (N, C, H, W), got shape {input_shape}")
+            raise ValueError(
+                f"BatchNorm2d: input must be 4-D (N, C, H, W), got shape {input_shape}"
+            )
         if input_shape[1] != self.num_features:
             raise ValueError(
                 f"BatchNorm2d: input has {input_shape[1]} channels, expected num_features = "
@@ -943,8 +1221,11 @@ class BatchNorm2d(Module):
         gamma = np.ones_like(inv) if self.weight is None else self.weight.astype(np.float64)
         gxhat = g64 * gamma[:, None, None]
         if batch_stats:  # mean and var depend on x too
-            gxhat = (gxhat - gxhat.mean(axis=axes, keepdims=True)
-                     - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
+            gxhat = (
+                gxhat
+                - gxhat.mean(axis=axes, keepdims=True)
+                - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
+            )
         return (gxhat * inv[:, None, None]).astype(dt, copy=False)
 
     def extra_repr(self) -> str:
@@ -1068,8 +1349,16 @@ class Linear(Module):
     weight: np.ndarray
     bias: Optional[np.ndarray]
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 dtype: Any = np.float32, generator: Any = None, initialize: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
         super().__init__()
         self.in_features = _shapes.as_int(in_features, "in_features", minimum=1)
         self.out_features = _shapes.as_int(out_features, "out_features", minimum=1)
@@ -1116,8 +1405,10 @@ class Linear(Module):
         return (g2 @ self.weight.astype(dt, copy=False)).reshape(x.shape)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 # ====================================================================== containers
@@ -1131,7 +1422,9 @@ def _named_items(args: Sequence[Any], what: str) -> List[Tuple[str, Module]]:
         items = [(str(i), m) for i, m in enumerate(args)]
     for n, m in items:
         if not isinstance(m, Module):
-            raise TypeError(f"{what}: item {n!r} must be a fastconv.nn.Module, got {type(m).__name__}")
+            raise TypeError(
+                f"{what}: item {n!r} must be a fastconv.nn.Module, got {type(m).__name__}"
+            )
     return items
 
 
@@ -1158,7 +1451,7 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[idx]))
         return items[idx][1]
 
-    def append(self, module: Module) -> "Sequential":
+    def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self
 
@@ -1205,9 +1498,15 @@ class Residual(Module):
     _shortcut: Optional[Module]
     _activation: Optional[Module]
 
-    def __init__(self, body: Any, shortcut: Optional[Module] = None,
-                 activation: Optional[Module] = None, *, shortcut_name: str = "downsample",
-                 activation_name: str = "relu"):
+    def __init__(
+        self,
+        body: Any,
+        shortcut: Optional[Module] = None,
+        activation: Optional[Module] = None,
+        *,
+        shortcut_name: str = "downsample",
+        activation_name: str = "relu",
+    ):
         super().__init__()
         if isinstance(body, Module):
             steps = [("body", body)]
@@ -1240,7 +1539,9 @@ class Residual(Module):
 
     def _register_once(self, name: str, module: Any, what: str) -> None:
         if not isinstance(module, Module):
-            raise TypeError(f"Residual: {what} {name!r} must be a Module, got {type(module).__name__}")
+            raise TypeError(
+                f"Residual: {what} {name!r} must be a Module, got {type(module).__name__}"
+            )
         if name in self._modules:
             if self._modules[name] is not module:
                 raise ValueError(f"Residual: name {name!r} is used for two different modules")
@@ -1280,17 +1581,20 @@ class Residual(Module):
             s_shape, s_state = tuple(shape), state
         else:
             s_shape, s_state = self._shortcut._trace(
-                tracer, _join(name, self.shortcut_name), shape, state)
+                tracer, _join(name, self.shortcut_name), shape, state
+            )
         if tuple(b_shape) != tuple(s_shape):
             raise ValueError(
                 f"{name or 'Residual'}: body output {tuple(b_shape)} and shortcut output "
                 f"{tuple(s_shape)} differ"
             )
-        out_state = tracer.merge(name, self, "add", [b_shape, s_shape], tuple(b_shape),
-                                 [b_state, s_state])
+        out_state = tracer.merge(
+            name, self, "add", [b_shape, s_shape], tuple(b_shape), [b_state, s_state]
+        )
         if self._activation is not None:
             return self._activation._trace(
-                tracer, _join(name, self.activation_name), b_shape, out_state)
+                tracer, _join(name, self.activation_name), b_shape, out_state
+            )
         return tuple(b_shape), out_state
 
 
@@ -1343,8 +1647,10 @@ class Concat(Module):
                 f"{ax}, got shape {gy.shape}"
             )
         parts = np.split(gy, np.cumsum(channels)[:-1], axis=ax)
-        grads = [np.asarray(m.backward(part))
-                 for m, part in reversed(list(zip(self._modules.values(), parts)))]
+        grads = [
+            np.asarray(m.backward(part))
+            for m, part in reversed(list(zip(self._modules.values(), parts)))
+        ]
         return sum(grads[1:], grads[0])
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -1396,8 +1702,15 @@ class SGD:
     True
     """
 
-    def __init__(self, model: Module, lr: float, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        model: Module,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
         if not isinstance(model, Module):
             raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -1430,7 +1743,7 @@ class SGD:
                     d = d + self.momentum * buf if self.nesterov else buf
                 p -= (self.lr * d).astype(p.dtype, copy=False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Whether backward computes parameter gradients in this module and its descendants
         (input gradients are always computed); False saves the weight-gradient convolutions
         when only dL/d(input) is wanted, as for effective receptive fields."""

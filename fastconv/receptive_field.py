@@ -43,8 +43,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
-from . import _shapes
-from . import nn
+from . import _shapes, nn
 from .accounting import format_table, parse_input_shape
 
 __all__ = ["LayerRF", "ReceptiveField", "receptive_field"]
@@ -61,7 +60,7 @@ class _Axis(NamedTuple):
     jump: Fraction
     start: Fraction
 
-    def window(self, k: int, s: Any, p: int, d: int) -> "_Axis":
+    def window(self, k: int, s: Any, p: int, d: int) -> _Axis:
         """A kernel-k window with stride s, padding p (before) and dilation d."""
         span = (k - 1) * d
         return _Axis(self.size + span * self.jump,
