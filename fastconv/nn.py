@@ -1743,15 +1743,6 @@ class SGD:
                     d = d + self.momentum * buf if self.nesterov else buf
                 p -= (self.lr * d).astype(p.dtype, copy=False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> Module:
-        """Whether backward computes parameter gradients in this module and its descendants
-        (input gradients are always computed); False saves the weight-gradient convolutions
-        when only dL/d(input) is wanted, as for effective receptive fields."""
-        flag = _shapes.as_bool(requires_grad, "requires_grad")
-        for _, m in self.named_modules():
-            m.requires_grad = flag
-        return self
-
     def zero_grad(self) -> None:
         """The model's :meth:`Module.zero_grad`."""
         self.model.zero_grad()
