@@ -11,7 +11,11 @@ For each layer of a suite (``fastconv._bench_layers``) the harness
 3. calls each runner once more to warm it up, and picks how many calls make one sample
    (at least ``MIN_SAMPLE_S`` long, so the clock's resolution does not matter);
 4. takes ``repeat`` samples of every runner, interleaved (round r starts with runner r mod n,
-   so every runner sees the same machine load on average), and keeps the median.
+   so every runner sees the same machine load on average), and keeps the median. The NumPy
+   baseline is the exception: OpenBLAS's worker threads keep spinning for a while after each
+   call, which starves the next runner's threads when there are as many threads as cores, so
+   its samples are taken in one block after the interleaved rounds. Each interleaved sample
+   follows one untimed call of the same runner, which wakes its thread pool.
 
 Figures per runner: milliseconds per call, GFLOP/s (2 * MACs / time), GB/s (least traffic
 / time), % of the roofline bound max(flops / FMA peak, bytes / copy bandwidth) over the
@@ -247,6 +251,7 @@ def check(y: Any, ref: np.ndarray, dtype: np.dtype) -> tuple:
 class Runner:
     label: str  # engine name, "numpy" or "torch"
     fn: Callable[[], Any]
+    interleave: bool = True  # False: timed in a block of its own, after the others
 
 
 def _time_calls(fn: Callable[[], Any], calls: int) -> float:
@@ -271,11 +276,17 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
     samples: Dict[str, List[float]] = {r.label: [] for r in runners}
     gc_was = gc.isenabled()
     gc.disable()
+    mixed = [r for r in runners if r.interleave]
     try:
         for i in range(rounds):
-            k = i % len(runners)
-            for r in list(runners[k:]) + list(runners[:k]):
+            k = i % max(len(mixed), 1)
+            for r in mixed[k:] + mixed[:k]:
+                r.fn()  # lead-in: wakes this runner's threads after the previous runner's
                 samples[r.label].append(_time_calls(r.fn, calls[r.label]))
+        for r in runners:
+            if not r.interleave:
+                for _ in range(rounds):
+                    samples[r.label].append(_time_calls(r.fn, calls[r.label]))
     finally:
         if gc_was:
             gc.enable()
@@ -329,7 +340,7 @@ def bench_case(
     ref, ref_by = expected(case, arrays, "torch" in baselines)
     runners = [_engine_runner(case, arrays, e) for e in engines]
     if "numpy" in baselines:
-        runners.append(Runner("numpy", lambda: run_numpy(case, arrays)))
+        runners.append(Runner("numpy", lambda: run_numpy(case, arrays), interleave=False))
     if "torch" in baselines:
         runners.append(Runner("torch", lambda: run_torch(case, arrays)))
 
