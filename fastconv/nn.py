@@ -640,115 +640,76 @@ def _unpad(gp: np.ndarray, g: _shapes.ConvGeometry, mode: str) -> np.ndarray:
     return gp
 
 
-class Conv2d(_ConvNd):
+class _Conv(_ConvNd):
+    """What Conv1d and Conv2d share: torch's constructor and a forward through the op."""
+
+    _function: Any = None  # fastconv.conv1d / conv2d, set by the subclass
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype: Any = np.float32,
+        generator: Any = None,
+        initialize: bool = True,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            0,
+            dtype,
+            generator,
+            initialize,
+        )
+
+    def forward(self, x: Any) -> np.ndarray:
+        self._remember(input=x)
+        return self._function(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            padding_mode=self.padding_mode,
+            backend=self.backend,
+        )
+
+
+class Conv2d(_Conv):
     """2-D convolution layer, as ``torch.nn.Conv2d``: weight (OC, C/G, KH, KW), bias (OC,).
 
     Input (N, C, H, W) or (C, H, W); output sizes as :func:`fastconv.conv2d`.
     """
 
     nd = 2
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        dtype: Any = np.float32,
-        generator: Any = None,
-        initialize: bool = True,
-    ):
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            0,
-            dtype,
-            generator,
-            initialize,
-        )
-
-    def forward(self, x: Any) -> np.ndarray:
-        self._remember(input=x)
-        return conv2d(
-            x,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            padding_mode=self.padding_mode,
-            backend=self.backend,
-        )
+    _function = staticmethod(conv2d)
 
 
-class Conv1d(_ConvNd):
+class Conv1d(_Conv):
     """1-D convolution layer, as ``torch.nn.Conv1d``: weight (OC, C/G, K), bias (OC,).
 
     Input (N, C, L) or (C, L); output sizes as :func:`fastconv.conv1d`.
     """
 
     nd = 1
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        dtype: Any = np.float32,
-        generator: Any = None,
-        initialize: bool = True,
-    ):
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            0,
-            dtype,
-            generator,
-            initialize,
-        )
-
-    def forward(self, x: Any) -> np.ndarray:
-        self._remember(input=x)
-        return conv1d(
-            x,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            padding_mode=self.padding_mode,
-            backend=self.backend,
-        )
-
+    _function = staticmethod(conv1d)
 
 class ConvTranspose2d(_ConvNd):
     """2-D transposed convolution layer, as ``torch.nn.ConvTranspose2d``: weight
