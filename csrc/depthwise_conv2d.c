@@ -47,31 +47,10 @@
 
 
 
-/* Geometry of one depthwise plane; lo..hi are the interior output columns, those whose
- * every tap iw = ow*sw - pw + kw*dw (0 <= kw < KW) lies inside [0, W). */
-typedef struct {
-    int64_t H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, lo, hi;
-} fc_dwin;
-
-static fc_dwin fc_dwin_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
-                            int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                            int64_t dh, int64_t dw)
-{
-    fc_dwin g = {H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, 0, 0};
-    int64_t lo = (pw + sw - 1) / sw;
-    int64_t last = W - 1 - (KW - 1) * dw + pw; /* interior needs ow*sw <= last */
-    int64_t hi = last >= 0 ? last / sw + 1 : 0;
-    if (lo > OW) lo = OW;
-    if (hi > OW) hi = OW;
-    if (hi < lo) hi = lo;
-    g.lo = lo;
-    g.hi = hi;
-    return g;
-}
 
 /* Padded copy of the input rows read by `rows` output rows: Wp columns, fc_dw_hp rows. */
-static inline int64_t fc_dw_wp(const fc_dwin *g) { return (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1; }
-static inline int64_t fc_dw_hp(const fc_dwin *g, int64_t rows)
+static inline int64_t fc_dw_wp(const fc_win *g) { return (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1; }
+static inline int64_t fc_dw_hp(const fc_win *g, int64_t rows)
 {
     return (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
 }
@@ -81,7 +60,7 @@ static inline int64_t fc_dw_hp(const fc_dwin *g, int64_t rows)
 
 /* Elements of the padded-path buffer for `rows` output rows (the padded rows, a tail the
  * flattened stride-1 loop may read, and its Wp-wide output lines), or 0 when too big. */
-static int64_t fc_dw_buf_elems(const fc_dwin *g, int64_t rows, int64_t elem)
+static int64_t fc_dw_buf_elems(const fc_win *g, int64_t rows, int64_t elem)
 {
     const int64_t lim = FC_DW_PAD_MAX / elem, wp = fc_dw_wp(g), hp = fc_dw_hp(g, rows);
     if (wp > lim || hp > lim || (g->KW - 1) * g->dw > lim)
@@ -121,7 +100,7 @@ typedef struct {
 } fc_dws;
 
 /* Fill s for the geometry g; returns 0 when the flat form does not apply. */
-static int fc_dws_make(fc_dws *s, const fc_dwin *g)
+static int fc_dws_make(fc_dws *s, const fc_win *g)
 {
     const int64_t out = g->OH * g->OW, taps = g->KH * g->KW, nblk = (out + 15) / 16;
     if (g->sh != 1 || g->sw != 1 || g->OW != g->W || nblk > FC_DWS_MAXBLK ||
@@ -208,7 +187,7 @@ FC_T512 static void fc_dws_plane_f32_avx512(const float *x, const float *w, floa
 /* ------------------------------------------------------------------ depthwise */
 
 /* x is (H, W), w is (KH, KW): one output (oh, ow) with every bounds check. */
-FC_INLINE T S(dw_point)(const T *x, const T *w, T bias, const fc_dwin *g, int64_t oh,
+FC_INLINE T S(dw_point)(const T *x, const T *w, T bias, const fc_win *g, int64_t oh,
                         int64_t ow)
 {
     const int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
@@ -286,7 +265,7 @@ FC_INLINE void S(dw_acc_row)(T *restrict ym, const T *restrict xr, const T *rest
  * oh0 <= oh < oh1 of the plane to y, row oh at y + (oh - oh0) * OW, reading x in place:
  * border columns one by one with bounds checks, interior columns vectorised. */
 FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bias,
-                               T *restrict y, const fc_dwin *g, int64_t oh0, int64_t oh1)
+                               T *restrict y, const fc_win *g, int64_t oh0, int64_t oh1)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
     const int64_t sw = g->sw, KW = g->KW;
@@ -328,7 +307,7 @@ FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bia
  * long row of Wp-wide lines: yf[q] = sum w[kh, kw] * xp[q + kh*dh*Wp + kw*dw] for every q
  * < rows*Wp, then the first OW of each Wp-wide line of yf is the output row. */
 FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bias,
-                                 T *restrict y, const fc_dwin *g, int64_t oh0, int64_t oh1,
+                                 T *restrict y, const fc_win *g, int64_t oh0, int64_t oh1,
                                  T *restrict buf)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, KH = g->KH, KW = g->KW;
@@ -390,7 +369,7 @@ FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bia
 
 /* Rows oh0 <= oh < oh1 of one plane: padded when a buffer is given, else in place. */
 FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
-                                         T *restrict y, const fc_dwin *g, int64_t oh0,
+                                         T *restrict y, const fc_win *g, int64_t oh0,
                                          int64_t oh1, T *restrict buf)
 {
     if (buf && (g->sw == 1 || g->OW < 32))
@@ -400,7 +379,7 @@ FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict 
 }
 FC_MULTIVERSION(S(dw_rows),
                 (const T *restrict x, const T *restrict w, T bias, T *restrict y,
-                 const fc_dwin *g, int64_t oh0, int64_t oh1, T *restrict buf),
+                 const fc_win *g, int64_t oh0, int64_t oh1, T *restrict buf),
                 (x, w, bias, y, g, oh0, oh1, buf))
 
 /* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
@@ -410,7 +389,7 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
                             int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t ph,
                             int64_t pw, int64_t dh, int64_t dw)
 {
-    const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
+    const fc_win g = fc_win_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
     const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
 #if defined(__x86_64__)
     if (sizeof(T) == 4 && fc_dwpool_isa(-1) == 2) {
@@ -557,7 +536,7 @@ int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, co
                            int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                            int64_t dw)
 {
-    const fc_dwin g = fc_dwin_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
+    const fc_win g = fc_win_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
     const int64_t m = CM / C, in_sz = H * W, out_sz = OH * OW;
     /* rows per tile: about 256 pixels, and the CM x P buffer at most ~512 KiB */
     int64_t rows = 256 / OW;

@@ -87,27 +87,6 @@ int fc_dwpool_isa(int cap)
 
 /* ------------------------------------------------------------------ geometry */
 
-/* One pooling window geometry; lo..hi are the interior output columns, those whose every
- * tap iw = ow*sw - pw + kw*dw (0 <= kw < KW) lies inside [0, W). */
-typedef struct {
-    int64_t H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, lo, hi;
-} fc_pwin;
-
-static fc_pwin fc_pwin_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
-                            int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                            int64_t dh, int64_t dw)
-{
-    fc_pwin g = {H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, 0, 0};
-    int64_t lo = (pw + sw - 1) / sw;
-    int64_t last = W - 1 - (KW - 1) * dw + pw; /* interior needs ow*sw <= last */
-    int64_t hi = last >= 0 ? last / sw + 1 : 0;
-    if (lo > OW) lo = OW;
-    if (hi > OW) hi = OW;
-    if (hi < lo) hi = lo;
-    g.lo = lo;
-    g.hi = hi;
-    return g;
-}
 
 /* First tap of a window starting at s (step d) at or after 0: max-pool's starting index. */
 static inline int64_t fc_first_valid(int64_t s, int64_t d)
@@ -298,7 +277,7 @@ FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float
 /* ------------------------------------------------------------------ max pooling */
 
 /* x is (H, W), one plane; one output (oh, ow) with every bounds check. */
-FC_INLINE void S(max_point)(const T *x, const fc_pwin *g, int64_t oh, int64_t ow, T *yo,
+FC_INLINE void S(max_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, T *yo,
                             int64_t *io)
 {
     int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
@@ -426,7 +405,7 @@ FC_INLINE void S(max_row3x3)(T *restrict ym, const T *restrict r0, const T *rest
 
 /* x is (H, W), y and idx (idx may be NULL) are (OH, OW). */
 FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict y, int64_t *restrict idx,
-                                      const fc_pwin *g)
+                                      const fc_win *g)
 {
     const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
     const int64_t sw = g->sw, dw = g->dw, KW = g->KW;
@@ -502,7 +481,7 @@ FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict
     }
 }
 FC_MULTIVERSION(S(max_pool_plane),
-                (const T *restrict x, T *restrict y, int64_t *restrict idx, const fc_pwin *g),
+                (const T *restrict x, T *restrict y, int64_t *restrict idx, const fc_win *g),
                 (x, y, idx, g))
 
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW); idx holds ih*W + iw. */
@@ -510,7 +489,7 @@ void S(fc_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int6
                       int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
                       int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw)
 {
-    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw);
+    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
@@ -540,7 +519,7 @@ FC_INLINE T S(avg_div)(int64_t pool_area, int64_t in_area, int cip, int64_t divi
 }
 
 /* One output (oh, ow) of a plane, every bounds check. */
-FC_INLINE T S(avg_point)(const T *x, const fc_pwin *g, int64_t oh, int64_t ow, int cip,
+FC_INLINE T S(avg_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, int cip,
                          int64_t divisor)
 {
     S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
@@ -587,7 +566,7 @@ FC_INLINE void S(sum_row)(T *restrict ym, const T *restrict xr, int64_t n, int64
 }
 
 /* x is (H, W), y is (OH, OW); dilation is 1. */
-FC_INLINE void FC_CAT(S(avg_pool_plane), _body)(const T *restrict x, T *restrict y, const fc_pwin *g,
+FC_INLINE void FC_CAT(S(avg_pool_plane), _body)(const T *restrict x, T *restrict y, const fc_win *g,
                                       int cip, int64_t divisor)
 {
     const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo, sw = g->sw;
@@ -613,7 +592,7 @@ FC_INLINE void FC_CAT(S(avg_pool_plane), _body)(const T *restrict x, T *restrict
     }
 }
 FC_MULTIVERSION(S(avg_pool_plane),
-                (const T *restrict x, T *restrict y, const fc_pwin *g, int cip, int64_t divisor),
+                (const T *restrict x, T *restrict y, const fc_win *g, int cip, int64_t divisor),
                 (x, y, g, cip, divisor))
 
 /* x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none (see the kernel contract). */
@@ -621,7 +600,7 @@ void S(fc_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t
                       int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
                       int64_t pw, int count_include_pad, int64_t divisor)
 {
-    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
+    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
@@ -788,7 +767,7 @@ void S(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N
 }
 
 /* gy is (OH, OW), gx is (H, W): every gy element spread over its clipped window. */
-FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restrict gx, const fc_pwin *g,
+FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restrict gx, const fc_win *g,
                                       int cip, int64_t divisor)
 {
     const int64_t W = g->W, OW = g->OW;
@@ -808,7 +787,7 @@ FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restric
     }
 }
 FC_MULTIVERSION(S(avg_back_plane),
-                (const T *restrict gy, T *restrict gx, const fc_pwin *g, int cip, int64_t divisor),
+                (const T *restrict gy, T *restrict gx, const fc_win *g, int cip, int64_t divisor),
                 (gy, gx, g, cip, divisor))
 
 /* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_avg_pool2d. */
@@ -817,7 +796,7 @@ void S(fc_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t
                                int64_t sw, int64_t ph, int64_t pw, int count_include_pad,
                                int64_t divisor)
 {
-    const fc_pwin g = fc_pwin_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
+    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
     for (int64_t p = 0; p < planes; p++)
