@@ -150,7 +150,7 @@ def _to2d(vals: Tuple[int, ...], fill: int) -> Tuple[int, int]:
     return (vals[0], vals[1]) if len(vals) == 2 else (fill, vals[0])
 
 
-def _check_weight_bias(op, w_shape, b_shape, nd, wname="weight"):
+def _check_weight(op, w_shape, nd, wname="weight"):
     if len(w_shape) != nd + 2:
         raise ValueError(f"{op}: {wname} must be {nd + 2}-D, got shape {tuple(w_shape)}")
     if any(s == 0 for s in w_shape):
@@ -216,7 +216,7 @@ def conv_geometry(
 ) -> ConvGeometry:
     """Validate a convolution's arguments and compute its output size."""
     batched, N, C, spatial = _spatial_input(x_shape, nd, op)
-    _check_weight_bias(op, w_shape, b_shape, nd)
+    _check_weight(op, w_shape, nd)
     s = as_tuple(stride, "stride", nd, minimum=1)
     d = as_tuple(dilation, "dilation", nd, minimum=1)
     g = as_int(groups, "groups", minimum=1)
@@ -264,7 +264,7 @@ def conv_transpose_geometry(
 ) -> ConvGeometry:
     """Validate a transposed convolution's arguments and compute its output size."""
     batched, N, C, spatial = _spatial_input(x_shape, nd, op)
-    _check_weight_bias(op, w_shape, b_shape, nd)
+    _check_weight(op, w_shape, nd)
     s = as_tuple(stride, "stride", nd, minimum=1)
     d = as_tuple(dilation, "dilation", nd, minimum=1)
     g = as_int(groups, "groups", minimum=1)
