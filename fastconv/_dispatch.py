@@ -172,14 +172,29 @@ class Call:
     """One public call: the engine chosen, the dtypes and the prepared arrays."""
 
     def __init__(self, op: Any, backend: Any, arrays: Dict[str, Any]):
-        specs = {k: _spec(v, k) for k, v in arrays.items() if v is not None}
-        self.shapes = {k: s[0] for k, s in specs.items()}
-        self.raw = {k: s[2] for k, s in specs.items()}
-        self.compute, self.out_dtype = resolve_dtypes({k: s[1] for k, s in specs.items()})
-        self.device = any(is_device_array(a) for a in self.raw.values())
-        self.name = pick(op, backend, self.device)
-        self.engine = _modules[self.name]
+        fast = _host_dtype(arrays)
+        if fast is not None:  # the common case: NumPy float32 / float64 arrays of one dtype
+            self.raw = {k: v for k, v in arrays.items() if v is not None}
+            self.shapes = {k: v.shape for k, v in self.raw.items()}
+            self.compute = self.out_dtype = fast
+            self.device = False
+        else:
+            specs = {k: _spec(v, k) for k, v in arrays.items() if v is not None}
+            self.shapes = {k: s[0] for k, s in specs.items()}
+            self.raw = {k: s[2] for k, s in specs.items()}
+            self.compute, self.out_dtype = resolve_dtypes({k: s[1] for k, s in specs.items()})
+            self.device = any(is_device_array(a) for a in self.raw.values())
+        key = (op, backend, self.device)
+        name = _picked.get(key) if type(backend) is str else None
+        engine = _modules.get(name) if name is not None else None
+        if engine is None:  # first call of its kind, or the engine was unloaded since
+            name = pick(op, backend, self.device)
+            _picked[key] = name
+            engine = _modules[name]
+        self.name = name
+        self.engine = engine
         self.op = op
+        self._hooks = _hooks(self.engine)
 
     def has(self, op: str) -> bool:
         return hasattr(self.engine, op)
@@ -192,13 +207,16 @@ class Call:
         a = self.raw.get(name)
         if a is None:
             return None
-        prep = getattr(self.engine, "prepare", None)
-        a = prep(a, self.compute) if prep else np.ascontiguousarray(a, dtype=self.compute)
+        prep = self._hooks[0]
+        if prep is not None:
+            a = prep(a, self.compute)
+        elif not (type(a) is np.ndarray and a.dtype is self.compute and a.flags.c_contiguous):
+            a = np.ascontiguousarray(a, dtype=self.compute)
         return a if shape is None else a.reshape(shape)
 
     def empty(self, shape: Tuple[int, ...], dtype: Any = None):
         dtype = self.compute if dtype is None else np.dtype(dtype)
-        alloc = getattr(self.engine, "empty", None)
+        alloc = self._hooks[1]
         if alloc is not None:
             return alloc(shape, dtype)
         if POISON:
@@ -208,11 +226,50 @@ class Call:
     def finish(self, y: Any, shape: Tuple[int, ...], dtype: Any = "out"):
         """Reshape to the user's shape, cast to the output dtype, hand back."""
         y = y.reshape(shape)
-        fin = getattr(self.engine, "finish", None)
+        fin = self._hooks[2]
         dt = self.out_dtype if dtype == "out" else np.dtype(dtype)
         if fin is not None:
             return fin(y, dt, self.device)
         return y if y.dtype == dt else y.astype(dt)
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+#: (op, backend, device) -> the engine pick() chose; engines load once, so the choice stays.
+_picked: Dict[Tuple[Any, str, bool], str] = {}
+_hook_cache: Dict[str, Tuple[Any, Any, Any]] = {}
+
+
+def _host_dtype(arrays: Dict[str, Any]) -> Optional[np.dtype]:
+    """The dtype shared by ``arrays`` when every one given is a NumPy float32 or float64
+    array of that one dtype (no conversion needed), else None."""
+    dt = None
+    for v in arrays.values():
+        if v is None:
+            continue
+        if type(v) is not np.ndarray:
+            return None
+        d = v.dtype
+        if dt is None:
+            if d != _F32 and d != _F64:
+                return None
+            dt = d
+        elif d != dt:
+            return None
+    return _F32 if dt == _F32 else _F64 if dt is not None else None
+
+
+def _hooks(engine: Any) -> Tuple[Any, Any, Any]:
+    """An engine's optional (prepare, empty, finish) hooks."""
+    name = engine.__name__
+    hooks = _hook_cache.get(name)
+    if hooks is None:
+        hooks = (
+            getattr(engine, "prepare", None),
+            getattr(engine, "empty", None),
+            getattr(engine, "finish", None),
+        )
+        _hook_cache[name] = hooks
+    return hooks
 
 
 def pick(op: Any, backend: Any, device: bool = False) -> str:

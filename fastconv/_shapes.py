@@ -17,10 +17,11 @@ d = dilation, p0 / p1 = padding before / after, op = output_padding):
 
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -32,6 +33,62 @@ MAX_ELEMENTS = 2**48
 
 IntOrSeq = Union[int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+# --------------------------------------------------------------------------- memo
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+#: Most entries a memoised geometry function keeps (the cache starts over when full).
+MEMO_SIZE = 512
+
+
+class _NoKey(Exception):
+    """An argument that cannot be part of an exact cache key."""
+
+
+def _key(v: Any) -> Any:
+    """An exact, hashable key for an argument: its type is part of the key, so ``1``,
+    ``True``, ``1.0`` and ``np.int64(1)`` never share an entry; anything but int, bool, str,
+    None and tuples / lists of those raises _NoKey (the call is then not memoised)."""
+    t = type(v)
+    if t is int:
+        return (v,)
+    if t is bool:
+        return (bool, v)
+    if t is str or v is None:
+        return v
+    if t is tuple or t is list:
+        return (t, tuple(_key(e) for e in v))
+    raise _NoKey
+
+
+def memo(fn: _F) -> _F:
+    """Memoise a geometry function on exact keys of its arguments.
+
+    The geometry functions depend on their arguments only and return frozen objects, so a
+    repeated call (a layer run on batch after batch) may return the earlier result instead of
+    validating again. Only successful calls are stored: an invalid call raises every time.
+    """
+    cache: Dict[Any, Any] = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            return fn(*args, **kwargs)
+        try:
+            key = tuple(_key(a) for a in args)
+        except _NoKey:
+            return fn(*args)
+        hit = cache.get(key)
+        if hit is None:
+            hit = fn(*args)
+            if len(cache) >= MEMO_SIZE:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
+    wrapper.cache = cache  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- scalars
@@ -203,6 +260,7 @@ def conv_padding(
     return tuple(v for pi in p for v in (pi, pi))
 
 
+@memo
 def conv_geometry(
     op: str,
     x_shape: Tuple[int, ...],
@@ -250,6 +308,7 @@ def conv_geometry(
     return ConvGeometry(batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, pad4, dh, dw, g, nd)
 
 
+@memo
 def conv_transpose_geometry(
     op: str,
     x_shape: Tuple[int, ...],
@@ -381,6 +440,7 @@ def _pool_input(op: str, x_shape, nd: int):
     return batched, N, C, spatial
 
 
+@memo
 def pool_geometry(
     op: str,
     x_shape: Tuple[int, ...],
@@ -434,6 +494,7 @@ def divisor_override(value: Any) -> int:
     return v
 
 
+@memo
 def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: int) -> PoolGeometry:
     """Validate an adaptive pooling's arguments; ``output_size`` entries may be None."""
     batched, N, C, spatial = _pool_input(op, x_shape, nd)

@@ -339,6 +339,37 @@ def test_adaptive_pools_and_backward_random(dtype, tol):
         close(gx, wx, tol)
 
 
+@pytest.mark.parametrize("dtype,tol", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_global_avg_many_planes(dtype, tol, threads):
+    # 1x1 output: the SIMD path sums 16 planes side by side, planes of at least one vector
+    # and at most GLOBAL_SIMD_MAX values, the ragged end of each plane as a masked last
+    # vector; the other planes (fewer than 16 left, or sizes outside that range) one by one.
+    # Plane counts around multiples of 16, sizes around the vector widths (8, 16) and the
+    # limit; NaN and infinities must stay in their own plane.
+    rng = np.random.default_rng(23)
+    shapes = [
+        (1, 16, 1, 1), (1, 17, 2, 3), (1, 16, 2, 4), (3, 31, 4, 4), (2, 16, 3, 3),
+        (2, 48, 7, 7), (1, 250, 1, 17), (4, 333, 7, 7), (1, 40, 10, 10), (1, 32, 64, 64),
+        (1, 33, 1, 4097), (2, 9, 64, 65), (1, 64, 1, 15),
+    ]
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for shape in shapes:
+            x = rand(rng, shape, dtype) + 0.5
+            for v in (np.nan, np.inf, -np.inf):
+                x.flat[rng.integers(0, x.size)] = v
+            got, want = poison(shape[:2] + (1, 1), dtype), poison(shape[:2] + (1, 1), dtype)
+            nb.adaptive_avg_pool2d(x, got)
+            ref.adaptive_avg_pool2d(x, want)
+            fin = np.isfinite(want)
+            np.testing.assert_array_equal(got[~fin], want[~fin])  # NaN, +inf, -inf planes
+            close(got[fin], want[fin], tol)
+    finally:
+        fastconv.set_num_threads(before)
+
+
 def test_pools_public_api_noncontiguous():
     rng = np.random.default_rng(4)
     x = rand(rng, (2, 3, 15, 20), np.float32)[:, :, 1::2, ::-1]

@@ -9,10 +9,8 @@ threads may run kernels at once.
 
 from __future__ import annotations
 
-import numpy as np
-
-from .._fastconv_c import ffi, lib
-from ._cffi_util import is_f32
+from .._fastconv_c import lib
+from ._cffi_util import is_f32, ptr
 
 __all__ = [
     "depthwise_conv2d",
@@ -28,26 +26,6 @@ __all__ = [
 
 #: Names of the instruction-set levels of :func:`isa_level`.
 ISA_NAMES = ("portable", "avx2", "avx512")
-
-
-_ARRAY_TYPE = {
-    np.dtype(np.float32): "float[]",
-    np.dtype(np.float64): "double[]",
-    np.dtype(np.int64): "int64_t[]",
-}
-
-
-def ptr(a):
-    """A C pointer to the data of the C-contiguous array ``a`` (NULL for None).
-
-    ``ffi.from_buffer`` takes the array's buffer directly: about 0.15 us, against about
-    1.3 us for a cast of ``a.ctypes.data`` (which builds a ctypes object); a small
-    depthwise or pooling call passes three or four arrays, so this is most of its
-    fixed cost. The buffer protocol refuses arrays that are not C-contiguous.
-    """
-    if a is None:
-        return ffi.NULL
-    return ffi.from_buffer(_ARRAY_TYPE[a.dtype], a)
 
 
 def _fn(name: str, a):

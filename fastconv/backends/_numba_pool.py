@@ -13,6 +13,11 @@ import numpy as np
 from numba import njit, prange
 
 from ._numba_conv import fill, valid_range
+from ._numba_simd import vadd, vdiv, vload, vload_last, vpairs, vstore, vwidth, vzero
+
+#: Largest plane the global-average SIMD path sums in vector lanes of the input's dtype
+#: (a float32 lane then adds at most 256 values); larger planes are summed in float64.
+GLOBAL_SIMD_MAX = 4096
 
 
 @njit(cache=True)
@@ -168,19 +173,93 @@ def _sum_row(row):
     return acc
 
 
+@njit(cache=True, inline="always")
+def _global_avg_16(xf, yf, g, n, nfull, k):
+    # yf[16g : 16g + 16] = means of planes 16g.. of n >= vwidth values (row-major in xf):
+    # the 16 planes side by side (16 vector accumulators), then a tree of vpairs that turns
+    # the 16 vectors into the 16 sums in plane order; k = n % vwidth ragged values per plane
+    vw = vwidth(xf)
+    b = g * 16 * n
+    z = vzero(xf)
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = z
+    i = 0
+    while i < nfull:
+        a0 = vadd(a0, vload(xf, b + i))
+        a1 = vadd(a1, vload(xf, b + n + i))
+        a2 = vadd(a2, vload(xf, b + 2 * n + i))
+        a3 = vadd(a3, vload(xf, b + 3 * n + i))
+        a4 = vadd(a4, vload(xf, b + 4 * n + i))
+        a5 = vadd(a5, vload(xf, b + 5 * n + i))
+        a6 = vadd(a6, vload(xf, b + 6 * n + i))
+        a7 = vadd(a7, vload(xf, b + 7 * n + i))
+        a8 = vadd(a8, vload(xf, b + 8 * n + i))
+        a9 = vadd(a9, vload(xf, b + 9 * n + i))
+        a10 = vadd(a10, vload(xf, b + 10 * n + i))
+        a11 = vadd(a11, vload(xf, b + 11 * n + i))
+        a12 = vadd(a12, vload(xf, b + 12 * n + i))
+        a13 = vadd(a13, vload(xf, b + 13 * n + i))
+        a14 = vadd(a14, vload(xf, b + 14 * n + i))
+        a15 = vadd(a15, vload(xf, b + 15 * n + i))
+        i += vw
+    if k:  # the last vw values of each plane, of which the first vw - k were added above
+        a0 = vadd(a0, vload_last(xf, b + n, k))
+        a1 = vadd(a1, vload_last(xf, b + 2 * n, k))
+        a2 = vadd(a2, vload_last(xf, b + 3 * n, k))
+        a3 = vadd(a3, vload_last(xf, b + 4 * n, k))
+        a4 = vadd(a4, vload_last(xf, b + 5 * n, k))
+        a5 = vadd(a5, vload_last(xf, b + 6 * n, k))
+        a6 = vadd(a6, vload_last(xf, b + 7 * n, k))
+        a7 = vadd(a7, vload_last(xf, b + 8 * n, k))
+        a8 = vadd(a8, vload_last(xf, b + 9 * n, k))
+        a9 = vadd(a9, vload_last(xf, b + 10 * n, k))
+        a10 = vadd(a10, vload_last(xf, b + 11 * n, k))
+        a11 = vadd(a11, vload_last(xf, b + 12 * n, k))
+        a12 = vadd(a12, vload_last(xf, b + 13 * n, k))
+        a13 = vadd(a13, vload_last(xf, b + 14 * n, k))
+        a14 = vadd(a14, vload_last(xf, b + 15 * n, k))
+        a15 = vadd(a15, vload_last(xf, b + 16 * n, k))
+    # runs of vw/2, vw/4, vw/8 lanes per plane (float64: vw = 8, done after three levels)
+    l0, l1, l2, l3 = vpairs(a0, a1), vpairs(a2, a3), vpairs(a4, a5), vpairs(a6, a7)
+    l4, l5, l6, l7 = vpairs(a8, a9), vpairs(a10, a11), vpairs(a12, a13), vpairs(a14, a15)
+    m0, m1, m2, m3 = vpairs(l0, l1), vpairs(l2, l3), vpairs(l4, l5), vpairs(l6, l7)
+    q0, q1 = vpairs(m0, m1), vpairs(m2, m3)
+    if vw == 16:
+        vstore(yf, g * 16, vdiv(vpairs(q0, q1), n))
+    else:
+        vstore(yf, g * 16, vdiv(q0, n))
+        vstore(yf, g * 16 + 8, vdiv(q1, n))
+
+
+@njit(parallel=True, cache=True)
+def global_avg_pool(xf, yf, threads):
+    # yf[p] = mean of row p of xf (P, n): adaptive average pooling to 1x1 of planes of n
+    # values; threads = the number of contiguous ranges of planes of the SIMD path
+    P, n = xf.shape
+    if n >= vwidth(xf) and n <= GLOBAL_SIMD_MAX and P >= 16:
+        # 16 planes per step (_global_avg_16), one contiguous range of steps per thread
+        flat = xf.reshape(P * n)
+        k = n % vwidth(xf)
+        groups = P // 16
+        nt = max(1, min(threads, groups))
+        for t in prange(nt):
+            for g in range(groups * t // nt, groups * (t + 1) // nt):
+                _global_avg_16(flat, yf, g, n, n - k, k)
+        for p in range(groups * 16, P):
+            yf[p] = _sum_row(xf[p]) / n
+        return
+    # each plane is one contiguous row, summed in float64 by a vectorised loop
+    for p in prange(P):
+        yf[p] = _sum_row(xf[p]) / n
+
+
 @njit(parallel=True, cache=True)
 def adaptive_avg_pool2d(x, y):
     # x is (N, C, H, W), y is (N, C, OH, OW); the mean of each bin, summed in float64
+    # (a 1x1 output is global_avg_pool's)
     N, C, H, W = x.shape
     OH = y.shape[2]
     OW = y.shape[3]
-    if OH == 1 and OW == 1:
-        # global pooling: each plane is one contiguous row, summed by a vectorised loop
-        xf = x.reshape(N * C, H * W)
-        yf = y.reshape(N * C)
-        for t in prange(N * C):
-            yf[t] = _sum_row(xf[t]) / (H * W)
-        return
     for t in prange(N * C):
         n = t // C
         c = t % C

@@ -1,4 +1,4 @@
-"""Explicit SIMD vectors for Numba kernels: a vector type and six intrinsics.
+"""Explicit SIMD vectors for Numba kernels: a vector type and its intrinsics.
 
 Numba has no vector type, and LLVM keeps a GEMM micro-kernel's accumulators in registers only
 when it can prove they do not alias the arrays being read, which it cannot for Numba arrays:
@@ -125,3 +125,107 @@ def vfma(typingctx, a, b, c):
         return builder.call(fn, args)
 
     return c(a, b, c), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, element-wise."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vsum(typingctx, v):
+    """The sum of the elements of ``v`` as a float64: each element widened to float64, then
+    added pairwise (halves, quarters, ...), the order of a tree reduction."""
+
+    def codegen(context, builder, sig, args):
+        vec = args[0]
+        n = vec.type.count
+        f64 = ir.DoubleType()
+        i32 = ir.IntType(32)
+        wide = ir.VectorType(f64, n)
+        if vec.type.element != f64:
+            vec = builder.fpext(vec, wide)
+        while n > 1:
+            half = n // 2
+            lo = builder.shuffle_vector(
+                vec, vec, ir.Constant(ir.VectorType(i32, half), list(range(half)))
+            )
+            hi = builder.shuffle_vector(
+                vec, vec, ir.Constant(ir.VectorType(i32, half), list(range(half, n)))
+            )
+            vec = builder.fadd(lo, hi)
+            n = half
+        return builder.extract_element(vec, ir.Constant(i32, 0))
+
+    return types.float64(v), codegen
+
+
+@intrinsic
+def vpairs(typingctx, a, b):
+    """The sums of adjacent pairs of the 2w elements of a then b (w = the vector width):
+    element j is c[2j] + c[2j + 1] of c = a ++ b. When a and b hold partial sums of planes
+    in runs of r elements, the result holds those of a then b in runs of r/2: log2(w) levels
+    of this turn w vectors, one per plane, into one vector of w plane sums (fewer shuffles
+    than one horizontal reduction per plane)."""
+
+    def codegen(context, builder, sig, args):
+        w = args[0].type.count
+        i32 = ir.IntType(32)
+        even = ir.Constant(ir.VectorType(i32, w), list(range(0, 2 * w, 2)))
+        odd = ir.Constant(ir.VectorType(i32, w), list(range(1, 2 * w, 2)))
+        return builder.fadd(
+            builder.shuffle_vector(args[0], args[1], even),
+            builder.shuffle_vector(args[0], args[1], odd),
+        )
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vload_last(typingctx, arr, end, k):
+    """The vector arr.flat[end - w : end] (w = the vector width) with all but its last ``k``
+    elements set to zero: the ragged end of a row of at least w elements, without reading
+    past it."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        w = vt.width
+        start = builder.sub(args[1], ir.Constant(args[1].type, w))
+        ptr = _element_ptr(context, builder, sig.args[0], args[0], start)
+        vty = context.get_value_type(vt)
+        v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+        ity = args[2].type  # intp
+        lanes = ir.Constant(ir.VectorType(ity, w), list(range(w)))
+        first = builder.sub(ir.Constant(ity, w), args[2])
+        splat = builder.insert_element(
+            ir.Constant(ir.VectorType(ity, w), ir.Undefined), first, ir.Constant(ir.IntType(32), 0)
+        )
+        splat = builder.shuffle_vector(
+            splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w)
+        )
+        keep = builder.icmp_signed(">=", lanes, splat)
+        return builder.select(keep, v, ir.Constant(vty, None))
+
+    return vt(arr, types.intp, types.intp), codegen
+
+
+@intrinsic
+def vdiv(typingctx, v, d):
+    """v / d, element-wise, for a scalar d (converted to the element type first)."""
+
+    def codegen(context, builder, sig, args):
+        vty = args[0].type
+        s = context.cast(builder, args[1], sig.args[1], sig.args[0].dtype)
+        i32 = ir.IntType(32)
+        splat = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
+        splat = builder.shuffle_vector(
+            splat, splat, ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
+        )
+        return builder.fdiv(args[0], splat)
+
+    return v(v, d), codegen
