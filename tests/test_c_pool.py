@@ -166,10 +166,11 @@ def test_depthwise_inf_input_stays_local(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_depthwise_small_same_width_planes(isa, dtype):
-    # stride 1, OW == W and at most 256 outputs per plane: the AVX-512 float32 copy computes
-    # these as one flat row of 16-output blocks with masked loads (1 to 16 blocks, the last
-    # one partial or full); the other shapes and copies take the row paths
+def test_depthwise_same_width_planes(isa, dtype):
+    # stride 1 and OW == W: the AVX-512 float32 copy computes these as one flat row of
+    # 16-output blocks with masked loads, in chunks of 16 blocks (1 to 16 blocks in the last
+    # chunk, the last block partial or full; one chunk or several); the other shapes (more
+    # than 64 taps) and copies take the row paths
     rng = np.random.default_rng(21)
     cases = [  # N, C, m, H, W, KH, KW, ph, pw, dh, dw, OH
         (1, 9, 1, 7, 7, 3, 3, 1, 1, 1, 1, 7),
@@ -182,7 +183,14 @@ def test_depthwise_small_same_width_planes(isa, dtype):
         (1, 2, 1, 11, 5, 3, 3, 0, 1, 1, 1, 9),  # no top padding, 2 rows clipped at the bottom
         (2, 3, 1, 6, 13, 2, 7, 1, 3, 1, 1, 6),  # asymmetric, even kernel height
         (1, 2, 1, 15, 17, 3, 5, 1, 2, 1, 1, 15),  # 255 outputs
-        (1, 2, 1, 17, 16, 3, 3, 1, 1, 1, 1, 17),  # 272 outputs: too many blocks
+        (1, 2, 1, 17, 16, 3, 3, 1, 1, 1, 1, 17),  # 272 outputs: a chunk and one block
+        (1, 2, 1, 16, 32, 3, 3, 1, 1, 1, 1, 16),  # 512 outputs: exactly two chunks
+        (2, 3, 1, 56, 56, 3, 3, 1, 1, 1, 1, 56),  # 196 blocks: 12 chunks and 4 blocks
+        (1, 2, 2, 33, 40, 5, 5, 4, 4, 2, 2, 33),  # dilated, channel multiplier
+        (1, 2, 1, 3, 300, 3, 7, 1, 3, 1, 1, 3),  # long rows
+        (1, 2, 1, 20, 20, 8, 8, 3, 4, 1, 1, 19),  # 64 taps, even kernel
+        (1, 2, 1, 20, 20, 9, 9, 4, 4, 1, 1, 20),  # 81 taps: row paths
+        (1, 2, 1, 40, 12, 3, 3, 0, 1, 1, 1, 38),  # no vertical padding
     ]
     for N, Cin, m, H, W, KH, KW, ph, pw, dh, dw, OH in cases:
         x = pool_input(rng, (N, Cin, H, W), dtype, special=False)
