@@ -139,3 +139,4 @@ void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N
 int fc_probe_best_isa(void);
 double fc_probe_fma_peak(int isa, int64_t iters);
 double fc_probe_copy_bandwidth(float *dst, const float *src, int64_t n, int reps, int threads);
+double fc_probe_read_bandwidth(const float *src, int64_t n, int reps, int threads);

@@ -4,6 +4,8 @@
  *   fc_probe_best_isa        the widest FMA instruction set this CPU runs (2, 1 or 0)
  *   fc_probe_fma_peak        single-core float32 multiply-add throughput, GFLOP/s
  *   fc_probe_copy_bandwidth  memory bandwidth of a large copy, GB/s (bytes read + written)
+ *   fc_probe_read_bandwidth  read bandwidth of a sum over an array, GB/s (the array's size
+ *                            picks the level: a few MB stay in the last-level cache)
  *
  * ISA codes: 0 portable C (whatever the compiler makes of it), 1 AVX2 + FMA (8 floats),
  * 2 AVX-512F (16 floats). The x86 variants carry __attribute__((target(...))), so this file
@@ -164,6 +166,69 @@ double fc_probe_copy_bandwidth(float *dst, const float *src, int64_t n, int reps
         double t = now_seconds() - t0;
         if (t > 0.0) {
             double gbs = 2.0 * (double)n * sizeof(float) / t * 1e-9;
+            if (gbs > best) best = gbs;
+        }
+    }
+    return best;
+}
+
+/* The sum of src[0 : n), 64 floats per trip in four independent vectors (AVX-512 when the
+ * CPU has it): a read-only stream with nothing else to do. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static float read_sum_avx512(const float *src, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(src + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(src + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(src + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(src + i + 48));
+    }
+    float out[16], t = 0.0f;
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (int j = 0; j < 16; j++) t += out[j];
+    for (; i < n; i++) t += src[i];
+    return t;
+}
+#endif
+
+static float read_sum_portable(const float *src, int64_t n) {
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += src[i + j];
+    float t = 0.0f;
+    for (int j = 0; j < 8; j++) t += s[j];
+    for (; i < n; i++) t += src[i];
+    return t;
+}
+
+/* Read bandwidth in GB/s: the best of `reps` sums of src (n floats), split over `threads`
+ * threads. After the first pass an array smaller than the last-level cache is read from
+ * it, so this is the bound of a kernel that reads such an input once (global pooling). */
+double fc_probe_read_bandwidth(const float *src, int64_t n, int reps, int threads) {
+    if (n < 1 || reps < 1 || threads < 1) return -1.0;
+    const int wide = fc_probe_best_isa() == 2;
+    double best = 0.0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        float total = 0.0f;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
+#endif
+        for (int part = 0; part < threads; part++) {
+            int64_t lo = n * part / threads, hi = n * (part + 1) / threads;
+#if defined(__x86_64__)
+            total += wide ? read_sum_avx512(src + lo, hi - lo) : read_sum_portable(src + lo, hi - lo);
+#else
+            (void)wide;
+            total += read_sum_portable(src + lo, hi - lo);
+#endif
+        }
+        probe_sink = total;
+        double t = now_seconds() - t0;
+        if (t > 0.0) {
+            double gbs = (double)n * sizeof(float) / t * 1e-9;
             if (gbs > best) best = gbs;
         }
     }

@@ -51,14 +51,12 @@ def _key(v: Any) -> Any:
     ``True``, ``1.0`` and ``np.int64(1)`` never share an entry; anything but int, bool, str,
     None and tuples / lists of those raises _NoKey (the call is then not memoised)."""
     t = type(v)
-    if t is int:
-        return (v,)
+    if t is int or t is str or v is None:  # no two of these compare equal
+        return v
     if t is bool:
         return (bool, v)
-    if t is str or v is None:
-        return v
     if t is tuple or t is list:
-        return (t, tuple(_key(e) for e in v))
+        return (t, tuple(map(_key, v)))
     raise _NoKey
 
 
@@ -76,7 +74,7 @@ def memo(fn: _F) -> _F:
         if kwargs:
             return fn(*args, **kwargs)
         try:
-            key = tuple(_key(a) for a in args)
+            key = tuple(map(_key, args))
         except _NoKey:
             return fn(*args)
         hit = cache.get(key)

@@ -5,6 +5,14 @@ parallel over the N*C planes (each task owns one plane of its outputs, so no two
 the same element). Forward kernels work row by row: each tap of the window updates a whole
 output row with a loop over ow whose bounds are clipped once, so the loop has no branches
 other than the max-pool comparison.
+
+Global average pooling (a 1x1 adaptive output) has its own kernel, global_avg_pool: planes of
+one vector to GLOBAL_SIMD_MAX values are summed 16 at a time with explicit SIMD vectors
+(``_numba_simd``), the 16 sums brought into one vector by a tree of pairwise adds, and each
+thread takes one contiguous range of planes. A per-plane loop summing in float64 reached about
+half of the C kernel's speed (LLVM does not vectorise a 49-value float32 row with its 64-wide
+unrolled loop, and one horizontal reduction per plane costs more than the adds); this one runs
+as fast as the C kernel (28 us for 8 x 2048 x 7 x 7 on 2 cores).
 """
 
 from __future__ import annotations

@@ -123,27 +123,12 @@ if AVAILABLE_REASON == "available":
     from ._cffi_util import is_f32, ptr
 
     def _shape(x, y, w_shape, sh, sw, ph, pw, dh, dw, groups, oc):
+        # the fields of fc_conv_shape in their order (a list initialises ~2x faster than a dict)
         N, C, H, W = x.shape
         return ffi.new(
             "fc_conv_shape *",
-            {
-                "N": N,
-                "C": C,
-                "H": H,
-                "W": W,
-                "OC": oc,
-                "KH": w_shape[2],
-                "KW": w_shape[3],
-                "OH": y.shape[2],
-                "OW": y.shape[3],
-                "sh": sh,
-                "sw": sw,
-                "ph": ph,
-                "pw": pw,
-                "dh": dh,
-                "dw": dw,
-                "G": groups,
-            },
+            [N, C, H, W, oc, w_shape[2], w_shape[3], y.shape[2], y.shape[3], sh, sw, ph, pw,
+             dh, dw, groups],
         )
 
     def _variant_code(variant: Optional[str]) -> int:
