@@ -17,9 +17,9 @@ import argparse
 import time
 
 import numpy as np
+from fastconv._fastconv_c import ffi, lib
 
 import fastconv
-from fastconv._fastconv_c import ffi, lib
 from fastconv.backends import _c_pool
 from fastconv.backends import numba_cpu as _nb
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _cases import available_engines
 
 import fastconv as fc
-
-from _cases import available_engines
 
 S = 46341  # S * S = 2_147_488_281 > 2**31
 ENGINES = [e for e in available_engines() if e != "cuda"]
