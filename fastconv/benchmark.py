@@ -14,12 +14,18 @@ For each layer of a suite (``fastconv._bench_layers``) the harness
    so every runner sees the same machine load on average), and keeps the median. The NumPy
    baseline is the exception: OpenBLAS's worker threads keep spinning for a while after each
    call, which starves the next runner's threads when there are as many threads as cores, so
-   its samples are taken in one block after the interleaved rounds. Each interleaved sample
-   follows one untimed call of the same runner, which wakes its thread pool.
+   its samples are taken in one block after the interleaved rounds. Before each interleaved
+   sample the harness waits ``SETTLE_S`` (the other runners' OpenMP threads, which spin for
+   a few milliseconds after a call, go to sleep) and makes one untimed call of the same
+   runner (which wakes its own thread pool): each runner is timed as if alone on the
+   machine, with its threads awake, as in a loop of calls.
 
 Figures per runner: milliseconds per call, GFLOP/s (2 * MACs / time), GB/s (least traffic
 / time), % of the roofline bound max(flops / FMA peak, bytes / copy bandwidth) over the
-threads used, and speed-ups over NumPy and torch, all from the same run.
+threads used, and speed-ups over NumPy and torch, all from the same run. The speed-up over
+torch is the median of the per-round ratios (each round times every interleaved runner once,
+so a disturbance that slows a whole round cancels out); the one over NumPy, timed in its own
+block, is the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -50,6 +56,13 @@ from ._bench_layers import Case
 REF_MAX_MACS = 10**9
 #: Shortest sample: calls are repeated within one sample until it lasts this long.
 MIN_SAMPLE_S = 0.002
+#: Busy pause before each interleaved sample. OpenMP runtimes (the C engine's, numba's and
+#: torch's each have their own) keep their threads spinning for a few milliseconds after a
+#: parallel region, and with as many threads as cores those threads slow the next runner's:
+#: on 2 cores a 53 us torch call took 79 us right after a C engine call, and 56 us after a
+#: 3 ms pause. The pause spins rather than sleeps: after a sleep the idle virtual CPUs of
+#: the test machine woke only on the next 4 ms scheduler tick (samples of 8, 16, 32 ms).
+SETTLE_S = 0.003
 #: Largest error, relative to the largest expected magnitude, accepted per dtype.
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 #: Names of the two comparators (they are not fastconv engines).
@@ -261,6 +274,24 @@ def _time_calls(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+def _spin(seconds: float) -> None:
+    """Wait ``seconds`` without sleeping (see SETTLE_S)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _speedup(base: Dict[str, Any], res: Dict[str, Any]) -> float:
+    """base's time over res's. Runners timed in the same interleaved rounds are compared
+    round by round (the median of the per-round ratios), which cancels the machine's drift
+    between rounds (another process waking up slows every runner of a round alike); others
+    (the NumPy baseline, timed in its own block) by the ratio of their medians."""
+    sb, sr = base.get("samples_s"), res.get("samples_s")
+    if base.get("interleaved") and res.get("interleaved") and sb and sr and len(sb) == len(sr):
+        return statistics.median(b / r for b, r in zip(sb, sr))
+    return base["median_s"] / res["median_s"]
+
+
 def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) -> Dict[str, Dict]:
     """Warm up, then ``repeat`` interleaved samples of each runner (fewer, but at least 3,
     when that would take over ``budget_s``). Returns per-runner stats in seconds per call."""
@@ -281,7 +312,8 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
         for i in range(rounds):
             k = i % max(len(mixed), 1)
             for r in mixed[k:] + mixed[:k]:
-                r.fn()  # lead-in: wakes this runner's threads after the previous runner's
+                _spin(SETTLE_S)  # the previous runner's threads stop spinning
+                r.fn()  # lead-in: wakes this runner's threads
                 samples[r.label].append(_time_calls(r.fn, calls[r.label]))
         for r in runners:
             if not r.interleave:
@@ -296,6 +328,7 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
             "min_s": min(s),
             "samples_s": s,
             "calls_per_sample": calls[label],
+            "interleaved": label in {r.label for r in mixed},
         }
         for label, s in samples.items()
     }
@@ -384,7 +417,7 @@ def bench_case(
         res["gbs"] = nbytes / t * 1e-9
         res["pct_roof"] = 100 * roof_s / t if roof_s else None
         for b, tb in base.items():
-            res[f"speedup_vs_{b}"] = tb / t if tb else None
+            res[f"speedup_vs_{b}"] = _speedup(results[b], res) if tb else None
     return {
         "name": case.name,
         "call": case.describe(),
