@@ -86,7 +86,9 @@ static void FN(tap_run)(const T *xc, const fc_conv_shape *s, int64_t ih, int64_t
         return;
     }
     const T *row = xc + ih * s->W; /* read at ow*sw + off, inside [0, W) for ow in [lo, hi) */
+    /* the in-image run clipped to [a, e): a <= l <= h <= e (lo may lie past e, hi before a) */
     int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
+    if (l > e) l = e;
     if (h < l) h = l;
     for (int64_t ow = a; ow < l; ow++) dst[ow - a] = 0;
     if (s->sw == 1)

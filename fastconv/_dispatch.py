@@ -169,9 +169,13 @@ def resolve_dtypes(dtypes: Dict[str, np.dtype]) -> Tuple[np.dtype, np.dtype]:
 
 
 class Call:
-    """One public call: the engine chosen, the dtypes and the prepared arrays."""
+    """One public call: the engine chosen, the dtypes and the prepared arrays. Arrays given
+    as None are absent (only those whose name ends in "bias" may be)."""
 
     def __init__(self, op: Any, backend: Any, arrays: Dict[str, Any]):
+        for k, v in arrays.items():  # only biases are optional
+            if v is None and not k.endswith("bias"):
+                raise TypeError(f"{k} must be an array, got None")
         fast = _host_dtype(arrays)
         if fast is not None:  # the common case: NumPy float32 / float64 arrays of one dtype
             self.raw = {k: v for k, v in arrays.items() if v is not None}

@@ -111,7 +111,7 @@ def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, .
     """Normalise an int or a sequence of 1 or ``n`` ints to an ``n``-tuple (as torch does)."""
     if type(value) is int:
         return (as_int(value, name, minimum=minimum),) * n
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.ndim != 1):
         raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
     if isinstance(value, (tuple, list, Sequence, np.ndarray)):
         items = list(value)
@@ -212,7 +212,7 @@ def _check_weight(op, w_shape, nd, wname="weight"):
         raise ValueError(f"{op}: {wname} must not be empty, got shape {tuple(w_shape)}")
 
 
-def _check_bias(op, b_shape, oc, name="bias"):
+def check_bias(op, b_shape, oc, name="bias"):
     if b_shape is None:
         return
     if tuple(b_shape) != (oc,):
@@ -287,7 +287,7 @@ def conv_geometry(
             f"{op}: input has {C} channels but weight expects {Cg} * groups ({g}) = {Cg * g} "
             f"(input shape {tuple(x_shape)}, weight shape {tuple(w_shape)})"
         )
-    _check_bias(op, b_shape, OC)
+    check_bias(op, b_shape, OC)
     _check_spatial_nonempty(op, N, C, spatial, x_shape)
     pads = conv_padding(padding, nd, k, d, s, op)
     axes = ("H", "W") if nd == 2 else ("L",)
@@ -344,7 +344,7 @@ def conv_transpose_geometry(
         raise ValueError(f"{op}: in_channels = {C} must be divisible by groups = {g}")
     OC = w_shape[1] * g
     k = tuple(w_shape[2:])
-    _check_bias(op, b_shape, OC)
+    check_bias(op, b_shape, OC)
     _check_spatial_nonempty(op, N, C, spatial, x_shape)
     outs = tuple(
         (spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op_[i] + 1 for i in range(nd)
@@ -428,12 +428,14 @@ def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool)
     return out
 
 
-def _pool_input(op: str, x_shape, nd: int):
+def _pool_input(op: str, x_shape, nd: int, allow_zero_channels: bool = False):
     batched, N, C, spatial = _spatial_input(x_shape, nd, op)
-    if C == 0 or any(v == 0 for v in spatial):
+    if (C == 0 and not allow_zero_channels) or any(v == 0 for v in spatial):
+        what = "spatial sizes" if allow_zero_channels else "channel and spatial sizes"
+        may = "batch and channels" if allow_zero_channels else "batch"
         raise ValueError(
-            f"{op}: input must have non-zero channel and spatial sizes (only the batch may be "
-            f"0), got shape {tuple(x_shape)}"
+            f"{op}: input must have non-zero {what} (only the {may} may be 0), "
+            f"got shape {tuple(x_shape)}"
         )
     return batched, N, C, spatial
 
@@ -452,7 +454,13 @@ def pool_geometry(
     """Validate a max / avg pooling's arguments and compute its output size."""
     batched, N, C, spatial = _pool_input(op, x_shape, nd)
     k = as_tuple(kernel_size, "kernel_size", nd, minimum=1)
-    if stride is None or (isinstance(stride, (Sequence, np.ndarray)) and len(stride) == 0):
+    empty_seq = (
+        isinstance(stride, (Sequence, np.ndarray))
+        and not isinstance(stride, (str, bytes))
+        and np.ndim(stride) == 1
+        and len(stride) == 0
+    )
+    if stride is None or empty_seq:  # torch: stride None or [] means kernel_size
         s = k
     else:
         s = as_tuple(stride, "stride", nd, minimum=1)
@@ -494,8 +502,14 @@ def divisor_override(value: Any) -> int:
 
 @memo
 def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: int) -> PoolGeometry:
-    """Validate an adaptive pooling's arguments; ``output_size`` entries may be None."""
-    batched, N, C, spatial = _pool_input(op, x_shape, nd)
+    """Validate an adaptive pooling's arguments; ``output_size`` entries may be None.
+    Average pooling accepts zero channels (an empty output), as torch does; max does not."""
+    batched, N, C, spatial = _pool_input(op, x_shape, nd, allow_zero_channels="_avg_" in op)
+    if isinstance(output_size, np.ndarray) and output_size.ndim != 1:
+        raise TypeError(
+            f"{op}: output_size must be an int or a tuple of {nd} ints or None, "
+            f"got {output_size!r}"
+        )
     if isinstance(output_size, (Sequence, np.ndarray)) and not isinstance(output_size, str):
         items = list(output_size)
         if len(items) == 1:

@@ -384,9 +384,8 @@ def separable_conv2d(
             f"{op}: depthwise_weight.shape[0] = {dws[0]} must be a multiple of the input's "
             f"channels {C}"
         )
-    g = _shapes.conv_geometry(
-        op, xs, dws, call.shapes.get("depthwise_bias"), stride, padding, dilation, max(C, 1), 2
-    )
+    g = _shapes.conv_geometry(op, xs, dws, None, stride, padding, dilation, max(C, 1), 2)
+    _shapes.check_bias(op, call.shapes.get("depthwise_bias"), g.OC, "depthwise_bias")
     if len(pws) != 4 or pws[1] != g.OC or pws[2:] != (1, 1) or pws[0] == 0:
         raise ValueError(
             f"{op}: pointwise_weight must be (OC, {g.OC}, 1, 1), got shape {tuple(pws)}"

@@ -292,6 +292,29 @@ def test_workspace_bound_forces_chunks(limit):
         )
 
 
+def test_tiny_workspace_chunks_inside_the_padding():
+    """With the smallest bound a pixel chunk can end before a tap's first in-image column
+    (wide left padding, dilation): the chunk must be zeros only, written inside the chunk
+    (a chunk [a, e) once got zeros up to that column, past its end, and corrupted the heap).
+    Every variant, seeded random convs with wide paddings, and the first case found."""
+    c.set_workspace_limit(1)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 1, 13, 13))
+    w = rng.standard_normal((1, 1, 2, 5))
+    cases = [(x, w, None, (1, 1, 13, 13), (1, 1, 0, 4, 2, 2, 1))]  # 'same' with dilation 2
+    for _ in range(40):
+        x, w, b, yshape, args = random_conv(rng, np.float64)
+        sh, sw, ph, pw, dh, dw, G = args
+        pw = int(rng.integers(0, 9))  # wider than random_conv's
+        yshape = yshape[:3] + (_conv_out(x.shape[3], w.shape[3], sw, pw, 0, dw),)
+        if yshape[3] >= 1:
+            cases.append((x, w, b, yshape, (sh, sw, ph, pw, dh, dw, G)))
+    for x, w, b, yshape, args in cases:
+        want = conv_ref(x, w, b, yshape, args)
+        for variant in (None,) + c.CONV2D_VARIANTS[1:]:
+            _close(run_conv(x, w, b, yshape, args, variant=variant), want, np.float64)
+
+
 def test_workspace_limit_validation():
     with pytest.raises(ValueError):
         c.set_workspace_limit(0)

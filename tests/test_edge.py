@@ -207,3 +207,43 @@ def test_inputs_not_modified(engine, op):
     }[op]
     getattr(fc, op)(x, *args, backend=engine)
     np.testing.assert_array_equal(x, x0)
+
+
+def test_max_pool_window_wholly_in_padding(engine):
+    # dilation can place every tap of a window in the padding: the output is -inf and its
+    # index points past the plane (torch gives the same); the gradient skips it (it depends
+    # on no input) instead of writing out of bounds
+    import fastconv.grad as G
+
+    x = np.array([[[4.0]]])
+    y, idx = fc.max_pool1d(x, 2, 1, 1, 2, return_indices=True, backend=engine)
+    assert y.shape == (1, 1, 1) and np.isneginf(y).all() and int(idx[0, 0, 0]) == 1
+    gx = G.max_pool1d_input(x, np.ones((1, 1, 1)), 2, 1, 1, 2, backend=engine)
+    np.testing.assert_array_equal(gx, [[[0.0]]])
+    # 2-D: rows -1 and 1 of a 1-row image are padding; column windows are valid elsewhere
+    x2 = np.arange(1.0, 7.0).reshape(1, 1, 2, 3)
+    y2, i2 = fc.max_pool2d(x2, (2, 2), 1, 1, (3, 1), return_indices=True, backend=engine)
+    torch = pytest.importorskip("torch")
+    yt, it = torch.nn.functional.max_pool2d(
+        torch.from_numpy(x2), (2, 2), 1, 1, (3, 1), return_indices=True
+    )
+    np.testing.assert_array_equal(y2, yt.numpy())
+    np.testing.assert_array_equal(i2, it.numpy())
+    gy = np.arange(1.0, 1.0 + y2.size).reshape(y2.shape)
+    gx2 = G.max_pool2d_input(x2, gy, (2, 2), 1, 1, (3, 1), backend=engine)
+    want = np.zeros(x2.size)
+    for k, v in zip(it.numpy().ravel(), gy.ravel()):
+        if 0 <= k < x2.size:
+            want[k] += v
+    np.testing.assert_array_equal(gx2, want.reshape(x2.shape))
+
+
+def test_adaptive_avg_pool_zero_channels(engine):
+    # torch accepts zero channels in adaptive average pooling (an empty output); max raises
+    import fastconv.grad as G
+
+    assert fc.adaptive_avg_pool2d(np.zeros((2, 0, 5, 5)), 2, backend=engine).shape == (2, 0, 2, 2)
+    assert fc.adaptive_avg_pool2d(np.zeros((0, 5, 5)), (3, None), backend=engine).shape == (0, 3, 5)
+    assert fc.adaptive_avg_pool1d(np.zeros((2, 0, 5)), 3, backend=engine).shape == (2, 0, 3)
+    gx = G.adaptive_avg_pool2d_input((2, 0, 5, 5), np.zeros((2, 0, 2, 2)), backend=engine)
+    assert gx.shape == (2, 0, 5, 5)

@@ -220,16 +220,33 @@ def test_max_pool_vs_torch(engine, seed):
     x = rng.standard_normal(xs)
     if seed % 4 == 2:
         x = x[0]
-    y = fastconv.max_pool2d(x, backend="reference", **kw)
+    y, idx = fastconv.max_pool2d(x, backend="reference", return_indices=True, **kw)
     gy = rng.standard_normal(y.shape)
-    (gx_t,) = _torch_grads(lambda a: F.max_pool2d(a, **kw), [x], gy)
+    (gx_t,) = _max_pool_grad(lambda a: F.max_pool2d(a, **kw), x, gy, idx, 2)
     _tol(G.max_pool2d_input(x, gy, **kw, backend=engine), gx_t)
     # 1-D: the first row of the 2-D configuration
     kw1 = {k: (v[1] if isinstance(v, tuple) else v) for k, v in kw.items()}
     x1 = x[..., 0, :]
-    gy1 = rng.standard_normal(fastconv.max_pool1d(x1, backend="reference", **kw1).shape)
-    (gx1_t,) = _torch_grads(lambda a: F.max_pool1d(a, **kw1), [x1], gy1)
+    y1, idx1 = fastconv.max_pool1d(x1, backend="reference", return_indices=True, **kw1)
+    gy1 = rng.standard_normal(y1.shape)
+    (gx1_t,) = _max_pool_grad(lambda a: F.max_pool1d(a, **kw1), x1, gy1, idx1, 1)
     _tol(G.max_pool1d_input(x1, gy1, **kw1, backend=engine), gx1_t)
+
+
+def _max_pool_grad(fwd, x, gy, idx, nd):
+    """torch autograd's input gradient of an nd-D max pool, unless a window lies wholly in
+    the padding (its index points past the plane, and torch's backward then writes out of
+    bounds): then the scatter-add of gy through the in-plane indices, computed here."""
+    size = int(np.prod(x.shape[-nd:]))
+    if (idx < size).all():
+        return _torch_grads(fwd, [x], gy)
+    rows = idx.reshape(-1, int(np.prod(idx.shape[-nd:])))
+    g = np.zeros((rows.shape[0], size))
+    for r, (ii, vv) in enumerate(zip(rows, gy.reshape(rows.shape))):
+        for i, v in zip(ii, vv):
+            if 0 <= i < size:
+                g[r, i] += v
+    return (g.reshape(x.shape),)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

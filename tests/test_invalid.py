@@ -77,6 +77,22 @@ CASES = [
     ("adaptive len", lambda e: fc.adaptive_avg_pool2d(X, (1, 2, 3), backend=e), ValueError, ["output_size"]),
     ("adaptive huge", lambda e: fc.adaptive_avg_pool2d(X, 2**40, backend=e), ValueError, ["output_size"]),
     ("adaptive too many", lambda e: fc.adaptive_avg_pool2d(X, 2**30, backend=e), ValueError, ["elements"]),
+    ("adaptive 0-d array", lambda e: fc.adaptive_avg_pool2d(X, np.array(3), backend=e), TypeError, ["output_size"]),
+    ("adaptive max 0-d array", lambda e: fc.adaptive_max_pool1d(X1, np.array(3), backend=e), TypeError, ["output_size"]),
+    ("adaptive max zero channels", lambda e: fc.adaptive_max_pool2d(np.ones((2, 0, 4, 4)), 2, backend=e), ValueError, ["input"]),
+    ("adaptive avg empty spatial", lambda e: fc.adaptive_avg_pool2d(np.ones((2, 0, 0, 4)), 2, backend=e), ValueError, ["input"]),
+    ("maxpool stride empty str", lambda e: fc.max_pool2d(X, 2, stride="", backend=e), TypeError, ["stride"]),
+    ("avgpool1d stride empty str", lambda e: fc.avg_pool1d(X1, 2, stride="", backend=e), TypeError, ["stride"]),
+    ("maxpool kernel 0-d array", lambda e: fc.max_pool2d(X, np.array(2), backend=e), TypeError, ["kernel_size"]),
+    ("conv stride 0-d array", lambda e: fc.conv2d(X, W, stride=np.array(2), groups=2, backend=e), TypeError, ["stride"]),
+    ("conv input None", lambda e: fc.conv2d(None, W, backend=e), TypeError, ["input", "None"]),
+    ("conv weight None", lambda e: fc.conv2d(X, None, backend=e), TypeError, ["weight", "None"]),
+    ("convT weight None", lambda e: fc.conv_transpose2d(X, None, backend=e), TypeError, ["weight", "None"]),
+    ("pool input None", lambda e: fc.avg_pool2d(None, 2, backend=e), TypeError, ["input", "None"]),
+    ("separable pointwise None", lambda e: fc.separable_conv2d(X, np.ones((4, 1, 3, 3)), None, backend=e), TypeError, ["pointwise_weight"]),
+    ("separable depthwise bias", lambda e: fc.separable_conv2d(X, np.ones((4, 1, 3, 3)), np.ones((5, 4, 1, 1)), np.ones(2), backend=e), ValueError, ["depthwise_bias"]),
+    ("grad grad_output None", lambda e: fc.grad.conv2d_input(X.shape, W, None, groups=2, backend=e), TypeError, ["grad_output"]),
+    ("grad weight None", lambda e: fc.grad.conv2d_weight(X, W.shape, None, groups=2, backend=e), TypeError, ["grad_output"]),
 ]
 
 

@@ -53,7 +53,8 @@ adaptive_avg_pool2d(x, y) / adaptive_max_pool2d(x, y, idx)
 Backward kernels (used by ``fastconv.grad``):
 max_pool2d_backward(gy, idx, gx)
     gy (N, C, OH, OW), idx int64 (N, C, OH, OW) from a max or adaptive max pool, gx (N, C, H, W):
-    gx = 0, then gx[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j].
+    gx = 0, then gx[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j]; an index outside [0, H*W)
+    (a window wholly in the padding: output -inf, index past the plane, as torch) is skipped.
 avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
     the adjoint of avg_pool2d: each gy element spread over its clipped window, divided by
     the same divisor as in the forward pass.

@@ -285,7 +285,15 @@ def _build(dt):
             i = r % OH
             q = r // OH
             best = dt(NEG_INF)
-            arg = -1
+            # a window with no tap inside the input keeps -inf and the index of its first
+            # tap at or after row / column 0 (past the plane), as the other engines and torch
+            h0 = i * sh - ph
+            w0 = j * sw - pw
+            if h0 < 0:
+                h0 += ((-h0 + dh - 1) // dh) * dh
+            if w0 < 0:
+                w0 += ((-w0 + dw - 1) // dw) * dw
+            arg = h0 * W + w0
             first = True
             for a in range(kh):
                 ih = i * sh - ph + a * dh
@@ -399,14 +407,18 @@ def _build(dt):
     def max_pool2d_backward(gy, idx, gx):
         # gy and idx are (P, OH*OW), gx is (P, H*W) and already zero. Several outputs may
         # share an argmax, so the adds are atomic; their order (and so the last bit of such
-        # a sum) is not deterministic.
+        # a sum) is not deterministic. An index outside [0, H*W) (the -inf output of a window
+        # that lies wholly in the padding) depends on no input: it is skipped.
         P, Q = gy.shape
+        HW = gx.shape[1]
         total = P * Q
         t = cuda.grid(1)
         while t < total:
             q = t // Q
             k = t - q * Q
-            cuda.atomic.add(gx, (q, idx[q, k]), gy[q, k])
+            i = idx[q, k]
+            if i >= 0 and i < HW:
+                cuda.atomic.add(gx, (q, i), gy[q, k])
             t += cuda.gridsize(1)
 
     @cuda.jit

@@ -315,8 +315,8 @@ def adaptive_max_pool2d(x, y, idx, want_idx):
 @njit(parallel=True, cache=True)
 def max_pool2d_backward(gy, idx, gx):
     # gy and idx are (N, C, OH, OW), gx is (N, C, H, W): gx = 0, then
-    # gx[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j]. An index outside [0, H*W) (which no
-    # max pool produces) is skipped rather than written out of bounds.
+    # gx[n, c].flat[idx[n, c, i, j]] += gy[n, c, i, j]. An index outside [0, H*W) (the -inf
+    # output of a window wholly in the padding) depends on no input: it is skipped.
     N, C, H, W = gx.shape
     OH = gy.shape[2]
     OW = gy.shape[3]

@@ -187,11 +187,16 @@ def adaptive_max_pool2d(x, y, idx):
 
 
 def max_pool2d_backward(gy, idx, gx):
-    # gy and idx are (N, C, OH, OW), gx is (N, C, H, W): scatter-add through the indices
+    # gy and idx are (N, C, OH, OW), gx is (N, C, H, W): scatter-add through the indices.
+    # An index outside [0, H*W) (the -inf output of a window that lies wholly in the
+    # padding, whose index points past the plane as torch's does) depends on no input and
+    # is skipped.
     N, C, H, W = gx.shape
     acc = np.zeros((N * C, H * W), ACC)
     rows = np.repeat(np.arange(N * C), gy.shape[2] * gy.shape[3])
-    np.add.at(acc, (rows, idx.reshape(-1)), gy.reshape(-1))
+    flat = idx.reshape(-1)
+    ok = (flat >= 0) & (flat < H * W)
+    np.add.at(acc, (rows[ok], flat[ok]), gy.reshape(-1)[ok])
     gx[...] = acc.reshape(N, C, H, W)
 
 
