@@ -7,14 +7,14 @@ which then sits in the last-level cache, so the floor is the time to *read* 3.2 
 cache: measured here with a plain vector sum over the same bytes (csrc/probe.c,
 fc_probe_read_bandwidth). Every call also pays a fixed cost (argument checks, allocation,
 dispatch; ``fastconv`` and torch alike). The script prints the floor, the kernels alone, the
-public calls and torch, and the best ratio to torch any engine could reach here: torch's time
-over (floor + fastconv's fixed cost, measured on a 1-plane call).
+public calls and torch (medians of interleaved samples, timed as ``fastconv bench`` does), and
+the best ratio to torch any engine could reach here: torch's time over (floor + fastconv's
+fixed cost, measured on a 1-plane call).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from fastconv._fastconv_c import ffi, lib
@@ -22,18 +22,7 @@ from fastconv._fastconv_c import ffi, lib
 import fastconv
 from fastconv.backends import _c_pool
 from fastconv.backends import numba_cpu as _nb
-
-
-def best_us(fn, calls: int = 400, rounds: int = 9) -> float:
-    for _ in range(calls // 10):
-        fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - t0) / calls * 1e6)
-    return sorted(times)[rounds // 2]  # median
+from fastconv.benchmark import Runner, time_interleaved
 
 
 def main() -> None:
@@ -50,25 +39,33 @@ def main() -> None:
     gbs = max(lib.fc_probe_read_bandwidth(src, x.size, 200, args.threads) for _ in range(5))
     floor = x.nbytes / gbs * 1e-3  # us
 
-    rows = [("read floor (vector sum of the same 3.2 MB)", floor)]
-    rows.append(("c kernel alone", best_us(lambda: _c_pool.adaptive_avg_pool2d(x, y))))
-    rows.append(("numba kernel alone", best_us(lambda: _nb.adaptive_avg_pool2d(x, y))))
-    rows.append(("fastconv call, c", best_us(lambda: fastconv.adaptive_avg_pool2d(x, 1, backend="c"))))
-    rows.append(
-        ("fastconv call, numba", best_us(lambda: fastconv.adaptive_avg_pool2d(x, 1, backend="numba")))
-    )
-    fixed = best_us(lambda: fastconv.adaptive_avg_pool2d(tiny, 1, backend="c"), 4000)
-    rows.append(("fastconv fixed cost (1 plane of 7x7, c)", fixed))
+    runners = [
+        Runner("c kernel alone", lambda: _c_pool.adaptive_avg_pool2d(x, y)),
+        Runner("numba kernel alone", lambda: _nb.adaptive_avg_pool2d(x, y)),
+        Runner("fastconv call, c", lambda: fastconv.adaptive_avg_pool2d(x, 1, backend="c")),
+        Runner("fastconv call, numba",
+               lambda: fastconv.adaptive_avg_pool2d(x, 1, backend="numba")),
+        Runner("fastconv fixed cost (1 plane of 7x7, c)",
+               lambda: fastconv.adaptive_avg_pool2d(tiny, 1, backend="c")),
+    ]
     torch_us = None
     try:
         import torch
 
         torch.set_num_threads(args.threads)
         xt = torch.from_numpy(x)
-        torch_us = best_us(lambda: torch.nn.functional.adaptive_avg_pool2d(xt, 1))
-        rows.append(("torch adaptive_avg_pool2d", torch_us))
+        runners.append(
+            Runner("torch adaptive_avg_pool2d", lambda: torch.nn.functional.adaptive_avg_pool2d(xt, 1))
+        )
     except ImportError:
         pass
+    # interleaved rounds, each sample after a pause and a lead-in call (fastconv.benchmark)
+    stats = time_interleaved(runners, repeat=15, budget_s=20.0)
+    rows = [("read floor (vector sum of the same 3.2 MB)", floor)]
+    rows += [(r.label, stats[r.label]["median_s"] * 1e6) for r in runners]
+    fixed = stats[runners[4].label]["median_s"] * 1e6
+    if len(runners) > 5:
+        torch_us = stats[runners[5].label]["median_s"] * 1e6
 
     print(f"global average pooling 8x2048x7x7 float32, {args.threads} thread(s)")
     print(f"read bandwidth over 3.2 MB (cache-resident): {gbs:.0f} GB/s")
