@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -30,13 +31,9 @@ def _names(values):
 
 
 def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+    from .cli import int_at_least
+
+    return int_at_least(1)(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from . import benchmark as B
     from ._bench_layers import expand_ops, select
+    from .cli import check_writable
 
     started = time.perf_counter()
     ops = expand_ops(_names(args.ops)) if args.ops else None
@@ -121,6 +119,13 @@ def run(args) -> int:
                 f"--plot writes a PNG file; give a name ending in .png, got {args.plot!r}"
             )
         B.require_matplotlib()
+    # fail now, not after the whole run, if an output cannot be written
+    if args.json:
+        check_writable(args.json, "--json")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+        if args.json and os.path.realpath(args.json) == os.path.realpath(args.plot):
+            raise ValueError(f"--json and --plot name the same file {args.json!r}")
     if not cases and args.model is None:
         raise ValueError(f"no layer of suite {args.suite!r} has the ops {', '.join(ops or ())}")
     if not engines:
@@ -139,10 +144,18 @@ def run(args) -> int:
         )
     report["elapsed_s"] = time.perf_counter() - started
     print(B.format_report(report))
-    if args.json:
-        B.write_json(report, args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        B.plot(report, args.plot)
-        print(f"wrote {args.plot}")
-    return 0
+    # each output on its own: one that fails (the disk filled up, say) does not stop the other
+    failed = 0
+    outputs = (("--json", args.json, B.write_json), ("--plot", args.plot, B.plot))
+    for option, path, write in outputs:
+        if not path:
+            continue
+        try:
+            write(report, path)
+        except (OSError, ValueError) as exc:
+            print(f"fastconv bench: error: {option} {path!r} could not be written: {exc}",
+                  file=sys.stderr)
+            failed += 1
+        else:
+            print(f"wrote {path}")
+    return 2 if failed else 0

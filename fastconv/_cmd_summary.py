@@ -8,12 +8,14 @@ HELP = "per-layer parameters, MACs and receptive fields of a model (e.g. resnet5
 
 
 def add_arguments(parser) -> None:
+    from .cli import int_at_least
     from .models import MODELS
 
     parser.add_argument("model", help=f"one of: {', '.join(MODELS)}")
     parser.add_argument("--input", default="3x224x224", metavar="CxHxW",
                         help="input shape without the batch (default 3x224x224)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
+    parser.add_argument("--batch", type=int_at_least(1), default=1,
+                        help="batch size N (default 1)")
     parser.add_argument("--flops", action="store_true", help="count FLOPs (2 per MAC)")
     parser.add_argument("--bias", action="store_true", help="count bias adds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -66,9 +66,10 @@ def parse_input_shape(value: Any, name: str = "input_shape") -> Shape:
     such as "3x224x224" (also "3,224,224"). Returns a tuple."""
     if isinstance(value, str):
         parts = [p for p in re.split(r"[x,\s]+", value.strip().lower()) if p]
-        if not parts or not all(p.isdigit() for p in parts):
+        if not parts or not all(re.fullmatch(r"[0-9]+", p, re.ASCII) for p in parts):
             raise ValueError(
-                f"{name} must look like 3x224x224 (channels x height x width), got {value!r}"
+                f"{name} must look like 3x224x224 (channels x height x width, digits 0-9), "
+                f"got {value!r}"
             )
         value = [int(p) for p in parts]
     if not isinstance(value, (Sequence, np.ndarray)) or isinstance(value, (bytes,)):

@@ -24,6 +24,7 @@ Built-in stacks (:func:`build`, also accepted by ``fastconv erf``):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
@@ -34,7 +35,7 @@ from .accounting import parse_input_shape
 from .init import as_generator
 from .receptive_field import receptive_field
 
-__all__ = ["ERF", "build", "effective_receptive_field", "spatial_trunk"]
+__all__ = ["ERF", "build", "check_memory", "effective_receptive_field", "spatial_trunk"]
 
 THEORETICAL_THRESHOLD = 1e-6  # map values above this count towards theoretical_pixels
 EFFECTIVE_THRESHOLD = 0.1  # map values above this count towards effective_pixels
@@ -99,10 +100,9 @@ def build(spec: str, channels: int = 16, in_channels: Optional[int] = None,
     kind, _, depth = spec.partition(":")
     if kind not in ("linear", "plain", "residual"):
         raise ValueError(f"spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}")
-    try:
-        L = int(depth)
-    except ValueError:
-        raise ValueError(f"spec {spec!r}: L must be an integer") from None
+    if not (depth.isascii() and depth.isdigit()):
+        raise ValueError(f"spec {spec!r}: L must be a whole number written in digits 0-9")
+    L = int(depth)
     if L < 1 or (kind == "residual" and L < 2):
         raise ValueError(f"spec {spec!r}: L must be >= 1 (>= 2 for residual)")
     C = _shapes.as_int(channels, "channels", minimum=1)
@@ -150,6 +150,46 @@ def spatial_trunk(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------ the map
 
 
+def _physical_memory() -> Optional[int]:
+    """Bytes of memory of this machine, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class _SizeTracer(nn.Tracer):
+    """Adds up the elements of every layer's output (what a backward pass keeps)."""
+
+    def __init__(self):
+        self.elements = 0
+
+    def leaf(self, name, module, in_shape, out_shape, state):
+        self.elements += math.prod(out_shape)
+        return state
+
+    def merge(self, name, module, how, in_shapes, out_shape, states):
+        self.elements += math.prod(out_shape)
+        return states[0]
+
+
+def check_memory(model: nn.Module, x_shape: Tuple[int, ...], name: str = "input_shape") -> None:
+    """ValueError naming ``name`` when the input (N, C, H, W) ``x_shape`` cannot fit: the
+    input and every layer's output, at 4 bytes an element (a lower bound), exceed this
+    machine's memory. Checked from the shapes alone, before anything is allocated."""
+    tracer = _SizeTracer()
+    model._trace(tracer, "", tuple(x_shape), None)
+    need = 4 * (math.prod(x_shape) + tracer.elements)
+    have = _physical_memory()
+    if have is not None and need > have:
+        C, H, W = x_shape[1:]
+        raise ValueError(
+            f"{name} {C}x{H}x{W} is too large: {x_shape[0]} input(s) and the activations a "
+            f"backward pass keeps need at least {need / 2**30:.1f} GiB, more than this "
+            f"machine's {have / 2**30:.1f} GiB"
+        )
+
+
 def _marginal_stats(m: np.ndarray) -> Tuple[float, float]:
     idx = np.arange(m.size, dtype=np.float64)
     total = m.sum()
@@ -192,16 +232,16 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     shape = parse_input_shape(input_shape, "input_shape")
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {shape}")
-    if backend is not None:
-        model.set_backend(backend)
+    x: Optional[np.ndarray] = None
     if input is None:
         n = _shapes.as_int(samples, "samples", minimum=1)
-        x = as_generator(generator).standard_normal((n,) + tuple(shape))
+        gen = as_generator(generator)
     else:
         x = np.asarray(input)
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
             raise ValueError(f"input must have shape (N,) + {tuple(shape)}, got {x.shape}")
-    out_shape = model.output_shape(x.shape)
+        n = x.shape[0]
+    out_shape = model.output_shape((n,) + tuple(shape))
     if len(out_shape) != 4:
         raise ValueError(
             f"model output must be (N, OC, OH, OW) to pick an output element, got {out_shape}; "
@@ -211,8 +251,10 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     if position is None:
         pos = (OH // 2, OW // 2)
     else:
-        if isinstance(position, (str, bytes)) or len(position) != 2:
-            raise ValueError(f"position must be (oh, ow), got {position!r}")
+        if isinstance(position, (str, bytes)) or not isinstance(position, (Sequence, np.ndarray)):
+            raise TypeError(f"position must be a pair (oh, ow) of ints, got {position!r}")
+        if len(position) != 2:
+            raise ValueError(f"position must be a pair (oh, ow) of ints, got {position!r}")
         pos = (_shapes.as_int(position[0], "position"), _shapes.as_int(position[1], "position"))
         if not (0 <= pos[0] < OH and 0 <= pos[1] < OW):
             raise ValueError(f"position {pos} is outside the output's {OH}x{OW} positions")
@@ -220,6 +262,11 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
         channel = _shapes.as_int(channel, "channel")
         if not 0 <= channel < OC:
             raise ValueError(f"channel must be in [0, {OC}), got {channel}")
+    check_memory(model, (n,) + tuple(shape), "input_shape")
+    if backend is not None:
+        model.set_backend(backend)
+    if x is None:
+        x = gen.standard_normal((n,) + tuple(shape))
 
     keep = [(m, m.keep_cache, m.requires_grad) for _, m in model.named_modules()]
     model.retain_inputs(True).requires_grad_(False)

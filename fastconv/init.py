@@ -173,21 +173,29 @@ def ones_(array: np.ndarray):
     return constant_(array, 1.0)
 
 
-def xavier_uniform_(array: np.ndarray, gain: float = 1.0, *, generator: Any = None):
-    """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+def _xavier_std(array: np.ndarray, gain: Any) -> float:
+    """gain * sqrt(2 / (fan_in + fan_out)), checking ``gain`` (>= 0: torch rejects negative
+    gains too, through the range it then asks for) and the fans."""
     _check_array(array)
+    g = _number(gain, "gain")
+    if g < 0:
+        raise ValueError(f"gain must be >= 0, got {gain!r}")
     fan_in, fan_out = calculate_fan_in_and_fan_out(array)
-    std = _number(gain, "gain") * math.sqrt(2.0 / float(fan_in + fan_out))
-    bound = math.sqrt(3.0) * std
+    if fan_in + fan_out == 0:
+        raise ValueError(f"array of shape {array.shape} has fan_in + fan_out = 0: Xavier "
+                         "initialisation is undefined for it")
+    return g * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
+def xavier_uniform_(array: np.ndarray, gain: float = 1.0, *, generator: Any = None):
+    """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)); gain >= 0."""
+    bound = math.sqrt(3.0) * _xavier_std(array, gain)
     return uniform_(array, -bound, bound, generator=generator)
 
 
 def xavier_normal_(array: np.ndarray, gain: float = 1.0, *, generator: Any = None):
-    """Glorot normal: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out))."""
-    _check_array(array)
-    fan_in, fan_out = calculate_fan_in_and_fan_out(array)
-    std = _number(gain, "gain") * math.sqrt(2.0 / float(fan_in + fan_out))
-    return normal_(array, 0.0, std, generator=generator)
+    """Glorot normal: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out)); gain >= 0."""
+    return normal_(array, 0.0, _xavier_std(array, gain), generator=generator)
 
 
 def kaiming_uniform_(

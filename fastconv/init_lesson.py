@@ -155,6 +155,7 @@ def train(init: str, steps: int = 200, batch: int = 32, lr: float = 0.05,
     """
     steps = _shapes.as_int(steps, "steps", minimum=1)
     batch = _shapes.as_int(batch, "batch", minimum=1)
+    seed = _shapes.as_int(seed, "seed", minimum=0)
     model = apply_init(make_model(backend=backend), init, generator=seed + 1)
     model.retain_inputs()
     opt = nn.SGD(model, lr=lr, momentum=momentum)
@@ -201,6 +202,7 @@ def activation_variances(init: str, depth: int = 10, channels: int = 64, size: i
     """
     depth = _shapes.as_int(depth, "depth", minimum=1)
     networks = _shapes.as_int(networks, "networks", minimum=1)
+    seed = _shapes.as_int(seed, "seed", minimum=0)
     total = np.zeros(depth)
     for k in range(networks):
         layers: List[nn.Module] = []
@@ -224,7 +226,20 @@ def activation_variances(init: str, depth: int = 10, channels: int = 64, size: i
 def run_lesson(steps: int = 200, inits: Sequence[str] = INITS, seed: int = 0,
                backend: str = "auto", depth: int = 10,
                log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
-    """Train from every init in ``inits`` and measure activation variances through depth."""
+    """Train from every init in ``inits`` and measure activation variances through depth
+    (a plain stack of ``depth`` >= 1 conv layers). Every argument is checked before any
+    training starts."""
+    steps = _shapes.as_int(steps, "steps", minimum=1)
+    seed = _shapes.as_int(seed, "seed", minimum=0)
+    depth = _shapes.as_int(depth, "depth", minimum=1)
+    if isinstance(inits, str):
+        inits = (inits,)
+    inits = tuple(inits)
+    if not inits:
+        raise ValueError("inits must name at least one initialisation")
+    for name in inits:
+        if name not in INITS + EXTRA_INITS:
+            raise ValueError(f"inits: each must be one of {INITS + EXTRA_INITS}, got {name!r}")
     runs = {}
     for name in inits:
         if log:
@@ -265,7 +280,7 @@ def report(result: Dict[str, Any]) -> str:
     lines.append("")
     var = result["variances"]
     depth = len(next(iter(var.values())))
-    show = sorted({0, 1, depth // 2, depth - 1})
+    show = sorted(i for i in {0, 1, depth // 2, depth - 1} if i < depth)
     lines.append(f"variance of each conv output at initialisation: plain stack of {depth} "
                  "conv3x3 + ReLU, 64 channels, N(0, 1) input, mean of 4 networks")
     lines.append(f"{'init':<10}" + "".join(f"{'layer ' + str(i + 1):>12}" for i in show)
@@ -322,9 +337,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("--steps", type=int, default=200, help="SGD steps per init (200)")
-    parser.add_argument("--seed", type=int, default=0, help="data and weights (0)")
-    parser.add_argument("--depth", type=int, default=10,
+    from .cli import int_at_least
+
+    parser.add_argument("--steps", type=int_at_least(1), default=200,
+                        help="SGD steps per init (200)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="data and weights (0)")
+    parser.add_argument("--depth", type=int_at_least(1), default=10,
                         help="conv layers of the variance-through-depth stack (10)")
     parser.add_argument("--backend", default="auto", help="engine (default auto)")
     parser.add_argument("--plot", default=None, metavar="PNG",
@@ -333,10 +352,13 @@ def add_arguments(parser: Any) -> None:
 
 def run_cli(args: Any) -> int:
     if args.plot is not None:
+        from .cli import check_writable
+
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib (pip install matplotlib)") from None
+        check_writable(args.plot, "--plot")
     result = run_lesson(steps=args.steps, seed=args.seed, backend=args.backend, depth=args.depth,
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     print(report(result))

@@ -27,15 +27,18 @@ checked in tests/test_models.py, not hard-coded here.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List
 
 import numpy as np
 
+from . import _shapes, nn
 from . import init as _init
-from . import nn
 
-__all__ = ["MODELS", "alexnet", "get_model", "mobilenet_v2", "resnet18", "resnet50", "vgg16"]
+__all__ = ["MODELS", "alexnet", "get_model", "mobilenet_v2", "model_key", "resnet18",
+           "resnet50", "vgg16"]
 
 
 def _conv(cin, cout, k, stride=1, padding=0, groups=1, bias=True, dtype=np.float32):
@@ -48,9 +51,11 @@ def _linear(cin, cout, dtype=np.float32):
 
 
 def _num_classes(value: Any) -> int:
-    from ._shapes import as_int
+    return _shapes.as_int(value, "num_classes", minimum=1)
 
-    return as_int(value, "num_classes", minimum=1)
+
+def _initialize(value: Any) -> bool:
+    return _shapes.as_bool(value, "initialize")
 
 
 def _init_torch_default(model: nn.Module, gen: np.random.Generator) -> None:
@@ -86,6 +91,7 @@ def alexnet(num_classes: int = 1000, *, dropout: float = 0.5, generator: Any = N
             initialize: bool = True, dtype: Any = np.float32) -> nn.Sequential:
     """AlexNet as torchvision builds it (the one-GPU variant: 64-192-384-256-256 channels)."""
     nc = _num_classes(num_classes)
+    initialize = _initialize(initialize)
     features = nn.Sequential(
         _conv(3, 64, 11, 4, 2, dtype=dtype), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
         _conv(64, 192, 5, padding=2, dtype=dtype), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
@@ -118,6 +124,7 @@ def vgg16(num_classes: int = 1000, *, dropout: float = 0.5, generator: Any = Non
           initialize: bool = True, dtype: Any = np.float32) -> nn.Sequential:
     """VGG-16 (configuration D, no batch norm) as torchvision builds it."""
     nc = _num_classes(num_classes)
+    initialize = _initialize(initialize)
     layers: List[nn.Module] = []
     cin = 3
     for v in _VGG16:
@@ -179,6 +186,7 @@ def _downsample(cin: int, cout: int, stride: int, dtype):
 def _resnet(block: Callable, expansion: int, counts: List[int], num_classes: Any,
             generator: Any, initialize: bool, dtype: Any) -> nn.Sequential:
     nc = _num_classes(num_classes)
+    initialize = _initialize(initialize)
     parts: OrderedDict[str, nn.Module] = OrderedDict(
         conv1=_conv(3, 64, 7, 2, 3, bias=False, dtype=dtype),
         bn1=nn.BatchNorm2d(64, dtype=dtype), relu=nn.ReLU(inplace=True),
@@ -254,10 +262,19 @@ _MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 
 def mobilenet_v2(num_classes: int = 1000, *, width_mult: float = 1.0, dropout: float = 0.2,
                  generator: Any = None, initialize: bool = True,
                  dtype: Any = np.float32) -> nn.Sequential:
-    """MobileNetV2 as torchvision builds it (round_nearest 8)."""
+    """MobileNetV2 as torchvision builds it (round_nearest 8). ``width_mult`` (a finite
+    number > 0) scales every layer's channels."""
     nc = _num_classes(num_classes)
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-        raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
+    initialize = _initialize(initialize)
+    if isinstance(width_mult, (bool, np.bool_)) or not isinstance(width_mult, numbers.Real):
+        raise TypeError(f"width_mult must be a real number, got {width_mult!r} "
+                        f"({type(width_mult).__name__})")
+    width_mult = float(width_mult)
+    if not math.isfinite(width_mult) or width_mult <= 0:
+        raise ValueError(f"width_mult must be a finite number > 0, got {width_mult!r}")
+    if 1280 * width_mult > _shapes.MAX_PARAM:
+        raise ValueError(f"width_mult is too large: {width_mult!r} gives more than "
+                         f"{_shapes.MAX_PARAM} channels")
     cin = _make_divisible(32 * width_mult)
     last = _make_divisible(1280 * max(1.0, width_mult))
     features: List[nn.Module] = [_conv_bn_relu6(3, cin, 3, 2, dtype=dtype)]
@@ -287,8 +304,9 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def get_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a model by name (one of :data:`MODELS`)."""
+def model_key(name: str) -> str:
+    """The :data:`MODELS` key of ``name``: case and "-" / "_" do not matter, and
+    "mobilenetv2" is mobilenet_v2 (ValueError for an unknown name)."""
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {name!r}")
     key = name.lower().replace("-", "_")
@@ -296,4 +314,9 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
         key = "mobilenet_v2"
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(MODELS)}")
-    return MODELS[key](**kwargs)
+    return key
+
+
+def get_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by name (one of :data:`MODELS`, as :func:`model_key` reads it)."""
+    return MODELS[model_key(name)](**kwargs)

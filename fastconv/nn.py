@@ -6,9 +6,15 @@ too, so ``model.layer1[0].conv1.weight`` and the state_dict key ``layer1.0.conv1
 the same array. Weights exported from torch (``{k: v.numpy() for k, v in sd.items()}``, saved
 with ``numpy.savez``) load unchanged with :meth:`Module.load_state_dict`.
 
-Layers run in inference mode only: BatchNorm2d uses its running statistics, Dropout is the
-identity. Convolutions and pooling go through fastconv's ops with the layer's ``backend``
-attribute ("auto" by default; :meth:`Module.set_backend` sets a whole tree).
+Modes: layers are built in inference mode (``training`` False, unlike torch, where a new
+module trains): BatchNorm2d uses its running statistics, Dropout is the identity.
+:meth:`Module.train` switches a tree to torch's training behaviour (BatchNorm2d normalises
+with the batch's statistics and updates its running statistics with ``momentum``; Dropout
+zeroes elements with probability ``p`` and scales the rest by 1/(1-p)); :meth:`Module.eval`
+switches back. Convolutions and pooling go through fastconv's ops with the layer's
+``backend`` attribute ("auto" by default; :meth:`Module.set_backend` sets a whole tree).
+Every layer takes real inputs (floating, integer or bool); complex, object and string
+arrays raise TypeError, as fastconv's functions do.
 
 Layer list: Conv1d, Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d, MaxPool2d, AvgPool2d,
 AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm2d, ReLU, ReLU6, Linear, Flatten, Dropout,
@@ -51,7 +57,7 @@ import numpy as np
 from . import _shapes
 from . import grad as _grad
 from . import init as _init
-from ._dispatch import backend_names
+from ._dispatch import _spec, backend_names
 from .conv import conv1d, conv2d, conv_transpose2d, separable_conv2d
 from .pool import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
 
@@ -92,12 +98,36 @@ def _join(prefix: str, name: str) -> str:
 
 def _as_numpy(value: Any, key: str) -> np.ndarray:
     """A state_dict value as a NumPy array (NumPy arrays, torch CPU tensors, lists)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-        value = value.detach().cpu().numpy()
     try:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+            value = value.detach().cpu().numpy()
         return np.asarray(value)
     except Exception as exc:
         raise TypeError(f"state_dict[{key!r}] is not an array: {exc}") from None
+
+
+def _converted(value: np.ndarray, like: np.ndarray, key: str) -> np.ndarray:
+    """``value`` converted to ``like``'s dtype, as loading will write it; only real numbers
+    (bool, integer, floating) are accepted, so the write itself cannot fail."""
+    if value.dtype.kind not in "biuf":
+        raise TypeError(
+            f"state_dict[{key!r}] has dtype {value.dtype}; expected real numbers for the "
+            f"model's {like.dtype} array"
+        )
+    if not like.flags.writeable:
+        raise ValueError(f"cannot load state_dict[{key!r}]: the model's array is read-only")
+    return value.astype(like.dtype, copy=False)
+
+
+def _check_input(x: Any) -> None:
+    """Every layer's input check (run by :meth:`Module.__call__`): real numbers only, as
+    fastconv's functions (``_dispatch.resolve_dtypes``) accept. Device arrays are not copied."""
+    dt = x.dtype if type(x) is np.ndarray else _spec(x, "input")[1]
+    if dt.kind not in "biuf":
+        raise TypeError(
+            f"input has dtype {dt}; fastconv computes on real numbers "
+            "(float32, float64; float16, integer and bool inputs are converted)"
+        )
 
 
 class IncompatibleKeys(NamedTuple):
@@ -147,6 +177,7 @@ class Module:
         # parameter gradients by parameter name, filled by backward, emptied by zero_grad
         self.grads: Dict[str, np.ndarray] = {}
         self.requires_grad = True  # False: backward skips this layer's parameter gradients
+        self.training = False  # see train(): fastconv layers are built in inference mode
         # one record per retained forward call not yet back-propagated (latest last)
         self._calls: List[Dict[str, Any]] = []
 
@@ -167,6 +198,12 @@ class Module:
             raise TypeError(f"{name} must be a fastconv.nn.Module, got {type(module).__name__}")
         if name in self._param_names or name in self._buffer_names:
             raise ValueError(f"{name!r} is already a parameter or buffer")
+        if name not in self._modules and hasattr(self, name):
+            # as torch: a child must not shadow a method or attribute ("forward", "cache", ...)
+            raise ValueError(
+                f"cannot add child module {name!r} to {type(self).__name__}: attribute "
+                f"{name!r} already exists"
+            )
         self._modules[name] = module
         object.__setattr__(self, name, module)
 
@@ -261,6 +298,7 @@ class Module:
         given = list(state_dict.keys())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in given if k not in own]
+        # every value is converted (and so checked) before anything is written
         values = {}
         mismatched = []
         for k in given:
@@ -269,7 +307,8 @@ class Module:
             v = _as_numpy(state_dict[k], k)
             if v.shape != own[k].shape:
                 mismatched.append(f"{k}: checkpoint {v.shape}, model {own[k].shape}")
-            values[k] = v
+                continue
+            values[k] = _converted(v, own[k], k)
         problems = []
         if strict and missing:
             problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
@@ -306,9 +345,18 @@ class Module:
                 m._calls = []
         return self
 
-    def eval(self) -> Module:
-        """No-op kept for porting: fastconv layers always run in inference mode."""
+    def train(self, mode: bool = True) -> Module:
+        """Set ``training`` of this module and its descendants, as ``torch.nn.Module.train``:
+        True makes BatchNorm2d use (and update) batch statistics and Dropout drop elements;
+        False (:meth:`eval`, the state layers are built in) runs them in inference mode."""
+        mode = _shapes.as_bool(mode, "mode")
+        for _, m in self.named_modules():
+            m.training = mode
         return self
+
+    def eval(self) -> Module:
+        """Inference mode, as ``torch.nn.Module.eval``: ``self.train(False)``."""
+        return self.train(False)
 
     def _remember(self, **items: Any) -> None:
         if self.keep_cache:
@@ -337,6 +385,7 @@ class Module:
             for _, m in self.named_modules():
                 if m._calls:
                     m._calls = []
+        _check_input(x)
         _calling.depth = getattr(_calling, "depth", 0) + 1
         try:
             return self.forward(x)
@@ -406,13 +455,19 @@ class Module:
         return lines[0] + ")"
 
 
-def _check_grad(op: str, grad_output: Any, shape: Shape) -> np.ndarray:
-    gy = np.asarray(grad_output)
-    if gy.shape != tuple(shape):
+def _check_grad_shape(op: str, grad_output: Any, shape: Shape) -> None:
+    """grad_output must have the forward output's ``shape`` (device arrays are not copied)."""
+    got = tuple(np.shape(grad_output))
+    if got != tuple(shape):
         raise ValueError(
             f"{op}.backward: grad_output must have the forward output's shape {tuple(shape)}, "
-            f"got {gy.shape}"
+            f"got {got}"
         )
+
+
+def _check_grad(op: str, grad_output: Any, shape: Shape) -> np.ndarray:
+    gy = np.asarray(grad_output)
+    _check_grad_shape(op, gy, shape)
     return gy
 
 
@@ -710,6 +765,7 @@ class Conv1d(_Conv):
 
     nd = 1
     _function = staticmethod(conv1d)
+
 
 class ConvTranspose2d(_ConvNd):
     """2-D transposed convolution layer, as ``torch.nn.ConvTranspose2d``: weight
@@ -1046,8 +1102,9 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
         return adaptive_avg_pool2d(x, self.output_size, backend=self.backend)
 
     def backward(self, grad_output: Any) -> np.ndarray:
-        x = np.asarray(self._recall()["input"])
-        return _grad.adaptive_avg_pool2d_input(x.shape, grad_output, backend=self.backend)
+        shape = np.shape(self._recall()["input"])
+        _check_grad_shape(type(self).__name__, grad_output, self.output_shape(shape))
+        return _grad.adaptive_avg_pool2d_input(shape, grad_output, backend=self.backend)
 
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
@@ -1068,6 +1125,7 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
 
     def backward(self, grad_output: Any) -> np.ndarray:
         x = self._recall()["input"]
+        _check_grad_shape(type(self).__name__, grad_output, self.output_shape(np.shape(x)))
         return _grad.adaptive_max_pool2d_input(x, grad_output, backend=self.backend)
 
 
@@ -1075,12 +1133,19 @@ class AdaptiveMaxPool2d(_AdaptivePool2d):
 
 
 class BatchNorm2d(Module):
-    """Batch normalisation in inference mode, as ``torch.nn.BatchNorm2d`` after ``.eval()``.
+    """Batch normalisation, as ``torch.nn.BatchNorm2d``.
 
     y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, per channel; input
     (N, C, H, W). Parameters weight, bias (C,) (if ``affine``); buffers running_mean,
     running_var (C,) and num_batches_tracked () (if ``track_running_stats``; without them the
     batch's own statistics are used, as torch does).
+
+    That is inference mode (:meth:`Module.eval`, the state layers are built in). In training
+    mode (:meth:`Module.train`) the batch's mean and (biased) variance normalise, and each
+    call updates running_mean and running_var (with the unbiased variance) as
+    ``(1 - f) * running + f * batch``, f = ``momentum``, or 1 / num_batches_tracked (a
+    cumulative average) when ``momentum`` is None; num_batches_tracked counts the calls.
+    ``eps`` is a finite number > 0, ``momentum`` None or a number in [0, 1].
     """
 
     weight: Optional[np.ndarray]
@@ -1101,10 +1166,12 @@ class BatchNorm2d(Module):
     ):
         super().__init__()
         self.num_features = _shapes.as_int(num_features, "num_features", minimum=1)
-        self.eps = float(eps)
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        self.momentum = momentum
+        self.eps = _nonneg(eps, "eps")
+        if not self.eps > 0:  # torch fails in training for eps = 0
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.momentum = None if momentum is None else _nonneg(momentum, "momentum")
+        if self.momentum is not None and self.momentum > 1:
+            raise ValueError(f"momentum must be None or between 0 and 1, got {momentum!r}")
         self.affine = _shapes.as_bool(affine, "affine")
         self.track_running_stats = _shapes.as_bool(track_running_stats, "track_running_stats")
         dt = _factory(dtype)
@@ -1143,14 +1210,18 @@ class BatchNorm2d(Module):
     def forward(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
         self.output_shape(x.shape)
-        self._remember(input=x)
         dt = np.result_type(x.dtype, np.float32)
-        if self.running_mean is not None and self.running_var is not None:
-            mean = self.running_mean.astype(np.float64)
-            var = self.running_var.astype(np.float64)
-        else:
+        running = self.running_mean is not None and self.running_var is not None
+        batch = self.training or not running
+        self._remember(input=x, batch=batch)
+        if batch:
             mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
             var = x.var(axis=(0, 2, 3), dtype=np.float64)
+            if self.training:
+                self._update_running(x, mean, var)
+        else:
+            mean = self.running_mean.astype(np.float64)  # type: ignore[union-attr]
+            var = self.running_var.astype(np.float64)  # type: ignore[union-attr]
         scale = 1.0 / np.sqrt(var + self.eps)
         if self.weight is not None:
             scale = scale * self.weight
@@ -1161,12 +1232,31 @@ class BatchNorm2d(Module):
         y += shift.astype(dt)[:, None, None]  # in place: one pass and one array fewer
         return y
 
+    def _update_running(self, x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> None:
+        """Training mode: the running statistics' update of one call, as torch's."""
+        n = x.shape[0] * x.shape[2] * x.shape[3]
+        if n <= 1:
+            raise ValueError(
+                f"BatchNorm2d: training needs more than 1 value per channel, got input of "
+                f"shape {x.shape}"
+            )
+        if self.running_mean is None or self.running_var is None:
+            return
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked += 1
+        f = self.momentum
+        if f is None:
+            f = 1.0 / float(self.num_batches_tracked) if self.num_batches_tracked else 0.0
+        self.running_mean[...] = (1 - f) * self.running_mean + f * mean
+        self.running_var[...] = (1 - f) * self.running_var + f * var * (n / (n - 1))
+
     def backward(self, grad_output: Any) -> np.ndarray:
-        x = np.asarray(self._recall()["input"])
+        rec = self._recall()
+        x = np.asarray(rec["input"])
         gy = _check_grad(type(self).__name__, grad_output, x.shape)
         dt = np.result_type(x.dtype, gy.dtype, np.float32)
         axes = (0, 2, 3)
-        batch_stats = self.running_mean is None or self.running_var is None
+        batch_stats = rec["batch"]  # how the forward call normalised
         if batch_stats:
             mean = x.mean(axis=axes, dtype=np.float64)
             var = x.var(axis=axes, dtype=np.float64)
@@ -1242,22 +1332,43 @@ class ReLU6(_Elementwise):
 
 
 class Dropout(_Elementwise):
-    """Dropout in inference mode: the identity (``p`` kept for the record), as torch's eval."""
+    """Dropout, as ``torch.nn.Dropout``. In inference mode (:meth:`Module.eval`, the state
+    layers are built in) the identity, returning its input itself; in training mode
+    (:meth:`Module.train`) each element is zeroed with probability ``p`` and the others are
+    scaled by 1/(1-p). ``generator`` (a ``numpy.random.Generator``, an int seed or None)
+    draws the masks."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False):
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, generator: Any = None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.number)):
             raise TypeError(f"p must be a number, got {p!r}")
         if not 0 <= p <= 1:
             raise ValueError(f"dropout probability p must be between 0 and 1, got {p}")
         self.p = float(p)
         self.inplace = _shapes.as_bool(inplace, "inplace")
+        self.generator = _init.as_generator(generator)
 
     def forward(self, x: Any) -> Any:
-        return x
+        if not self.training:
+            self._remember(input_shape=tuple(np.shape(x)))
+            return x
+        x = np.asarray(x)
+        dt = x.dtype if x.dtype.kind == "f" else np.result_type(x.dtype, np.float32)
+        # scale: 0 where dropped, 1/(1-p) where kept (each kept with probability 1-p)
+        keep = self.generator.random(x.shape) >= self.p
+        scale = keep.astype(dt) * (1 / (1 - self.p)) if self.p < 1 else np.zeros(x.shape, dt)
+        scale = scale.astype(dt, copy=False)
+        self._remember(input_shape=x.shape, scale=scale)
+        if self.inplace and x.flags.writeable and x.dtype == dt:
+            return np.multiply(x, scale, out=x)
+        return np.multiply(x, scale, dtype=dt)
 
     def backward(self, grad_output: Any) -> Any:
-        return grad_output
+        rec = self._recall()
+        _check_grad_shape("Dropout", grad_output, rec["input_shape"])
+        if "scale" not in rec:  # an inference-mode call: the identity
+            return grad_output
+        return np.asarray(grad_output) * rec["scale"]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -1267,9 +1378,12 @@ class Identity(_Elementwise):
     """Returns its input."""
 
     def forward(self, x: Any) -> Any:
+        self._remember(input_shape=tuple(np.shape(x)))
         return x
 
     def backward(self, grad_output: Any) -> Any:
+        shape = self._recall()["input_shape"]
+        _check_grad_shape("Identity", grad_output, shape)
         return grad_output
 
 
@@ -1485,12 +1599,13 @@ class Residual(Module):
             )
         if not steps:
             raise ValueError("Residual: body must have at least one step")
+        # set before the children, so that a child cannot take these attributes' names
+        self.shortcut_name = shortcut_name
+        self.activation_name = activation_name
         self._steps: List[Tuple[str, Module]] = []
         for n, m in steps:
             self._register_once(n, m, "body")
             self._steps.append((n, m))
-        self.shortcut_name = shortcut_name
-        self.activation_name = activation_name
         if shortcut is not None:
             self._register_once(shortcut_name, shortcut, "shortcut")
         if activation is not None:
@@ -1560,25 +1675,62 @@ class Residual(Module):
         return tuple(b_shape), out_state
 
 
+def _spatial_dims(module: Module) -> Optional[int]:
+    """1 or 2: the number of spatial dimensions ``module`` works on; None if it has none."""
+    if isinstance(module, _ConvNd):
+        return module.nd
+    if isinstance(module, (MaxPool2d, AvgPool2d, _AdaptivePool2d, BatchNorm2d)):
+        return 2
+    return None
+
+
 class Concat(Module):
     """Runs each branch on the same input and concatenates the outputs along channels.
 
     ``Concat(branch0, branch1, ...)`` (children "0", "1", ...) or ``Concat(OrderedDict(...))``.
-    Branch outputs must agree in every dimension but the channel one (dim 1 of a batched
-    (N, C, H, W) output, dim 0 of an unbatched (C, H, W) one).
+    Branch outputs must agree in every dimension but the channel one: dim 1 of a batched
+    output ((N, C, H, W) or, for 1-D networks, (N, C, L)), dim 0 of an unbatched one
+    ((C, H, W) or (C, L)); a 2-D output (N, F) of a 2-D network joins along dim 1.
+
+    ``spatial_dims`` (keyword, 1 or 2) says which; by default it is read from the branches'
+    layers: 1 if they are 1-D (Conv1d), else 2. Pass it when the layers do not tell (only
+    elementwise layers, or both 1-D and 2-D ones, as after ``Flatten(2)``).
     """
 
-    def __init__(self, *branches: Any):
+    def __init__(self, *branches: Any, spatial_dims: Optional[int] = None):
         super().__init__()
+        if spatial_dims is not None:
+            spatial_dims = _shapes.as_int(spatial_dims, "spatial_dims", minimum=1)
+            if spatial_dims > 2:
+                raise ValueError(f"spatial_dims must be 1 or 2, got {spatial_dims}")
         items = _named_items(branches, "Concat")
         if not items:
             raise ValueError("Concat: needs at least one branch")
+        if spatial_dims is None:
+            dims = {_spatial_dims(m) for _, b in items for _, m in b.named_modules()} - {None}
+            # no layer tells: 2 (the rule for 2-D networks); both 1-D and 2-D layers: None, and
+            # a 3-D output, (N, C, L) or (C, H, W), is an error
+            spatial_dims = dims.pop() if len(dims) == 1 else None if dims else 2
+        self.spatial_dims: Optional[int] = spatial_dims
         for n, m in items:
             self.add_module(n, m)
 
-    @staticmethod
-    def _axis(shape: Shape) -> int:
-        return 1 if len(shape) in (2, 4) else 0
+    def _axis(self, shape: Shape) -> int:
+        """The channel dimension of a branch output of ``shape``."""
+        n = len(shape)
+        if self.spatial_dims == 1:
+            if n not in (2, 3):
+                raise ValueError(
+                    f"Concat (spatial_dims=1): branch outputs must be (N, C, L) or (C, L), got "
+                    f"shape {tuple(shape)}"
+                )
+            return n - 2
+        if self.spatial_dims is None and n == 3:
+            raise ValueError(
+                f"Concat: cannot tell whether branch output shape {tuple(shape)} is (N, C, L) or "
+                "(C, H, W): the branches hold both 1-D and 2-D layers; pass spatial_dims=1 or 2"
+            )
+        return 1 if n in (2, 4) else 0
 
     def _check(self, name: str, shapes: List[Shape]) -> Shape:
         first = tuple(shapes[0])
@@ -1596,17 +1748,19 @@ class Concat(Module):
         outs = [np.asarray(m(x)) for m in self._modules.values()]
         self._check("Concat", [o.shape for o in outs])
         ax = self._axis(outs[0].shape)
-        self._remember(channels=[o.shape[ax] for o in outs])
-        return np.concatenate(outs, axis=ax)
+        y = np.concatenate(outs, axis=ax)
+        self._remember(channels=[o.shape[ax] for o in outs], axis=ax, output_shape=y.shape)
+        return y
 
     def backward(self, grad_output: Any) -> np.ndarray:
-        channels = self._recall()["channels"]
+        rec = self._recall()
+        channels, ax = rec["channels"], rec["axis"]  # split as the forward call joined
         gy = np.asarray(grad_output)
-        ax = self._axis(gy.shape)
-        if gy.ndim < ax + 1 or gy.shape[ax] != sum(channels):
+        if gy.shape != rec["output_shape"]:
             raise ValueError(
-                f"Concat.backward: grad_output must have {sum(channels)} channels along dim "
-                f"{ax}, got shape {gy.shape}"
+                f"Concat.backward: grad_output must have the forward output's shape "
+                f"{rec['output_shape']} ({sum(channels)} channels along dim {ax}), got shape "
+                f"{gy.shape}"
             )
         parts = np.split(gy, np.cumsum(channels)[:-1], axis=ax)
         grads = [

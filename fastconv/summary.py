@@ -5,9 +5,13 @@
 per-layer records (both walk the model in the same order).
 
 >>> from fastconv import models, summary
->>> s = summary.summary(models.resnet18(initialize=False), (3, 224, 224))
+>>> s = summary(models.resnet18(initialize=False), (3, 224, 224))
 >>> s.params, s.macs, s.rf.size
 (11689512, 1814073344, (435, 435))
+>>> s.layers[0].name, s.layers[0].output_shape, s.layers[0].rf
+('conv1', (1, 64, 112, 112), (7, 7))
+
+``fastconv.summary`` is this function; the module is ``sys.modules["fastconv.summary"]``.
 """
 
 from __future__ import annotations
@@ -47,8 +51,14 @@ class Summary:
         self.accounting = acc
         self.rf = rf
         self.layers: List[LayerSummary] = []
+        if len(acc.layers) != len(rf.layers):
+            raise RuntimeError(f"summary: accounting has {len(acc.layers)} records and "
+                               f"receptive_field {len(rf.layers)}; they should walk the same "
+                               "layers")
         for a, r in zip(acc.layers, rf.layers):
-            assert a.name == r.name, (a.name, r.name)
+            if a.name != r.name:
+                raise RuntimeError(f"summary: accounting record {a.name!r} and receptive-field "
+                                   f"record {r.name!r} should name the same layer")
             fwd = a.flops if acc.unit == "FLOPs" else a.macs
             bwd = a.backward_flops if acc.unit == "FLOPs" else a.backward_macs
             sp = r.spatial
