@@ -44,6 +44,14 @@ def _vec_of(arr) -> Vec:
     return Vec(arr.dtype, VECTOR_BYTES // (arr.dtype.bitwidth // 8))
 
 
+def _splat(builder, value, vty):
+    """A vector of type ``vty`` with every element equal to the scalar ``value``."""
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(i32, 0))
+    zeros = ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
+    return builder.shuffle_vector(one, one, zeros)
+
+
 def _element_ptr(context, builder, arrty, arr, i):
     data = context.make_array(arrty)(context, builder, arr).data
     return builder.gep(data, [i])
@@ -104,11 +112,7 @@ def vbroadcast(typingctx, arr, i):
 
     def codegen(context, builder, sig, args):
         scalar = builder.load(_element_ptr(context, builder, sig.args[0], args[0], args[1]))
-        vty = context.get_value_type(vt)
-        i32 = ir.IntType(32)
-        one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(i32, 0))
-        mask = ir.Constant(ir.VectorType(i32, vt.width), [0] * vt.width)
-        return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), mask)
+        return _splat(builder, scalar, context.get_value_type(vt))
 
     return vt(arr, types.intp), codegen
 
@@ -135,34 +139,6 @@ def vadd(typingctx, a, b):
         return builder.fadd(args[0], args[1])
 
     return a(a, b), codegen
-
-
-@intrinsic
-def vsum(typingctx, v):
-    """The sum of the elements of ``v`` as a float64: each element widened to float64, then
-    added pairwise (halves, quarters, ...), the order of a tree reduction."""
-
-    def codegen(context, builder, sig, args):
-        vec = args[0]
-        n = vec.type.count
-        f64 = ir.DoubleType()
-        i32 = ir.IntType(32)
-        wide = ir.VectorType(f64, n)
-        if vec.type.element != f64:
-            vec = builder.fpext(vec, wide)
-        while n > 1:
-            half = n // 2
-            lo = builder.shuffle_vector(
-                vec, vec, ir.Constant(ir.VectorType(i32, half), list(range(half)))
-            )
-            hi = builder.shuffle_vector(
-                vec, vec, ir.Constant(ir.VectorType(i32, half), list(range(half, n)))
-            )
-            vec = builder.fadd(lo, hi)
-            n = half
-        return builder.extract_element(vec, ir.Constant(i32, 0))
-
-    return types.float64(v), codegen
 
 
 @intrinsic
@@ -201,14 +177,8 @@ def vload_last(typingctx, arr, end, k):
         v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
         ity = args[2].type  # intp
         lanes = ir.Constant(ir.VectorType(ity, w), list(range(w)))
-        first = builder.sub(ir.Constant(ity, w), args[2])
-        splat = builder.insert_element(
-            ir.Constant(ir.VectorType(ity, w), ir.Undefined), first, ir.Constant(ir.IntType(32), 0)
-        )
-        splat = builder.shuffle_vector(
-            splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), w), [0] * w)
-        )
-        keep = builder.icmp_signed(">=", lanes, splat)
+        first = _splat(builder, builder.sub(ir.Constant(ity, w), args[2]), ir.VectorType(ity, w))
+        keep = builder.icmp_signed(">=", lanes, first)
         return builder.select(keep, v, ir.Constant(vty, None))
 
     return vt(arr, types.intp, types.intp), codegen
@@ -219,13 +189,7 @@ def vdiv(typingctx, v, d):
     """v / d, element-wise, for a scalar d (converted to the element type first)."""
 
     def codegen(context, builder, sig, args):
-        vty = args[0].type
         s = context.cast(builder, args[1], sig.args[1], sig.args[0].dtype)
-        i32 = ir.IntType(32)
-        splat = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
-        splat = builder.shuffle_vector(
-            splat, splat, ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
-        )
-        return builder.fdiv(args[0], splat)
+        return builder.fdiv(args[0], _splat(builder, s, args[0].type))
 
     return v(v, d), codegen
