@@ -107,13 +107,18 @@ def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
     return v
 
 
+def _is_sequence(value: Any) -> bool:
+    """A tuple, list or other sequence of sizes (not a string), or a 1-D array."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, ...]:
     """Normalise an int or a sequence of 1 or ``n`` ints to an ``n``-tuple (as torch does)."""
     if type(value) is int:
         return (as_int(value, name, minimum=minimum),) * n
-    if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.ndim != 1):
-        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    if isinstance(value, (tuple, list, Sequence, np.ndarray)):
+    if _is_sequence(value):
         items = list(value)
         if len(items) == 1:
             items = items * n
@@ -122,6 +127,8 @@ def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, .
                 f"{name} must be a single int or a sequence of {n} ints, got {value!r}"
             )
         return tuple(as_int(v, name, minimum=minimum) for v in items)
+    if isinstance(value, (str, bytes, np.ndarray)):  # a string, or an array not 1-D
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
     return (as_int(value, name, minimum=minimum),) * n
 
 
@@ -454,13 +461,7 @@ def pool_geometry(
     """Validate a max / avg pooling's arguments and compute its output size."""
     batched, N, C, spatial = _pool_input(op, x_shape, nd)
     k = as_tuple(kernel_size, "kernel_size", nd, minimum=1)
-    empty_seq = (
-        isinstance(stride, (Sequence, np.ndarray))
-        and not isinstance(stride, (str, bytes))
-        and np.ndim(stride) == 1
-        and len(stride) == 0
-    )
-    if stride is None or empty_seq:  # torch: stride None or [] means kernel_size
+    if stride is None or (_is_sequence(stride) and len(stride) == 0):  # torch: None or []
         s = k
     else:
         s = as_tuple(stride, "stride", nd, minimum=1)
@@ -505,17 +506,17 @@ def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: i
     """Validate an adaptive pooling's arguments; ``output_size`` entries may be None.
     Average pooling accepts zero channels (an empty output), as torch does; max does not."""
     batched, N, C, spatial = _pool_input(op, x_shape, nd, allow_zero_channels="_avg_" in op)
-    if isinstance(output_size, np.ndarray) and output_size.ndim != 1:
-        raise TypeError(
-            f"{op}: output_size must be an int or a tuple of {nd} ints or None, "
-            f"got {output_size!r}"
-        )
-    if isinstance(output_size, (Sequence, np.ndarray)) and not isinstance(output_size, str):
+    if _is_sequence(output_size):
         items = list(output_size)
         if len(items) == 1:
             items = items * nd
         if len(items) != nd:
             raise ValueError(f"{op}: output_size must have {nd} entries, got {output_size!r}")
+    elif isinstance(output_size, np.ndarray):  # not 1-D
+        raise TypeError(
+            f"{op}: output_size must be an int or a tuple of {nd} ints or None, "
+            f"got {output_size!r}"
+        )
     else:
         items = [output_size] * nd
     outs = tuple(

@@ -391,9 +391,7 @@ def separable_conv2d(
             f"{op}: pointwise_weight must be (OC, {g.OC}, 1, 1), got shape {tuple(pws)}"
         )
     OC = pws[0]
-    pb = call.shapes.get("pointwise_bias")
-    if pb is not None and tuple(pb) != (OC,):
-        raise ValueError(f"{op}: pointwise_bias must have shape ({OC},), got {tuple(pb)}")
+    _shapes.check_bias(op, call.shapes.get("pointwise_bias"), OC, "pointwise_bias")
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     wd = call.prepare("depthwise_weight", (g.OC, 1, g.KH, g.KW))
     bd = call.prepare("depthwise_bias")

@@ -530,9 +530,7 @@ class _Separable:
         g = _depthwise_geometry(op, xs, dws, dwname, stride, padding, dilation)
         if len(pws) != 4 or pws[1] != g.OC or tuple(pws[2:]) != (1, 1) or pws[0] == 0:
             raise ValueError(f"{op}: {pwname} must be (OC, {g.OC}, 1, 1), got shape {tuple(pws)}")
-        bd = shapes.get("depthwise_bias")
-        if bd is not None and tuple(bd) != (g.OC,):
-            raise ValueError(f"{op}: depthwise_bias must have shape ({g.OC},), got {tuple(bd)}")
+        _shapes.check_bias(op, shapes.get("depthwise_bias"), g.OC, "depthwise_bias")
         self.g, self.OC, self.xs, self.dws, self.pws = g, pws[0], tuple(xs), tuple(dws), tuple(pws)
         out = ((g.N,) if g.batched else ()) + (self.OC, g.OH, g.OW)
         _check_grad_output(op, shapes["grad_output"], out)
