@@ -57,7 +57,7 @@ import numpy as np
 from . import _shapes
 from . import grad as _grad
 from . import init as _init
-from ._dispatch import _spec, backend_names
+from ._dispatch import _spec, backend_names, resolve_dtypes
 from .conv import conv1d, conv2d, conv_transpose2d, separable_conv2d
 from .pool import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
 
@@ -122,12 +122,7 @@ def _converted(value: np.ndarray, like: np.ndarray, key: str) -> np.ndarray:
 def _check_input(x: Any) -> None:
     """Every layer's input check (run by :meth:`Module.__call__`): real numbers only, as
     fastconv's functions (``_dispatch.resolve_dtypes``) accept. Device arrays are not copied."""
-    dt = x.dtype if type(x) is np.ndarray else _spec(x, "input")[1]
-    if dt.kind not in "biuf":
-        raise TypeError(
-            f"input has dtype {dt}; fastconv computes on real numbers "
-            "(float32, float64; float16, integer and bool inputs are converted)"
-        )
+    resolve_dtypes({"input": x.dtype if type(x) is np.ndarray else _spec(x, "input")[1]})
 
 
 class IncompatibleKeys(NamedTuple):
