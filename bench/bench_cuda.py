@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import accounting
+from fastconv.analysis import accounting
 
 # name, (C, H, W), conv weight (OC, C/G, KH, KW) or pool kernel, stride, padding, groups
 CONV_CASES = [

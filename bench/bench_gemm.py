@@ -21,7 +21,7 @@ c = pytest.importorskip("fastconv.backends.c")
 if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
     pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
 
-from fastconv.backends._cffi_util import ptr  # noqa: E402
+from fastconv.backends.c._cffi import ptr  # noqa: E402
 
 lib, ffi = c.lib, c.ffi
 

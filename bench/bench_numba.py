@@ -72,7 +72,7 @@ for op in ops:
         out[op + "/" + np.dtype(d).name] = time.perf_counter() - t
 out["total"] = time.perf_counter() - t0
 from numba.core.registry import CPUDispatcher
-from fastconv.backends import _numba_conv, _numba_pool
+from fastconv.backends.numba_cpu import conv as _numba_conv, pool as _numba_pool
 disp = [f for m in (_numba_conv, _numba_pool) for f in vars(m).values()
         if isinstance(f, CPUDispatcher) and f.targetoptions.get("parallel")]
 out["cache_hits"] = sum(sum(d.stats.cache_hits.values()) for d in disp)

@@ -20,8 +20,8 @@ import numpy as np
 from fastconv._fastconv_c import ffi, lib
 
 import fastconv
-from fastconv.backends import _c_pool
 from fastconv.backends import numba_cpu as _nb
+from fastconv.backends.c import pool as _c_pool
 from fastconv.benchmark import Runner, time_interleaved
 
 

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _dispatch
-from fastconv._bench_baselines import run_fastconv, run_numpy, run_torch
-from fastconv._bench_layers import CASES, Case
+from fastconv.backends import _registry
 from fastconv.benchmark import check, expected
+from fastconv.benchmark.baselines import run_fastconv, run_numpy, run_torch
+from fastconv.benchmark.layers import CASES, Case
 
 Runner = Tuple[str, Optional[str]]  # (engine or baseline, conv2d variant or None = best)
 
@@ -42,7 +42,7 @@ def variants(engine: str, op: str) -> Tuple[Optional[str], ...]:
     """None (the engine's best) plus the engine's named conv2d variants."""
     if op != "conv2d":
         return (None,)
-    mod = _dispatch._load(engine)
+    mod = _registry._load(engine)
     names = getattr(mod, "CONV2D_VARIANTS", ())
     return (None,) + tuple(names)
 

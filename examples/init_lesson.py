@@ -12,7 +12,7 @@ ReLU stack at initialisation. Progress goes to stderr. See docs/init_lesson.md.
 
 import sys
 
-from fastconv.init_lesson import main
+from fastconv.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["demo", "init", *sys.argv[1:]]))

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 
 from . import _shapes, nn
-from . import init as _init
+from .nn import init as _init
 
 __all__ = ["MODELS", "alexnet", "get_model", "mobilenet_v2", "model_key", "resnet18",
            "resnet50", "vgg16"]

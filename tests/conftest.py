@@ -13,9 +13,9 @@ os.environ.setdefault("FASTCONV_POISON", "1")
 import pytest  # noqa: E402
 from _cases import available_engines  # noqa: E402
 
-import fastconv._dispatch  # noqa: E402
+import fastconv.backends._registry
 
-fastconv._dispatch.POISON = True  # in case fastconv was imported before the variable was set
+fastconv.backends._registry.POISON = True  # in case fastconv was imported before the variable was set
 ENGINES = available_engines()
 
 

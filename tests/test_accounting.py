@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from fastconv import accounting, cli, models, nn
-from fastconv.summary import summary as make_summary
+from fastconv import cli, models, nn
+from fastconv.analysis import accounting
+from fastconv.analysis.summary import summary as make_summary
 
 # torchvision's published GFLOPS column (conv + linear multiply-accumulates, bias excluded)
 PUBLISHED_GMACS = {"alexnet": (0.714, 3), "vgg16": (15.47, 2), "resnet18": (1.814, 3),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fastconv import benchmark as B
-from fastconv._bench_baselines import NUMPY, run_fastconv, run_numpy
-from fastconv._bench_layers import CASES, OPS, SUITES, expand_ops, select
+from fastconv.benchmark.baselines import NUMPY, run_fastconv, run_numpy
+from fastconv.benchmark.layers import CASES, OPS, SUITES, expand_ops, select
 from fastconv.cli import main
 
 TINY = ["bench", "--suite", "tiny", "--repeat", "2", "--baselines", "numpy", "--quiet"]

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 import fastconv
-import fastconv.grad as G
+import fastconv.ops.grad as G
 from fastconv import _shapes
 from fastconv.backends import reference as R
 
 if not fastconv.available_backends()["c"].startswith("available"):
     pytest.skip("the C engine is not built", allow_module_level=True)
 
-from fastconv.backends import _c_pool as C  # noqa: E402
+from fastconv.backends.c import pool as C  # noqa: E402
 
 DTYPES = (np.float32, np.float64)
 TOL = {np.float32: 1e-5, np.float64: 1e-10}

@@ -12,7 +12,8 @@ import pytest
 from _cases import available_engines
 
 import fastconv as fc
-from fastconv import _dispatch, _shapes
+from fastconv import _shapes
+from fastconv.backends import _registry
 
 HOST = [e for e in available_engines() if e != "cuda"]
 X = np.random.default_rng(0).standard_normal((2, 4, 9, 9)).astype(np.float32)
@@ -82,8 +83,8 @@ def test_engine_choice_follows_an_engine_that_goes_away(monkeypatch):
     if "numba" not in HOST:
         pytest.skip("numba engine unavailable")
     fc.conv2d(X, W, backend="numba")  # the choice is now remembered
-    monkeypatch.setitem(_dispatch._reasons, "numba", "unavailable: testing")
-    monkeypatch.delitem(_dispatch._modules, "numba", raising=False)
+    monkeypatch.setitem(_registry._reasons, "numba", "unavailable: testing")
+    monkeypatch.delitem(_registry._modules, "numba", raising=False)
     with pytest.raises(ValueError, match="unavailable: testing"):
         fc.conv2d(X, W, backend="numba")
 

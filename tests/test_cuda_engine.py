@@ -117,7 +117,7 @@ def test_conv2d(variant, dtype):
 def test_conv2d_tiled_spans_several_tiles():
     # more output channels than one row tile and more pixels than one column tile, with a
     # reduction longer than one K step: every edge of the tiling is crossed
-    from fastconv.backends import _cuda_kernels as K
+    from fastconv.backends.numba_cuda import kernels as K
 
     rng = np.random.default_rng(3)
     OC, C, KH, KW = K.BM + 3, 2, 2, 2
@@ -452,13 +452,13 @@ def test_public_api_numpy_in_numpy_out():
 
 
 def test_public_api_device_in_device_out():
-    from fastconv import _dispatch
+    from fastconv.backends import _registry
 
     rng = np.random.default_rng(110)
     x = rng.standard_normal((2, 3, 5, 5))
     dx = cuda.to_device(x)
-    if not _dispatch.is_device_array(dx):
-        pytest.skip("fastconv._dispatch does not recognise numba's simulator device arrays")
+    if not _registry.is_device_array(dx):
+        pytest.skip("fastconv.backends._registry does not recognise numba's simulator device arrays")
     w = rng.standard_normal((4, 3, 2, 2))
     y = fastconv.conv2d(dx, cuda.to_device(w), backend="auto")
     assert is_device(y) and y.dtype == np.float64
@@ -533,7 +533,7 @@ import numba.cuda.dispatcher as disp
 from numba.cuda.compiler import compile_cuda
 # no GPU here: give device functions a compute capability instead of asking the driver
 disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(8, 0))
-from fastconv.backends import _cuda_kernels as K, _cuda_launch as L
+from fastconv.backends.numba_cuda import kernels as K, launch as L
 assert not K.SIMULATOR
 seen = set()
 def lower(kernel, grid, block, *args):

@@ -30,9 +30,10 @@ MODULES = _modules_with_examples()
 
 def test_modules_found():
     # the finder sees the modules known to carry examples (a broken finder cannot pass)
-    for name in ("fastconv.conv", "fastconv.pool", "fastconv.grad", "fastconv.summary",
-                 "fastconv.receptive_field", "fastconv.accounting", "fastconv.erf",
-                 "fastconv.models", "fastconv.init"):
+    for name in ("fastconv.ops.conv", "fastconv.ops.pool", "fastconv.ops.grad",
+                 "fastconv.analysis.summary", "fastconv.analysis.receptive_field",
+                 "fastconv.analysis.accounting", "fastconv.analysis.erf", "fastconv.models",
+                 "fastconv.nn.init"):
         assert name in MODULES
 
 

@@ -213,7 +213,7 @@ def test_max_pool_window_wholly_in_padding(engine):
     # dilation can place every tap of a window in the padding: the output is -inf and its
     # index points past the plane (torch gives the same); the gradient skips it (it depends
     # on no input) instead of writing out of bounds
-    import fastconv.grad as G
+    import fastconv.ops.grad as G
 
     x = np.array([[[4.0]]])
     y, idx = fc.max_pool1d(x, 2, 1, 1, 2, return_indices=True, backend=engine)
@@ -240,7 +240,7 @@ def test_max_pool_window_wholly_in_padding(engine):
 
 def test_adaptive_avg_pool_zero_channels(engine):
     # torch accepts zero channels in adaptive average pooling (an empty output); max raises
-    import fastconv.grad as G
+    import fastconv.ops.grad as G
 
     assert fc.adaptive_avg_pool2d(np.zeros((2, 0, 5, 5)), 2, backend=engine).shape == (2, 0, 2, 2)
     assert fc.adaptive_avg_pool2d(np.zeros((0, 5, 5)), (3, None), backend=engine).shape == (0, 3, 5)

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastconv import cli, erf, models, nn
+from fastconv import cli, models, nn
+from fastconv.analysis import erf
 
 ENGINES = ["reference", "c"]
 

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 import fastconv
-import fastconv.grad as G
-from fastconv import _dispatch
+import fastconv.ops.grad as G
+from fastconv.backends import _registry
 
-ENGINES = tuple(_dispatch.ENGINES)
+ENGINES = tuple(_registry.ENGINES)
 
 
 def _engine_module(name):
     reason = fastconv.available_backends()[name]
     if not reason.startswith("available"):
         pytest.skip(f"{name}: {reason}")
-    return _dispatch._load(name)
+    return _registry._load(name)
 
 
 def _is_simulator(name):
@@ -500,7 +500,7 @@ def test_cuda_simulator_tiny(engine):
         from numba import cuda
 
         got = G.conv2d_weight(cuda.to_device(x), w.shape, cuda.to_device(gy), **kw)
-        assert _dispatch.is_device_array(got)
+        assert _registry.is_device_array(got)
         _tol(got.copy_to_host(), G.conv2d_weight(x, w.shape, gy, **kw, backend="reference"))
 
 
@@ -597,7 +597,7 @@ def test_invalid_arguments(call, exc, name):
 def test_backend_without_kernels_is_refused():
     names = [n for n, r in fastconv.available_backends().items() if r.startswith("available")]
     for n in names:
-        mod = _dispatch._load(n)
+        mod = _registry._load(n)
         if not hasattr(mod, "conv_transpose2d"):
             with pytest.raises(ValueError, match="conv_transpose2d"):
                 G.conv2d_input((1, 2, 5, 5), Wt, GY, backend=n)

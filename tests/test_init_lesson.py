@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastconv import cli, init_lesson
+from fastconv import cli
+from fastconv.lessons import init_lesson
 
 
 def test_bars_are_bars():

@@ -120,9 +120,9 @@ def test_backend_type():
 
 
 def test_unavailable_backend_says_why(monkeypatch):
-    from fastconv import _dispatch
+    from fastconv.backends import _registry
 
-    monkeypatch.setitem(_dispatch._reasons, "numba", "unavailable: testing")
-    monkeypatch.delitem(_dispatch._modules, "numba", raising=False)
+    monkeypatch.setitem(_registry._reasons, "numba", "unavailable: testing")
+    monkeypatch.delitem(_registry._modules, "numba", raising=False)
     with pytest.raises(ValueError, match="unavailable: testing"):
         fc.conv2d(X, W, groups=2, backend="numba")

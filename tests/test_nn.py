@@ -7,7 +7,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from fastconv import init, nn
+from fastconv import nn
+from fastconv.nn import init
 
 RNG = np.random.default_rng(1234)
 

@@ -197,7 +197,7 @@ def tconv_cases(rng, trials):
 def test_conv_transpose2d_random(wstat, dtype, tol):
     """Both GEMM schedules (packed weights; weights in place, 6 x 2 and 12 x 1 tiles), and the
     choice between them, against the reference."""
-    from fastconv.backends import _numba_conv
+    from fastconv.backends.numba_cpu import conv as _numba_conv
 
     rng = np.random.default_rng(5)
     for trial, ((N, C, H, W, OCg, KH, KW), geo, (OH, OW)) in enumerate(tconv_cases(rng, 14)):
@@ -410,7 +410,8 @@ def test_one_specialisation_per_dtype():
     """Bias / indices given or None, any shape: each kernel compiles at most once per dtype."""
     from numba.core.registry import CPUDispatcher
 
-    from fastconv.backends import _numba_conv, _numba_pool
+    from fastconv.backends.numba_cpu import conv as _numba_conv
+    from fastconv.backends.numba_cpu import pool as _numba_pool
 
     def ref_pool(x):
         return fastconv.max_pool2d(x, 2, backend="reference")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastconv import cli, models, nn
-from fastconv.receptive_field import receptive_field
+from fastconv.analysis.receptive_field import receptive_field
 
 
 def test_vgg_style_table():

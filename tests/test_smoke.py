@@ -49,7 +49,7 @@ def test_auto_matches_reference():
 
 
 def test_every_available_engine_implements_every_kernel():
-    from fastconv._dispatch import support_matrix
+    from fastconv.backends._registry import support_matrix
 
     info = fc.available_backends()
     for kernel, row in support_matrix().items():

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv import _dispatch
+from fastconv.backends import _registry
 
 
 @pytest.fixture
 def restore_threads():
-    before = _dispatch._num_threads
+    before = _registry._num_threads
     yield
-    _dispatch._num_threads = before
+    _registry._num_threads = before
     fc.set_num_threads(fc.get_num_threads())
 
 

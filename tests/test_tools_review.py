@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import accounting, cli, erf, init, init_lesson, models, nn
 from fastconv import benchmark as B
+from fastconv import cli, models, nn
+from fastconv.analysis import accounting, erf
+from fastconv.cli import _args
+from fastconv.lessons import init_lesson
+from fastconv.nn import init
 
 TINY = ["bench", "--suite", "tiny", "--repeat", "2", "--baselines", "numpy", "--quiet",
         "--engines", "reference", "--ops", "max_pool2d"]
@@ -100,9 +104,9 @@ def test_padding_modes_propagate_and_zeros_is_clean():
 
 
 def test_circular_padding_is_documented():
-    from fastconv.receptive_field import LayerRF
+    from fastconv.analysis.receptive_field import LayerRF
 
-    doc = sys.modules["fastconv.receptive_field"]
+    doc = sys.modules["fastconv.analysis.receptive_field"]
     for text in (doc.__doc__, fastconv.receptive_field.__doc__, LayerRF.region.__doc__):
         assert "circular" in text and "modulo the input size" in text
     here = os.path.dirname(__file__)
@@ -153,7 +157,7 @@ def test_lesson_plot_path_is_checked_first(monkeypatch, tmp_path, capsys):
 # ------------------------------------------------------------------ 4. docstring examples
 
 
-@pytest.mark.parametrize("name", ["fastconv.summary", "fastconv.receptive_field"])
+@pytest.mark.parametrize("name", ["fastconv.analysis.summary", "fastconv.analysis.receptive_field"])
 def test_module_examples_run(name):
     # fastconv.summary / fastconv.receptive_field are the functions; the modules are here
     module = sys.modules[name]
@@ -190,7 +194,7 @@ def test_initialize_must_be_a_bool(build, value):
 
 
 def test_memory_error_is_a_clean_message(monkeypatch, capsys):
-    from fastconv import _cmd_backends
+    from fastconv.cli import backends as _cmd_backends
 
     def boom(args):
         raise MemoryError("Unable to allocate 21.8 TiB")
@@ -265,8 +269,8 @@ def test_bench_writes_each_output_independently(monkeypatch, tmp_path, capsys):
 def test_check_writable_leaves_files_alone(tmp_path):
     existing = tmp_path / "a.json"
     existing.write_text("keep")
-    cli.check_writable(str(existing), "--json")
-    cli.check_writable(str(tmp_path / "new.json"), "--json")
+    _args.check_writable(str(existing), "--json")
+    _args.check_writable(str(tmp_path / "new.json"), "--json")
     assert existing.read_text() == "keep" and os.listdir(tmp_path) == ["a.json"]
 
 

@@ -61,7 +61,7 @@ avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
 adaptive_avg_pool2d_backward(gy, gx)
     the adjoint of adaptive_avg_pool2d.
 
-Engine-level hooks (optional; defaults in ``fastconv._dispatch``)
+Engine-level hooks (optional; defaults in ``fastconv.backends._registry``)
 ------------------------------------------------------------------
 AVAILABLE_REASON: str     "available", or why the engine cannot run here.
 prepare(a, dtype)         turn an input into what the kernels take (default: a contiguous

@@ -1,0 +1,342 @@
+"""Effective receptive fields: how strongly each input pixel moves one output element.
+
+The theoretical receptive field (:mod:`fastconv.receptive_field`) says which input pixels
+*can* reach an output element. The effective receptive field measures how much each one
+*does*: the map of |d out / d x| over the input, computed with one backward pass through
+the model (:meth:`fastconv.nn.Module.backward`). docs/erf.md has the definitions, the exact
+result for stacked equal-weight 3x3 convolutions (sigma = sqrt(2L/3) per axis) and the plain
+versus residual comparison.
+
+Built-in stacks (:func:`build`, also accepted by ``fastconv erf``):
+
+- ``linear:L``    L 3x3 stride-1 convolutions (padding 1), every weight 1/(9C), no bias,
+                  no nonlinearity: the analytic case.
+- ``plain:L``     L 3x3 convolutions, each followed by ReLU, torch's default init.
+- ``residual:L``  a 3x3 stem conv + ReLU, then L // 2 blocks x -> relu(x + conv(relu(conv(x)))),
+                  torch's default init: 1 + 2 * (L // 2) convolutions.
+
+>>> from fastconv import erf
+>>> r = erf.effective_receptive_field(erf.build("linear:4", channels=1), (1, 21, 21))
+>>> [round(s * s, 6) for s in r.sigma]  # 2L/3 per axis
+[2.666667, 2.666667]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _shapes, nn
+from ..nn.init import as_generator
+from .accounting import parse_input_shape
+from .receptive_field import receptive_field
+
+__all__ = ["ERF", "build", "check_memory", "effective_receptive_field", "spatial_trunk"]
+
+THEORETICAL_THRESHOLD = 1e-6  # map values above this count towards theoretical_pixels
+EFFECTIVE_THRESHOLD = 0.1  # map values above this count towards effective_pixels
+
+
+@dataclass
+class ERF:
+    """Result of :func:`effective_receptive_field`. Pairs are (H, W)."""
+
+    map: np.ndarray  # (H, W), |d out / d x| summed over input channels (and samples), max 1
+    position: Tuple[int, int]  # the output element differentiated
+    channel: Optional[int]  # its output channel, None: summed over all output channels
+    theoretical_pixels: int  # pixels with map > 1e-6
+    effective_pixels: int  # pixels with map > 0.1
+    half_width: Tuple[int, int]  # pixels > 0.5 along the row / column through the peak
+    effective_width: Tuple[int, int]  # pixels > 0.1 along the row / column through the peak
+    centre: Tuple[float, float]  # mean of the map's marginals (the map as a distribution)
+    sigma: Tuple[float, float]  # standard deviation of the marginals: the Gaussian fit
+    theoretical_size: Tuple[float, float]  # receptive-field size from the recurrence
+    region: Tuple[Tuple[float, float], Tuple[float, float]]  # its input interval per axis
+
+    @property
+    def ratio(self) -> float:
+        """effective_pixels / theoretical_pixels (areas)."""
+        return self.effective_pixels / self.theoretical_pixels if self.theoretical_pixels else 0.0
+
+    @property
+    def axis_ratio(self) -> Tuple[float, float]:
+        """effective_width / theoretical_size per axis (lengths)."""
+        h, w = (e / t for e, t in zip(self.effective_width, self.theoretical_size))
+        return h, w
+
+    def __str__(self) -> str:
+        def pair(v, fmt="{}"):
+            return "x".join(fmt.format(a) for a in v)
+
+        return "\n".join([
+            f"output element {self.position}"
+            + ("" if self.channel is None else f", channel {self.channel}"),
+            f"theoretical RF (recurrence): {pair(self.theoretical_size)} pixels per axis",
+            f"theoretical pixels (|grad| > 1e-6 of max): {self.theoretical_pixels}",
+            f"effective pixels (> 10% of max): {self.effective_pixels}  "
+            f"(ratio {self.ratio:.3f})",
+            f"width > 10% through the peak: {pair(self.effective_width)}  "
+            f"(per-axis ratio {pair(self.axis_ratio, '{:.3f}')})",
+            f"width > 50% (half_width): {pair(self.half_width)}",
+            f"Gaussian fit: centre {pair(self.centre, '{:.2f}')}, "
+            f"sigma {pair(self.sigma, '{:.3f}')}",
+        ])
+
+
+# ------------------------------------------------------------------ models
+
+
+def build(spec: str, channels: int = 16, in_channels: Optional[int] = None,
+          generator: Any = 0, dtype: Any = np.float64) -> nn.Module:
+    """A built-in stack from its spec ``linear:L``, ``plain:L`` or ``residual:L`` (see the
+    module docstring); ``channels`` feature maps, ``in_channels`` (default ``channels``)
+    input channels."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}")
+    kind, _, depth = spec.partition(":")
+    if kind not in ("linear", "plain", "residual"):
+        raise ValueError(f"spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}")
+    if not (depth.isascii() and depth.isdigit()):
+        raise ValueError(f"spec {spec!r}: L must be a whole number written in digits 0-9")
+    L = int(depth)
+    if L < 1 or (kind == "residual" and L < 2):
+        raise ValueError(f"spec {spec!r}: L must be >= 1 (>= 2 for residual)")
+    C = _shapes.as_int(channels, "channels", minimum=1)
+    cin = C if in_channels is None else _shapes.as_int(in_channels, "in_channels", minimum=1)
+    gen = as_generator(generator)
+
+    def conv(ci, bias=True):
+        return nn.Conv2d(ci, C, 3, padding=1, bias=bias, dtype=dtype, generator=gen)
+
+    if kind == "linear":
+        layers = []
+        for i in range(L):
+            c = conv(cin if i == 0 else C, bias=False)
+            c.weight[...] = 1.0 / c.weight[0].size
+            layers.append(c)
+        return nn.Sequential(*layers)
+    if kind == "plain":
+        layers = []
+        for i in range(L):
+            layers += [conv(cin if i == 0 else C), nn.ReLU()]
+        return nn.Sequential(*layers)
+    blocks: list = [conv(cin), nn.ReLU()]
+    for _ in range(L // 2):
+        blocks.append(nn.Residual(nn.Sequential(conv(C), nn.ReLU(), conv(C)),
+                                  activation=nn.ReLU()))
+    return nn.Sequential(*blocks)
+
+
+def spatial_trunk(model: nn.Module) -> nn.Module:
+    """The part of a classifier that still has spatial structure: a top-level Sequential cut
+    before its first adaptive pool, Flatten or Linear (the zoo's avgpool / flatten / fc or
+    classifier). Other models are returned unchanged."""
+    if not isinstance(model, nn.Sequential):
+        return model
+    keep = []
+    for name, m in model.named_children():
+        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)):
+            break
+        keep.append((name, m))
+    if not keep:
+        raise ValueError("model has no spatial layers before its first pool/flatten/linear")
+    return model if len(keep) == len(model) else nn.Sequential(dict(keep))
+
+
+# ------------------------------------------------------------------ the map
+
+
+def _physical_memory() -> Optional[int]:
+    """Bytes of memory of this machine, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+class _SizeTracer(nn.Tracer):
+    """Adds up the elements of every layer's output (what a backward pass keeps)."""
+
+    def __init__(self):
+        self.elements = 0
+
+    def leaf(self, name, module, in_shape, out_shape, state):
+        self.elements += math.prod(out_shape)
+        return state
+
+    def merge(self, name, module, how, in_shapes, out_shape, states):
+        self.elements += math.prod(out_shape)
+        return states[0]
+
+
+def check_memory(model: nn.Module, x_shape: Tuple[int, ...], name: str = "input_shape") -> None:
+    """ValueError naming ``name`` when the input (N, C, H, W) ``x_shape`` cannot fit: the
+    input and every layer's output, at 4 bytes an element (a lower bound), exceed this
+    machine's memory. Checked from the shapes alone, before anything is allocated."""
+    tracer = _SizeTracer()
+    model._trace(tracer, "", tuple(x_shape), None)
+    need = 4 * (math.prod(x_shape) + tracer.elements)
+    have = _physical_memory()
+    if have is not None and need > have:
+        C, H, W = x_shape[1:]
+        raise ValueError(
+            f"{name} {C}x{H}x{W} is too large: {x_shape[0]} input(s) and the activations a "
+            f"backward pass keeps need at least {need / 2**30:.1f} GiB, more than this "
+            f"machine's {have / 2**30:.1f} GiB"
+        )
+
+
+def _marginal_stats(m: np.ndarray) -> Tuple[float, float]:
+    idx = np.arange(m.size, dtype=np.float64)
+    total = m.sum()
+    mean = float((idx * m).sum() / total)
+    var = float(((idx - mean) ** 2 * m).sum() / total)
+    return mean, math.sqrt(var)
+
+
+def effective_receptive_field(model: nn.Module, input_shape: Any,
+                              position: Optional[Sequence[int]] = None, *,
+                              channel: Optional[int] = None, samples: int = 1,
+                              input: Any = None, generator: Any = 0,
+                              backend: Optional[str] = None) -> ERF:
+    """The effective receptive field of one output element of ``model``.
+
+    Parameters
+    ----------
+    model : fastconv.nn.Module whose output is (N, OC, OH, OW) (use :func:`spatial_trunk`
+        for a classifier). Its backend is used unless ``backend`` is given (then the whole
+        model is switched to it). Parameter gradients are not computed.
+    input_shape : (C, H, W) or "CxHxW", without the batch.
+    position : (oh, ow), the output element; default the centre (OH // 2, OW // 2).
+    channel : None (default): out = the sum over all output channels at ``position``; an
+        int: that channel only.
+    samples : how many random inputs (standard normal, from ``generator``); the map is
+        summed over them. Irrelevant for a linear model, whose gradient does not depend on x.
+    input : an explicit input (N, C, H, W) instead of random ones.
+
+    Returns
+    -------
+    ERF: ``map`` = sum over input channels (and samples) of |d out / d x|, divided by its
+    maximum; ``theoretical_pixels`` (map > 1e-6), ``effective_pixels`` (map > 0.1),
+    ``ratio``, ``half_width`` and ``effective_width`` (pixels above 0.5 / 0.1 along the row
+    and column through the peak), ``centre`` and ``sigma`` (mean and standard deviation of
+    the map's row and column marginals, read as distributions: the Gaussian fit by moments),
+    ``theoretical_size`` and ``region`` from :func:`fastconv.receptive_field`, ``axis_ratio``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
+    shape = parse_input_shape(input_shape, "input_shape")
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), got {shape}")
+    x: Optional[np.ndarray] = None
+    if input is None:
+        n = _shapes.as_int(samples, "samples", minimum=1)
+        gen = as_generator(generator)
+    else:
+        x = np.asarray(input)
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(f"input must have shape (N,) + {tuple(shape)}, got {x.shape}")
+        n = x.shape[0]
+    out_shape = model.output_shape((n,) + tuple(shape))
+    if len(out_shape) != 4:
+        raise ValueError(
+            f"model output must be (N, OC, OH, OW) to pick an output element, got {out_shape}; "
+            "fastconv.erf.spatial_trunk(model) cuts a classifier before its pooling/flatten"
+        )
+    _, OC, OH, OW = out_shape
+    if position is None:
+        pos = (OH // 2, OW // 2)
+    else:
+        if isinstance(position, (str, bytes)) or not isinstance(position, (Sequence, np.ndarray)):
+            raise TypeError(f"position must be a pair (oh, ow) of ints, got {position!r}")
+        if len(position) != 2:
+            raise ValueError(f"position must be a pair (oh, ow) of ints, got {position!r}")
+        pos = (_shapes.as_int(position[0], "position"), _shapes.as_int(position[1], "position"))
+        if not (0 <= pos[0] < OH and 0 <= pos[1] < OW):
+            raise ValueError(f"position {pos} is outside the output's {OH}x{OW} positions")
+    if channel is not None:
+        channel = _shapes.as_int(channel, "channel")
+        if not 0 <= channel < OC:
+            raise ValueError(f"channel must be in [0, {OC}), got {channel}")
+    check_memory(model, (n,) + tuple(shape), "input_shape")
+    if backend is not None:
+        model.set_backend(backend)
+    if x is None:
+        x = gen.standard_normal((n,) + tuple(shape))
+
+    keep = [(m, m.keep_cache, m.requires_grad) for _, m in model.named_modules()]
+    model.retain_inputs(True).requires_grad_(False)
+    try:
+        y = np.asarray(model(x))
+        gy = np.zeros(y.shape, y.dtype)
+        if channel is None:
+            gy[:, :, pos[0], pos[1]] = 1
+        else:
+            gy[:, channel, pos[0], pos[1]] = 1
+        gx = np.asarray(model.backward(gy), dtype=np.float64)
+    finally:
+        for m, kc, rg in keep:
+            m.keep_cache, m.requires_grad, m._calls = kc, rg, []
+            if not kc:
+                m.cache = None
+    raw = np.abs(gx).sum(axis=(0, 1))
+    peak = raw.max()
+    if not peak > 0:
+        raise ValueError("the gradient is zero at every input pixel (e.g. every ReLU on the "
+                         "path is off for this input): no effective receptive field to draw")
+    emap = raw / peak
+    ph, pw = np.unravel_index(int(np.argmax(emap)), emap.shape)
+    (ch, sh), (cw, sw) = _marginal_stats(emap.sum(axis=1)), _marginal_stats(emap.sum(axis=0))
+    rf = receptive_field(model, shape)
+    if rf.layer is None:
+        raise ValueError("model has no spatial output layer")
+    region = rf.layer.region(pos)
+    return ERF(
+        map=emap, position=pos, channel=channel,
+        theoretical_pixels=int((emap > THEORETICAL_THRESHOLD).sum()),
+        effective_pixels=int((emap > EFFECTIVE_THRESHOLD).sum()),
+        half_width=(int((emap[:, pw] > 0.5).sum()), int((emap[ph, :] > 0.5).sum())),
+        effective_width=(int((emap[:, pw] > EFFECTIVE_THRESHOLD).sum()),
+                         int((emap[ph, :] > EFFECTIVE_THRESHOLD).sum())),
+        centre=(ch, cw), sigma=(sh, sw),
+        theoretical_size=(float(rf.size[0]), float(rf.size[1])),  # type: ignore[index]
+        region=region,
+    )
+
+
+def plot(result: ERF, path: str, title: str = "") -> None:
+    """Draw ``result.map`` as a heatmap with the theoretical receptive field outlined (needs
+    matplotlib; ImportError with a hint otherwise)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+    except ImportError:
+        raise ImportError("drawing the map needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = ax.imshow(result.map, cmap="viridis", origin="upper")
+    H, W = result.map.shape
+    (h0, h1), (w0, w1) = result.region
+    # the theoretical field, clipped to the input (it may reach far into the padding)
+    h0, w0 = max(h0, 0.0), max(w0, 0.0)
+    h1, w1 = min(h1, H - 1.0), min(w1, W - 1.0)
+    ax.add_patch(Rectangle((w0 - 0.5, h0 - 0.5), w1 - w0 + 1, h1 - h0 + 1, fill=False,
+                           edgecolor="white", linestyle="--", linewidth=1.2,
+                           label="theoretical RF (clipped to the input)"))
+    ax.contour(result.map, levels=[EFFECTIVE_THRESHOLD], colors="red", linewidths=0.6)
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+    ax.set_title(title or "effective receptive field")
+    ax.set_xlabel(f"sigma {result.sigma[1]:.2f} px, effective/theoretical "
+                  f"{result.ratio:.2f} (red: 10% of max)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,175 @@
+"""C engine: ndarray -> cffi pointers -> ``lib.fc_*`` kernels compiled from csrc/.
+
+Unavailable (with the reason) when the compiled extension ``fastconv._fastconv_c`` is missing,
+e.g. in a source tree that was never built: run ``pip install -e .``.
+
+conv2d variants (``variant=``; None = the best):
+
+- ``"v1_direct"``   plain loops
+- ``"v2_im2col"``   im2col + naive GEMM
+- ``"v3_blocked"``  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
+- ``"v4_simd"``     v3 with the CPU's vector micro-kernel (AVX-512, AVX2+FMA or portable)
+- ``"v5_threads"``  v4 on OpenMP threads
+
+Engine settings: :func:`set_num_threads` (default:
+``fastconv.backends._registry.get_num_threads()``, which honours ``FASTCONV_NUM_THREADS``),
+:func:`set_workspace_limit` (the most memory one call allocates besides its output, 64 MiB
+by default) and :func:`cpu_info`. The kernels keep no state: every setting travels with each
+call, so any number of Python threads may call at once (cffi releases the GIL during the call).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+ABI_VERSION = 1
+
+try:
+    from ..._fastconv_c import ffi, lib  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the build
+    AVAILABLE_REASON = f"unavailable: compiled extension not built ({exc}); run `pip install -e .`"
+else:
+    if lib.fc_abi_version() != ABI_VERSION:  # pragma: no cover
+        AVAILABLE_REASON = (
+            f"unavailable: extension ABI {lib.fc_abi_version()} != {ABI_VERSION}; rebuild it"
+        )
+    else:
+        AVAILABLE_REASON = "available"
+
+#: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
+CONV2D_VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads")
+#: GEMM micro-kernels (the C enum fc_gemm_kernel), by name.
+KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
+#: Default bound on the extra memory of one call (im2col chunks and packed panels).
+DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
+#: Convolutions of fewer multiply-adds than this run on one thread (about 20 us of work).
+SMALL_WORK_MACS = 1 << 20
+
+# Bits of fc_cpu_features() (csrc/runtime.c).
+_FEATURE_BITS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq")
+
+_num_threads: Optional[int] = None
+_workspace_limit = DEFAULT_WORKSPACE_LIMIT
+
+
+def set_num_threads(n: int) -> None:
+    """Threads of the C kernels (OpenMP); ``fastconv.set_num_threads`` calls this."""
+    from ..._shapes import as_int
+
+    global _num_threads
+    _num_threads = as_int(n, "n", minimum=1)
+    if AVAILABLE_REASON == "available":
+        lib.fc_set_threads(_num_threads)
+
+
+def get_num_threads() -> int:
+    if _num_threads is not None:
+        return _num_threads
+    from .._registry import get_num_threads as default
+
+    return default()
+
+
+def set_workspace_limit(nbytes: Optional[int]) -> None:
+    """Bound the memory one conv call allocates besides its output (None: back to 64 MiB).
+
+    The im2col column matrix is built in chunks of rows x output pixels small enough for the
+    bound; a tiny bound gives many chunks, never a wrong answer. Below what one micro-tile
+    needs (a few KiB) the kernels use that minimum.
+    """
+    from ..._shapes import as_int
+
+    global _workspace_limit
+    _workspace_limit = (
+        DEFAULT_WORKSPACE_LIMIT if nbytes is None else as_int(nbytes, "nbytes", minimum=1)
+    )
+
+
+def get_workspace_limit() -> int:
+    return _workspace_limit
+
+
+def _kernel_code(isa: Optional[str]) -> int:
+    if isa is None:
+        return int(lib.FC_GEMM_AUTO)
+    if isa not in KERNELS:
+        raise ValueError(f"isa must be one of {tuple(KERNELS)} or None, got {isa!r}")
+    return KERNELS[isa]
+
+
+def cpu_info() -> Dict[str, Any]:
+    """The CPU's features, the GEMM micro-kernel the C engine picked and its thread count."""
+    if AVAILABLE_REASON != "available":
+        return {"available": False, "reason": AVAILABLE_REASON}
+    bits = lib.fc_cpu_features()
+    best = lib.fc_gemm_best_kernel()
+    name = ffi.string(lib.fc_gemm_kernel_name(best)).decode()
+    return {
+        "available": True,
+        "features": [f for i, f in enumerate(_FEATURE_BITS) if bits >> i & 1],
+        "gemm_kernel": name,
+        "gemm_kernels": [k for k, v in KERNELS.items() if v <= best],
+        "micro_tile": {
+            "float32": (lib.fc_gemm_mr(best, 0), lib.fc_gemm_nr(best, 0)),
+            "float64": (lib.fc_gemm_mr(best, 1), lib.fc_gemm_nr(best, 1)),
+        },
+        "num_threads": get_num_threads(),
+        "openmp_max_threads": lib.fc_openmp_max_threads(),
+        "workspace_limit": _workspace_limit,
+    }
+
+
+if AVAILABLE_REASON == "available":
+    from ._cffi import is_f32, ptr
+
+    def _shape(x, y, w_shape, sh, sw, ph, pw, dh, dw, groups, oc):
+        # the fields of fc_conv_shape in their order (a list initialises ~2x faster than a dict)
+        N, C, H, W = x.shape
+        return ffi.new(
+            "fc_conv_shape *",
+            [N, C, H, W, oc, w_shape[2], w_shape[3], y.shape[2], y.shape[3], sh, sw, ph, pw,
+             dh, dw, groups],
+        )
+
+    def _variant_code(variant: Optional[str]) -> int:
+        if variant is None:
+            return int(lib.FC_CONV_BEST)
+        if variant not in CONV2D_VARIANTS:
+            raise ValueError(
+                f"unknown conv2d variant {variant!r} for the C engine; valid variants: "
+                f"{', '.join(CONV2D_VARIANTS)} (or None for the best)"
+            )
+        return CONV2D_VARIANTS.index(variant) + 1
+
+    def _check(rc: int, op: str) -> None:
+        if rc:
+            raise MemoryError(f"{op}: the C engine could not allocate its workspace")
+
+    def _threads_for(macs: int) -> int:
+        """All the engine's threads, or one for calls too small to amortise waking them
+        (on a busy machine a woken thread can wait a scheduler tick for its core)."""
+        return 1 if macs < SMALL_WORK_MACS else get_num_threads()
+
+    def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None, *, isa=None):
+        # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
+        # isa: the GEMM micro-kernel of v4 / v5 / best (None = the best this CPU runs).
+        code = _variant_code(variant)
+        kernel = _kernel_code(isa)
+        s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
+        fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
+        nt = _threads_for(y.size * w[0].size)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, nt, _workspace_limit)
+        _check(rc, "conv2d")
+
+    def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):
+        # x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
+        kernel = _kernel_code(isa)
+        s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, y.shape[1])
+        fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
+        nt = _threads_for(x.size * w[0].size)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, nt, _workspace_limit)
+        _check(rc, "conv_transpose2d")
+
+    lib.fc_set_threads(get_num_threads())  # honours FASTCONV_NUM_THREADS from the start
+
+    from .pool import *  # noqa: E402,F401,F403  (depthwise, separable and pooling kernels)

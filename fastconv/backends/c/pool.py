@@ -1,0 +1,95 @@
+"""C engine wrappers for depthwise / separable convolution and pooling (csrc/depthwise_conv2d.c,
+csrc/pool2d.c). Re-exported by fastconv/backends/c.py.
+
+Each wrapper reads the sizes off the arrays (the kernel contract in
+``fastconv/backends/__init__.py``), picks the float32 or float64 C function and passes
+pointers; the C functions release the GIL (cffi does so for every call), so several Python
+threads may run kernels at once.
+"""
+
+from __future__ import annotations
+
+from ..._fastconv_c import lib
+from ._cffi import is_f32, ptr
+
+__all__ = [
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+]
+
+#: Names of the instruction-set levels of :func:`isa_level`.
+ISA_NAMES = ("portable", "avx2", "avx512")
+
+
+def _fn(name: str, a):
+    return getattr(lib, f"fc_{name}_f32" if is_f32(a) else f"fc_{name}_f64")
+
+
+def isa_level(cap: int = -1) -> str:
+    """The instruction set the depthwise / pooling kernels use ('portable', 'avx2', 'avx512').
+
+    ``cap`` >= 0 first limits them to at most that level (0, 1 or 2) from now on, for every
+    thread; the tests use it to run each compiled copy.
+    """
+    return ISA_NAMES[lib.fc_dwpool_isa(int(cap))]
+
+
+def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) or None, y is (N, C*m, OH, OW)
+    OC, _, KH, KW = w.shape
+    geo = (*x.shape, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
+    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), *geo)
+
+
+def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
+    # depthwise (wd (C*m, 1, KH, KW), bd) then pointwise (wp (OC, C*m, 1, 1), bp),
+    # y is (N, OC, OH, OW); fused in C, one tile of output rows at a time
+    CM, _, KH, KW = wd.shape
+    geo = (*x.shape, CM, wp.shape[0], KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
+    if _fn("separable_conv2d", x)(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), *geo):
+        raise MemoryError("separable_conv2d: could not allocate the per-thread tile buffer")
+
+
+def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+    # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
+    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, dh, dw)
+    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), *geo)
+
+
+def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    # x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none
+    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
+    _fn("avg_pool2d", x)(ptr(x), ptr(y), *geo)
+
+
+def adaptive_avg_pool2d(x, y):
+    # x is (N, C, H, W), y is (N, C, OH, OW)
+    _fn("adaptive_avg_pool2d", x)(ptr(x), ptr(y), *x.shape, *y.shape[2:])
+
+
+def adaptive_max_pool2d(x, y, idx):
+    # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
+    _fn("adaptive_max_pool2d", x)(ptr(x), ptr(y), ptr(idx), *x.shape, *y.shape[2:])
+
+
+def max_pool2d_backward(gy, idx, gx):
+    # gy and idx are (N, C, OH, OW), gx is (N, C, H, W)
+    _fn("max_pool2d_backward", gy)(ptr(gy), ptr(idx), ptr(gx), *gx.shape, *gy.shape[2:])
+
+
+def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    # gy is (N, C, OH, OW), gx is (N, C, H, W)
+    geo = (*gx.shape, *gy.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
+    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), *geo)
+
+
+def adaptive_avg_pool2d_backward(gy, gx):
+    # gy is (N, C, OH, OW), gx is (N, C, H, W)
+    _fn("adaptive_avg_pool2d_backward", gy)(ptr(gy), ptr(gx), *gx.shape, *gy.shape[2:])
