@@ -34,10 +34,11 @@ from .. import _shapes, nn
 from ..nn.init import as_generator
 from .accounting import parse_input_shape
 from .receptive_field import receptive_field
+from .support import support
 
 __all__ = ["ERF", "build", "check_memory", "effective_receptive_field", "spatial_trunk"]
 
-THEORETICAL_THRESHOLD = 1e-6  # map values above this count towards theoretical_pixels
+NONZERO_THRESHOLD = 1e-6  # map values above this count towards nonzero_pixels
 EFFECTIVE_THRESHOLD = 0.1  # map values above this count towards effective_pixels
 
 
@@ -48,7 +49,8 @@ class ERF:
     map: np.ndarray  # (H, W), |d out / d x| summed over input channels (and samples), max 1
     position: Tuple[int, int]  # the output element differentiated
     channel: Optional[int]  # its output channel, None: summed over all output channels
-    theoretical_pixels: int  # pixels with map > 1e-6
+    theoretical_pixels: int  # pixels with a path to the output element (support.sum())
+    nonzero_pixels: int  # pixels with map > 1e-6 (a threshold: gradients can be tiny)
     effective_pixels: int  # pixels with map > 0.1
     half_width: Tuple[int, int]  # pixels > 0.5 along the row / column through the peak
     effective_width: Tuple[int, int]  # pixels > 0.1 along the row / column through the peak
@@ -56,6 +58,7 @@ class ERF:
     sigma: Tuple[float, float]  # standard deviation of the marginals: the Gaussian fit
     theoretical_size: Tuple[float, float]  # receptive-field size from the recurrence
     region: Tuple[Tuple[float, float], Tuple[float, float]]  # its input interval per axis
+    support: np.ndarray  # (H, W) bool: the exact theoretical field (analysis.support)
 
     @property
     def ratio(self) -> float:
@@ -76,7 +79,8 @@ class ERF:
             f"output element {self.position}"
             + ("" if self.channel is None else f", channel {self.channel}"),
             f"theoretical RF (recurrence): {pair(self.theoretical_size)} pixels per axis",
-            f"theoretical pixels (|grad| > 1e-6 of max): {self.theoretical_pixels}",
+            f"theoretical pixels (with a path to the output): {self.theoretical_pixels}",
+            f"pixels with |grad| > 1e-6 of max: {self.nonzero_pixels}",
             f"effective pixels (> 10% of max): {self.effective_pixels}  "
             f"(ratio {self.ratio:.3f})",
             f"width > 10% through the peak: {pair(self.effective_width)}  "
@@ -221,7 +225,9 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     Returns
     -------
     ERF: ``map`` = sum over input channels (and samples) of |d out / d x|, divided by its
-    maximum; ``theoretical_pixels`` (map > 1e-6), ``effective_pixels`` (map > 0.1),
+    maximum; ``support`` (the input pixels with a path to the output element, whatever the
+    weights: :func:`fastconv.analysis.support.support`) and ``theoretical_pixels`` (its
+    size), ``nonzero_pixels`` (map > 1e-6), ``effective_pixels`` (map > 0.1),
     ``ratio``, ``half_width`` and ``effective_width`` (pixels above 0.5 / 0.1 along the row
     and column through the peak), ``centre`` and ``sigma`` (mean and standard deviation of
     the map's row and column marginals, read as distributions: the Gaussian fit by moments),
@@ -279,8 +285,9 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
             gy[:, channel, pos[0], pos[1]] = 1
         gx = np.asarray(model.backward(gy), dtype=np.float64)
     finally:
+        model.discard_retained()
         for m, kc, rg in keep:
-            m.keep_cache, m.requires_grad, m._calls = kc, rg, []
+            m.keep_cache, m.requires_grad = kc, rg
             if not kc:
                 m.cache = None
     raw = np.abs(gx).sum(axis=(0, 1))
@@ -295,16 +302,18 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     if rf.layer is None:
         raise ValueError("model has no spatial output layer")
     region = rf.layer.region(pos)
+    supp = support(model, shape, pos)
     return ERF(
         map=emap, position=pos, channel=channel,
-        theoretical_pixels=int((emap > THEORETICAL_THRESHOLD).sum()),
+        theoretical_pixels=int(supp.sum()),
+        nonzero_pixels=int((emap > NONZERO_THRESHOLD).sum()),
         effective_pixels=int((emap > EFFECTIVE_THRESHOLD).sum()),
         half_width=(int((emap[:, pw] > 0.5).sum()), int((emap[ph, :] > 0.5).sum())),
         effective_width=(int((emap[:, pw] > EFFECTIVE_THRESHOLD).sum()),
                          int((emap[ph, :] > EFFECTIVE_THRESHOLD).sum())),
         centre=(ch, cw), sigma=(sh, sw),
         theoretical_size=(float(rf.size[0]), float(rf.size[1])),  # type: ignore[index]
-        region=region,
+        region=region, support=supp,
     )
 
 
@@ -329,12 +338,18 @@ def plot(result: ERF, path: str, title: str = "") -> None:
     ax.add_patch(Rectangle((w0 - 0.5, h0 - 0.5), w1 - w0 + 1, h1 - h0 + 1, fill=False,
                            edgecolor="white", linestyle="--", linewidth=1.2,
                            label="theoretical RF (clipped to the input)"))
-    ax.contour(result.map, levels=[EFFECTIVE_THRESHOLD], colors="red", linewidths=0.6)
+    # The outline is drawn on the map averaged over 5x5 pixels: strided layers leave a
+    # pixel-scale checkerboard in the gradient that no number of samples removes, and the
+    # raw 10% level set of it is a speckle, not a line. The numbers use the raw map.
+    from ..ops.pool import avg_pool2d
+
+    smooth = avg_pool2d(result.map[None, None], 5, 1, 2, count_include_pad=False)[0, 0]
+    ax.contour(smooth, levels=[EFFECTIVE_THRESHOLD], colors="red", linewidths=1.0)
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.set_title(title or "effective receptive field")
     ax.set_xlabel(f"sigma {result.sigma[1]:.2f} px, effective/theoretical "
-                  f"{result.ratio:.2f} (red: 10% of max)")
+                  f"{result.ratio:.2f} (red: 10% of max, 5x5 mean)")
     ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()

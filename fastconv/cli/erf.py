@@ -25,8 +25,9 @@ def add_arguments(parser) -> None:
                         help="output element (default the centre OH//2, OW//2)")
     parser.add_argument("--channel", type=int_at_least(0), default=None,
                         help="one output channel (default: the sum over all of them)")
-    parser.add_argument("--samples", type=int_at_least(1), default=1,
-                        help="random N(0, 1) inputs the map is summed over (default 1)")
+    parser.add_argument("--samples", type=int_at_least(1), default=16,
+                        help="random N(0, 1) inputs the map is summed over (default 16: "
+                             "one input gives a speckled map and a ratio 30-50%% too low)")
     parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="weights and inputs (default 0)")
     parser.add_argument("--backend", default="auto", help="engine (default auto)")

@@ -291,8 +291,25 @@ def report(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _same_curve(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two loss curves that a reader cannot tell apart over their second half (within 2%)."""
+    if a.shape != b.shape:
+        return False
+    h = len(a) // 2
+    return bool(np.all(np.abs(a[h:] - b[h:]) <= 0.02 * np.abs(b[h:])))
+
+
 def plot(result: Dict[str, Any], path: str) -> None:
     """Loss curves and variance through depth, side by side, to a PNG (needs matplotlib)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure(result: Dict[str, Any]) -> Any:
+    """The matplotlib figure that :func:`plot` saves (needs matplotlib)."""
     try:
         import matplotlib
 
@@ -301,26 +318,46 @@ def plot(result: Dict[str, Any], path: str) -> None:
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install matplotlib") from None
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = {n: f"C{i}" for i, n in enumerate(result["variances"])}  # one colour per init
+    curves = {}
     for name, r in result["runs"].items():
         losses = np.asarray(r["losses"], dtype=np.float64)
         k = min(10, len(losses))
-        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        a.plot(np.arange(len(smooth)) + k, smooth, label=name)
+        curves[name] = (k, np.convolve(losses, np.ones(k) / k, mode="valid"))
+    # Curves that coincide (zeros and normal1 both end flat at ln 4) would hide one another:
+    # each curve that a later one overlaps is drawn as a wide pale band under it, and the
+    # legend says which overlap.
+    names = list(curves)
+    for i, name in enumerate(names):
+        k, smooth = curves[name]
+        same = [o for o in names if o != name and _same_curve(smooth, curves[o][1])]
+        under = any(names.index(o) > i for o in same)
+        label = name + (f" (overlaps {', '.join(same)})" if same else "")
+        a.plot(np.arange(len(smooth)) + k, smooth, label=label, color=colors.get(name),
+               linewidth=6 if under else 1.6, alpha=0.45 if under else 1.0,
+               linestyle="--" if same and not under else "-", zorder=2 + i)
     a.axhline(math.log(4), color="grey", linestyle=":", label="chance (ln 4)")
     a.set_yscale("log")
     a.set_xlabel("SGD step")
     a.set_ylabel("training loss (10-step mean)")
     a.set_title("loss by initialisation")
     a.legend(fontsize=8)
+    absent = []
     for name, v in result["variances"].items():
         v = np.asarray(v, dtype=np.float64)
         ok = np.isfinite(v) & (v > 0)
-        b.plot(np.arange(1, len(v) + 1)[ok], v[ok], marker="o", label=name)
+        if not ok.any():  # all zero (zeros init): nothing to draw on a log axis
+            absent.append(name)
+            continue
+        b.plot(np.arange(1, len(v) + 1)[ok], v[ok], marker="o", label=name,
+               color=colors[name])
+    if absent:
+        b.text(0.02, 0.02, f"{', '.join(absent)}: variance 0 at every layer (not drawable on "
+               "a log axis)", transform=b.transAxes, fontsize=8, color="dimgrey")
     b.set_yscale("log")
     b.set_xlabel("conv layer")
     b.set_ylabel("output variance at init")
     b.set_title("signal through depth (ReLU stack)")
     b.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
