@@ -232,6 +232,16 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     and column through the peak), ``centre`` and ``sigma`` (mean and standard deviation of
     the map's row and column marginals, read as distributions: the Gaussian fit by moments),
     ``theoretical_size`` and ``region`` from :func:`fastconv.receptive_field`, ``axis_ratio``.
+
+    Examples
+    --------
+    >>> from fastconv import nn, effective_receptive_field
+    >>> m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    >>> r = effective_receptive_field(m, (1, 16, 16), samples=8)
+    >>> r.position, r.theoretical_pixels  # the centre output reads a 5x5 square
+    ((8, 8), 25)
+    >>> 0 < r.effective_pixels <= r.theoretical_pixels
+    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")

@@ -320,6 +320,16 @@ def receptive_field(model: nn.Module, input_shape: Any) -> ReceptiveField:
     start, padding, padding_modes, region(index)) and ``.size``, ``.jump``, ``.start``,
     ``.padding`` of the last spatial layer, each a pair (H, W). str() is a table.
 
+    Examples
+    --------
+    >>> from fastconv import nn, receptive_field
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3))
+    >>> rf = receptive_field(m, (3, 32, 32))
+    >>> rf.size, rf.jump, rf.start
+    ((8, 8), (2, 2), (2.5, 2.5))
+    >>> rf.layers[-1].region((0, 0))  # the input rows and columns output (0, 0) reads
+    ((-1.0, 6.0), (-1.0, 6.0))
+
     Notes
     -----
     With ``padding_mode="circular"`` an output also depends on the pixels its region covers

@@ -135,8 +135,27 @@ def summary(model: nn.Module, input_shape: Any, *, batch: int = 1, flops: bool =
     """Per-layer table of ``model`` for an input of ``input_shape`` ((C, H, W), no batch, or
     "3x224x224"). Counting options as :func:`fastconv.accounting.count`.
 
-    Returns a :class:`Summary` with ``.params``, ``.macs``, ``.layers`` (name, kind,
-    output_shape, params, macs, other_ops, backward_macs, rf, jump, start); str() is a table.
+    Parameters
+    ----------
+    model : fastconv.nn.Module
+    input_shape : (C, H, W) (or (C, L) for 1-D models), without the batch; or "3x224x224"
+    batch, flops, bias, transposed : counting options of :func:`fastconv.accounting.count`
+    name : shown in the table's title
+
+    Returns
+    -------
+    Summary with ``.params``, ``.macs``, ``.layers`` (name, kind, output_shape, params, macs,
+    other_ops, backward_macs, rf, jump, start); str() is a table.
+
+    Examples
+    --------
+    >>> from fastconv import nn, summary
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> s = summary(m, (3, 32, 32))
+    >>> s.params, s.macs
+    (224, 221184)
+    >>> [row.rf for row in s.layers]
+    [(3, 3), (3, 3), (4, 4)]
     """
     acc = count(model, input_shape, batch=batch, flops=flops, bias=bias, transposed=transposed)
     rf = receptive_field(model, input_shape)
