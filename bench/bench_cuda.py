@@ -1,4 +1,4 @@
-"""The cuda engine on a real GPU against torch (cuDNN), data resident on the device.
+"""The cuda backend on a real GPU against torch (cuDNN), data resident on the device.
 
 Every case runs at batch N=1 and N=32, float32 by default, with TF32 off in torch
 (``torch.backends.cudnn.allow_tf32 = False``, likewise for matmul) so that both sides do
@@ -42,10 +42,10 @@ BATCHES = (1, 32)
 
 
 def gpu_reason() -> str:
-    """"" when a real GPU, the cuda engine and torch with CUDA are all here, else why not."""
+    """"" when a real GPU, the cuda backend and torch with CUDA are all here, else why not."""
     reason = fastconv.available_backends()["cuda"]
     if reason != "available":
-        return f"cuda engine: {reason}"
+        return f"cuda backend: {reason}"
     try:
         import torch
     except ImportError:
@@ -102,7 +102,7 @@ def run(repeat: int = 20, dtype: str = "float32", verbose: bool = True) -> List[
             if not err <= tol:
                 raise AssertionError(f"{name} N={N} {label}: max relative error {err:.2e}")
             t = _time(fn, repeat, sync)
-            rows.append(dict(case=name, N=N, engine=label, ms=t * 1e3, rate=work / t / 1e9,
+            rows.append(dict(case=name, N=N, label=label, ms=t * 1e3, rate=work / t / 1e9,
                              unit=unit, what=what))
             if verbose:
                 print(f"{name:28s} N={N:<3d} {label:22s} {t * 1e3:9.3f} ms "
@@ -147,8 +147,8 @@ def test_cuda_vs_torch():
     if why:
         pytest.skip(why)
     rows = run(repeat=3, verbose=False)
-    assert {r["engine"] for r in rows} >= {"torch (cuDNN)", "fastconv v1_direct",
-                                           "fastconv v2_tiled", "fastconv"}
+    assert {r["label"] for r in rows} >= {"torch (cuDNN)", "fastconv v1_direct",
+                                          "fastconv v2_tiled", "fastconv"}
 
 
 def _main() -> None:
@@ -163,7 +163,7 @@ def _main() -> None:
     rows = run(args.repeat, args.dtype)
     best: Dict[Tuple[str, int], Dict[str, float]] = {}
     for r in rows:
-        best.setdefault((r["case"], r["N"]), {})[r["engine"]] = r["ms"]
+        best.setdefault((r["case"], r["N"]), {})[r["label"]] = r["ms"]
     print("\nfastconv's best vs torch (time ratio, < 1 means fastconv is faster):")
     for (case, N), t in best.items():
         ref = t.get("torch (cuDNN)", t.get("torch"))

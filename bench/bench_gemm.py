@@ -34,7 +34,7 @@ SIZES = {
 }
 #: the slow kernels are timed on the smallest size only
 SLOW = {"naive", "portable"}
-KERNELS = [k for k in c.KERNELS if k in c.cpu_info()["gemm_kernels"]]
+KERNELS = [k for k in c.GEMM_KERNELS if k in c.cpu_info()["gemm_kernels"]]
 _ISA = {"naive": 0, "portable": 0, "avx2": 1, "avx512": 2}
 _peaks: dict = {}
 
@@ -53,7 +53,7 @@ def make_gemm(kernel: str, M: int, N: int, K: int, dtype):
     B = rng.standard_normal((K, N)).astype(dtype)
     C = np.full((M, N), np.nan, dtype)
     f64 = dtype == np.float64
-    code = c.KERNELS[kernel]
+    code = c.GEMM_KERNELS[kernel]
     work = np.empty(max(1, lib.fc_gemm_work_elems(code, f64, M, N, K)), dtype)
     fn = lib.fc_gemm_f64 if f64 else lib.fc_gemm_f32
     args = (code, M, N, K, ptr(A), K, 1, ptr(B), N, ptr(C), N, 0, ptr(work))

@@ -1,17 +1,17 @@
-"""The numba engine's own costs: JIT compile time per op, cached start, and its speed bars.
+"""The numba backend's own costs: JIT compile time per op, cached start, and its speed bars.
 
-Run as a script (the numbers in the numba engine's report come from it):
+Run as a script (the numbers in the numba backend's report come from it):
 
     python bench/bench_numba.py jit        # first-call compile time per op, cold and cached
     python bench/bench_numba.py perf       # numba vs torch (2 threads, float32) on the bar layers
 
 ``jit`` runs two fresh processes on one empty NUMBA_CACHE_DIR: the first compiles every kernel
-(float32, then float64: the second dtype is the engine's only other specialisation), the second
+(float32, then float64: the second dtype is the backend's only other specialisation), the second
 loads them from the on-disk cache. ``perf`` interleaves numba and torch calls and keeps each
 one's best time, so that a busy machine slows both alike.
 
 Under pytest (``--benchmark-disable``, the default) the two tests are smoke tests: the JIT probe
-on one op, and each bar layer shrunk and checked against the reference engine.
+on one op, and each bar layer shrunk and checked against the reference backend.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv.backends import KERNEL_NAMES
 
 # The child process: time the first call of each op (its compilation) for each dtype.
 _CHILD = r"""
@@ -72,8 +73,8 @@ for op in ops:
         out[op + "/" + np.dtype(d).name] = time.perf_counter() - t
 out["total"] = time.perf_counter() - t0
 from numba.core.registry import CPUDispatcher
-from fastconv.backends.numba_cpu import conv as _numba_conv, pool as _numba_pool
-disp = [f for m in (_numba_conv, _numba_pool) for f in vars(m).values()
+from fastconv.backends.numba_cpu import direct, gemm, pool, rows, transpose
+disp = [f for m in (rows, direct, gemm, transpose, pool) for f in vars(m).values()
         if isinstance(f, CPUDispatcher) and f.targetoptions.get("parallel")]
 out["cache_hits"] = sum(sum(d.stats.cache_hits.values()) for d in disp)
 out["cache_misses"] = sum(sum(d.stats.cache_misses.values()) for d in disp)
@@ -81,19 +82,10 @@ out["specialisations"] = max(len(d.signatures) for d in disp)
 print(json.dumps(out))
 """
 
-JIT_OPS = (
-    "conv2d",
-    "conv2d_v1_direct",
-    "conv2d_v2_im2col",
-    "depthwise_conv2d",
-    "conv_transpose2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_backward",
+#: Every kernel of the contract but separable_conv2d (here depthwise_conv2d then conv2d: nothing
+#: of its own to compile), and conv2d also as the two variants whose kernels the default skips.
+JIT_OPS = ("conv2d", "conv2d_v1_direct", "conv2d_v2_im2col") + tuple(
+    k for k in KERNEL_NAMES if k not in ("conv2d", "separable_conv2d")
 )
 
 
@@ -194,7 +186,7 @@ def _numba_available() -> bool:
     return fastconv.available_backends()["numba"].startswith("available")
 
 
-_REASON = f"numba engine: {fastconv.available_backends()['numba']}"
+_REASON = f"numba backend: {fastconv.available_backends()['numba']}"
 
 
 @pytest.mark.skipif(not _numba_available(), reason=_REASON)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.backends import _registry
+from fastconv.backends._registry import backend_module
 from fastconv.benchmark import check, expected
 from fastconv.benchmark.baselines import run_fastconv, run_numpy, run_torch
 from fastconv.benchmark.layers import CASES, Case
@@ -42,7 +42,7 @@ def variants(engine: str, op: str) -> Tuple[Optional[str], ...]:
     """None (the engine's best) plus the engine's named conv2d variants."""
     if op != "conv2d":
         return (None,)
-    mod = _registry._load(engine)
+    mod = backend_module(engine)
     names = getattr(mod, "CONV2D_VARIANTS", ())
     return (None,) + tuple(names)
 

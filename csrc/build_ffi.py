@@ -1,9 +1,17 @@
 """cffi builder for fastconv's C engine (API mode).
 
 setup.py names ``csrc/build_ffi.py:ffibuilder``; ``pip install .`` compiles every ``csrc/*.c``
-into the extension module ``fastconv._fastconv_c``. The cdef is ``csrc/fastconv.h`` read
-verbatim. No ``-march=native``: per-ISA micro-kernels carry ``__attribute__((target(...)))``
-and are chosen at run time, so one build runs on any x86-64.
+(each includes ``csrc/common.h``) into the extension module ``fastconv._fastconv_c``. The cdef
+is ``csrc/fastconv.h`` read verbatim. No ``-march=native``: per-ISA micro-kernels carry
+``__attribute__((target(...)))`` and are chosen at run time, so one build runs on any x86-64.
+
+Environment variables read at build time:
+
+- ``FASTCONV_DEBUG=1``: a debug build. It defines ``FASTCONV_DEBUG``, which turns every
+  ``FC_ASSERT`` (the kernels' written preconditions: positive shapes, strides >= 1, chunk and
+  index ranges, workspace sizes) into a check that aborts with the violated condition.
+  Rebuild without it afterwards: the checks cost time.
+- ``FASTCONV_NO_OPENMP=1``: build without OpenMP (the kernels then run on one thread).
 
 Run by hand: ``python csrc/build_ffi.py`` rebuilds the module in place under ``fastconv/``
 (for an editable install). It compiles in a temporary folder, then renames the library into
@@ -31,13 +39,16 @@ def make_builder(absolute: bool = False) -> FFI:
     root = HERE.parent
     rel = (lambda p: str(p)) if absolute else (lambda p: str(p.relative_to(root)))
     omp_c, omp_l = _openmp_flags()
+    debug = [("FASTCONV_DEBUG", "1")] if os.environ.get("FASTCONV_DEBUG") == "1" else []
     builder = FFI()
     builder.cdef((HERE / "fastconv.h").read_text())
     builder.set_source(
         "fastconv._fastconv_c",
         '#include "fastconv.h"\n',
         sources=sorted(rel(p) for p in HERE.glob("*.c")),
+        depends=sorted(rel(p) for p in HERE.glob("*.h")),
         include_dirs=[rel(HERE)],
+        define_macros=debug,
         extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c],
         extra_link_args=[*omp_l],
     )

@@ -23,14 +23,15 @@
  * (FC_GEMM_AUTO = the best the CPU runs); `nthreads` is v5's / best's thread count.
  *
  * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ * Test: `pytest tests/test_c_conv.py`; time: `pytest bench/bench_conv2d.py --benchmark-enable`.
  */
-#ifndef FC_CONV2D_TYPED
+#ifndef FC_TYPED
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fastconv.h"
+#include "common.h"
 
 /* How one conv call is cut into independent tasks. A task computes the output block
  * y[n, g*M + m0 : g*M + m1, pixels p0 : p1] (M = OC/G) from its own im2col chunks, so tasks
@@ -45,19 +46,6 @@ typedef struct {
     int64_t a_elems;     /* MODE_PACKED: weights packed once per call (0: per chunk instead) */
     int nthreads;        /* threads actually used */
 } conv_plan;
-
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
 
 /* How a task gets its B operand (the column matrix).
  *   MODE_COL     im2col into a plain row-major chunk, then the GEMM packs it  (v2 .. v5)
@@ -150,21 +138,8 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     pl->work_elems = task_work(pl, mode, kernel, is_f64);
 }
 
-#define FC_CONV2D_TYPED
-#define T float
-#define FN(name) name##_f32
-#define IS_F64 0
-#include "conv2d.c"
-#undef T
-#undef FN
-#undef IS_F64
-#define T double
-#define FN(name) name##_f64
-#define IS_F64 1
-#include "conv2d.c"
-#undef T
-#undef FN
-#undef IS_F64
+#define FC_INSTANTIATE "conv2d.c"
+#include "common.h"
 
 #else /* ------------------------------------------------------------ typed section */
 
@@ -215,12 +190,19 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
     const T *xg = x + (n * s->C + g * Cg) * s->H * s->W;
     const T *A = w + (g * pl->M + m0) * pl->K;
     T *C = y + (n * s->OC + g * pl->M + m0) * pl->P + p0;
+    /* the task's block lies inside the (image, group) and its chunks inside the workspace */
+    FC_ASSERT(0 <= p0 && p0 < p1 && p1 <= pl->P && np <= pl->pstep);
+    FC_ASSERT(0 <= m0 && m >= 1 && m <= pl->mstep && m0 + m <= pl->M);
     if (mode == MODE_DIRECT) {
+        FC_ASSERT(fc_gemm_work_elems(kernel, IS_F64, m, np, pl->K) <= pl->work_elems);
         FN(fc_gemm)(kernel, m, np, pl->K, A, pl->K, 1, xg + p0, s->H * s->W, C, pl->P, 0, work);
     } else if (mode == MODE_COL) {
         T *col = work, *gw = work + pl->kstep * pl->pstep;
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
             int64_t k1 = min64(pl->K, k0 + pl->kstep);
+            FC_ASSERT(pl->kstep * pl->pstep +
+                          fc_gemm_work_elems(kernel, IS_F64, m, np, k1 - k0) <=
+                      pl->work_elems);
             FN(fc_im2col)(xg, s, k0, k1, p0, p1, col);
             FN(fc_gemm)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0, gw);
         }
@@ -229,6 +211,7 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
         T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
         T *Bp = Aall ? Ap : Ap + round_up(m, mr) * pl->kstep;
         const T *Ablk = Aall ? Aall + (g * round_up(pl->M, mr) + m0) * pl->K : Ap;
+        FC_ASSERT((Bp - work) + round_up(np, nr) * pl->kstep <= pl->work_elems);
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
             int64_t k1 = min64(pl->K, k0 + pl->kstep);
             if (!Aall) FN(fc_pack_a)(kernel, m, k1 - k0, A + k0, pl->K, 1, Ap);
@@ -285,7 +268,9 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 
 int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s, int variant,
                   int kernel, int nthreads, int64_t work_bytes) {
-    /* N, C, H, W, OC, KH, KW, OH, OW >= 1 (N >= 0); G divides C and OC; s*, d* >= 1; p* >= 0 */
+    /* C, H, W, KH, KW >= 1; N, OC, OH, OW >= 0 (0: nothing to do); G divides C and OC;
+     * s*, d* >= 1; p* >= 0 */
+    FC_ASSERT_CONV_SHAPE(s);
     if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
     switch (variant) {
     case FC_CONV_V1_DIRECT:
@@ -331,4 +316,4 @@ int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape 
     }
 }
 
-#endif /* FC_CONV2D_TYPED */
+#endif /* FC_TYPED */

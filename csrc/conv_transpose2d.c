@@ -16,14 +16,16 @@
  * whatever the input. Returns 0, or 1 when a workspace could not be allocated.
  *
  * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ * Test: `pytest tests/test_c_conv.py -k transpose`; time: `pytest bench/bench_conv_transpose2d.py
+ * --benchmark-enable`.
  */
-#ifndef FC_CONVT_TYPED
+#ifndef FC_TYPED
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fastconv.h"
+#include "common.h"
 
 typedef struct {
     int64_t M, KK, P, Cg; /* OC/G, KH*KW, H*W (input pixels), C/G (the GEMM's inner size) */
@@ -34,18 +36,6 @@ typedef struct {
     int swap;             /* compute col^T = x_g^T w_g instead (few pixels, many rows) */
     int nthreads;
 } convt_plan;
-
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
 
 /* Target size of one col chunk: it should stay in L2 between the GEMM writing it and col2im
  * reading it. */
@@ -102,21 +92,8 @@ static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthre
                      fc_gemm_work_elems(kernel, is_f64, pl->pstep, pl->rstep, pl->Cg);
 }
 
-#define FC_CONVT_TYPED
-#define T float
-#define FN(name) name##_f32
-#define IS_F64 0
-#include "conv_transpose2d.c"
-#undef T
-#undef FN
-#undef IS_F64
-#define T double
-#define FN(name) name##_f64
-#define IS_F64 1
-#include "conv_transpose2d.c"
-#undef T
-#undef FN
-#undef IS_F64
+#define FC_INSTANTIATE "conv_transpose2d.c"
+#include "common.h"
 
 #else /* ------------------------------------------------------------ typed section */
 
@@ -132,11 +109,18 @@ static void FN(convt_task)(const T *x, const T *w, const T *b, T *y, const fc_co
     const T *wg = w + g * pl->Cg * Kt;
     T *yg = y + (n * s->OC + g * pl->M) * OHW;
     T *col = work, *gw = work + (pl->rstep + LD_PAD) * pl->pstep;
+    FC_ASSERT(0 <= o0 && o0 < o1 && o1 <= pl->M);
     memset(yg + o0 * OHW, 0, (size_t)((o1 - o0) * OHW) * sizeof(T));
     for (int64_t p0 = 0; p0 < pl->P; p0 += pl->pstep) {
         const int64_t np = min64(pl->P - p0, pl->pstep);
         for (int64_t r0 = o0 * pl->KK; r0 < o1 * pl->KK; r0 += pl->rstep) {
             const int64_t r1 = min64(o1 * pl->KK, r0 + pl->rstep);
+            /* col (at most (rstep + LD_PAD) x pstep) and the GEMM's panels fit the workspace */
+            FC_ASSERT(r1 - r0 <= pl->rstep && np <= pl->pstep);
+            FC_ASSERT((pl->rstep + LD_PAD) * pl->pstep +
+                          (pl->swap ? fc_gemm_work_elems(kernel, IS_F64, np, r1 - r0, pl->Cg)
+                                    : fc_gemm_work_elems(kernel, IS_F64, r1 - r0, np, pl->Cg)) <=
+                      pl->work_elems);
             if (pl->swap) {
                 /* col^T (np x r1-r0) = x_g block^T (A(i, k) = xg[k*P + p0 + i]) * w_g columns
                  * [r0, r1) (B(k, j) = wg[k*Kt + r0 + j]) */
@@ -161,10 +145,15 @@ static void FN(convt_task)(const T *x, const T *w, const T *b, T *y, const fc_co
 
 int FN(fc_conv_transpose2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                             int kernel, int nthreads, int64_t work_bytes) {
-    /* H, W here are x's sizes and OH, OW y's; C = w's rows; G divides C and OC */
+    /* H, W here are x's sizes and OH, OW y's; C = w's rows; G divides C and OC; the rest as
+     * in fc_conv2d */
+    FC_ASSERT_CONV_SHAPE(s);
     if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
-    /* The adjoint conv2d's geometry: image = y (OH x OW), pixel grid = x (H x W). */
+    /* The adjoint conv2d's geometry: image = y (OC x OH x OW), pixel grid = x (H x W),
+     * whose C channels are the adjoint's output channels. */
     fc_conv_shape adj = *s;
+    adj.C = s->OC;
+    adj.OC = s->C;
     adj.H = s->OH;
     adj.W = s->OW;
     adj.OH = s->H;
@@ -187,4 +176,4 @@ int FN(fc_conv_transpose2d)(const T *x, const T *w, const T *b, T *y, const fc_c
     return failed;
 }
 
-#endif /* FC_CONVT_TYPED */
+#endif /* FC_TYPED */

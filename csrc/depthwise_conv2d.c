@@ -3,6 +3,8 @@
  * Kernels (each as _f32 and _f64; shapes and rules in fastconv/backends/__init__.py):
  *   fc_depthwise_conv2d   direct per-channel loops, channel multiplier m = OC / C
  *   fc_separable_conv2d   depthwise then pointwise (1x1), fused per tile of output rows
+ * Both take the depthwise stage's geometry as an fc_conv_shape with G = C (a depthwise conv
+ * is the grouped conv2d with one input channel per group); separable adds the pointwise OC.
  *
  * fc_depthwise_conv2d: OpenMP over the N*OC output planes; in a plane one output row at a
  * time, two ways (dw_rows), or all at once (flat):
@@ -18,20 +20,23 @@
  *            size): the plane as one row of 16-output blocks read with masked loads, in
  *            chunks of 16 blocks, no padded copy and no per-row work (see fc_dws_make).
  * In direct and padded, a 3x3 window (dilation 1) is one fused pass of 9 taps with the
- * accumulator in a register; other windows accumulate one input row (KW taps) at a time into the output
- * row. Stride 1 and 2 get their own copies so the loads have a constant stride. Each
- * plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at run
- * time (fc_dwpool_isa in pool2d.c); other CPUs get portable C.
+ * accumulator in a register; other windows accumulate one input row (KW taps) at a time into
+ * the output row. Stride 1 and 2 get their own copies so the loads have a constant stride.
+ * Each plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at run
+ * time (FC_MULTIVERSION and fc_dwpool_isa, common.h / runtime.c); other CPUs get portable C.
  *
  * fc_separable_conv2d: OpenMP over tiles (image n, a few output rows). A tile's depthwise
  * output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels, sized to
  * stay in L2), then a register-blocked 1x1 kernel (NO output channels x NV vectors of
  * pixels held in registers, one FMA per weight and vector) writes the tile of y.
  *
- * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
- * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
+ * The file instantiates itself twice (float, double, see common.h): the typed part below
+ * FC_TYPED is included once per type with T the element type and FN(name) adding the _f32 /
+ * _f64 suffix.
  *
  * Build: `python csrc/build_ffi.py` (in place) or `pip install -e .`.
+ * Test: `pytest tests/test_c_pool.py -k "depthwise or separable"`; time: `pytest
+ * bench/bench_depthwise.py --benchmark-enable`.
  */
 #ifndef FC_TYPED
 
@@ -39,14 +44,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fastconv.h"
-#include "fc_multiversion.h"
+#include "common.h"
 
 /* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
 #pragma GCC optimize("fp-contract=fast")
 
-
-
+/* The window geometry of a depthwise shape. */
+static inline fc_win dw_win(const fc_conv_shape *s)
+{
+    return fc_win_make(s->H, s->W, s->OH, s->OW, s->KH, s->KW, s->sh, s->sw, s->ph, s->pw,
+                       s->dh, s->dw);
+}
 
 /* Padded copy of the input rows read by `rows` output rows: Wp columns, fc_dw_hp rows. */
 static inline int64_t fc_dw_wp(const fc_win *g) { return (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1; }
@@ -125,7 +133,7 @@ static void fc_dws_clear_bits(uint16_t *m, int64_t a, int64_t b)
  * taps copies of at most nblk words. */
 static int fc_dws_make(fc_dws *s, const fc_win *g)
 {
-    const int64_t out = g->OH * g->OW, taps = g->KH * g->KW, nblk = (out + 15) / 16;
+    const int64_t out = g->OH * g->OW, taps = g->KH * g->KW, nblk = ceil_div(out, 16);
     s->mask = NULL;
     if (g->sh != 1 || g->sw != 1 || g->OW != g->W || taps > FC_DWS_MAXTAP ||
         nblk > FC_DWS_MAXMASK / (taps + g->KW))
@@ -185,6 +193,7 @@ static void fc_dws_free(fc_dws *s)
 FC_T512 FC_INLINE void fc_dws_chunk(const float *x, const float *w, float bias, float *y,
                                     const fc_dws *s, int64_t b0, const int NB)
 {
+    FC_ASSERT(1 <= NB && NB <= FC_DWS_CHUNK && 0 <= b0 && b0 + NB <= s->nblk);
     __m512 acc[FC_DWS_CHUNK];
 #pragma GCC unroll 16
     for (int b = 0; b < NB; b++)
@@ -223,24 +232,15 @@ FC_T512 static void fc_dws_plane_f32_avx512(const float *x, const float *w, floa
 #undef FC_DWS_CASE
 #endif
 
-#define FC_TYPED
-#define T float
-#define S(name) name##_f32
-#include "depthwise_conv2d.c"
-#undef T
-#undef S
-#define T double
-#define S(name) name##_f64
-#include "depthwise_conv2d.c"
-#undef T
-#undef S
+#define FC_INSTANTIATE "depthwise_conv2d.c"
+#include "common.h"
 
 #else /* FC_TYPED: everything below is compiled once per element type T */
 
 /* ------------------------------------------------------------------ depthwise */
 
 /* x is (H, W), w is (KH, KW): one output (oh, ow) with every bounds check. */
-FC_INLINE T S(dw_point)(const T *x, const T *w, T bias, const fc_win *g, int64_t oh,
+FC_INLINE T FN(dw_point)(const T *x, const T *w, T bias, const fc_win *g, int64_t oh,
                         int64_t ow)
 {
     const int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
@@ -259,7 +259,7 @@ FC_INLINE T S(dw_point)(const T *x, const T *w, T bias, const fc_win *g, int64_t
 }
 
 /* ym[j] = bias + the 9 taps of a 3x3 window (dilation 1) over rows r0, r1, r2. */
-FC_INLINE void S(dw_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
+FC_INLINE void FN(dw_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
                             const T *restrict r2, const T *restrict w, T bias, int64_t n,
                             int64_t sw)
 {
@@ -275,7 +275,7 @@ FC_INLINE void S(dw_row3x3)(T *restrict ym, const T *restrict r0, const T *restr
 }
 
 /* ym[j] += taps xr[j*sw + kw*dw] * w[kw], kw < K (K = 1, 3 or 5 unrolled). */
-FC_INLINE void S(dw_acc_k)(T *restrict ym, const T *restrict xr, const T *restrict w, int64_t n,
+FC_INLINE void FN(dw_acc_k)(T *restrict ym, const T *restrict xr, const T *restrict w, int64_t n,
                            int64_t sw, int64_t dw, int K)
 {
     const T w0 = w[0], w1 = K > 1 ? w[1] : 0, w2 = K > 2 ? w[2] : 0, w3 = K > 3 ? w[3] : 0,
@@ -291,33 +291,33 @@ FC_INLINE void S(dw_acc_k)(T *restrict ym, const T *restrict xr, const T *restri
     }
 }
 
-FC_INLINE void S(dw_acc_row)(T *restrict ym, const T *restrict xr, const T *restrict w,
+FC_INLINE void FN(dw_acc_row)(T *restrict ym, const T *restrict xr, const T *restrict w,
                              int64_t n, int64_t sw, int64_t dw, int64_t KW)
 {
     if (KW == 3 || KW == 5) {
         const int K = (int)KW;
         if (sw == 1 && dw == 1)
-            S(dw_acc_k)(ym, xr, w, n, 1, 1, K);
+            FN(dw_acc_k)(ym, xr, w, n, 1, 1, K);
         else if (sw == 2 && dw == 1)
-            S(dw_acc_k)(ym, xr, w, n, 2, 1, K);
+            FN(dw_acc_k)(ym, xr, w, n, 2, 1, K);
         else
-            S(dw_acc_k)(ym, xr, w, n, sw, dw, K);
+            FN(dw_acc_k)(ym, xr, w, n, sw, dw, K);
         return;
     }
     for (int64_t kw = 0; kw < KW; kw++) {
         if (sw == 1)
-            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 1, 1, 1);
+            FN(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 1, 1, 1);
         else if (sw == 2)
-            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 2, 1, 1);
+            FN(dw_acc_k)(ym, xr + kw * dw, w + kw, n, 2, 1, 1);
         else
-            S(dw_acc_k)(ym, xr + kw * dw, w + kw, n, sw, 1, 1);
+            FN(dw_acc_k)(ym, xr + kw * dw, w + kw, n, sw, 1, 1);
     }
 }
 
 /* x is (H, W) (one input channel), w is (KH, KW) (one filter); writes output rows
  * oh0 <= oh < oh1 of the plane to y, row oh at y + (oh - oh0) * OW, reading x in place:
  * border columns one by one with bounds checks, interior columns vectorised. */
-FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bias,
+FC_INLINE void FN(dw_rows_direct)(const T *restrict x, const T *restrict w, T bias,
                                T *restrict y, const fc_win *g, int64_t oh0, int64_t oh1)
 {
     const int64_t H = g->H, W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
@@ -326,9 +326,9 @@ FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bia
     for (int64_t oh = oh0; oh < oh1; oh++) {
         T *restrict yr = y + (oh - oh0) * OW;
         for (int64_t ow = 0; ow < lo; ow++)
-            yr[ow] = S(dw_point)(x, w, bias, g, oh, ow);
+            yr[ow] = FN(dw_point)(x, w, bias, g, oh, ow);
         for (int64_t ow = hi; ow < OW; ow++)
-            yr[ow] = S(dw_point)(x, w, bias, g, oh, ow);
+            yr[ow] = FN(dw_point)(x, w, bias, g, oh, ow);
         if (n <= 0)
             continue;
         const int64_t hs = oh * g->sh - g->ph, x0 = lo * sw - g->pw;
@@ -336,11 +336,11 @@ FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bia
         if (fused3x3 && hs >= 0 && hs + 2 < H) {
             const T *r0 = x + hs * W + x0;
             if (sw == 1)
-                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 1);
+                FN(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 1);
             else if (sw == 2)
-                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 2);
+                FN(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, 2);
             else
-                S(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, sw);
+                FN(dw_row3x3)(ym, r0, r0 + W, r0 + 2 * W, w, bias, n, sw);
             continue;
         }
         for (int64_t j = 0; j < n; j++)
@@ -349,7 +349,7 @@ FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bia
             const int64_t ih = hs + kh * g->dh;
             if (ih < 0 || ih >= H)
                 continue;
-            S(dw_acc_row)(ym, x + ih * W + x0, w + kh * KW, n, sw, g->dw, KW);
+            FN(dw_acc_row)(ym, x + ih * W + x0, w + kh * KW, n, sw, g->dw, KW);
         }
     }
 }
@@ -359,7 +359,7 @@ FC_INLINE void S(dw_rows_direct)(const T *restrict x, const T *restrict w, T bia
  * output (OW < 32: a row is only one or two vectors), the padded rows are treated as one
  * long row of Wp-wide lines: yf[q] = sum w[kh, kw] * xp[q + kh*dh*Wp + kw*dw] for every q
  * < rows*Wp, then the first OW of each Wp-wide line of yf is the output row. */
-FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bias,
+FC_INLINE void FN(dw_rows_padded)(const T *restrict x, const T *restrict w, T bias,
                                  T *restrict y, const fc_win *g, int64_t oh0, int64_t oh1,
                                  T *restrict buf)
 {
@@ -390,12 +390,12 @@ FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bia
         T *restrict yf = buf + Hp * Wp + slack;
         const int64_t n = rows * Wp;
         if (fused3x3) {
-            S(dw_row3x3)(yf, xp, xp + Wp, xp + 2 * Wp, w, bias, n, 1);
+            FN(dw_row3x3)(yf, xp, xp + Wp, xp + 2 * Wp, w, bias, n, 1);
         } else {
             for (int64_t q = 0; q < n; q++)
                 yf[q] = bias;
             for (int64_t kh = 0; kh < KH; kh++)
-                S(dw_acc_row)(yf, xp + kh * dh * Wp, w + kh * KW, n, 1, dw, KW);
+                FN(dw_acc_row)(yf, xp + kh * dh * Wp, w + kh * KW, n, 1, dw, KW);
         }
         for (int64_t r = 0; r < rows; r++)
             memcpy(y + r * OW, yf + r * Wp, (size_t)OW * sizeof(T));
@@ -406,65 +406,66 @@ FC_INLINE void S(dw_rows_padded)(const T *restrict x, const T *restrict w, T bia
         const T *r0 = xp + r * sh * Wp;
         if (fused3x3) {
             if (sw == 1)
-                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 1);
+                FN(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 1);
             else if (sw == 2)
-                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 2);
+                FN(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, 2);
             else
-                S(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, sw);
+                FN(dw_row3x3)(yr, r0, r0 + Wp, r0 + 2 * Wp, w, bias, OW, sw);
             continue;
         }
         for (int64_t j = 0; j < OW; j++)
             yr[j] = bias;
         for (int64_t kh = 0; kh < KH; kh++)
-            S(dw_acc_row)(yr, r0 + kh * dh * Wp, w + kh * KW, OW, sw, dw, KW);
+            FN(dw_acc_row)(yr, r0 + kh * dh * Wp, w + kh * KW, OW, sw, dw, KW);
     }
 }
 
 /* Rows oh0 <= oh < oh1 of one plane: padded when a buffer is given, else in place. */
-FC_INLINE void FC_CAT(S(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
+FC_INLINE void FC_CAT(FN(dw_rows), _body)(const T *restrict x, const T *restrict w, T bias,
                                          T *restrict y, const fc_win *g, int64_t oh0,
                                          int64_t oh1, T *restrict buf)
 {
     if (buf && (g->sw == 1 || g->OW < 32))
-        S(dw_rows_padded)(x, w, bias, y, g, oh0, oh1, buf);
+        FN(dw_rows_padded)(x, w, bias, y, g, oh0, oh1, buf);
     else
-        S(dw_rows_direct)(x, w, bias, y, g, oh0, oh1);
+        FN(dw_rows_direct)(x, w, bias, y, g, oh0, oh1);
 }
-FC_MULTIVERSION(S(dw_rows),
+FC_MULTIVERSION(FN(dw_rows),
                 (const T *restrict x, const T *restrict w, T bias, T *restrict y,
                  const fc_win *g, int64_t oh0, int64_t oh1, T *restrict buf),
                 (x, w, bias, y, g, oh0, oh1, buf))
 
 /* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
- * y is (N, OC, OH, OW); output channel o reads input channel o / m. */
-void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N, int64_t C,
-                            int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
-                            int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t ph,
-                            int64_t pw, int64_t dh, int64_t dw)
+ * y is (N, OC, OH, OW); output channel o reads input channel o / m. s->G = C; sizes >= 1
+ * (N >= 0), strides and dilations >= 1, padding >= 0. */
+void FN(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s)
 {
-    const fc_win g = fc_win_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
-    const int64_t m = OC / C, planes = N * OC, in_sz = H * W, out_sz = OH * OW;
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(s->G == s->C && s->OC >= 1 && s->OH >= 1 && s->OW >= 1);
+    const fc_win g = dw_win(s);
+    const int64_t N = s->N, C = s->C, OC = s->OC, KH = s->KH, KW = s->KW, OH = s->OH;
+    const int64_t m = OC / C, planes = N * OC, in_sz = s->H * s->W, out_sz = OH * s->OW;
 #if defined(__x86_64__)
-    if (sizeof(T) == 4 && fc_dwpool_isa(-1) == 2) {
-        fc_dws s;
-        if (fc_dws_make(&s, &g)) {
+    if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
+        fc_dws flat;
+        if (fc_dws_make(&flat, &g)) {
             const float *xf = (const float *)(const void *)x, *wf = (const float *)(const void *)w;
             const float *bf = (const float *)(const void *)b;
             float *yf = (float *)(void *)y;
             /* about 3 cycles per block and tap: two threads once a call is ~25k cycles */
-            const int spar = planes > 1 && planes * s.nblk * s.taps > 8192;
+            const int spar = planes > 1 && planes * flat.nblk * flat.taps > 8192;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (spar)
             for (int64_t p = 0; p < planes; p++) {
                 const int64_t n = p / OC, o = p % OC;
                 fc_dws_plane_f32_avx512(xf + (n * C + o / m) * in_sz, wf + o * KH * KW,
-                                        bf ? bf[o] : 0.0f, yf + p * out_sz, &s);
+                                        bf ? bf[o] : 0.0f, yf + p * out_sz, &flat);
             }
-            fc_dws_free(&s);
+            fc_dws_free(&flat);
             return;
         }
     }
 #endif
-    const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T));
+    const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T)); /* rows 0 .. OH */
     const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
 #pragma omp parallel num_threads(fc_threads()) if (par)
     {
@@ -473,7 +474,7 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
 #pragma omp for schedule(dynamic, 4)
         for (int64_t p = 0; p < planes; p++) {
             const int64_t n = p / OC, o = p % OC;
-            S(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
+            FN(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
                        y + p * out_sz, &g, 0, OH, buf);
         }
         free(buf);
@@ -539,66 +540,68 @@ void S(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, int64_t N,
         }                                                                                    \
     }
 
-FC_PW_BLOCK(S(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
-FC_PW_TILE(S(pw_tile128), S(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
+FC_PW_BLOCK(FN(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
+FC_PW_TILE(FN(pw_tile128), FN(pw_block128), 16, FC_PW_NO128, FC_PW_NV128)
 #if defined(__x86_64__)
-FC_PW_BLOCK(S(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
-FC_PW_TILE(S(pw_tile256), S(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
-FC_PW_BLOCK(S(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
-FC_PW_TILE(S(pw_tile512), S(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
+FC_PW_BLOCK(FN(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
+FC_PW_TILE(FN(pw_tile256), FN(pw_block256), 32, FC_PW_NO256, FC_PW_NV256)
+FC_PW_BLOCK(FN(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
+FC_PW_TILE(FN(pw_tile512), FN(pw_block512), 64, FC_PW_NO512, FC_PW_NV512)
 
-static void S(pw_tile_base)(const T *restrict mid, const T *restrict wp, const T *restrict bp,
+static void FN(pw_tile_base)(const T *restrict mid, const T *restrict wp, const T *restrict bp,
                             T *restrict y, int64_t ys, int64_t CM, int64_t OC, int64_t P)
 {
-    S(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
+    FN(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
 }
-FC_T256 static void S(pw_tile_avx2)(const T *restrict mid, const T *restrict wp,
+FC_T256 static void FN(pw_tile_avx2)(const T *restrict mid, const T *restrict wp,
                                     const T *restrict bp, T *restrict y, int64_t ys,
                                     int64_t CM, int64_t OC, int64_t P)
 {
-    S(pw_tile256)(mid, wp, bp, y, ys, CM, OC, P);
+    FN(pw_tile256)(mid, wp, bp, y, ys, CM, OC, P);
 }
-FC_T512 static void S(pw_tile_avx512)(const T *restrict mid, const T *restrict wp,
+FC_T512 static void FN(pw_tile_avx512)(const T *restrict mid, const T *restrict wp,
                                       const T *restrict bp, T *restrict y, int64_t ys,
                                       int64_t CM, int64_t OC, int64_t P)
 {
-    S(pw_tile512)(mid, wp, bp, y, ys, CM, OC, P);
+    FN(pw_tile512)(mid, wp, bp, y, ys, CM, OC, P);
 }
-static void S(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
+static void FN(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
                        int64_t OC, int64_t P)
 {
     switch (fc_dwpool_isa(-1)) {
-    case 2: S(pw_tile_avx512)(mid, wp, bp, y, ys, CM, OC, P); break;
-    case 1: S(pw_tile_avx2)(mid, wp, bp, y, ys, CM, OC, P); break;
-    default: S(pw_tile_base)(mid, wp, bp, y, ys, CM, OC, P);
+    case 2: FN(pw_tile_avx512)(mid, wp, bp, y, ys, CM, OC, P); break;
+    case 1: FN(pw_tile_avx2)(mid, wp, bp, y, ys, CM, OC, P); break;
+    default: FN(pw_tile_base)(mid, wp, bp, y, ys, CM, OC, P);
     }
 }
 #else
-static void S(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
+static void FN(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys, int64_t CM,
                        int64_t OC, int64_t P)
 {
-    S(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
+    FN(pw_tile128)(mid, wp, bp, y, ys, CM, OC, P);
 }
 #endif
 
 /* x is (N, C, H, W), wd is (CM, 1, KH, KW) with CM = C*m, bd is (CM,) or NULL,
- * wp is (OC, CM, 1, 1), bp is (OC,) or NULL, y is (N, OC, OH, OW).
+ * wp is (OC, CM, 1, 1), bp is (OC,) or NULL, y is (N, OC, OH, OW); s is the depthwise
+ * stage's shape (its OC is CM, G = C), with the preconditions of fc_depthwise_conv2d; OC >= 1.
  * Returns 0, or -1 when a per-thread buffer could not be allocated (y is then incomplete). */
-int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, const T *bp,
-                           T *y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t CM,
-                           int64_t OC, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
-                           int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                           int64_t dw)
+int FN(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, const T *bp,
+                           T *y, const fc_conv_shape *s, int64_t OC)
 {
-    const fc_win g = fc_win_make(H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw);
-    const int64_t m = CM / C, in_sz = H * W, out_sz = OH * OW;
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(s->G == s->C && s->OC >= 1 && s->OH >= 1 && s->OW >= 1 && OC >= 1);
+    const fc_win g = dw_win(s);
+    const int64_t N = s->N, C = s->C, CM = s->OC, KH = s->KH, KW = s->KW;
+    const int64_t OH = s->OH, OW = s->OW;
+    const int64_t m = CM / C, in_sz = s->H * s->W, out_sz = OH * OW;
     /* rows per tile: about 256 pixels, and the CM x P buffer at most ~512 KiB */
     int64_t rows = 256 / OW;
     const int64_t cap = (int64_t)(512 * 1024 / sizeof(T)) / (CM * OW);
     if (rows > cap) rows = cap;
     if (rows < 1) rows = 1;
     if (rows > OH) rows = OH;
-    const int64_t per_img = (OH + rows - 1) / rows, tiles = N * per_img;
+    const int64_t per_img = ceil_div(OH, rows), tiles = N * per_img;
     const int64_t elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T));
     const int par = tiles > 1 && N * (CM * in_sz + (CM + OC) * out_sz) > 32768;
     int failed = 0;
@@ -616,10 +619,12 @@ int S(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, co
                 continue;
             const int64_t n = t / per_img, oh0 = (t % per_img) * rows;
             const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
+            /* the tile fits mid (CM x rows*OW) and buf (made for `rows` rows) */
+            FC_ASSERT(0 <= oh0 && oh0 < oh1 && oh1 - oh0 <= rows);
             for (int64_t c = 0; c < CM; c++)
-                S(dw_rows)(x + (n * C + c / m) * in_sz, wd + c * KH * KW, bd ? bd[c] : (T)0,
+                FN(dw_rows)(x + (n * C + c / m) * in_sz, wd + c * KH * KW, bd ? bd[c] : (T)0,
                            mid + c * P, &g, oh0, oh1, buf);
-            S(pw_tile)(mid, wp, bp, y + n * OC * out_sz + oh0 * OW, out_sz, CM, OC, P);
+            FN(pw_tile)(mid, wp, bp, y + n * OC * out_sz + oh0 * OW, out_sz, CM, OC, P);
         }
         free(buf);
         free(mid);

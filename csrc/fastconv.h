@@ -5,9 +5,20 @@
  * C-contiguous; sizes and indices are int64_t. Each source file owns one section below.
  */
 
-/* ---- runtime.c: version, CPU features, threads ---- */
+/* ---- runtime.c: version, CPU features, instruction-set level, threads ---- */
+enum fc_cpu_feature {
+    FC_CPU_SSE42 = 1,
+    FC_CPU_AVX = 2,
+    FC_CPU_AVX2 = 4,
+    FC_CPU_FMA = 8,
+    FC_CPU_AVX512F = 16,
+    FC_CPU_AVX512VL = 32,
+    FC_CPU_AVX512BW = 64,
+    FC_CPU_AVX512DQ = 128
+};
 int fc_abi_version(void);
 int fc_cpu_features(void);
+int fc_dwpool_isa(int cap);
 int fc_openmp_max_threads(void);
 void fc_set_threads(int n);
 int fc_threads(void);
@@ -78,38 +89,28 @@ int fc_conv_transpose2d_f64(const double *x, const double *w, const double *b, d
                             const fc_conv_shape *s, int kernel, int nthreads,
                             int64_t work_bytes);
 
-/* ---- depthwise_conv2d.c / pool2d.c ---- */
-int fc_dwpool_isa(int cap);
+/* ---- depthwise_conv2d.c / pool2d.c ----
+ * depthwise and separable take the depthwise stage's fc_conv_shape (G = C, OC = C*m);
+ * max / avg pooling take an fc_pool_shape (avg: dh = dw = 1). */
+typedef struct {
+    int64_t N, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw;
+} fc_pool_shape;
+
 void fc_depthwise_conv2d_f32(const float *x, const float *w, const float *b, float *y,
-                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
-                             int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
-                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+                             const fc_conv_shape *s);
 void fc_depthwise_conv2d_f64(const double *x, const double *w, const double *b, double *y,
-                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
-                             int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
-                             int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+                             const fc_conv_shape *s);
 int fc_separable_conv2d_f32(const float *x, const float *wd, const float *bd, const float *wp,
-                            const float *bp, float *y, int64_t N, int64_t C, int64_t H,
-                            int64_t W, int64_t CM, int64_t OC, int64_t KH, int64_t KW,
-                            int64_t OH, int64_t OW, int64_t sh, int64_t sw, int64_t ph,
-                            int64_t pw, int64_t dh, int64_t dw);
+                            const float *bp, float *y, const fc_conv_shape *s, int64_t OC);
 int fc_separable_conv2d_f64(const double *x, const double *wd, const double *bd,
-                            const double *wp, const double *bp, double *y, int64_t N,
-                            int64_t C, int64_t H, int64_t W, int64_t CM, int64_t OC,
-                            int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t sh,
-                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
-void fc_max_pool2d_f32(const float *x, float *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
-                       int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
-                       int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
-void fc_max_pool2d_f64(const double *x, double *y, int64_t *idx, int64_t N, int64_t C,
-                       int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw);
-void fc_avg_pool2d_f32(const float *x, float *y, int64_t N, int64_t C, int64_t H, int64_t W,
-                       int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                       int64_t ph, int64_t pw, int count_include_pad, int64_t divisor);
-void fc_avg_pool2d_f64(const double *x, double *y, int64_t N, int64_t C, int64_t H, int64_t W,
-                       int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                       int64_t ph, int64_t pw, int count_include_pad, int64_t divisor);
+                            const double *wp, const double *bp, double *y,
+                            const fc_conv_shape *s, int64_t OC);
+void fc_max_pool2d_f32(const float *x, float *y, int64_t *idx, const fc_pool_shape *s);
+void fc_max_pool2d_f64(const double *x, double *y, int64_t *idx, const fc_pool_shape *s);
+void fc_avg_pool2d_f32(const float *x, float *y, const fc_pool_shape *s, int count_include_pad,
+                       int64_t divisor);
+void fc_avg_pool2d_f64(const double *x, double *y, const fc_pool_shape *s,
+                       int count_include_pad, int64_t divisor);
 void fc_adaptive_avg_pool2d_f32(const float *x, float *y, int64_t N, int64_t C, int64_t H,
                                 int64_t W, int64_t OH, int64_t OW);
 void fc_adaptive_avg_pool2d_f64(const double *x, double *y, int64_t N, int64_t C, int64_t H,
@@ -122,13 +123,9 @@ void fc_max_pool2d_backward_f32(const float *gy, const int64_t *idx, float *gx, 
                                 int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW);
 void fc_max_pool2d_backward_f64(const double *gy, const int64_t *idx, double *gx, int64_t N,
                                 int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW);
-void fc_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, int64_t C, int64_t H,
-                                int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
-                                int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+void fc_avg_pool2d_backward_f32(const float *gy, float *gx, const fc_pool_shape *s,
                                 int count_include_pad, int64_t divisor);
-void fc_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N, int64_t C, int64_t H,
-                                int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw,
-                                int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+void fc_avg_pool2d_backward_f64(const double *gy, double *gx, const fc_pool_shape *s,
                                 int count_include_pad, int64_t divisor);
 void fc_adaptive_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, int64_t C,
                                          int64_t H, int64_t W, int64_t OH, int64_t OW);
@@ -140,3 +137,27 @@ int fc_probe_best_isa(void);
 double fc_probe_fma_peak(int isa, int64_t iters);
 double fc_probe_copy_bandwidth(float *dst, const float *src, int64_t n, int reps, int threads);
 double fc_probe_read_bandwidth(const float *src, int64_t n, int reps, int threads);
+double fc_probe_cache_bandwidth(float *dst, const float *src, int64_t n, int passes, int reps,
+                                int threads);
+
+/* ---- capsule.c: capsule networks (prediction vectors, dynamic routing) ----
+ * u (N, I, Din), w (I, J, Dout, Din), uhat (N, I, J, Dout), v (N, J, D), c (N, I, J);
+ * gu / gw / c may be NULL (not computed). Each returns 0, or 1 when out of memory. */
+int fc_capsule_predict_f32(const float *u, const float *w, float *uhat, int64_t N, int64_t I,
+                           int64_t J, int64_t Dout, int64_t Din);
+int fc_capsule_predict_f64(const double *u, const double *w, double *uhat, int64_t N,
+                           int64_t I, int64_t J, int64_t Dout, int64_t Din);
+int fc_capsule_predict_backward_f32(const float *u, const float *w, const float *guhat,
+                                    float *gu, float *gw, int64_t N, int64_t I, int64_t J,
+                                    int64_t Dout, int64_t Din);
+int fc_capsule_predict_backward_f64(const double *u, const double *w, const double *guhat,
+                                    double *gu, double *gw, int64_t N, int64_t I, int64_t J,
+                                    int64_t Dout, int64_t Din);
+int fc_dynamic_routing_f32(const float *uhat, float *v, float *c, int64_t N, int64_t I,
+                           int64_t J, int64_t D, int64_t iters);
+int fc_dynamic_routing_f64(const double *uhat, double *v, double *c, int64_t N, int64_t I,
+                           int64_t J, int64_t D, int64_t iters);
+int fc_dynamic_routing_backward_f32(const float *uhat, const float *gv, float *guhat,
+                                    int64_t N, int64_t I, int64_t J, int64_t D, int64_t iters);
+int fc_dynamic_routing_backward_f64(const double *uhat, const double *gv, double *guhat,
+                                    int64_t N, int64_t I, int64_t J, int64_t D, int64_t iters);

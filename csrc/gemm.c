@@ -16,8 +16,8 @@
  * FC_GEMM_AUTO      the best the CPU runs.
  * A kernel the CPU cannot run is replaced by the best one it can (never an illegal
  * instruction): the x86 micro-kernels carry __attribute__((target(...))) and are chosen at
- * run time with __builtin_cpu_supports, so the library is built without -march flags. On a
- * non-x86 build only NAIVE and PORTABLE exist.
+ * run time from fc_cpu_features (runtime.c), so the library is built without -march flags.
+ * On a non-x86 build only NAIVE and PORTABLE exist.
  *
  * The blocked loops (the BLIS layout):
  *   for jc in N by NC:                    B panel KC x NC packed once per (jc, pc): in L3/L2
@@ -30,15 +30,16 @@
  * one row of the B sliver (NR values) and MR values of the A sliver and does MR x NR
  * multiply-adds, so it runs from registers and L1 at the FMA units' rate.
  *
- * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension);
- * bench/bench_gemm.py measures each kernel against the machine's FMA peak.
+ * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
+ * Test: `pytest tests/test_c_conv.py -k gemm`; `pytest bench/bench_gemm.py --benchmark-enable`
+ * measures each kernel against the machine's FMA peak.
  */
-#ifndef FC_GEMM_TYPED
+#ifndef FC_TYPED
 
 #include <stdint.h>
 #include <string.h>
 
-#include "fastconv.h"
+#include "common.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -69,10 +70,8 @@ static blocking blocking_of(int kernel, int is_f64) {
 static int kernel_usable(int kernel) {
     if (kernel == FC_GEMM_NAIVE || kernel == FC_GEMM_PORTABLE) return 1;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (kernel == FC_GEMM_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (kernel == FC_GEMM_AVX512) return __builtin_cpu_supports("avx512f");
+    if (kernel == FC_GEMM_AVX2) return fc_cpu_has(FC_CPU_AVX2 | FC_CPU_FMA);
+    if (kernel == FC_GEMM_AVX512) return fc_cpu_has(FC_CPU_AVX512F);
 #endif
     return 0;
 }
@@ -108,15 +107,9 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
     return blocking_of(resolve_kernel(kernel), is_f64).nr;
 }
 
-static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 /* K cut into equal blocks of at most kc (576 = 3 x 192 rather than 256 + 256 + 64): a short
  * last block would load and store its C tiles for little work. */
-static int64_t even_block(int64_t K, int64_t kc) {
-    int64_t nb = (K + kc - 1) / kc;
-    return (K + nb - 1) / nb;
-}
+static int64_t even_block(int64_t K, int64_t kc) { return ceil_div(K, ceil_div(K, kc)); }
 
 int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t K) {
     kernel = resolve_kernel(kernel);
@@ -346,22 +339,9 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
 #endif /* __x86_64__ */
 
 /* The same source, compiled once per dtype: the section below (after #else) is included twice
- * with T = float / double and FN(name) = name_f32 / name_f64. */
-#define FC_GEMM_TYPED
-#define T float
-#define FN(name) name##_f32
-#define IS_F64 0
-#include "gemm.c"
-#undef T
-#undef FN
-#undef IS_F64
-#define T double
-#define FN(name) name##_f64
-#define IS_F64 1
-#include "gemm.c"
-#undef T
-#undef FN
-#undef IS_F64
+ * with T = float / double and FN(name) = name_f32 / name_f64 (see common.h). */
+#define FC_INSTANTIATE "gemm.c"
+#include "common.h"
 
 #else /* ------------------------------------------------------------ typed section */
 
@@ -468,9 +448,13 @@ static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t 
 void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
                  int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
                  T *work) {
-    /* M, N >= 0; K >= 0 (K = 0 gives C = 0 or leaves C); work has fc_gemm_work_elems. */
+    /* M, N >= 0; K >= 0 (K = 0 gives C = 0 or leaves C); ldb, ldc >= N; work has
+     * fc_gemm_work_elems(kernel, IS_F64, M, N, K) elements (none for NAIVE). */
+    FC_ASSERT(M >= 0 && N >= 0 && K >= 0);
     if (M <= 0 || N <= 0) return;
+    FC_ASSERT(ldc >= N && (K <= 1 || ldb >= N));
     kernel = resolve_kernel(kernel);
+    FC_ASSERT(kernel == FC_GEMM_NAIVE || K <= 0 || work != NULL);
     if (kernel == FC_GEMM_NAIVE || K <= 0) {
         FN(gemm_naive)(M, N, K, A, rsa, csa, B, ldb, C, ldc, accumulate);
         return;
@@ -504,6 +488,8 @@ void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_
  * the blocked GEMM's with MC = M and NC = N and no packing. */
 void FN(fc_pack_a)(int kernel, int64_t M, int64_t K, const T *A, int64_t rsa, int64_t csa,
                    T *Ap) {
+    /* M, K >= 0; Ap holds round_up(M, mr) * K elements */
+    FC_ASSERT(M >= 0 && K >= 0);
     kernel = resolve_kernel(kernel);
     FN(pack_a)(M, K, A, rsa, csa, Ap, blocking_of(kernel, IS_F64).mr);
 }
@@ -512,6 +498,7 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
                         int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
     /* kernel as given to fc_pack_a / fc_im2col_packed (same mr, nr); M, N, K >= 1; Ap's
      * slivers are a_k >= K long (a K-slice of a bigger packed A starts at Ap + k0*mr) */
+    FC_ASSERT(M >= 1 && N >= 1 && K >= 1 && a_k >= K && ldc >= N);
     kernel = resolve_kernel(kernel);
     if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE;
     const blocking bk = blocking_of(kernel, IS_F64);
@@ -529,4 +516,4 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
     }
 }
 
-#endif /* FC_GEMM_TYPED */
+#endif /* FC_TYPED */

@@ -10,28 +10,25 @@
  *                        positions outside the image dropped; col may be row-major or
  *                        transposed (strides ldr, ldp)
  *
- * x is one image of one group, (C/G, H, W); col is (r1 - r0) x (p1 - p0), row-major. Only the
- * fields H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw of the shape are read. conv2d multiplies
- * the weights (OC/G) x (C/G*KH*KW) by col; conv_transpose2d multiplies the transposed weights
- * by its input and scatters the product back with col2im.
+ * x is one image of one group, (C/G, H, W); col is (r1 - r0) x (p1 - p0), row-major. The
+ * fields H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw of the shape give the geometry; C/G only
+ * bounds the rows (checked in debug builds). conv2d multiplies the weights (OC/G) x
+ * (C/G*KH*KW) by col; conv_transpose2d multiplies the transposed weights by its input and
+ * scatters the product back with col2im (its shape is the adjoint conv's: C and OC swapped).
  *
  * For each row the columns ow whose input column iw lies inside [0, W) form one interval
  * [lo, hi), computed once per row, so the inner loops have no bounds tests: zeros, then a
  * copy (a memcpy at stride 1), then zeros.
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
+ * Test: `pytest tests/test_c_conv.py -k im2col` (and every conv test, which runs through it).
  */
-#ifndef FC_IM2COL_TYPED
+#ifndef FC_TYPED
 
 #include <stdint.h>
 #include <string.h>
 
-#include "fastconv.h"
-
-static int64_t min3(int64_t a, int64_t b, int64_t c) {
-    int64_t m = a < b ? a : b;
-    return m < c ? m : c;
-}
+#include "common.h"
 
 /* floor(a / b) for b > 0 and any a. */
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -55,17 +52,8 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
 #define FC_CLONES
 #endif
 
-#define FC_IM2COL_TYPED
-#define T float
-#define FN(name) name##_f32
-#include "im2col.c"
-#undef T
-#undef FN
-#define T double
-#define FN(name) name##_f64
-#include "im2col.c"
-#undef T
-#undef FN
+#define FC_INSTANTIATE "im2col.c"
+#include "common.h"
 
 #else /* ------------------------------------------------------------ typed section */
 
@@ -101,6 +89,9 @@ static void FN(tap_run)(const T *xc, const fc_conv_shape *s, int64_t ih, int64_t
 void FN(fc_im2col)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0,
                    int64_t p1, T *col) {
     /* 0 <= r0 <= r1 <= C/G*KH*KW, 0 <= p0 <= p1 <= OH*OW */
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(0 <= r0 && r0 <= r1 && r1 <= s->C / s->G * s->KH * s->KW);
+    FC_ASSERT(0 <= p0 && p0 <= p1 && p1 <= s->OH * s->OW);
     const int64_t KK = s->KH * s->KW, np = p1 - p0;
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
@@ -124,6 +115,10 @@ void FN(fc_im2col)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1, i
  * with the columns past p1 zero. This saves the GEMM's copy of col into its packed panel. */
 void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                           int64_t p0, int64_t p1, int64_t nr, T *Bp) {
+    /* the ranges of fc_im2col; nr >= 1; Bp holds round_up(p1 - p0, nr) * (r1 - r0) elements */
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(0 <= r0 && r0 <= r1 && r1 <= s->C / s->G * s->KH * s->KW);
+    FC_ASSERT(0 <= p0 && p0 <= p1 && p1 <= s->OH * s->OW && nr >= 1);
     const int64_t KK = s->KH * s->KW, R = r1 - r0, np = p1 - p0;
     const int64_t last = np / nr, tail = np % nr; /* the last sliver is partial if tail > 0 */
     for (int64_t r = r0; r < r1; r++) {
@@ -136,7 +131,7 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
         /* runs that stay in one output row and one sliver, stepped without divisions */
         int64_t oh = p0 / s->OW, ow = p0 % s->OW, sl = 0, so = 0;
         for (int64_t left = np; left > 0;) {
-            int64_t len = min3(s->OW - ow, nr - so, left);
+            int64_t len = min64(min64(s->OW - ow, nr - so), left);
             FN(tap_run)(xc, s, oh * s->sh - s->ph + kh * s->dh, off, lo, hi, ow, ow + len,
                         base + sl * R * nr + so);
             left -= len;
@@ -152,6 +147,10 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
                    int64_t r1, int64_t p0, int64_t p1, T *x) {
     /* same ranges as fc_im2col; col(r, p) = col[(r - r0)*ldr + (p - p0)*ldp] (row-major:
      * ldr = p1 - p0, ldp = 1; transposed: ldr = 1, ldp = r1 - r0); x is added to */
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(0 <= r0 && r0 <= r1 && r1 <= s->C / s->G * s->KH * s->KW);
+    FC_ASSERT(0 <= p0 && p0 <= p1 && p1 <= s->OH * s->OW);
+    FC_ASSERT((ldr >= p1 - p0 && ldp == 1) || (ldr == 1 && ldp >= r1 - r0));
     const int64_t KK = s->KH * s->KW;
     if (ldr == 1 && r1 - r0 > 1) {
         /* Transposed col: one channel's rows at a time (KH*KW of them, contiguous in col),
@@ -203,4 +202,4 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
     }
 }
 
-#endif /* FC_IM2COL_TYPED */
+#endif /* FC_TYPED */

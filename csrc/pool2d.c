@@ -8,7 +8,8 @@
  *   fc_max_pool2d_backward           gx = 0, then scatter-add gy through the indices
  *   fc_avg_pool2d_backward           the adjoint of fc_avg_pool2d
  *   fc_adaptive_avg_pool2d_backward  the adjoint of fc_adaptive_avg_pool2d
- *   fc_dwpool_isa                    the instruction set used here and in depthwise_conv2d.c
+ * The windowed kernels (max, avg and its backward) take their geometry as an fc_pool_shape;
+ * the others take N, C, H, W, OH, OW.
  *
  * Layout of every forward kernel: OpenMP over the N*C planes; inside a plane one output row
  * at a time. The row's columns split into the border (some tap of the window falls outside
@@ -16,7 +17,8 @@
  * loops along the output width that gcc vectorises; stride 1 and 2 get their own copies so
  * the loads have a constant stride). The plane functions are compiled three times
  * (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked at run time
- * with __builtin_cpu_supports, so one build runs on any x86-64; other CPUs get portable C.
+ * by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one build runs
+ * on any x86-64; other CPUs get portable C.
  *
  * Two AVX-512 float32 paths replace the generic loops where they apply:
  *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
@@ -29,10 +31,12 @@
  *                   horizontal reduction per plane; one contiguous range of planes per
  *                   thread. Elsewhere each plane is one vectorised reduction.
  *
- * The file instantiates itself twice (float, double): the typed part below FC_TYPED is
- * included once per type with T the element type and S(name) adding the _f32 / _f64 suffix.
+ * The file instantiates itself twice (float, double, see common.h): the typed part below
+ * FC_TYPED is included once per type with T the element type and FN(name) adding the _f32 /
+ * _f64 suffix.
  *
  * Build: `python csrc/build_ffi.py` (in place) or `pip install -e .`.
+ * Test: `pytest tests/test_c_pool.py`; time: `pytest bench/bench_pool.py --benchmark-enable`.
  */
 #ifndef FC_TYPED
 
@@ -40,8 +44,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "fastconv.h"
-#include "fc_multiversion.h"
+#include "common.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -50,49 +53,25 @@
 /* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
 #pragma GCC optimize("fp-contract=fast")
 
-
-/* ------------------------------------------------------------------ instruction set */
-
-static int fc_isa_cap = 2; /* highest level the caller allows (tests lower it) */
-
-static int fc_isa_supported(void)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-        return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return 1;
-#endif
-    return 0;
-}
-
-/* 0: portable C, 1: AVX2 + FMA, 2: AVX-512. cap < 0 only asks; cap >= 0 also limits the
- * level used from now on to min(cap, what the CPU supports). Returns the level in use. */
-int fc_dwpool_isa(int cap)
-{
-    static int supported = -1;
-    int s = __atomic_load_n(&supported, __ATOMIC_RELAXED);
-    if (s < 0) {
-        s = fc_isa_supported();
-        __atomic_store_n(&supported, s, __ATOMIC_RELAXED);
-    }
-    if (cap >= 0)
-        __atomic_store_n(&fc_isa_cap, cap, __ATOMIC_RELAXED);
-    int c = __atomic_load_n(&fc_isa_cap, __ATOMIC_RELAXED);
-    return s < c ? s : c;
-}
-
-
 /* ------------------------------------------------------------------ geometry */
 
+/* The window geometry of a pooling shape (average pooling: dh = dw = 1). */
+static inline fc_win pool_win(const fc_pool_shape *s)
+{
+    return fc_win_make(s->H, s->W, s->OH, s->OW, s->KH, s->KW, s->sh, s->sw, s->ph, s->pw,
+                       s->dh, s->dw);
+}
 
 /* First tap of a window starting at s (step d) at or after 0: max-pool's starting index. */
 static inline int64_t fc_first_valid(int64_t s, int64_t d)
 {
     return s < 0 ? s + (-s + d - 1) / d * d : s;
 }
+
+/* The planes of the kernels without a window (adaptive pooling, max-pool backward): N, C >= 0,
+ * H, W, OH, OW >= 1. */
+#define FC_ASSERT_PLANES(N, C, H, W, OH, OW) \
+    FC_ASSERT((N) >= 0 && (C) >= 0 && (H) >= 1 && (W) >= 1 && (OH) >= 1 && (OW) >= 1)
 
 /* Run the plane loop on several threads only when there is enough work to pay for it. */
 static inline int fc_par(int64_t planes, int64_t work)
@@ -104,7 +83,7 @@ static inline int fc_par(int64_t planes, int64_t work)
 static inline int64_t fc_bin_start(int64_t i, int64_t in, int64_t out) { return i * in / out; }
 static inline int64_t fc_bin_end(int64_t i, int64_t in, int64_t out)
 {
-    return ((i + 1) * in + out - 1) / out;
+    return ceil_div((i + 1) * in, out);
 }
 
 /* ------------------------------------------------------------------ global average, AVX-512 */
@@ -244,6 +223,7 @@ FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float
                                              const float *r1, const float *r2, int64_t i0,
                                              int64_t i1, int64_t i2, int64_t n, int SW)
 {
+    FC_ASSERT(n >= 16 && (SW == 1 || SW == 2));
     for (int64_t j = 0;; j += 16) {
         if (j + 16 > n)
             j = n - 16;
@@ -257,17 +237,8 @@ FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float
 }
 #endif
 
-#define FC_TYPED
-#define T float
-#define S(name) name##_f32
-#include "pool2d.c"
-#undef T
-#undef S
-#define T double
-#define S(name) name##_f64
-#include "pool2d.c"
-#undef T
-#undef S
+#define FC_INSTANTIATE "pool2d.c"
+#include "common.h"
 
 #else /* FC_TYPED: everything below is compiled once per element type T */
 
@@ -277,7 +248,7 @@ FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float
 /* ------------------------------------------------------------------ max pooling */
 
 /* x is (H, W), one plane; one output (oh, ow) with every bounds check. */
-FC_INLINE void S(max_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, T *yo,
+FC_INLINE void FN(max_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, T *yo,
                             int64_t *io)
 {
     int64_t hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
@@ -304,7 +275,7 @@ FC_INLINE void S(max_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow,
 }
 
 /* ym[j] = running max over taps xr[j*sw + kw*dw], kw < K (K = 2 or 3 fused, else one tap). */
-FC_INLINE void S(max_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+FC_INLINE void FN(max_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
                             int64_t dw, int K)
 {
     for (int64_t j = 0; j < n; j++) {
@@ -323,29 +294,29 @@ FC_INLINE void S(max_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int
     }
 }
 
-FC_INLINE void S(max_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+FC_INLINE void FN(max_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
                           int64_t dw, int64_t KW)
 {
     if (KW == 3 || KW == 2) {
         int K = (int)KW;
         if (sw == 1 && dw == 1)
-            S(max_row_k)(ym, xr, n, 1, 1, K);
+            FN(max_row_k)(ym, xr, n, 1, 1, K);
         else if (sw == 2 && dw == 1)
-            S(max_row_k)(ym, xr, n, 2, 1, K);
+            FN(max_row_k)(ym, xr, n, 2, 1, K);
         else
-            S(max_row_k)(ym, xr, n, sw, dw, K);
+            FN(max_row_k)(ym, xr, n, sw, dw, K);
         return;
     }
     for (int64_t kw = 0; kw < KW; kw++) {
         if (sw == 1)
-            S(max_row_k)(ym, xr + kw * dw, n, 1, dw, 1);
+            FN(max_row_k)(ym, xr + kw * dw, n, 1, dw, 1);
         else
-            S(max_row_k)(ym, xr + kw * dw, n, sw, dw, 1);
+            FN(max_row_k)(ym, xr + kw * dw, n, sw, dw, 1);
     }
 }
 
 /* The same with indices: im[j] = base + j*sw of the tap that won. */
-FC_INLINE void S(max_row_idx1)(T *restrict ym, int64_t *restrict im, const T *restrict xs,
+FC_INLINE void FN(max_row_idx1)(T *restrict ym, int64_t *restrict im, const T *restrict xs,
                                int64_t base, int64_t n, int64_t sw)
 {
     for (int64_t j = 0; j < n; j++) {
@@ -359,7 +330,7 @@ FC_INLINE void S(max_row_idx1)(T *restrict ym, int64_t *restrict im, const T *re
 /* The 3x3 window (kw taps dw apart) with indices in one pass: rows r0, r1, r2 whose first
  * elements have indices i0, i1, i2; the running maximum and its index stay in registers
  * over the 9 taps, scanned in the contract's order, and are stored once. */
-FC_INLINE void S(max_row3x3_idx)(T *restrict ym, int64_t *restrict im, const T *restrict r0,
+FC_INLINE void FN(max_row3x3_idx)(T *restrict ym, int64_t *restrict im, const T *restrict r0,
                                  const T *restrict r1, const T *restrict r2, int64_t i0,
                                  int64_t i1, int64_t i2, int64_t n, int64_t sw, int64_t dw)
 {
@@ -384,7 +355,7 @@ FC_INLINE void S(max_row3x3_idx)(T *restrict ym, int64_t *restrict im, const T *
 }
 
 /* The same without indices. */
-FC_INLINE void S(max_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
+FC_INLINE void FN(max_row3x3)(T *restrict ym, const T *restrict r0, const T *restrict r1,
                              const T *restrict r2, int64_t n, int64_t sw, int64_t dw)
 {
     for (int64_t j = 0; j < n; j++) {
@@ -404,21 +375,21 @@ FC_INLINE void S(max_row3x3)(T *restrict ym, const T *restrict r0, const T *rest
 }
 
 /* x is (H, W), y and idx (idx may be NULL) are (OH, OW). */
-FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict y, int64_t *restrict idx,
+FC_INLINE void FC_CAT(FN(max_pool_plane), _body)(const T *restrict x, T *restrict y, int64_t *restrict idx,
                                       const fc_win *g)
 {
     const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo;
     const int64_t sw = g->sw, dw = g->dw, KW = g->KW;
 #if defined(__x86_64__)
-    const int avx512_f32 = sizeof(T) == 4 && fc_dwpool_isa(-1) == 2;
+    const int avx512_f32 = !IS_F64 && fc_dwpool_isa(-1) == 2;
 #endif
     for (int64_t oh = 0; oh < g->OH; oh++) {
         T *restrict yr = y + oh * OW;
         int64_t *restrict ir = idx ? idx + oh * OW : NULL;
         for (int64_t ow = 0; ow < lo; ow++)
-            S(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
+            FN(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
         for (int64_t ow = hi; ow < OW; ow++)
-            S(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
+            FN(max_point)(x, g, oh, ow, yr + ow, ir ? ir + ow : NULL);
         if (n <= 0)
             continue;
         const int64_t hs = oh * g->sh - g->ph, x0 = lo * sw - g->pw;
@@ -438,17 +409,17 @@ FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict
 #endif
             if (!ir) {
                 if (sw == 2 && dw == 1)
-                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 2, 1);
+                    FN(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 2, 1);
                 else if (sw == 1 && dw == 1)
-                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 1, 1);
+                    FN(max_row3x3)(ym, x + i0, x + i1, x + i2, n, 1, 1);
                 else
-                    S(max_row3x3)(ym, x + i0, x + i1, x + i2, n, sw, dw);
+                    FN(max_row3x3)(ym, x + i0, x + i1, x + i2, n, sw, dw);
             } else if (sw == 2 && dw == 1)
-                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 2, 1);
+                FN(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 2, 1);
             else if (sw == 1 && dw == 1)
-                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 1, 1);
+                FN(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, 1, 1);
             else
-                S(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, sw, dw);
+                FN(max_row3x3_idx)(ym, ir + lo, x + i0, x + i1, x + i2, i0, i1, i2, n, sw, dw);
             continue;
         }
         for (int64_t j = 0; j < n; j++)
@@ -465,35 +436,34 @@ FC_INLINE void FC_CAT(S(max_pool_plane), _body)(const T *restrict x, T *restrict
                 continue;
             const T *xr = x + ih * W + x0;
             if (!ir) {
-                S(max_row)(ym, xr, n, sw, dw, KW);
+                FN(max_row)(ym, xr, n, sw, dw, KW);
                 continue;
             }
             for (int64_t kw = 0; kw < KW; kw++) {
                 const int64_t base = ih * W + x0 + kw * dw;
                 if (sw == 1)
-                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 1);
+                    FN(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 1);
                 else if (sw == 2)
-                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 2);
+                    FN(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, 2);
                 else
-                    S(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, sw);
+                    FN(max_row_idx1)(ym, ir + lo, xr + kw * dw, base, n, sw);
             }
         }
     }
 }
-FC_MULTIVERSION(S(max_pool_plane),
+FC_MULTIVERSION(FN(max_pool_plane),
                 (const T *restrict x, T *restrict y, int64_t *restrict idx, const fc_win *g),
                 (x, y, idx, g))
 
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW); idx holds ih*W + iw. */
-void S(fc_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
-                      int64_t W, int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
-                      int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw)
+void FN(fc_max_pool2d)(const T *x, T *y, int64_t *idx, const fc_pool_shape *s)
 {
-    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw);
-    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    FC_ASSERT_POOL_SHAPE(s);
+    const fc_win g = pool_win(s);
+    const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
     for (int64_t p = 0; p < planes; p++)
-        S(max_pool_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, &g);
+        FN(max_pool_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, &g);
 }
 
 /* ------------------------------------------------------------------ average pooling */
@@ -501,11 +471,11 @@ void S(fc_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int6
 /* Window [s, e) of output o along one axis, before and after clipping to [0, in). */
 typedef struct {
     int64_t pool, c0, c1;
-} S(fc_span);
+} FN(fc_span);
 
-FC_INLINE S(fc_span) S(avg_span)(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p)
+FC_INLINE FN(fc_span) FN(avg_span)(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p)
 {
-    S(fc_span) r;
+    FN(fc_span) r;
     int64_t st = o * s - p, en = st + k < in + p ? st + k : in + p;
     r.pool = en - st;
     r.c0 = st > 0 ? st : 0;
@@ -513,26 +483,26 @@ FC_INLINE S(fc_span) S(avg_span)(int64_t o, int64_t in, int64_t k, int64_t s, in
     return r;
 }
 
-FC_INLINE T S(avg_div)(int64_t pool_area, int64_t in_area, int cip, int64_t divisor)
+FC_INLINE T FN(avg_div)(int64_t pool_area, int64_t in_area, int cip, int64_t divisor)
 {
     return divisor ? (T)divisor : (T)(cip ? pool_area : in_area);
 }
 
 /* One output (oh, ow) of a plane, every bounds check. */
-FC_INLINE T S(avg_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, int cip,
+FC_INLINE T FN(avg_point)(const T *x, const fc_win *g, int64_t oh, int64_t ow, int cip,
                          int64_t divisor)
 {
-    S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
-    S(fc_span) w = S(avg_span)(ow, g->W, g->KW, g->sw, g->pw);
+    FN(fc_span) h = FN(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+    FN(fc_span) w = FN(avg_span)(ow, g->W, g->KW, g->sw, g->pw);
     T s = 0;
     for (int64_t ih = h.c0; ih < h.c1; ih++)
         for (int64_t iw = w.c0; iw < w.c1; iw++)
             s += x[ih * g->W + iw];
-    return s / S(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
+    return s / FN(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
 }
 
 /* ym[j] += sum of taps xr[j*sw + kw], kw < K (K = 2 or 3 fused, else one tap). */
-FC_INLINE void S(sum_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw, int K)
+FC_INLINE void FN(sum_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw, int K)
 {
     for (int64_t j = 0; j < n; j++) {
         T s = xr[j * sw];
@@ -544,73 +514,75 @@ FC_INLINE void S(sum_row_k)(T *restrict ym, const T *restrict xr, int64_t n, int
     }
 }
 
-FC_INLINE void S(sum_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
+FC_INLINE void FN(sum_row)(T *restrict ym, const T *restrict xr, int64_t n, int64_t sw,
                           int64_t KW)
 {
     if (KW == 3 || KW == 2) {
         int K = (int)KW;
         if (sw == 1)
-            S(sum_row_k)(ym, xr, n, 1, K);
+            FN(sum_row_k)(ym, xr, n, 1, K);
         else if (sw == 2)
-            S(sum_row_k)(ym, xr, n, 2, K);
+            FN(sum_row_k)(ym, xr, n, 2, K);
         else
-            S(sum_row_k)(ym, xr, n, sw, K);
+            FN(sum_row_k)(ym, xr, n, sw, K);
         return;
     }
     for (int64_t kw = 0; kw < KW; kw++) {
         if (sw == 1)
-            S(sum_row_k)(ym, xr + kw, n, 1, 1);
+            FN(sum_row_k)(ym, xr + kw, n, 1, 1);
         else
-            S(sum_row_k)(ym, xr + kw, n, sw, 1);
+            FN(sum_row_k)(ym, xr + kw, n, sw, 1);
     }
 }
 
 /* x is (H, W), y is (OH, OW); dilation is 1. */
-FC_INLINE void FC_CAT(S(avg_pool_plane), _body)(const T *restrict x, T *restrict y, const fc_win *g,
+FC_INLINE void FC_CAT(FN(avg_pool_plane), _body)(const T *restrict x, T *restrict y, const fc_win *g,
                                       int cip, int64_t divisor)
 {
     const int64_t W = g->W, OW = g->OW, lo = g->lo, hi = g->hi, n = hi - lo, sw = g->sw;
     for (int64_t oh = 0; oh < g->OH; oh++) {
         T *restrict yr = y + oh * OW;
         for (int64_t ow = 0; ow < lo; ow++)
-            yr[ow] = S(avg_point)(x, g, oh, ow, cip, divisor);
+            yr[ow] = FN(avg_point)(x, g, oh, ow, cip, divisor);
         for (int64_t ow = hi; ow < OW; ow++)
-            yr[ow] = S(avg_point)(x, g, oh, ow, cip, divisor);
+            yr[ow] = FN(avg_point)(x, g, oh, ow, cip, divisor);
         if (n <= 0)
             continue;
-        S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+        FN(fc_span) h = FN(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
         const int64_t x0 = lo * sw - g->pw;
         T *restrict ym = yr + lo;
         for (int64_t j = 0; j < n; j++)
             ym[j] = 0;
         for (int64_t ih = h.c0; ih < h.c1; ih++)
-            S(sum_row)(ym, x + ih * W + x0, n, sw, g->KW);
+            FN(sum_row)(ym, x + ih * W + x0, n, sw, g->KW);
         /* interior columns: the window is KW wide both before and after clipping */
-        const T d = S(avg_div)(h.pool * g->KW, (h.c1 - h.c0) * g->KW, cip, divisor);
+        const T d = FN(avg_div)(h.pool * g->KW, (h.c1 - h.c0) * g->KW, cip, divisor);
         for (int64_t j = 0; j < n; j++)
             ym[j] /= d;
     }
 }
-FC_MULTIVERSION(S(avg_pool_plane),
+FC_MULTIVERSION(FN(avg_pool_plane),
                 (const T *restrict x, T *restrict y, const fc_win *g, int cip, int64_t divisor),
                 (x, y, g, cip, divisor))
 
-/* x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none (see the kernel contract). */
-void S(fc_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
-                      int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                      int64_t pw, int count_include_pad, int64_t divisor)
+/* x is (N, C, H, W), y is (N, C, OH, OW); s->dh = s->dw = 1; divisor 0 = none (see the
+ * kernel contract). */
+void FN(fc_avg_pool2d)(const T *x, T *y, const fc_pool_shape *s, int count_include_pad,
+                      int64_t divisor)
 {
-    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
-    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    FC_ASSERT_POOL_SHAPE(s);
+    FC_ASSERT(s->dh == 1 && s->dw == 1);
+    const fc_win g = pool_win(s);
+    const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
     for (int64_t p = 0; p < planes; p++)
-        S(avg_pool_plane)(x + p * in_sz, y + p * out_sz, &g, count_include_pad, divisor);
+        FN(avg_pool_plane)(x + p * in_sz, y + p * out_sz, &g, count_include_pad, divisor);
 }
 
 /* ------------------------------------------------------------------ adaptive pooling */
 
 /* Sum of n contiguous values, accumulated in double (bins can be large). */
-FC_INLINE double S(sum_contig)(const T *restrict x, int64_t n)
+FC_INLINE double FN(sum_contig)(const T *restrict x, int64_t n)
 {
     double s = 0;
 #pragma omp simd reduction(+ : s)
@@ -620,7 +592,7 @@ FC_INLINE double S(sum_contig)(const T *restrict x, int64_t n)
 }
 
 /* x is (H, W), y is (OH, OW). */
-FC_INLINE void FC_CAT(S(adaptive_avg_plane), _body)(const T *restrict x, T *restrict y, int64_t H,
+FC_INLINE void FC_CAT(FN(adaptive_avg_plane), _body)(const T *restrict x, T *restrict y, int64_t H,
                                           int64_t W, int64_t OH, int64_t OW)
 {
     for (int64_t i = 0; i < OH; i++) {
@@ -629,27 +601,27 @@ FC_INLINE void FC_CAT(S(adaptive_avg_plane), _body)(const T *restrict x, T *rest
             const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
             double s = 0;
             if (w0 == 0 && w1 == W) /* whole rows: one contiguous run */
-                s = S(sum_contig)(x + h0 * W, (h1 - h0) * W);
+                s = FN(sum_contig)(x + h0 * W, (h1 - h0) * W);
             else
                 for (int64_t h = h0; h < h1; h++)
-                    s += S(sum_contig)(x + h * W + w0, w1 - w0);
+                    s += FN(sum_contig)(x + h * W + w0, w1 - w0);
             y[i * OW + j] = (T)(s / (double)((h1 - h0) * (w1 - w0)));
         }
     }
 }
-FC_MULTIVERSION(S(adaptive_avg_plane),
+FC_MULTIVERSION(FN(adaptive_avg_plane),
                 (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH, int64_t OW),
                 (x, y, H, W, OH, OW))
 
 /* Global average pooling of `planes` contiguous planes of n values: y[p] = mean(x[p*n ..]).
  * Small planes (n <= 4096, e.g. 7x7) sum in T, whose vector partial sums keep the error far
  * below the tests' tolerance at that size; larger ones in double. */
-FC_INLINE void FC_CAT(S(global_avg), _body)(const T *restrict x, T *restrict y, int64_t planes,
+FC_INLINE void FC_CAT(FN(global_avg), _body)(const T *restrict x, T *restrict y, int64_t planes,
                                            int64_t n)
 {
     if (n > 4096) {
         for (int64_t p = 0; p < planes; p++)
-            y[p] = (T)(S(sum_contig)(x + p * n, n) / (double)n);
+            y[p] = (T)(FN(sum_contig)(x + p * n, n) / (double)n);
         return;
     }
     for (int64_t p = 0; p < planes; p++) {
@@ -661,17 +633,18 @@ FC_INLINE void FC_CAT(S(global_avg), _body)(const T *restrict x, T *restrict y, 
         y[p] = s / (T)n;
     }
 }
-FC_MULTIVERSION(S(global_avg), (const T *restrict x, T *restrict y, int64_t planes, int64_t n),
+FC_MULTIVERSION(FN(global_avg), (const T *restrict x, T *restrict y, int64_t planes, int64_t n),
                 (x, y, planes, n))
 
 /* x is (N, C, H, W), y is (N, C, OH, OW). */
-void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W,
+void FN(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t OH, int64_t OW)
 {
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
     if (OH == 1 && OW == 1) { /* global pooling: blocks of planes, one dispatch per block */
 #if defined(__x86_64__)
-        if (sizeof(T) == 4 && in_sz <= 4096 && fc_dwpool_isa(-1) == 2) {
+        if (!IS_F64 && in_sz <= 4096 && fc_dwpool_isa(-1) == 2) {
             /* float32 planes of up to 4096 values, 16 at a time: one contiguous range of
              * planes (a multiple of 16) per thread */
             const float *xf = (const float *)(const void *)x;
@@ -684,7 +657,7 @@ void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H
                 nt = omp_get_num_threads();
                 t = omp_get_thread_num();
 #endif
-                const int64_t groups = (planes + 15) / 16;
+                const int64_t groups = ceil_div(planes, 16);
                 const int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
                 const int64_t p0 = g0 * 16, p1 = g1 * 16 < planes ? g1 * 16 : planes;
                 if (p1 > p0)
@@ -693,21 +666,21 @@ void S(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H
             return;
         }
 #endif
-        const int64_t blk = 64, nblk = (planes + blk - 1) / blk;
+        const int64_t blk = 64, nblk = ceil_div(planes, blk);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(fc_threads()) if (fc_par(nblk, planes * in_sz))
         for (int64_t b = 0; b < nblk; b++) {
             const int64_t p0 = b * blk, np = planes - p0 < blk ? planes - p0 : blk;
-            S(global_avg)(x + p0 * in_sz, y + p0, np, in_sz);
+            FN(global_avg)(x + p0 * in_sz, y + p0, np, in_sz);
         }
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++)
-        S(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
+        FN(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
 }
 
 /* x is (H, W), y and idx (or NULL) are (OH, OW); the rules of max_point. */
-static void S(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *restrict idx,
+static void FN(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *restrict idx,
                                   int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
     for (int64_t i = 0; i < OH; i++) {
@@ -734,13 +707,14 @@ static void S(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *r
 }
 
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
-void S(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
+void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t OH, int64_t OW)
 {
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++)
-        S(adaptive_max_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, H,
+        FN(adaptive_max_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, H,
                               W, OH, OW);
 }
 
@@ -748,9 +722,10 @@ void S(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_
 
 /* gy and idx are (N, C, OH, OW), gx is (N, C, H, W). An index outside [0, H*W) (a window
  * with no tap inside the input) is skipped. */
-void S(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N, int64_t C,
+void FN(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N, int64_t C,
                                int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++) {
@@ -767,16 +742,16 @@ void S(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N
 }
 
 /* gy is (OH, OW), gx is (H, W): every gy element spread over its clipped window. */
-FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restrict gx, const fc_win *g,
+FC_INLINE void FC_CAT(FN(avg_back_plane), _body)(const T *restrict gy, T *restrict gx, const fc_win *g,
                                       int cip, int64_t divisor)
 {
     const int64_t W = g->W, OW = g->OW;
     memset(gx, 0, (size_t)(g->H * W) * sizeof(T));
     for (int64_t oh = 0; oh < g->OH; oh++) {
-        S(fc_span) h = S(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
+        FN(fc_span) h = FN(avg_span)(oh, g->H, g->KH, g->sh, g->ph);
         for (int64_t ow = 0; ow < OW; ow++) {
-            S(fc_span) w = S(avg_span)(ow, W, g->KW, g->sw, g->pw);
-            const T d = S(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
+            FN(fc_span) w = FN(avg_span)(ow, W, g->KW, g->sw, g->pw);
+            const T d = FN(avg_div)(h.pool * w.pool, (h.c1 - h.c0) * (w.c1 - w.c0), cip, divisor);
             const T v = gy[oh * OW + ow] / d;
             for (int64_t ih = h.c0; ih < h.c1; ih++) {
                 T *gr = gx + ih * W;
@@ -786,27 +761,28 @@ FC_INLINE void FC_CAT(S(avg_back_plane), _body)(const T *restrict gy, T *restric
         }
     }
 }
-FC_MULTIVERSION(S(avg_back_plane),
+FC_MULTIVERSION(FN(avg_back_plane),
                 (const T *restrict gy, T *restrict gx, const fc_win *g, int cip, int64_t divisor),
                 (gy, gx, g, cip, divisor))
 
-/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_avg_pool2d. */
-void S(fc_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H, int64_t W,
-                               int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh,
-                               int64_t sw, int64_t ph, int64_t pw, int count_include_pad,
-                               int64_t divisor)
+/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_avg_pool2d (same shape). */
+void FN(fc_avg_pool2d_backward)(const T *gy, T *gx, const fc_pool_shape *s,
+                               int count_include_pad, int64_t divisor)
 {
-    const fc_win g = fc_win_make(H, W, OH, OW, kh, kw, sh, sw, ph, pw, 1, 1);
-    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * kh * kw)))
+    FC_ASSERT_POOL_SHAPE(s);
+    FC_ASSERT(s->dh == 1 && s->dw == 1);
+    const fc_win g = pool_win(s);
+    const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
     for (int64_t p = 0; p < planes; p++)
-        S(avg_back_plane)(gy + p * out_sz, gx + p * in_sz, &g, count_include_pad, divisor);
+        FN(avg_back_plane)(gy + p * out_sz, gx + p * in_sz, &g, count_include_pad, divisor);
 }
 
 /* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_adaptive_avg_pool2d. */
-void S(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H,
+void FN(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H,
                                         int64_t W, int64_t OH, int64_t OW)
 {
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
     for (int64_t p = 0; p < planes; p++) {

@@ -1,15 +1,22 @@
 /* probe.c: what this machine can do at best, measured, for `fastconv bench` to put each
- * kernel's speed next to: single-core FMA throughput and copy bandwidth.
+ * kernel's speed next to: single-core FMA throughput, and the bandwidth of each level of the
+ * memory hierarchy (a kernel whose working set fits in L2 is bound by L2's bandwidth, not by
+ * memory's).
  *
- *   fc_probe_best_isa        the widest FMA instruction set this CPU runs (2, 1 or 0)
- *   fc_probe_fma_peak        single-core float32 multiply-add throughput, GFLOP/s
- *   fc_probe_copy_bandwidth  memory bandwidth of a large copy, GB/s (bytes read + written)
- *   fc_probe_read_bandwidth  read bandwidth of a sum over an array, GB/s (the array's size
- *                            picks the level: a few MB stay in the last-level cache)
+ *   fc_probe_best_isa         the widest FMA instruction set this CPU runs (2, 1 or 0)
+ *   fc_probe_fma_peak         single-core float32 multiply-add throughput, GFLOP/s
+ *   fc_probe_copy_bandwidth   memory bandwidth of a large copy, GB/s (bytes read + written)
+ *   fc_probe_read_bandwidth   read bandwidth of a sum over an array, GB/s (the array's size
+ *                             picks the level: a few MB stay in the last-level cache)
+ *   fc_probe_cache_bandwidth  copy or read bandwidth of a working set that stays in a cache
+ *                             level: each thread passes over its own slice many times per
+ *                             timing, so neither the thread start-up nor the first, cold pass
+ *                             counts
  *
  * ISA codes: 0 portable C (whatever the compiler makes of it), 1 AVX2 + FMA (8 floats),
  * 2 AVX-512F (16 floats). The x86 variants carry __attribute__((target(...))), so this file
- * builds without -march flags and the benchmark picks with __builtin_cpu_supports at run time.
+ * builds without -march flags and the CPU features are tested at run time (fc_cpu_has,
+ * common.h: the one CPU-feature test).
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
  */
@@ -21,7 +28,7 @@
 #include <omp.h>
 #endif
 
-#include "fastconv.h"
+#include "common.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -117,11 +124,8 @@ __attribute__((target("avx512f"))) static double fma_avx512(int64_t iters) {
 #endif
 
 int fc_probe_best_isa(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
+    if (fc_cpu_has(FC_CPU_AVX512F)) return 2;
+    if (fc_cpu_has(FC_CPU_AVX2 | FC_CPU_FMA)) return 1;
     return 0;
 }
 
@@ -229,6 +233,53 @@ double fc_probe_read_bandwidth(const float *src, int64_t n, int reps, int thread
         double t = now_seconds() - t0;
         if (t > 0.0) {
             double gbs = (double)n * sizeof(float) / t * 1e-9;
+            if (gbs > best) best = gbs;
+        }
+    }
+    return best;
+}
+
+/* Cache bandwidth in GB/s: the best of `reps` timings, each of `passes` passes over src
+ * (n floats), split over `threads` threads. dst NULL: each pass sums the slice (bytes read);
+ * else it copies the slice into dst (bytes read + written, as fc_probe_copy_bandwidth).
+ * Each thread keeps to its own slice for all the passes of a timing, so with n floats small
+ * enough (src and dst together under a thread's share of a cache level) every pass after the
+ * first is served by that level; one parallel region per timing keeps the thread start-up out
+ * of the figure. Returns -1 if an argument is out of range. */
+double fc_probe_cache_bandwidth(float *dst, const float *src, int64_t n, int passes, int reps,
+                                int threads) {
+    if (n < 1 || passes < 1 || reps < 1 || threads < 1) return -1.0;
+    const int wide = fc_probe_best_isa() == 2;
+    const double bytes_per_pass = (dst ? 2.0 : 1.0) * (double)n * sizeof(float);
+    double best = 0.0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        float total = 0.0f;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
+#endif
+        for (int part = 0; part < threads; part++) {
+            int64_t lo = n * part / threads, hi = n * (part + 1) / threads;
+            for (int p = 0; p < passes; p++) {
+                if (dst) {
+                    memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    /* a compiler barrier: the same copy repeated must still be done */
+                    __asm__ __volatile__("" : : "r"(dst) : "memory");
+                    continue;
+                }
+#if defined(__x86_64__)
+                total += wide ? read_sum_avx512(src + lo, hi - lo)
+                              : read_sum_portable(src + lo, hi - lo);
+#else
+                (void)wide;
+                total += read_sum_portable(src + lo, hi - lo);
+#endif
+            }
+        }
+        probe_sink = total;
+        double t = now_seconds() - t0;
+        if (t > 0.0) {
+            double gbs = bytes_per_pass * passes / t * 1e-9;
             if (gbs > best) best = gbs;
         }
     }

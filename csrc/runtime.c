@@ -1,7 +1,11 @@
-/* runtime.c: library-wide runtime entry points: ABI version, CPU features, OpenMP threads.
+/* runtime.c: library-wide runtime entry points: ABI version, CPU features, the instruction
+ * set of the depthwise and pooling kernels, OpenMP threads.
  *
  *   fc_abi_version         bumped whenever a declaration of fastconv.h changes meaning
- *   fc_cpu_features        bit mask of the x86 features the kernels choose from (0 elsewhere)
+ *   fc_cpu_features        bit mask (enum fc_cpu_feature) of the x86 features the kernels
+ *                          choose from (0 elsewhere): the one CPU probe of the library
+ *   fc_dwpool_isa          the instruction-set level of depthwise_conv2d.c and pool2d.c
+ *                          (0 portable, 1 AVX2+FMA, 2 AVX-512), optionally capped by tests
  *   fc_openmp_max_threads  threads an OpenMP region would get by default (1 without OpenMP)
  *   fc_set_threads         the process-wide thread count of the pooling and depthwise kernels
  *   fc_threads             that count (0 set = OpenMP's default)
@@ -12,33 +16,63 @@
  * in at once.
  *
  * Build: `pip install -e .` (or `python csrc/build_ffi.py` for an in-place rebuild) compiles
- * every C file of csrc/ into fastconv._fastconv_c.
+ * every C file of csrc/ into fastconv._fastconv_c. Test: `pytest tests/test_c_conv.py
+ * tests/test_c_pool.py tests/test_threads.py`.
  */
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#include "fastconv.h"
+#include "common.h"
 
-int fc_abi_version(void) { return 1; }
+int fc_abi_version(void) { return 2; }
 
-/* Feature bits, mirrored by fastconv/backends/c.py (_FEATURE_BITS). __builtin_cpu_supports
- * also checks that the OS saves the wide registers (XCR0), so a set bit means usable. */
-int fc_cpu_features(void) {
+static int fc_probe_features(void) {
     int f = 0;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2")) f |= 1;
-    if (__builtin_cpu_supports("avx")) f |= 2;
-    if (__builtin_cpu_supports("avx2")) f |= 4;
-    if (__builtin_cpu_supports("fma")) f |= 8;
-    if (__builtin_cpu_supports("avx512f")) f |= 16;
-    if (__builtin_cpu_supports("avx512vl")) f |= 32;
-    if (__builtin_cpu_supports("avx512bw")) f |= 64;
-    if (__builtin_cpu_supports("avx512dq")) f |= 128;
+    if (__builtin_cpu_supports("sse4.2")) f |= FC_CPU_SSE42;
+    if (__builtin_cpu_supports("avx")) f |= FC_CPU_AVX;
+    if (__builtin_cpu_supports("avx2")) f |= FC_CPU_AVX2;
+    if (__builtin_cpu_supports("fma")) f |= FC_CPU_FMA;
+    if (__builtin_cpu_supports("avx512f")) f |= FC_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512vl")) f |= FC_CPU_AVX512VL;
+    if (__builtin_cpu_supports("avx512bw")) f |= FC_CPU_AVX512BW;
+    if (__builtin_cpu_supports("avx512dq")) f |= FC_CPU_AVX512DQ;
 #endif
     return f;
+}
+
+/* Feature bits, mirrored by fastconv/backends/c/__init__.py (_FEATURE_BITS).
+ * __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0), so a set
+ * bit means usable. Probed on the first call, then read from a relaxed atomic (two threads
+ * racing on the first call both store the same mask). */
+int fc_cpu_features(void) {
+    static int features = -1;
+    int f = __atomic_load_n(&features, __ATOMIC_RELAXED);
+    if (f < 0) {
+        f = fc_probe_features();
+        __atomic_store_n(&features, f, __ATOMIC_RELAXED);
+    }
+    return f;
+}
+
+static int fc_isa_cap = 2; /* highest level the caller allows (tests lower it) */
+
+/* 0: portable C, 1: AVX2 + FMA, 2: AVX-512 (F, VL, BW and DQ). cap < 0 only asks; cap >= 0
+ * also limits the level used from now on to min(cap, what the CPU supports). Returns the
+ * level in use. */
+int fc_dwpool_isa(int cap) {
+    int s = 0;
+    if (fc_cpu_has(FC_CPU_AVX512F | FC_CPU_AVX512VL | FC_CPU_AVX512BW | FC_CPU_AVX512DQ))
+        s = 2;
+    else if (fc_cpu_has(FC_CPU_AVX2 | FC_CPU_FMA))
+        s = 1;
+    if (cap >= 0)
+        __atomic_store_n(&fc_isa_cap, cap, __ATOMIC_RELAXED);
+    int c = __atomic_load_n(&fc_isa_cap, __ATOMIC_RELAXED);
+    return s < c ? s : c;
 }
 
 static _Atomic int fc_threads_setting = 0;

@@ -1,8 +1,13 @@
 """The one home of fastconv's geometry: argument normalisation, validation, output sizes.
 
-Every public function calls one of the ``*_geometry`` functions below before anything else;
-nothing else in fastconv computes an output size or checks an argument. Each invalid argument
-raises ValueError (a bad value) or TypeError (a bad type) naming the parameter and its value.
+Every public function calls one of the ``*_geometry`` functions below before anything else,
+and :func:`check_memory` before it allocates; nothing else in fastconv computes an output size
+or checks an argument. Each invalid argument raises ValueError (a bad value) or TypeError (a
+bad type) naming the parameter and its value; an output or workspace too large to allocate
+raises ValueError naming the argument that makes it so large. Every message starts with the
+name the user called, ``op`` (the public function, layer class or method), once:
+"conv2d: stride must be positive, got 0"; the geometry functions take it first, the
+scalar checks (as_int, as_tuple, as_shape, as_bool) as the keyword ``op``.
 
 Output-size formulas (per spatial axis; In = input size, K = kernel size, s = stride,
 d = dilation, p0 / p1 = padding before / after, op = output_padding):
@@ -17,19 +22,36 @@ d = dilation, p0 / p1 = padding before / after, op = output_padding):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import operator
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 #: Largest accepted value of any size-like parameter (stride, padding, dilation, kernel
-#: size, output size). Keeps every index computation inside 64-bit integers in every engine.
+#: size, output size). Keeps every index computation inside 64-bit integers in every backend.
 MAX_PARAM = 2**31 - 1
 #: Largest number of elements of any output or workspace fastconv agrees to allocate.
 MAX_ELEMENTS = 2**48
+#: Bytes one call may allocate where the system does not say how much memory it has.
+DEFAULT_MEMORY_BYTES = 2**40
+
+
+def _physical_memory() -> int:
+    """The machine's total memory in bytes (os.sysconf), or DEFAULT_MEMORY_BYTES if unknown."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or the names are unknown
+        return DEFAULT_MEMORY_BYTES
+    return total if total > 0 else DEFAULT_MEMORY_BYTES
+
+
+#: Most bytes of outputs and workspace one call may allocate (see :func:`check_memory`).
+MEMORY_BYTES = _physical_memory()
 
 IntOrSeq = Union[int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -92,18 +114,27 @@ def memo(fn: _F) -> _F:
 # --------------------------------------------------------------------------- scalars
 
 
-def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` as a Python int, checking type and range."""
+def _at(op: str) -> str:
+    """The start of a message raised on behalf of the public function ``op``: "op: ", or
+    nothing where no name is given (the caller then prefixes the message itself)."""
+    return f"{op}: " if op else ""
+
+
+def as_int(value: Any, name: str, *, minimum: int = 0, op: str = "") -> int:
+    """Return ``value`` as a Python int, checking type and range; a message names ``op`` (the
+    public function or layer), then the parameter ``name``."""
     if type(value) is int and minimum <= value <= MAX_PARAM:
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise TypeError(
+            f"{_at(op)}{name} must be an integer, got {value!r} ({type(value).__name__})"
+        )
     v = operator.index(value)
     if v < minimum:
         what = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {what}, got {v}")
+        raise ValueError(f"{_at(op)}{name} must be {what}, got {v}")
     if v > MAX_PARAM:
-        raise ValueError(f"{name} is too large: {v} (at most {MAX_PARAM})")
+        raise ValueError(f"{_at(op)}{name} is too large: {v} (at most {MAX_PARAM})")
     return v
 
 
@@ -114,36 +145,79 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
-def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0) -> Tuple[int, ...]:
+def as_tuple(value: Any, name: str, n: int, *, minimum: int = 0, op: str = "") -> Tuple[int, ...]:
     """Normalise an int or a sequence of 1 or ``n`` ints to an ``n``-tuple (as torch does)."""
     if type(value) is int:
-        return (as_int(value, name, minimum=minimum),) * n
+        return (as_int(value, name, minimum=minimum, op=op),) * n
     if _is_sequence(value):
         items = list(value)
         if len(items) == 1:
             items = items * n
         if len(items) != n:
             raise ValueError(
-                f"{name} must be a single int or a sequence of {n} ints, got {value!r}"
+                f"{_at(op)}{name} must be a single int or a sequence of {n} ints, got {value!r}"
             )
-        return tuple(as_int(v, name, minimum=minimum) for v in items)
+        return tuple(as_int(v, name, minimum=minimum, op=op) for v in items)
     if isinstance(value, (str, bytes, np.ndarray)):  # a string, or an array not 1-D
-        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
-    return (as_int(value, name, minimum=minimum),) * n
+        raise TypeError(f"{_at(op)}{name} must be an int or a tuple of {n} ints, got {value!r}")
+    return (as_int(value, name, minimum=minimum, op=op),) * n
 
 
-def as_bool(value: Any, name: str) -> bool:
+def as_shape(
+    value: Any, name: str, ndims: Optional[Tuple[int, ...]] = None, *, op: str = ""
+) -> Tuple[int, ...]:
+    """Validate a shape argument (input_shape, weight_shape): a sequence of ints >= 0, as many
+    as one of ``ndims`` says (None: at least one)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{_at(op)}{name} must be a sequence of ints, got {value!r}")
+    shape = tuple(as_int(v, name, op=op) for v in value)
+    if ndims is None and not shape:
+        raise ValueError(f"{_at(op)}{name} must have at least one entry, got {shape}")
+    if ndims is not None and len(shape) not in ndims:
+        want = " or ".join(str(n) for n in ndims)
+        raise ValueError(f"{_at(op)}{name} must have {want} entries, got {shape}")
+    return shape
+
+
+def as_bool(value: Any, name: str, *, op: str = "") -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{_at(op)}{name} must be a bool, got {value!r} ({type(value).__name__})")
     return bool(value)
 
 
-def _check_total(shape: Sequence[int], what: str) -> None:
+def _check_total(op: str, shape: Sequence[int], culprit: str) -> None:
+    """Refuse an output of more than MAX_ELEMENTS elements, naming the argument that makes it
+    so large (``culprit``, as ConvGeometry.culprit)."""
     total = 1
     for s in shape:
         total *= s
     if total > MAX_ELEMENTS:
-        raise ValueError(f"{what} would have {total} elements, too many (shape {tuple(shape)})")
+        raise ValueError(
+            f"{op}: {culprit} is too large: the output would have {total} elements, more than "
+            f"{MAX_ELEMENTS} (shape {tuple(shape)})"
+        )
+
+
+def check_memory(op: str, parts: Sequence[Tuple[str, int]]) -> None:
+    """Refuse a call whose outputs and workspaces would not fit in the machine's memory.
+
+    ``parts`` lists (argument, bytes): every array the public function is about to allocate,
+    estimated from the geometry before anything is allocated, each with the argument that
+    sets its size. Over MEMORY_BYTES in total, the ValueError names the argument of the
+    largest part and the total in GiB (NumPy would raise a bare MemoryError later, or the
+    machine would start swapping).
+    """
+    total = 0
+    for _, nbytes in parts:
+        total += nbytes
+    if total <= MEMORY_BYTES:
+        return
+    culprit = max(parts, key=lambda part: part[1])[0]
+    raise ValueError(
+        f"{op}: {culprit} is too large: the call would allocate {total / 2**30:.1f} GiB "
+        f"(outputs and workspace), more than this machine's memory "
+        f"({MEMORY_BYTES / 2**30:.1f} GiB)"
+    )
 
 
 # --------------------------------------------------------------------------- shapes
@@ -193,6 +267,10 @@ class ConvGeometry:
     dw: int
     groups: int
     nd: int
+    #: the argument that makes the output large, named when it is too large to allocate
+    #: (see _conv_culprit): "input", "padding", "weight" (out_channels or, transposed, the
+    #: kernel size), "stride" or "dilation"
+    culprit: str = "input"
 
     @property
     def ph(self) -> int:
@@ -206,6 +284,44 @@ class ConvGeometry:
         """The user-visible output shape (unbatched / 1-D as the input was)."""
         spatial = (self.OH, self.OW) if self.nd == 2 else (self.OW,)
         return ((self.N,) if self.batched else ()) + (self.OC,) + spatial
+
+
+def is_depthwise(C: int, groups: int) -> bool:
+    """Whether a convolution of C input channels in ``groups`` groups is depthwise: one input
+    channel per group, so each output channel reads one input channel (o // (OC / C)), which
+    is what the ``depthwise_conv2d`` kernels compute."""
+    return groups == C
+
+
+def check_groups(op: str, what: str, channels: int, groups: int) -> None:
+    """A grouped convolution's channel count (``channels``, described by ``what``) must be
+    divisible by ``groups``: each group takes C/G input and makes OC/G output channels."""
+    if channels % groups:
+        raise ValueError(f"{op}: {what} must be divisible by groups = {groups}")
+
+
+def _conv_culprit(g: ConvGeometry, transposed: bool) -> str:
+    """The argument that makes a (transposed) convolution's output large: the one to name
+    when the output is too large to allocate.
+
+    Along H and W, a convolution's output outgrows its input only through padding
+    (Out <= In + p0 + p1), a transposed convolution's through stride, dilation and kernel
+    size (Out = (In-1)*s - 2*p + d*(K-1) + op + 1); out_channels (the weight's) scale it
+    too. Where neither grows it, the input itself is large.
+    """
+    spatial, channels = g.OH * g.OW * g.C, g.OC * g.H * g.W  # each growth, times C*H*W
+    if max(spatial, channels) <= g.C * g.H * g.W:
+        return "input"
+    if channels > spatial:
+        return "weight"
+    if not transposed:
+        return "padding"
+    growth = (
+        ("stride", max((g.H - 1) * (g.sh - 1), (g.W - 1) * (g.sw - 1))),
+        ("dilation", max((g.KH - 1) * (g.dh - 1), (g.KW - 1) * (g.dw - 1))),
+        ("weight", max(g.KH, g.KW) - 1),
+    )
+    return max(growth, key=lambda item: item[1])[0]
 
 
 def _to2d(vals: Tuple[int, ...], fill: int) -> Tuple[int, int]:
@@ -229,10 +345,16 @@ def check_bias(op, b_shape, oc, name="bias"):
         )
 
 
-def _check_spatial_nonempty(op, N, C, spatial, shape, allow_zero_channels=False):
+def _dims(name: str) -> str:
+    """How a message refers to the shape of the argument ``name``: "weight.shape", or
+    "weight_shape" itself where the argument is a shape."""
+    return name if name.endswith("_shape") else f"{name}.shape"
+
+
+def _check_spatial_nonempty(op, N, C, spatial, shape, allow_zero_channels=False, name="input"):
     if any(s == 0 for s in spatial) and not (N == 0 or (allow_zero_channels and C == 0)):
         raise ValueError(
-            f"{op}: input has a zero-size spatial dimension, shape {tuple(shape)} "
+            f"{op}: {name} has a zero-size spatial dimension, shape {tuple(shape)} "
             "(only the batch dimension may be 0)"
         )
 
@@ -261,7 +383,7 @@ def conv_padding(
         raise ValueError(
             f"{op}: padding must be an int, a tuple of ints, 'same' or 'valid', got {padding!r}"
         )
-    p = as_tuple(padding, "padding", nd, minimum=0)
+    p = as_tuple(padding, "padding", nd, minimum=0, op=op)
     return tuple(v for pi in p for v in (pi, pi))
 
 
@@ -276,33 +398,32 @@ def conv_geometry(
     dilation: Any,
     groups: Any,
     nd: int,
+    names: Tuple[str, str] = ("input", "weight"),
 ) -> ConvGeometry:
-    """Validate a convolution's arguments and compute its output size."""
-    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
-    _check_weight(op, w_shape, nd)
-    s = as_tuple(stride, "stride", nd, minimum=1)
-    d = as_tuple(dilation, "dilation", nd, minimum=1)
-    g = as_int(groups, "groups", minimum=1)
+    """Validate a convolution's arguments and compute its output size. ``names`` are what
+    the public function calls the input and the weight (or their shapes: "input_shape")."""
+    xn, wn = names
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op, xn)
+    _check_weight(op, w_shape, nd, wn)
+    s = as_tuple(stride, "stride", nd, minimum=1, op=op)
+    d = as_tuple(dilation, "dilation", nd, minimum=1, op=op)
+    g = as_int(groups, "groups", minimum=1, op=op)
     OC, Cg = w_shape[0], w_shape[1]
     k = tuple(w_shape[2:])
-    if OC % g:
-        raise ValueError(
-            f"{op}: out_channels (weight.shape[0] = {OC}) must be divisible by groups = {g}"
-        )
+    check_groups(op, f"out_channels ({_dims(wn)}[0] = {OC})", OC, g)
     if C != Cg * g:
         raise ValueError(
-            f"{op}: input has {C} channels but weight expects {Cg} * groups ({g}) = {Cg * g} "
-            f"(input shape {tuple(x_shape)}, weight shape {tuple(w_shape)})"
+            f"{op}: {xn} has {C} channels but {wn} expects {Cg} * groups ({g}) = {Cg * g} "
+            f"({_dims(xn)} {tuple(x_shape)}, {_dims(wn)} {tuple(w_shape)})"
         )
     check_bias(op, b_shape, OC)
-    _check_spatial_nonempty(op, N, C, spatial, x_shape)
+    _check_spatial_nonempty(op, N, C, spatial, x_shape, name=xn)
     pads = conv_padding(padding, nd, k, d, s, op)
     axes = ("H", "W") if nd == 2 else ("L",)
     outs = tuple(
         _conv_out(spatial[i], k[i], s[i], pads[2 * i], pads[2 * i + 1], d[i], op, axes[i])
         for i in range(nd)
     )
-    _check_total((N, OC) + outs, f"{op}: the output")
     H, W = _to2d(spatial, 1)
     KH, KW = _to2d(k, 1)
     OH, OW = _to2d(outs, 1)
@@ -310,7 +431,26 @@ def conv_geometry(
     dh, dw = _to2d(d, 1)
     p4 = pads if nd == 2 else (0, 0) + pads
     pad4 = (p4[0], p4[1], p4[2], p4[3])
-    return ConvGeometry(batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, pad4, dh, dw, g, nd)
+    geo = ConvGeometry(batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, pad4, dh, dw, g, nd)
+    geo = dataclasses.replace(geo, culprit=_conv_culprit(geo, False))
+    _check_total(op, (N, OC) + outs, geo.culprit)
+    return geo
+
+
+def output_padding_tuple(
+    value: Any, stride: Tuple[int, ...], dilation: Tuple[int, ...], op: str
+) -> Tuple[int, ...]:
+    """Normalise a transposed convolution's ``output_padding`` against its (normalised)
+    stride and dilation: along each axis it must be smaller than either (torch's rule), since
+    a larger one would add output positions that no input position reaches."""
+    op_ = as_tuple(value, "output_padding", len(stride), minimum=0, op=op)
+    for o, s, d in zip(op_, stride, dilation):
+        if o >= max(s, d):
+            raise ValueError(
+                f"{op}: output_padding must be smaller than either stride or dilation, got "
+                f"output_padding={op_}, stride={stride}, dilation={dilation}"
+            )
+    return op_
 
 
 @memo
@@ -325,34 +465,30 @@ def conv_transpose_geometry(
     groups: Any,
     dilation: Any,
     nd: int,
+    names: Tuple[str, str] = ("input", "weight"),
 ) -> ConvGeometry:
-    """Validate a transposed convolution's arguments and compute its output size."""
-    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
-    _check_weight(op, w_shape, nd)
-    s = as_tuple(stride, "stride", nd, minimum=1)
-    d = as_tuple(dilation, "dilation", nd, minimum=1)
-    g = as_int(groups, "groups", minimum=1)
+    """Validate a transposed convolution's arguments and compute its output size (``names``
+    as :func:`conv_geometry`'s)."""
+    xn, wn = names
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op, xn)
+    _check_weight(op, w_shape, nd, wn)
+    s = as_tuple(stride, "stride", nd, minimum=1, op=op)
+    d = as_tuple(dilation, "dilation", nd, minimum=1, op=op)
+    g = as_int(groups, "groups", minimum=1, op=op)
     if isinstance(padding, str):
         raise TypeError(f"{op}: padding must be an int or a tuple of ints, got {padding!r}")
-    p = as_tuple(padding, "padding", nd, minimum=0)
-    op_ = as_tuple(output_padding, "output_padding", nd, minimum=0)
-    for i in range(nd):
-        if op_[i] >= max(s[i], d[i]):
-            raise ValueError(
-                f"{op}: output_padding must be smaller than either stride or dilation, got "
-                f"output_padding={op_}, stride={s}, dilation={d}"
-            )
+    p = as_tuple(padding, "padding", nd, minimum=0, op=op)
+    op_ = output_padding_tuple(output_padding, s, d, op)
     if w_shape[0] != C:
         raise ValueError(
-            f"{op}: weight.shape[0] = {w_shape[0]} must equal the input's channels {C} "
-            f"(weight is (in_channels, out_channels/groups, ...))"
+            f"{op}: {_dims(wn)}[0] = {w_shape[0]} must equal the {xn}'s channels {C} "
+            f"({wn} is (in_channels, out_channels/groups, ...))"
         )
-    if C % g:
-        raise ValueError(f"{op}: in_channels = {C} must be divisible by groups = {g}")
+    check_groups(op, f"in_channels = {C}", C, g)
     OC = w_shape[1] * g
     k = tuple(w_shape[2:])
     check_bias(op, b_shape, OC)
-    _check_spatial_nonempty(op, N, C, spatial, x_shape)
+    _check_spatial_nonempty(op, N, C, spatial, x_shape, name=xn)
     outs = tuple(
         (spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op_[i] + 1 for i in range(nd)
     )
@@ -361,39 +497,42 @@ def conv_transpose_geometry(
             f"{op}: output size {outs} is too small (input {spatial}, stride {s}, "
             f"padding {p}, dilation {d}, kernel {k}, output_padding {op_})"
         )
-    _check_total((N, OC) + outs, f"{op}: the output")
     H, W = _to2d(spatial, 1)
     KH, KW = _to2d(k, 1)
     OH, OW = _to2d(outs, 1)
     sh, sw = _to2d(s, 1)
     dh, dw = _to2d(d, 1)
     ph, pw = _to2d(p, 0)
-    return ConvGeometry(
+    geo = ConvGeometry(
         batched, N, C, H, W, OC, KH, KW, OH, OW, sh, sw, (ph, ph, pw, pw), dh, dw, g, nd
     )
+    geo = dataclasses.replace(geo, culprit=_conv_culprit(geo, True))
+    _check_total(op, (N, OC) + outs, geo.culprit)
+    return geo
 
 
-def padding_mode(value: Any) -> str:
+def padding_mode(value: Any, op: str = "") -> str:
+    """Check a convolution's ``padding_mode`` (one of PADDING_MODES)."""
     if not isinstance(value, str):
-        raise TypeError(f"padding_mode must be a string, got {value!r}")
+        raise TypeError(f"{_at(op)}padding_mode must be a string, got {value!r}")
     if value not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {value!r}")
+        raise ValueError(f"{_at(op)}padding_mode must be one of {PADDING_MODES}, got {value!r}")
     return value
 
 
-def check_explicit_padding(mode: str, g: ConvGeometry) -> None:
+def check_explicit_padding(mode: str, g: ConvGeometry, op: str = "") -> None:
     """Check that a non-zero padding mode can pad the input by ``g.pad`` (torch's rules)."""
     sizes = (("H", g.H, g.pad[0], g.pad[1]), ("W", g.W, g.pad[2], g.pad[3]))
     for axis, size, p0, p1 in sizes[2 - g.nd :]:
         if mode == "reflect" and max(p0, p1) >= size:
             raise ValueError(
-                f"padding {(p0, p1)} along {axis} must be smaller than the input size {size} "
-                "for padding_mode='reflect'"
+                f"{_at(op)}padding {(p0, p1)} along {axis} must be smaller than the input size "
+                f"{size} for padding_mode='reflect'"
             )
         if mode == "circular" and max(p0, p1) > size:
             raise ValueError(
-                f"padding {(p0, p1)} along {axis} must be at most the input size {size} "
-                "for padding_mode='circular'"
+                f"{_at(op)}padding {(p0, p1)} along {axis} must be at most the input size "
+                f"{size} for padding_mode='circular'"
             )
 
 
@@ -420,6 +559,10 @@ class PoolGeometry:
     dh: int
     dw: int
     nd: int
+    #: the argument that makes the output large (see ConvGeometry.culprit): "input", or an
+    #: adaptive pooling's "output_size" where the output outgrows the input. (With padding
+    #: at most half the kernel, Out <= In + 1: only a large input gives a large output.)
+    culprit: str = "input"
 
     def output_shape(self) -> Tuple[int, ...]:
         spatial = (self.OH, self.OW) if self.nd == 2 else (self.OW,)
@@ -435,13 +578,15 @@ def pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool)
     return out
 
 
-def _pool_input(op: str, x_shape, nd: int, allow_zero_channels: bool = False):
-    batched, N, C, spatial = _spatial_input(x_shape, nd, op)
+def _pool_input(
+    op: str, x_shape, nd: int, allow_zero_channels: bool = False, name: str = "input"
+):
+    batched, N, C, spatial = _spatial_input(x_shape, nd, op, name)
     if (C == 0 and not allow_zero_channels) or any(v == 0 for v in spatial):
         what = "spatial sizes" if allow_zero_channels else "channel and spatial sizes"
         may = "batch and channels" if allow_zero_channels else "batch"
         raise ValueError(
-            f"{op}: input must have non-zero {what} (only the {may} may be 0), "
+            f"{op}: {name} must have non-zero {what} (only the {may} may be 0), "
             f"got shape {tuple(x_shape)}"
         )
     return batched, N, C, spatial
@@ -457,17 +602,19 @@ def pool_geometry(
     dilation: Any,
     ceil_mode: Any,
     nd: int,
+    x_name: str = "input",
 ) -> PoolGeometry:
-    """Validate a max / avg pooling's arguments and compute its output size."""
-    batched, N, C, spatial = _pool_input(op, x_shape, nd)
-    k = as_tuple(kernel_size, "kernel_size", nd, minimum=1)
+    """Validate a max / avg pooling's arguments and compute its output size; ``x_name`` is
+    what the public function calls the input ("input_shape" where it takes a shape)."""
+    batched, N, C, spatial = _pool_input(op, x_shape, nd, name=x_name)
+    k = as_tuple(kernel_size, "kernel_size", nd, minimum=1, op=op)
     if stride is None or (_is_sequence(stride) and len(stride) == 0):  # torch: None or []
         s = k
     else:
-        s = as_tuple(stride, "stride", nd, minimum=1)
-    p = as_tuple(padding, "padding", nd, minimum=0)
-    d = as_tuple(dilation, "dilation", nd, minimum=1)
-    ceil = as_bool(ceil_mode, "ceil_mode")
+        s = as_tuple(stride, "stride", nd, minimum=1, op=op)
+    p = as_tuple(padding, "padding", nd, minimum=0, op=op)
+    d = as_tuple(dilation, "dilation", nd, minimum=1, op=op)
+    ceil = as_bool(ceil_mode, "ceil_mode", op=op)
     for i in range(nd):
         eff = d[i] * (k[i] - 1) + 1
         if p[i] > k[i] // 2 or p[i] > eff // 2:
@@ -481,7 +628,7 @@ def pool_geometry(
             f"{op}: output size {outs} is too small (input {spatial}, kernel_size {k}, "
             f"stride {s}, padding {p}, dilation {d})"
         )
-    _check_total((N, C) + outs, f"{op}: the output")
+    _check_total(op, (N, C) + outs, "input")
     H, W = _to2d(spatial, 1)
     KH, KW = _to2d(k, 1)
     OH, OW = _to2d(outs, 1)
@@ -491,21 +638,25 @@ def pool_geometry(
     return PoolGeometry(batched, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, nd)
 
 
-def divisor_override(value: Any) -> int:
+def divisor_override(value: Any, op: str = "") -> int:
     """None -> 0 (no override); otherwise a non-zero int."""
     if value is None:
         return 0
-    v = as_int(value, "divisor_override", minimum=-MAX_PARAM)
+    v = as_int(value, "divisor_override", minimum=-MAX_PARAM, op=op)
     if v == 0:
-        raise ValueError("divisor_override must not be zero")
+        raise ValueError(f"{_at(op)}divisor_override must not be zero")
     return v
 
 
 @memo
-def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: int) -> PoolGeometry:
+def adaptive_geometry(
+    op: str, x_shape: Tuple[int, ...], output_size: Any, nd: int, x_name: str = "input"
+) -> PoolGeometry:
     """Validate an adaptive pooling's arguments; ``output_size`` entries may be None.
-    Average pooling accepts zero channels (an empty output), as torch does; max does not."""
-    batched, N, C, spatial = _pool_input(op, x_shape, nd, allow_zero_channels="_avg_" in op)
+    Average pooling accepts zero channels (an empty output), as torch does; max does not.
+    ``x_name`` as :func:`pool_geometry`'s."""
+    avg = "_avg_" in op
+    batched, N, C, spatial = _pool_input(op, x_shape, nd, allow_zero_channels=avg, name=x_name)
     if _is_sequence(output_size):
         items = list(output_size)
         if len(items) == 1:
@@ -520,13 +671,14 @@ def adaptive_geometry(op: str, x_shape: Tuple[int, ...], output_size: Any, nd: i
     else:
         items = [output_size] * nd
     outs = tuple(
-        spatial[i] if v is None else as_int(v, "output_size", minimum=0)
+        spatial[i] if v is None else as_int(v, "output_size", minimum=0, op=op)
         for i, v in enumerate(items)
     )
-    _check_total((N, C) + outs, f"{op}: the output")
     H, W = _to2d(spatial, 1)
     OH, OW = _to2d(outs, 1)
-    return PoolGeometry(batched, N, C, H, W, OH, OW, 0, 0, 0, 0, 0, 0, 1, 1, nd)
+    culprit = "output_size" if OH * OW > H * W else "input"
+    _check_total(op, (N, C) + outs, culprit)
+    return PoolGeometry(batched, N, C, H, W, OH, OW, 0, 0, 0, 0, 0, 0, 1, 1, nd, culprit)
 
 
 def adaptive_bins(n_in: int, n_out: int) -> list:

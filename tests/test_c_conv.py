@@ -14,6 +14,7 @@ import pytest
 
 import fastconv
 from fastconv.backends import reference as ref
+from fastconv.backends._registry import check_isa
 
 c = pytest.importorskip("fastconv.backends.c")
 if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
@@ -211,13 +212,12 @@ def test_conv2d_matches_torch():
 def test_unknown_variant_raises():
     x = np.ones((1, 2, 5, 5), np.float32)
     w = np.ones((3, 2, 3, 3), np.float32)
-    y = np.empty((1, 3, 3, 3), np.float32)
     with pytest.raises(ValueError, match="v1_direct.*v5_threads"):
-        c.conv2d(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, "v9_magic")
+        fastconv.conv2d(x, w, backend="c", variant="v9_magic")
     with pytest.raises(ValueError, match="v4_simd"):
         fastconv.conv2d(x, w, backend="c", variant="fastest")
     with pytest.raises(ValueError, match="isa"):
-        c.conv2d(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, None, isa="sse9")
+        check_isa(c, "sse9")  # kernels take isa unchecked; callers check it first
 
 
 # --------------------------------------------------------------------------- conv_transpose2d
@@ -422,7 +422,7 @@ def test_gemm_against_numpy(kernel, dtype):
     """C = A B and C += A B with A read row-major and transposed, on sizes around the
     micro-tile and the cache blocks (fc_gemm is what every GEMM variant calls)."""
     lib, ffi = c.lib, c.ffi
-    code = c.KERNELS[kernel]
+    code = c.GEMM_KERNELS[kernel]
     f64 = dtype == np.float64
     gemm = lib.fc_gemm_f64 if f64 else lib.fc_gemm_f32
     rng = np.random.default_rng(code + 10)
@@ -463,7 +463,7 @@ def test_pack_a_layout(kernel, dtype):
     k-major, zero rows past M, and nothing past its end; row-major and transposed A."""
     lib = c.lib
     f64 = dtype == np.float64
-    code = c.KERNELS[kernel]
+    code = c.GEMM_KERNELS[kernel]
     mr = lib.fc_gemm_mr(code, f64)
     pack = lib.fc_pack_a_f64 if f64 else lib.fc_pack_a_f32
     rng = np.random.default_rng(61)
@@ -556,3 +556,22 @@ def test_cpu_info():
     mr, nr = info["micro_tile"]["float32"]
     assert mr >= 1 and nr >= 1
     assert info["num_threads"] == c.get_num_threads()
+
+
+def test_cpu_feature_bits_match_the_c_enum():
+    """cpu_info names the bits of fc_cpu_features (enum fc_cpu_feature, fastconv.h), the one
+    CPU probe the GEMM, depthwise and pooling kernels all choose from."""
+    lib = c.lib
+    for i, name in enumerate(c._FEATURE_BITS):
+        assert getattr(lib, "FC_CPU_" + name.replace(".", "").upper()) == 1 << i
+    bits = lib.fc_cpu_features()
+    assert bits == lib.fc_cpu_features()  # probed once, then the same mask
+    avx512 = lib.FC_CPU_AVX512F | lib.FC_CPU_AVX512VL | lib.FC_CPU_AVX512BW | lib.FC_CPU_AVX512DQ
+    avx2 = lib.FC_CPU_AVX2 | lib.FC_CPU_FMA
+    best = 2 if bits & avx512 == avx512 else 1 if bits & avx2 == avx2 else 0
+    cap = lib.fc_dwpool_isa(-1)
+    try:
+        assert lib.fc_dwpool_isa(2) == best  # the depthwise / pooling level, uncapped
+    finally:
+        lib.fc_dwpool_isa(cap)
+    assert (lib.fc_gemm_best_kernel() == lib.FC_GEMM_AVX512) == bool(bits & lib.FC_CPU_AVX512F)

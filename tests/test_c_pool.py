@@ -568,6 +568,30 @@ def test_threads_concurrent_calls():
     assert not errors
 
 
+def test_shape_structs_are_made_once_per_geometry_and_bounded():
+    """The wrappers pass each geometry as a cached shape struct: a repeated geometry reuses
+    its struct, more geometries than the cache holds start it over, and every call still
+    gets its own geometry (checked against the reference on each)."""
+    from fastconv.backends.c import _cffi
+
+    rng = np.random.default_rng(23)
+    fields = (1, 2, 9, 9, 3, 3, 4, 4, 2, 2, 0, 0, 1, 1)
+    assert _cffi.pool_shape(fields) is _cffi.pool_shape(fields)
+    assert _cffi.pool_shape(fields).OW == 4 and _cffi.pool_shape(fields).dh == 1
+    for W in range(4, 4 + _cffi.SHAPE_CACHE_SIZE + 40, 7):  # distinct widths and windows
+        x = rand(rng, (1, 2, 5, W), np.float32)
+        for k in (2, 3):
+            OW = (W - k) // 2 + 1
+            y = poisoned((1, 2, 2, OW), np.float32)
+            ref = poisoned((1, 2, 2, OW), np.float32)
+            C.max_pool2d(x, y, None, k, k, 2, 2, 0, 0, 1, 1)
+            R.max_pool2d(x, ref, None, k, k, 2, 2, 0, 0, 1, 1)
+            np.testing.assert_array_equal(y, ref)
+    for k in range(1, 2 * _cffi.SHAPE_CACHE_SIZE, 3):
+        _cffi.pool_shape((1, 1, 1, 1, k, k, 1, 1, 1, 1, 0, 0, 1, 1))
+    assert len(_cffi._pool_shapes) <= _cffi.SHAPE_CACHE_SIZE
+
+
 # --------------------------------------------------------------------------- PyTorch
 
 

@@ -1,5 +1,5 @@
-"""The cuda engine: every kernel against the reference engine, the device-array hooks, and
-the engine's availability report.
+"""The cuda backend: every kernel against the reference backend, the device-array hooks, and
+the backend's availability report.
 
 Without a GPU everything runs in numba's CUDA simulator (tests/conftest.py turns it on
 before numba.cuda is imported), so the shapes are tiny. Tests marked ``gpu`` need a real
@@ -27,7 +27,7 @@ from fastconv.backends import numba_cuda as nc  # noqa: E402
 from fastconv.backends import reference as ref  # noqa: E402
 
 if not nc.AVAILABLE_REASON.startswith("available"):
-    pytest.skip(f"cuda engine: {nc.AVAILABLE_REASON}", allow_module_level=True)
+    pytest.skip(f"cuda backend: {nc.AVAILABLE_REASON}", allow_module_level=True)
 
 from numba import cuda  # noqa: E402
 
@@ -51,8 +51,8 @@ def is_device(a) -> bool:
 
 
 def run_both(op, ins, outs, *params, **kw):
-    """Run kernel ``op`` of the cuda engine (inputs copied to the device, outputs poisoned)
-    and of the reference engine on the same data; return both engines' outputs on the host.
+    """Run kernel ``op`` of the cuda backend (inputs copied to the device, outputs poisoned)
+    and of the reference backend on the same data; return both backends' outputs on the host.
     ``ins``: input arrays or None; ``outs``: (shape, dtype) of each output, or None."""
     dev_in = [None if a is None else nc.prepare(a, a.dtype) for a in ins]
     dev_out = [None if o is None else nc.empty(*o) for o in outs]
@@ -117,24 +117,23 @@ def test_conv2d(variant, dtype):
 def test_conv2d_tiled_spans_several_tiles():
     # more output channels than one row tile and more pixels than one column tile, with a
     # reduction longer than one K step: every edge of the tiling is crossed
-    from fastconv.backends.numba_cuda import kernels as K
+    from fastconv.backends.numba_cuda import conv_kernels as CK
 
     rng = np.random.default_rng(3)
-    OC, C, KH, KW = K.BM + 3, 2, 2, 2
-    assert C * KH * KW > K.BK
-    H = W = 1 + int(np.ceil(np.sqrt(K.BN + 5)))
+    OC, C, KH, KW = CK.BM + 3, 2, 2, 2
+    assert C * KH * KW > CK.BK
+    H = W = 1 + int(np.ceil(np.sqrt(CK.BN + 5)))
     x, w = randn(rng, (1, C, H, W), np.float32), randn(rng, (OC, C, KH, KW), np.float32)
     yshape = (1, OC, H - 1, W - 1)
-    assert yshape[2] * yshape[3] > K.BN
+    assert yshape[2] * yshape[3] > CK.BN
     got, want = run_both("conv2d", [x, w, None], [(yshape, np.float32)], 1, 1, 0, 0, 1, 1, 1)
     check(got, want, np.float32)
 
 
 def test_conv2d_unknown_variant_lists_the_valid_ones():
-    x = nc.prepare(np.ones((1, 1, 3, 3)), np.float64)
-    y = nc.empty((1, 1, 1, 1), np.float64)
+    x = np.ones((1, 1, 3, 3))
     with pytest.raises(ValueError, match="v1_direct.*v2_tiled"):
-        nc.conv2d(x, x, None, y, 1, 1, 0, 0, 1, 1, 1, variant="v9_magic")
+        fastconv.conv2d(x, x, backend="cuda", variant="v9_magic")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -533,14 +532,14 @@ import numba.cuda.dispatcher as disp
 from numba.cuda.compiler import compile_cuda
 # no GPU here: give device functions a compute capability instead of asking the driver
 disp.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(8, 0))
-from fastconv.backends.numba_cuda import kernels as K, launch as L
-assert not K.SIMULATOR
+from fastconv.backends.numba_cuda import conv_kernels as CK, launch as L, pool_kernels as PK
+assert not CK.SIMULATOR
 seen = set()
 def lower(kernel, grid, block, *args):
     sig = tuple(types.none if a is None else typeof(a) for a in args)
     ir = compile_cuda(kernel.py_func, types.void, sig, cc=(8, 0)).library.get_llvm_str()
     arrays = [a for a in args if isinstance(a, np.ndarray)]
-    if kernel is not K.fill and all(a.dtype in (np.float32, np.int64) for a in arrays):
+    if kernel is not PK.fill and all(a.dtype in (np.float32, np.int64) for a in arrays):
         # float32 kernels must not compute in float64 (a folded constant is fine)
         bad = [l for l in ir.splitlines() if "double" in l and "fptrunc double 0x" not in l]
         assert not bad, (kernel.py_func.__name__, sig, bad[:3])
@@ -572,8 +571,8 @@ for nd in (1, 2, 3, 4):
     for src, dst in [(np.float16, np.float32), (np.float32, np.float16), (np.int64, np.float64),
                      (np.bool_, np.float64)]:
         L._copy(np.zeros(shape, src), np.zeros(shape, dst))
-lower(K.fill, 1, 1, np.zeros(3, np.float32), np.nan)
-lower(K.fill, 1, 1, np.zeros(3, np.int64), -7)
+lower(PK.fill, 1, 1, np.zeros(3, np.float32), np.nan)
+lower(PK.fill, 1, 1, np.zeros(3, np.int64), -7)
 print(" ".join(sorted(seen)))
 """
 

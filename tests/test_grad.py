@@ -17,7 +17,7 @@ import fastconv
 import fastconv.ops.grad as G
 from fastconv.backends import _registry
 
-ENGINES = tuple(_registry.ENGINES)
+ENGINES = tuple(_registry.BACKENDS)
 
 
 def _engine_module(name):
@@ -608,5 +608,9 @@ def test_backend_without_kernels_is_refused():
 def test_docstring_examples():
     import doctest
 
-    result = doctest.testmod(G, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 20 and result.failed == 0
+    attempted = failed = 0
+    for module in (G, G.conv, G.pool):  # the package, and the files holding the functions
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        attempted += result.attempted
+        failed += result.failed
+    assert attempted > 20 and failed == 0

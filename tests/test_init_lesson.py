@@ -1,10 +1,12 @@
-"""The initialisation lesson's claims, measured on short runs."""
+"""The initialisation lesson's claims, measured on short runs; its arguments (depth, seed,
+steps, inits, the plot path) checked before any training, in the API and the command line."""
 
 import math
 import sys
 
 import numpy as np
 import pytest
+from _cli import argparse_failure, clean_failure
 
 from fastconv import cli
 from fastconv.lessons import init_lesson
@@ -98,3 +100,42 @@ def test_plot(tmp_path):
     r = init_lesson.run_lesson(steps=3, inits=("zeros", "normal1", "he"), depth=3)
     init_lesson.plot(r, str(tmp_path / "lesson.png"))
     assert (tmp_path / "lesson.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------- arguments
+
+
+def test_lesson_supports_depth_one(capsys):
+    assert cli.main(["demo", "init", "--steps", "1", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plain stack of 1 conv3x3" in out and "layer 1" in out and "layer 2" not in out
+
+
+def test_lesson_checks_arguments_before_training(monkeypatch, capsys):
+    def no_training(*a, **k):
+        raise AssertionError("trained before checking the arguments")
+
+    monkeypatch.setattr(init_lesson, "train", no_training)
+    monkeypatch.setattr(init_lesson, "activation_variances", no_training)
+    for kw, word in ((dict(depth=0), "depth"), (dict(depth=1.5), "depth"),
+                     (dict(seed=-1), "seed"), (dict(steps=0), "steps"),
+                     (dict(inits=("zeros", "nope")), "inits"), (dict(inits=()), "inits")):
+        with pytest.raises((ValueError, TypeError), match=word):
+            init_lesson.run_lesson(**kw)
+    argparse_failure(capsys, ["demo", "init", "--depth", "0"], "--depth")
+    argparse_failure(capsys, ["demo", "init", "--seed", "-1"], "--seed")
+    argparse_failure(capsys, ["demo", "init", "--steps", "３"], "--steps")
+
+
+def test_lesson_seed_is_checked_in_the_api():
+    with pytest.raises(ValueError, match="seed"):
+        init_lesson.train("he", steps=1, seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        init_lesson.activation_variances("he", depth=1, seed=-1)
+
+
+def test_lesson_plot_path_is_checked_first(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(init_lesson, "run_lesson", lambda **k: pytest.fail("ran"))
+    code = cli.main(["demo", "init", "--plot", str(tmp_path / "no" / "a.png")])
+    clean_failure(capsys, code, "--plot", "does not exist")

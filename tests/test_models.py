@@ -1,5 +1,6 @@
 """fastconv.models: parameter counts, torchvision key names, and outputs equal to the same
-architectures written in plain torch.nn (no torchvision needed) with the same weights."""
+architectures written in plain torch.nn (no torchvision needed) with the same weights;
+the builders' arguments (width_mult, initialize) checked."""
 
 import numpy as np
 import pytest
@@ -235,3 +236,28 @@ def test_vgg16_first_stage_matches_torch():
         ref = stage(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(sub(x), ref, rtol=1e-4, atol=1e-5)
     assert ours.features[0].weight.any()  # loaded through the shared layer objects
+
+
+# ---------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("value, exc", [
+    (float("inf"), ValueError), (float("nan"), ValueError), (-1.0, ValueError), (0, ValueError),
+    (1e12, ValueError), (True, TypeError), ("1", TypeError), (None, TypeError),
+])
+def test_width_mult_is_checked(value, exc):
+    with pytest.raises(exc, match="width_mult"):
+        models.mobilenet_v2(width_mult=value, initialize=False)
+
+
+def test_width_mult_accepts_numbers():
+    assert models.mobilenet_v2(width_mult=np.float32(0.5), initialize=False).num_parameters() == (
+        models.mobilenet_v2(width_mult=0.5, initialize=False).num_parameters())
+
+
+@pytest.mark.parametrize("build", [models.alexnet, models.vgg16, models.resnet18,
+                                   models.resnet50, models.mobilenet_v2])
+@pytest.mark.parametrize("value", ["no", None, 0, 1])
+def test_initialize_must_be_a_bool(build, value):
+    with pytest.raises(TypeError, match="initialize"):
+        build(initialize=value)

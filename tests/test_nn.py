@@ -306,3 +306,26 @@ def test_depthwise_separable_matches_torch():
     with torch.no_grad():
         ref = pw(dw(torch.from_numpy(x))).numpy()
     np.testing.assert_allclose(ours(x), ref, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- xavier
+
+
+@pytest.mark.parametrize("fill", [init.xavier_uniform_, init.xavier_normal_])
+def test_xavier_gain_and_empty_fans(fill):
+    with pytest.raises(ValueError, match="gain"):
+        fill(np.empty((3, 4)), gain=-1)
+    with pytest.raises(ValueError, match=r"shape \(0, 0\)"):
+        fill(np.empty((0, 0)))
+    with pytest.raises(TypeError, match="gain"):
+        fill(np.empty((3, 4)), gain="1")
+    w = fill(np.empty((3, 4)), gain=0.0, generator=0)
+    assert np.all(w == 0)
+    assert fill(np.empty((0, 3)), generator=0).shape == (0, 3)  # torch returns too
+
+
+def test_xavier_negative_gain_matches_torch():
+    torch = pytest.importorskip("torch")
+    for fill in (torch.nn.init.xavier_uniform_, torch.nn.init.xavier_normal_):
+        with pytest.raises(RuntimeError):  # torch rejects it as well
+            fill(torch.empty(3, 4), gain=-1)

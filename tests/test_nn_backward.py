@@ -287,6 +287,30 @@ def test_grad_output_shape_is_checked():
         relu.backward(np.ones(3))
 
 
+def test_adaptive_pool_checks_grad_output_shape():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(2)).retain_inputs()
+    m(np.ones((1, 1, 6, 6), np.float32))
+    with pytest.raises(ValueError, match="grad_output"):
+        m.backward(np.ones((1, 2, 3, 3), np.float32))
+
+
+@pytest.mark.parametrize("layer", [nn.AdaptiveAvgPool2d(2), nn.AdaptiveMaxPool2d((2, 3)),
+                                   nn.Dropout(0.3), nn.Identity()])
+def test_layers_check_grad_output_shape(layer):
+    layer.retain_inputs()
+    x = np.random.default_rng(4321).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y = layer(x)
+    with pytest.raises(ValueError, match="grad_output"):
+        layer.backward(np.ones((1, 2, 3, 4), np.float32))
+    layer(x)
+    with pytest.raises(ValueError, match="grad_output"):
+        layer.backward(np.ones(y.shape[1:], np.float32))
+    layer(x)
+    gx = layer.backward(np.ones(y.shape, np.float32))
+    assert gx.shape == x.shape
+
+
+
 def test_gradients_accumulate_until_zero_grad():
     model, x, rng = build("residual", "reference")
     gy = rng.normal(size=model(x).shape)
@@ -308,6 +332,19 @@ def test_unconsumed_records_are_dropped_by_the_next_forward():
     assert len(relu._calls) == 2  # one forward pass uses the shared ReLU twice
     model.backward(np.ones(model(x).shape))
     assert all(not m._calls for _, m in model.named_modules())
+
+
+def test_discard_retained_forgets_unconsumed_records_only():
+    model, x, _ = build("shared", "reference")
+    y = model(x)
+    cache = model[1].cache
+    assert model.discard_retained() is model
+    assert all(not m._calls for _, m in model.named_modules())
+    assert model[1].cache is cache and model[1].keep_cache  # still retaining
+    with pytest.raises(RuntimeError, match="retain_inputs"):
+        model.backward(np.ones(y.shape))
+    model(x)
+    model.backward(np.ones(y.shape))  # the next forward call is retained again
 
 
 def test_bias_false_and_no_affine_have_no_gradients():

@@ -1,4 +1,4 @@
-"""The numba engine, kernel by kernel and variant by variant, against the reference engine.
+"""The numba backend, kernel by kernel and variant by variant, against the reference backend.
 
 Kernels are called directly with outputs poisoned with NaN (indices with -7), so an element a
 kernel forgets to write fails. Shapes are seeded random draws; the kernels compile once per
@@ -16,7 +16,7 @@ from fastconv.backends import reference as ref
 
 nb = pytest.importorskip("fastconv.backends.numba_cpu")
 if nb.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the installation
-    pytest.skip(f"numba engine: {nb.AVAILABLE_REASON}", allow_module_level=True)
+    pytest.skip(f"numba backend: {nb.AVAILABLE_REASON}", allow_module_level=True)
 
 import numba  # noqa: E402
 
@@ -98,9 +98,9 @@ def test_conv2d_variants_gemm_edges(variant, dtype, tol):
 
 
 def test_conv2d_unknown_variant_lists_the_valid_ones():
-    x, w, y = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), np.empty((1, 3, 3, 3))
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
     with pytest.raises(ValueError, match="v1_direct.*v4_implicit"):
-        nb.conv2d(x, w, None, y, 1, 1, 0, 0, 1, 1, 1, variant="v9_magic")
+        fastconv.conv2d(x, w, backend="numba", variant="v9_magic")
     with pytest.raises(ValueError, match="v2_im2col"):
         fastconv.conv2d(x, w, backend="numba", variant="nope")
 
@@ -197,7 +197,7 @@ def tconv_cases(rng, trials):
 def test_conv_transpose2d_random(wstat, dtype, tol):
     """Both GEMM schedules (packed weights; weights in place, 6 x 2 and 12 x 1 tiles), and the
     choice between them, against the reference."""
-    from fastconv.backends.numba_cpu import conv as _numba_conv
+    from fastconv.backends.numba_cpu import transpose
 
     rng = np.random.default_rng(5)
     for trial, ((N, C, H, W, OCg, KH, KW), geo, (OH, OW)) in enumerate(tconv_cases(rng, 14)):
@@ -211,7 +211,7 @@ def test_conv_transpose2d_random(wstat, dtype, tol):
             nb.conv_transpose2d(x, w, b, got, *geo)
         else:
             bb, has_b = nb._bias(b, dtype)
-            _numba_conv.conv_transpose_packed(x, w, bb, has_b, got, *geo, 2, wstat=wstat)
+            transpose.conv_transpose_packed(x, w, bb, has_b, got, *geo, 2, wstat=wstat)
         ref.conv_transpose2d(x, w, b, want, *geo)
         close(got, want, tol)
 
@@ -386,7 +386,7 @@ def test_pools_public_api_noncontiguous():
     np.testing.assert_array_equal(i, i0)
 
 
-# --------------------------------------------------------------------------- engine level
+# --------------------------------------------------------------------------- backend level
 
 
 def test_threads_follow_fastconv_and_are_capped():
@@ -410,8 +410,7 @@ def test_one_specialisation_per_dtype():
     """Bias / indices given or None, any shape: each kernel compiles at most once per dtype."""
     from numba.core.registry import CPUDispatcher
 
-    from fastconv.backends.numba_cpu import conv as _numba_conv
-    from fastconv.backends.numba_cpu import pool as _numba_pool
+    from fastconv.backends.numba_cpu import direct, gemm, pool, rows, transpose
 
     def ref_pool(x):
         return fastconv.max_pool2d(x, 2, backend="reference")
@@ -437,7 +436,7 @@ def test_one_specialisation_per_dtype():
                 )
             for wstat in (False, True):
                 for hw in (2, 6):  # wstat: 12 x 1-vector tiles at 2 x 2, 6 x 2-vector at 6 x 6
-                    _numba_conv.conv_transpose_packed(
+                    transpose.conv_transpose_packed(
                         x[:, :, :hw, :hw].copy(),
                         rand(rng, (4, 7, 4, 4), dtype),
                         *nb._bias(b if b is None else np.ones(14, dtype), dtype),
@@ -455,11 +454,11 @@ def test_one_specialisation_per_dtype():
         for idx in (None, np.empty((1, 4, 3, 3), np.int64)):
             nb.max_pool2d(x, poison((1, 4, 3, 3), dtype), idx, 2, 2, 2, 2, 0, 0, 1, 1)
         ro = x.copy()
-        ro.setflags(write=False)  # a read-only input is copied by the engine's prepare()
+        ro.setflags(write=False)  # a read-only input is copied by the backend's prepare()
         close(fastconv.max_pool2d(ro, 2, backend="numba"), ref_pool(x), 1e-5)
     kernels = [
         f
-        for m in (_numba_conv, _numba_pool)
+        for m in (rows, direct, gemm, transpose, pool)
         for f in vars(m).values()
         if isinstance(f, CPUDispatcher) and f.targetoptions.get("parallel")
     ]

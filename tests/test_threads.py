@@ -65,3 +65,30 @@ def test_cpu_info():
         assert info["gemm_kernel"] in info["gemm_kernels"]
     else:
         assert info["available"] is False and info["reason"]
+
+
+def test_set_num_threads_caps_at_the_cpus_with_a_warning(restore_threads):
+    cap = _registry.max_threads()
+    with pytest.warns(UserWarning, match=f"set_num_threads: n=1000000 .* using {cap}"):
+        fc.set_num_threads(10**6)
+    assert fc.get_num_threads() == cap
+
+
+@pytest.mark.parametrize("env", ["abc", "0", "-3", "1.5", "２"])
+def test_bad_environment_thread_count_is_ignored_with_a_warning(env, monkeypatch, restore_threads):
+    monkeypatch.setattr(_registry, "_num_threads", None)
+    monkeypatch.setattr(_registry, "_env_threads", None)
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", env)
+    with pytest.warns(UserWarning, match="FASTCONV_NUM_THREADS.*not a positive integer"):
+        n = fc.get_num_threads()
+    assert n == _registry.max_threads()
+
+
+def test_environment_thread_count_is_used_and_capped(monkeypatch, restore_threads):
+    monkeypatch.setattr(_registry, "_num_threads", None)
+    monkeypatch.setattr(_registry, "_env_threads", None)
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "1")
+    assert fc.get_num_threads() == 1
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "999999")
+    with pytest.warns(UserWarning, match="more than the"):
+        assert fc.get_num_threads() == _registry.max_threads()

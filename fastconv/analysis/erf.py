@@ -21,8 +21,6 @@ Built-in stacks (:func:`build`, also accepted by ``fastconv erf``):
 [2.666667, 2.666667]
 """
 
-from __future__ import annotations
-
 import math
 import os
 from dataclasses import dataclass
@@ -31,8 +29,10 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _shapes, nn
+from ..backends._registry import backend_names
 from ..nn.init import as_generator
-from .accounting import parse_input_shape
+from ..nn.module import _factory
+from .accounting import check_model, parse_input_shape, trace
 from .receptive_field import receptive_field
 from .support import support
 
@@ -44,7 +44,45 @@ EFFECTIVE_THRESHOLD = 0.1  # map values above this count towards effective_pixel
 
 @dataclass
 class ERF:
-    """Result of :func:`effective_receptive_field`. Pairs are (H, W)."""
+    """The result of :func:`effective_receptive_field`. Pairs are (H, W).
+
+    Parameters
+    ----------
+    map : ndarray, shape (H, W)
+        |d out / d x| summed over input channels (and samples), divided by its maximum.
+    position : (int, int)
+        The output element differentiated.
+    channel : int or None
+        Its output channel; None: the sum over all output channels.
+    theoretical_pixels : int
+        Pixels with a path to the output element (``support.sum()``).
+    nonzero_pixels : int
+        Pixels with map > 1e-6 (a threshold: gradients can be tiny).
+    effective_pixels : int
+        Pixels with map > 0.1.
+    half_width, effective_width : (int, int)
+        Pixels > 0.5 (> 0.1) along the row and column through the peak.
+    centre, sigma : (float, float)
+        Mean and standard deviation of the map's marginals (the Gaussian fit by moments).
+    theoretical_size : (float, float)
+        The receptive-field size from :func:`fastconv.receptive_field`.
+    region : ((float, float), (float, float))
+        Its input interval per axis.
+    support : ndarray of bool, shape (H, W)
+        The exact theoretical field.
+
+    ``ratio`` is effective_pixels / theoretical_pixels, ``axis_ratio`` effective_width /
+    theoretical_size; str() is a report.
+
+    Examples
+    --------
+    >>> from fastconv import erf
+    >>> r = erf.effective_receptive_field(erf.build("linear:2", channels=1), (1, 9, 9))
+    >>> r.position, r.theoretical_pixels, r.half_width
+    ((4, 4), 25, (3, 3))
+    >>> r.map[4].round(3)  # the row through the centre: a triangle, two box filters
+    array([0.   , 0.   , 0.333, 0.667, 1.   , 0.667, 0.333, 0.   , 0.   ])
+    """
 
     map: np.ndarray  # (H, W), |d out / d x| summed over input channels (and samples), max 1
     position: Tuple[int, int]  # the output element differentiated
@@ -96,22 +134,53 @@ class ERF:
 
 def build(spec: str, channels: int = 16, in_channels: Optional[int] = None,
           generator: Any = 0, dtype: Any = np.float64) -> nn.Module:
-    """A built-in stack from its spec ``linear:L``, ``plain:L`` or ``residual:L`` (see the
-    module docstring); ``channels`` feature maps, ``in_channels`` (default ``channels``)
-    input channels."""
+    """A built-in stack from its spec (see the module docstring).
+
+    Parameters
+    ----------
+    spec : str
+        ``linear:L`` (L 3x3 convolutions, every weight 1/(9C), no bias, no nonlinearity),
+        ``plain:L`` (each followed by ReLU) or ``residual:L`` (a stem and L // 2 residual
+        blocks; L >= 2).
+    channels : int, default 16
+        The feature maps of every convolution.
+    in_channels : int, optional
+        The input's channels (default ``channels``).
+    generator : numpy.random.Generator, int or None, default 0
+        Draws the weights of plain and residual stacks (torch's default initialisation).
+    dtype : floating dtype, default numpy.float64
+
+    Returns
+    -------
+    fastconv.nn.Sequential
+        Input (N, in_channels, H, W), output (N, channels, H, W) (every convolution pads 1).
+
+    Examples
+    --------
+    >>> from fastconv import erf
+    >>> erf.build("residual:4", channels=4, in_channels=3).output_shape((1, 3, 8, 8))
+    (1, 4, 8, 8)
+    """
+    op = "build"
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}")
+        raise ValueError(
+            f"{op}: spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}"
+        )
     kind, _, depth = spec.partition(":")
     if kind not in ("linear", "plain", "residual"):
-        raise ValueError(f"spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}")
+        raise ValueError(
+            f"{op}: spec must be 'linear:L', 'plain:L' or 'residual:L', got {spec!r}"
+        )
     if not (depth.isascii() and depth.isdigit()):
-        raise ValueError(f"spec {spec!r}: L must be a whole number written in digits 0-9")
+        raise ValueError(f"{op}: spec {spec!r}: L must be a whole number written in digits 0-9")
     L = int(depth)
     if L < 1 or (kind == "residual" and L < 2):
-        raise ValueError(f"spec {spec!r}: L must be >= 1 (>= 2 for residual)")
-    C = _shapes.as_int(channels, "channels", minimum=1)
-    cin = C if in_channels is None else _shapes.as_int(in_channels, "in_channels", minimum=1)
-    gen = as_generator(generator)
+        raise ValueError(f"{op}: spec {spec!r}: L must be >= 1 (>= 2 for residual)")
+    C = _shapes.as_int(channels, "channels", minimum=1, op=op)
+    cin = C if in_channels is None else _shapes.as_int(in_channels, "in_channels", minimum=1,
+                                                       op=op)
+    gen = as_generator(generator, op)
+    _factory(dtype, op)
 
     def conv(ci, bias=True):
         return nn.Conv2d(ci, C, 3, padding=1, bias=bias, dtype=dtype, generator=gen)
@@ -136,9 +205,25 @@ def build(spec: str, channels: int = 16, in_channels: Optional[int] = None,
 
 
 def spatial_trunk(model: nn.Module) -> nn.Module:
-    """The part of a classifier that still has spatial structure: a top-level Sequential cut
-    before its first adaptive pool, Flatten or Linear (the zoo's avgpool / flatten / fc or
-    classifier). Other models are returned unchanged."""
+    """The part of a classifier that still has spatial structure.
+
+    Parameters
+    ----------
+    model : fastconv.nn.Module
+
+    Returns
+    -------
+    fastconv.nn.Module
+        A top-level Sequential cut before its first adaptive pool, Flatten or Linear (the
+        zoo's avgpool / flatten / fc or classifier); any other model unchanged.
+
+    Examples
+    --------
+    >>> from fastconv import erf, models
+    >>> trunk = erf.spatial_trunk(models.resnet18(initialize=False))
+    >>> list(dict(trunk.named_children()))[-1], trunk.output_shape((1, 3, 64, 64))
+    ('layer4', (1, 512, 2, 2))
+    """
     if not isinstance(model, nn.Sequential):
         return model
     keep = []
@@ -147,7 +232,9 @@ def spatial_trunk(model: nn.Module) -> nn.Module:
             break
         keep.append((name, m))
     if not keep:
-        raise ValueError("model has no spatial layers before its first pool/flatten/linear")
+        raise ValueError(
+            "spatial_trunk: model has no spatial layers before its first pool/flatten/linear"
+        )
     return model if len(keep) == len(model) else nn.Sequential(dict(keep))
 
 
@@ -177,18 +264,50 @@ class _SizeTracer(nn.Tracer):
         return states[0]
 
 
-def check_memory(model: nn.Module, x_shape: Tuple[int, ...], name: str = "input_shape") -> None:
-    """ValueError naming ``name`` when the input (N, C, H, W) ``x_shape`` cannot fit: the
-    input and every layer's output, at 4 bytes an element (a lower bound), exceed this
-    machine's memory. Checked from the shapes alone, before anything is allocated."""
+def check_memory(model: nn.Module, x_shape: Tuple[int, ...], name: str = "input_shape", *,
+                 op: str = "") -> None:
+    """Check, from the shapes alone, that a backward pass through ``model`` fits in memory.
+
+    The input and every layer's output, at 4 bytes an element (a lower bound), must fit in
+    this machine's memory; checked before anything is allocated.
+
+    Parameters
+    ----------
+    model : fastconv.nn.Module
+    x_shape : (N, C, H, W)
+    name : str, default "input_shape"
+        What the message calls the input (a command line passes its option).
+    op : str, default ""
+        The public function to name at the start of the message.
+
+    Returns
+    -------
+    None
+        ValueError naming ``name`` when it does not fit.
+
+    Examples
+    --------
+    >>> from fastconv import erf, nn
+    >>> erf.check_memory(nn.Conv2d(3, 8, 3), (1, 3, 32, 32))  # fits
+    >>> erf.check_memory(nn.Conv2d(3, 8, 3), (1, 3, 2**24, 2**24))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: input_shape 3x16777216x16777216 is too large: ...
+    """
+    at = f"{op}: " if op else ""
+    C, H, W = x_shape[1:]
     tracer = _SizeTracer()
-    model._trace(tracer, "", tuple(x_shape), None)
+    try:
+        model._trace(tracer, "", tuple(x_shape), None)
+    except ValueError as exc:  # a layer's output beyond any allocation: name the input
+        if "too large" not in str(exc):
+            raise
+        raise ValueError(f"{at}{name} {C}x{H}x{W} is too large: {exc}") from None
     need = 4 * (math.prod(x_shape) + tracer.elements)
     have = _physical_memory()
     if have is not None and need > have:
-        C, H, W = x_shape[1:]
         raise ValueError(
-            f"{name} {C}x{H}x{W} is too large: {x_shape[0]} input(s) and the activations a "
+            f"{at}{name} {C}x{H}x{W} is too large: {x_shape[0]} input(s) and the activations a "
             f"backward pass keeps need at least {need / 2**30:.1f} GiB, more than this "
             f"machine's {have / 2**30:.1f} GiB"
         )
@@ -221,6 +340,8 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     samples : how many random inputs (standard normal, from ``generator``); the map is
         summed over them. Irrelevant for a linear model, whose gradient does not depend on x.
     input : an explicit input (N, C, H, W) instead of random ones.
+    generator : numpy.random.Generator, int or None, default 0; draws the random inputs.
+    backend : str, optional; run the model on this backend (see ``model`` above).
 
     Returns
     -------
@@ -243,42 +364,49 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     >>> 0 < r.effective_pixels <= r.theoretical_pixels
     True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
-    shape = parse_input_shape(input_shape, "input_shape")
+    op = "effective_receptive_field"
+    check_model(model, op)
+    shape = parse_input_shape(input_shape, "input_shape", op=op)
     if len(shape) != 3:
-        raise ValueError(f"input_shape must be (C, H, W), got {shape}")
+        raise ValueError(f"{op}: input_shape must be (C, H, W), got {shape}")
     x: Optional[np.ndarray] = None
     if input is None:
-        n = _shapes.as_int(samples, "samples", minimum=1)
-        gen = as_generator(generator)
+        n = _shapes.as_int(samples, "samples", minimum=1, op=op)
+        gen = as_generator(generator, op)
     else:
         x = np.asarray(input)
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
-            raise ValueError(f"input must have shape (N,) + {tuple(shape)}, got {x.shape}")
+            raise ValueError(f"{op}: input must have shape (N,) + {tuple(shape)}, got {x.shape}")
         n = x.shape[0]
-    out_shape = model.output_shape((n,) + tuple(shape))
+    out_shape = trace(op, model, nn.Tracer(), (n,) + tuple(shape), None)[0]
     if len(out_shape) != 4:
         raise ValueError(
-            f"model output must be (N, OC, OH, OW) to pick an output element, got {out_shape}; "
-            "fastconv.erf.spatial_trunk(model) cuts a classifier before its pooling/flatten"
+            f"{op}: model output must be (N, OC, OH, OW) to pick an output element, got "
+            f"{out_shape}; fastconv.erf.spatial_trunk(model) cuts a classifier before its "
+            "pooling/flatten"
         )
     _, OC, OH, OW = out_shape
     if position is None:
         pos = (OH // 2, OW // 2)
     else:
         if isinstance(position, (str, bytes)) or not isinstance(position, (Sequence, np.ndarray)):
-            raise TypeError(f"position must be a pair (oh, ow) of ints, got {position!r}")
+            raise TypeError(f"{op}: position must be a pair (oh, ow) of ints, got {position!r}")
         if len(position) != 2:
-            raise ValueError(f"position must be a pair (oh, ow) of ints, got {position!r}")
-        pos = (_shapes.as_int(position[0], "position"), _shapes.as_int(position[1], "position"))
+            raise ValueError(f"{op}: position must be a pair (oh, ow) of ints, got {position!r}")
+        pos = (_shapes.as_int(position[0], "position", op=op),
+               _shapes.as_int(position[1], "position", op=op))
         if not (0 <= pos[0] < OH and 0 <= pos[1] < OW):
-            raise ValueError(f"position {pos} is outside the output's {OH}x{OW} positions")
+            raise ValueError(
+                f"{op}: position {pos} is outside the output's {OH}x{OW} positions"
+            )
     if channel is not None:
-        channel = _shapes.as_int(channel, "channel")
+        channel = _shapes.as_int(channel, "channel", op=op)
         if not 0 <= channel < OC:
-            raise ValueError(f"channel must be in [0, {OC}), got {channel}")
-    check_memory(model, (n,) + tuple(shape), "input_shape")
+            raise ValueError(f"{op}: channel must be in [0, {OC}), got {channel}")
+    if backend is not None and (not isinstance(backend, str) or backend not in backend_names()):
+        raise ValueError(f"{op}: backend must be None or one of {backend_names()}, "
+                         f"got {backend!r}")
+    check_memory(model, (n,) + tuple(shape), "input_shape", op=op)
     if backend is not None:
         model.set_backend(backend)
     if x is None:
@@ -303,14 +431,15 @@ def effective_receptive_field(model: nn.Module, input_shape: Any,
     raw = np.abs(gx).sum(axis=(0, 1))
     peak = raw.max()
     if not peak > 0:
-        raise ValueError("the gradient is zero at every input pixel (e.g. every ReLU on the "
-                         "path is off for this input): no effective receptive field to draw")
+        raise ValueError(f"{op}: the gradient is zero at every input pixel (e.g. every ReLU "
+                         "on the path is off for this input): no effective receptive field to "
+                         "draw")
     emap = raw / peak
     ph, pw = np.unravel_index(int(np.argmax(emap)), emap.shape)
     (ch, sh), (cw, sw) = _marginal_stats(emap.sum(axis=1)), _marginal_stats(emap.sum(axis=0))
     rf = receptive_field(model, shape)
     if rf.layer is None:
-        raise ValueError("model has no spatial output layer")
+        raise ValueError(f"{op}: model has no spatial output layer")
     region = rf.layer.region(pos)
     supp = support(model, shape, pos)
     return ERF(

@@ -24,7 +24,9 @@ p (before), dilation d of the layer:
   stride = In/Out); pooling to 1x1 is global pooling and ends spatial structure; other sizes
   have uneven bins, bounded by the largest deviation of a bin from its nominal centre.
 - BatchNorm, activations, Dropout, Identity: no change; Flatten and Linear end spatial
-  structure (their records have ``spatial=False``).
+  structure (their records have ``spatial=False``), and so does a layer whose
+  ``ends_spatial`` is True (the capsule layers: the primary capsules' field is that of
+  their grid position in the convolution before them, ``primary_caps.conv``).
 - Residual and Concat: every path must have the same jump and start on both axes (else
   ValueError: the branches are misaligned); the size is the largest over the paths.
 - Padding modes other than zeros: the rules above still give the interval, but its
@@ -48,8 +50,6 @@ still has spatial structure (before global pooling, flatten, linear).
 ((-90.0, 121.0), (-90.0, 121.0))
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -57,7 +57,7 @@ from typing import Any, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, 
 import numpy as np
 
 from .. import _shapes, nn
-from .accounting import format_table, parse_input_shape
+from .accounting import check_model, format_table, parse_input_shape, trace
 
 __all__ = ["LayerRF", "ReceptiveField", "receptive_field"]
 
@@ -73,7 +73,7 @@ class _Axis(NamedTuple):
     jump: Fraction
     start: Fraction
 
-    def window(self, k: int, s: Any, p: int, d: int) -> _Axis:
+    def window(self, k: int, s: Any, p: int, d: int) -> "_Axis":
         """A kernel-k window with stride s, padding p (before) and dilation d."""
         span = (k - 1) * d
         return _Axis(self.size + span * self.jump,
@@ -104,9 +104,39 @@ _MODE_NOTES = {
 class LayerRF:
     """The receptive field of one layer's output, per axis (H, W).
 
-    ``padding_modes`` lists the padding modes other than zeros ("circular", "reflect",
-    "replicate") of the layers on paths to this one: where it is not empty, :meth:`region`'s
-    coordinates outside the input stand for copied input pixels (see there)."""
+    Parameters
+    ----------
+    name, kind : str
+        The layer's qualified name and class name.
+    output_shape : tuple of int
+        Batch included.
+    spatial : bool
+        False after a global layer (adaptive pooling to 1x1, Flatten, Linear): no geometry.
+    size : (number, number)
+        RF: how many input pixels along H and W can reach one output element.
+    jump : (number, number)
+        The input distance between neighbouring outputs (the product of the strides).
+    start : (number, number)
+        The input coordinate of output element 0's centre.
+    note : str
+        Caveats (adaptive bins of uneven size, padding modes).
+    padding_modes : tuple of str
+        Padding modes other than zeros ("circular", "reflect", "replicate") of the layers on
+        paths to this one: where not empty, :meth:`region`'s coordinates outside the input
+        stand for copied input pixels (see there).
+
+    ``padding`` is the effective padding per axis, (size - 1) / 2 - start.
+
+    Examples
+    --------
+    >>> from fastconv import nn, receptive_field
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2))
+    >>> pool = receptive_field(m, (3, 32, 32)).layers[1]
+    >>> pool.size, pool.jump, pool.start, pool.padding
+    ((4, 4), (2, 2), (0.5, 0.5), (1, 1))
+    >>> pool.region((0, 0))
+    ((-1.0, 2.0), (-1.0, 2.0))
+    """
 
     name: str
     kind: str
@@ -140,17 +170,18 @@ class LayerRF:
         depends on pixel (7, 7). Reflect padding mirrors such coordinates at the border
         (-1 is pixel 1), replicate clamps them to the edge pixel (-1 is pixel 0).
         """
+        op = "LayerRF.region"
         if not self.spatial:
-            raise ValueError(f"{self.name}: output has no spatial structure (global)")
+            raise ValueError(f"{op}: {self.name}: output has no spatial structure (global)")
         if isinstance(index, (str, bytes)) or not isinstance(index, (Sequence, np.ndarray)):
-            raise TypeError(f"index must be a pair (oh, ow) of ints, got {index!r}")
+            raise TypeError(f"{op}: index must be a pair (oh, ow) of ints, got {index!r}")
         if len(index) != 2:
-            raise ValueError(f"index must be a pair (oh, ow) of ints, got {index!r}")
-        idx = [_shapes.as_int(i, "index", minimum=0) for i in index]
+            raise ValueError(f"{op}: index must be a pair (oh, ow) of ints, got {index!r}")
+        idx = [_shapes.as_int(i, "index", minimum=0, op=op) for i in index]
         dims = tuple(self.output_shape[2:])
         dims = (1,) * (2 - len(dims)) + dims[-2:]  # a 1-D layer's H axis is 1
         if not all(i < n for i, n in zip(idx, dims)):
-            raise ValueError(f"index {tuple(idx)} is outside {self.name or 'the layer'}'s "
+            raise ValueError(f"{op}: index {tuple(idx)} is outside {self.name or 'the layer'}'s "
                              f"{dims[0]}x{dims[1]} output positions")
         out = []
         for i, sz, j, st in zip(idx, self.size, self.jump, self.start):
@@ -161,7 +192,28 @@ class LayerRF:
 
 
 class ReceptiveField:
-    """Result of :func:`receptive_field`: ``layers`` (LayerRF each) and the final geometry."""
+    """The result of :func:`receptive_field`: one :class:`LayerRF` per layer, and the geometry of
+    the last spatial layer.
+
+    Parameters
+    ----------
+    layers : list of LayerRF
+    input_shape : tuple of int
+        Without the batch.
+
+    ``layer`` is the last spatial LayerRF (None if there is none); ``size``, ``jump``,
+    ``start`` and ``padding`` are its. str() is a table.
+
+    Examples
+    --------
+    >>> from fastconv import nn, receptive_field
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3))
+    >>> rf = receptive_field(m, (3, 32, 32))
+    >>> rf.layer.name, rf.size, rf.jump
+    ('2', (8, 8), (2, 2))
+    >>> print(str(rf).splitlines()[0])
+    layer  kind       output      RF  jump  start  eff. pad  note
+    """
 
     def __init__(self, layers: List[LayerRF], input_shape: Tuple[int, ...]):
         self.layers = layers
@@ -246,8 +298,11 @@ class _RFTracer(nn.Tracer):
 
     def leaf(self, name, m, in_shape, out_shape, st: _State):
         kind = type(m).__name__
-        if not st.spatial or isinstance(m, (nn.Flatten, nn.Linear)):
-            return self._record(name, kind, out_shape, _State(st.h, st.w, False, "", st.modes))
+        if not st.spatial or isinstance(m, (nn.Flatten, nn.Linear)) or getattr(
+                m, "ends_spatial", False):  # ends_spatial: capsules (fastconv.nn.capsule)
+            note = getattr(m, "rf_note", "") if st.spatial else ""
+            return self._record(name, kind, out_shape,
+                                _State(st.h, st.w, False, note, st.modes))
         h, w, note, modes = st.h, st.w, "", st.modes
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             g = m.geometry(in_shape)
@@ -277,7 +332,7 @@ class _RFTracer(nn.Tracer):
             w, irr_w = _adaptive_axis(w, ag.W, ag.OW)
             note = "uneven bins: size is a bound" if (irr_h or irr_w) else ""
         elif not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)):
-            raise TypeError(f"receptive_field: no rule for layer {name!r} of type {kind}")
+            raise TypeError(f"no rule for layer {name!r} of type {kind}")
         return self._record(name, kind, out_shape, _State(h, w, True, note, modes))
 
     def merge(self, name, m, how, in_shapes, out_shape, states: List[_State]):
@@ -338,9 +393,13 @@ def receptive_field(model: nn.Module, input_shape: Any) -> ReceptiveField:
     layers (and every layer after one) list the mode in ``padding_modes`` and say so in
     their note; see :meth:`LayerRF.region`.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a fastconv.nn.Module, got {type(model).__name__}")
-    shape = parse_input_shape(input_shape)
+    return _receptive_field("receptive_field", model, input_shape)
+
+
+def _receptive_field(op: str, model: Any, input_shape: Any) -> ReceptiveField:
+    """:func:`receptive_field` on behalf of the public function ``op``."""
+    check_model(model, op)
+    shape = parse_input_shape(input_shape, op=op)
     tracer = _RFTracer()
-    model._trace(tracer, "", (1,) + shape, _State(_IDENT, _IDENT))
+    trace(op, model, tracer, (1,) + shape, _State(_IDENT, _IDENT))
     return ReceptiveField(tracer.records, shape)

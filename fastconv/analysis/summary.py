@@ -14,22 +14,42 @@ per-layer records (both walk the model in the same order).
 ``fastconv.summary`` is this function; the module is ``sys.modules["fastconv.summary"]``.
 """
 
-from __future__ import annotations
-
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import nn
-from .accounting import Accounting, count, format_table
-from .receptive_field import Number, ReceptiveField, receptive_field
+from .accounting import Accounting, _count, format_table
+from .receptive_field import Number, ReceptiveField, _receptive_field
 
 __all__ = ["LayerSummary", "Summary", "summary"]
 
 
 @dataclass
 class LayerSummary:
-    """One row: a layer's output shape, parameters, forward count (in the summary's unit),
-    other ops, backward MACs and receptive field (None where the output is global)."""
+    """One row of a :class:`Summary`: a layer's shape, counts and receptive field.
+
+    Parameters
+    ----------
+    name, kind : str
+        The layer's qualified name and class name.
+    output_shape : tuple of int
+        Batch included.
+    params : int
+    macs : int
+        The forward count in the summary's unit (MACs or FLOPs).
+    other_ops : int
+    backward_macs : int
+        The backward count in the summary's unit.
+    rf, jump, start : (number, number) or None
+        The receptive field per axis (None where the output is global).
+
+    Examples
+    --------
+    >>> from fastconv import nn, summary
+    >>> row = summary(nn.Conv2d(3, 8, 3, padding=1), (3, 32, 32)).layers[0]
+    >>> row.kind, row.output_shape, row.params, row.macs, row.rf
+    ('Conv2d', (1, 8, 32, 32), 224, 221184, (3, 3))
+    """
 
     name: str
     kind: str
@@ -44,7 +64,29 @@ class LayerSummary:
 
 
 class Summary:
-    """Result of :func:`summary`: ``layers``, ``params``, ``macs``, ``accounting``, ``rf``."""
+    """The result of :func:`summary`: a :class:`LayerSummary` per layer, and totals.
+
+    Parameters
+    ----------
+    name : str
+        The model's name, shown in the table's title.
+    acc : Accounting
+        What :func:`fastconv.accounting.count` returned.
+    rf : ReceptiveField
+        What :func:`fastconv.receptive_field` returned for the same model and input.
+
+    ``params``, ``macs`` (in ``unit``), ``unit``, ``accounting``, ``rf`` and ``layers``;
+    ``to_dict()`` is the JSON form of ``fastconv summary --json``; str() is a table.
+
+    Examples
+    --------
+    >>> from fastconv import nn, summary
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> summary(m, (3, 32, 32))
+    Summary(params=224, macs=221184, rf=(4, 4), layers=3)
+    >>> sorted(summary(m, (3, 32, 32)).to_dict())[:4]
+    ['backward_input_macs', 'backward_weight_macs', 'convention', 'flops']
+    """
 
     def __init__(self, name: str, acc: Accounting, rf: ReceptiveField):
         self.name = name
@@ -157,6 +199,6 @@ def summary(model: nn.Module, input_shape: Any, *, batch: int = 1, flops: bool =
     >>> [row.rf for row in s.layers]
     [(3, 3), (3, 3), (4, 4)]
     """
-    acc = count(model, input_shape, batch=batch, flops=flops, bias=bias, transposed=transposed)
-    rf = receptive_field(model, input_shape)
+    acc = _count("summary", model, input_shape, batch, flops, bias, transposed)
+    rf = _receptive_field("summary", model, input_shape)
     return Summary(name, acc, rf)

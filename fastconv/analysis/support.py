@@ -23,8 +23,6 @@ of a convolution reads the same taps of each input channel it reads).
 9
 """
 
-from __future__ import annotations
-
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -98,9 +96,9 @@ class _Node:
 
     __slots__ = ("parent", "back", "depth")
 
-    def __init__(self, parent: Optional[_Node], back: Optional[Back]):
+    def __init__(self, parent: Optional["_Node"], back: Optional[Back]):
         self.parent, self.back = parent, back
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
 
 
 def _chain(node: _Node, stop: _Node) -> List[Back]:

@@ -1,10 +1,14 @@
-"""Engines ("backends") of fastconv and the kernel contract they all implement.
+"""The backends of fastconv and the kernel contract they all implement.
 
-Every engine is a module in this package exposing kernels with the same names and
-signatures. The public functions in ``fastconv.conv`` / ``fastconv.pool`` / ``fastconv.grad``
-validate every argument, compute every output size (``fastconv._shapes``), convert the
-arrays and allocate every output; a kernel only computes. Kernels never validate, never
-allocate their outputs and never return anything: they fill the output arrays they are given.
+A backend is a module (or package) of this one, picked by the ``backend=`` keyword
+(``fastconv.backends._registry.BACKENDS``): "c" runs ``c``, "numba" ``numba_cpu``, "cuda"
+``numba_cuda`` and "reference" ``reference``, the living definition against which every
+other backend is tested. Each exposes kernels with the names in :data:`KERNEL_NAMES` and the
+signatures below. The public functions
+in ``fastconv.ops`` (conv, pool, grad) validate every argument, compute every output size
+(``fastconv._shapes``), convert the arrays and allocate every output; a kernel only computes.
+Kernels never validate, never allocate their outputs and never return anything: they fill
+the output arrays they are given.
 
 Contract for every kernel
 -------------------------
@@ -18,21 +22,31 @@ Contract for every kernel
   by the output size (it may differ from the top / left, as with padding='same').
 - Non-zero padding modes (reflect, replicate, circular) are applied by the public function
   with ``numpy.pad`` before the kernel runs; kernels only ever see zero padding.
+- Non-finite values follow IEEE arithmetic and reach exactly the outputs that read them
+  (docs/nonfinite.md). A convolution's padded tap is a zero input that is multiplied like
+  any other: 0 x NaN = 0 x Inf = NaN, so a NaN or +-Inf weight makes every output of its
+  channel non-finite, also where its tap lies in the padding. A kernel that skips padded
+  taps (exact for finite weights) must still give NaN there. A transposed convolution has
+  no padded taps: a weight reaches only the outputs its scatter writes. Pooling skips the
+  padding. No kernel may mix values across outputs (a Winograd or FFT scheme would spread
+  one NaN over a tile or a plane): such a scheme must detect non-finite inputs and fall back.
 - Output sizes are taken from the output arrays' shapes.
 
-Kernels (names are the same in every engine)
---------------------------------------------
+Kernels (names are the same in every backend)
+---------------------------------------------
 conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None)
     x (N, C, H, W), w (OC, C/G, KH, KW), b (OC,) or None, y (N, OC, OH, OW).
     y[n, o, i, j] = b[o] + sum_{c in group(o), kh, kw}
                     w[o, c', kh, kw] * x[n, c, i*sh - ph + kh*dh, j*sw - pw + kw*dw]
-    ``variant`` names an optimisation step of the engine's ladder (None = the best).
+    ``variant`` names an optimisation step of the backend's ladder (None = the best); it is
+    None or one of the backend's ``CONV2D_VARIANTS``, checked before the kernel runs
+    (``_registry.check_variant``). A backend without CONV2D_VARIANTS ignores it.
 depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw)
     x (N, C, H, W), w (C*m, 1, KH, KW), y (N, C*m, OH, OW); output channel o reads input
     channel o // m (the same as conv2d with groups = C).
 separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw)            (optional)
     depthwise (wd (C*m, 1, KH, KW), bd) then pointwise (wp (OC, C*m, 1, 1), bp), y (N, OC, OH, OW).
-    An engine without it gets depthwise_conv2d followed by a 1x1 conv2d.
+    A backend without it gets depthwise_conv2d followed by a 1x1 conv2d.
 conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups)
     x (N, C, H, W), w (C, OC/G, KH, KW), y (N, OC, OH, OW): the adjoint of conv2d,
     y[n, o, i*sh - ph + kh*dh, j*sw - pw + kw*dw] += x[n, c, i, j] * w[c, o', kh, kw]
@@ -61,11 +75,33 @@ avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
 adaptive_avg_pool2d_backward(gy, gx)
     the adjoint of adaptive_avg_pool2d.
 
-Engine-level hooks (optional; defaults in ``fastconv.backends._registry``)
-------------------------------------------------------------------
-AVAILABLE_REASON: str     "available", or why the engine cannot run here.
-prepare(a, dtype)         turn an input into what the kernels take (default: a contiguous
-                          NumPy array of ``dtype``).
-empty(shape, dtype)       allocate an output (default: numpy.empty).
-finish(y, host)           turn an output back into what the user gets (default: identity).
+Backend-level names (optional; the defaults live in ``fastconv.backends._registry``)
+-----------------------------------------------------------------------------------
+AVAILABLE_REASON: str       "available" (or "available (...)"), else why the backend cannot
+                            run here (default: "available").
+CONV2D_VARIANTS: tuple      the names conv2d's ``variant=`` accepts, slowest first.
+prepare(a, dtype)           an input as the kernels take it: ``a`` is what the user passed,
+                            ``dtype`` the compute dtype (default: a C-contiguous NumPy array
+                            of ``dtype``).
+empty(shape, dtype)         allocate an output (default: numpy.empty; NaN-filled when
+                            FASTCONV_POISON is set).
+finish(y, dtype, device)    an output as the user gets it: ``y`` already has the user's
+                            shape, ``dtype`` is the output dtype, ``device`` whether the
+                            inputs were CUDA device arrays (default: ``y`` cast to ``dtype``).
 """
+
+#: The kernels of the contract, in the order above (separable_conv2d is optional): the one
+#: list of their names, which every backend uses.
+KERNEL_NAMES = (
+    "conv2d",
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "conv_transpose2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+)

@@ -1,31 +1,34 @@
-"""Engine registry: lazy import, availability with reasons, dtype rules, array preparation.
+"""Backend registry: lazy import, availability with reasons, dtype rules, array preparation,
+and the checks of the kernel options each backend declares.
 
-A public function asks :func:`begin` for a :class:`Call`, which picks the engine, decides the
+A public function asks :func:`begin` for a :class:`Call`, which picks the backend, decides the
 compute and output dtypes and converts every array once. Kernels then run on what the call
-prepared (see ``fastconv/backends/__init__.py`` for the kernel contract).
+prepared (see ``fastconv/backends/__init__.py`` for the kernel contract). A backend is a module
+of this package; ``backend=`` names it by its key in :data:`BACKENDS`.
 
-Dtype rules (the same in every engine): the output dtype is ``numpy.result_type`` of the
+Dtype rules (the same in every backend): the output dtype is ``numpy.result_type`` of the
 inputs; float32 and float64 compute natively; integer and bool inputs compute in float64;
 float16 computes in float32 and returns float16; complex, object and other kinds raise
 TypeError.
 """
 
-from __future__ import annotations
-
 import importlib
 import os
+import warnings
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-#: Engine name -> module. The order is the order of preference of backend="auto".
-ENGINES: Dict[str, str] = {
+from . import KERNEL_NAMES
+
+#: Backend name -> module. The order is the order of preference of backend="auto".
+BACKENDS: Dict[str, str] = {
     "c": "fastconv.backends.c",
     "numba": "fastconv.backends.numba_cpu",
     "reference": "fastconv.backends.reference",
     "cuda": "fastconv.backends.numba_cuda",
 }
-#: Engines that backend="auto" may pick for host (NumPy) arrays, best first.
+#: Backends that backend="auto" may pick for host (NumPy) arrays, best first.
 AUTO_HOST = ("c", "numba", "reference")
 
 #: Outputs start as NaN (ints as -7) when set: the tests use it to catch unwritten elements.
@@ -37,12 +40,12 @@ _num_threads: Optional[int] = None
 
 
 def _load(name: str):
-    """Import an engine once; remember why it is unavailable if it cannot run."""
+    """Import a backend once; remember why it is unavailable if it cannot run."""
     if name in _reasons:
         return _modules.get(name)
     try:
-        mod = importlib.import_module(ENGINES[name])
-    except Exception as exc:  # an optional piece is missing: only this engine is disabled
+        mod = importlib.import_module(BACKENDS[name])
+    except Exception as exc:  # an optional piece is missing: only this backend is disabled
         _reasons[name] = f"unavailable: {type(exc).__name__}: {exc}"
         return None
     reason = getattr(mod, "AVAILABLE_REASON", "available")
@@ -58,69 +61,164 @@ def _load(name: str):
 
 
 def available_backends() -> Dict[str, str]:
-    """Return ``{engine name: "available" or the reason it is not}`` for every engine."""
-    for name in ENGINES:
+    """Which backends run here, and why the others do not.
+
+    Importing a backend the first time may take a moment (numba compiles lazily, the C
+    backend loads its extension); the answer is then kept.
+
+    Returns
+    -------
+    dict of str to str
+        ``{backend name: "available" or "unavailable: <reason>"}`` for every backend, in the
+        order ``backend="auto"`` prefers them ("available (CUDA simulator)" marks the
+        simulator).
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> backends = fastconv.available_backends()
+    >>> list(backends)
+    ['c', 'numba', 'reference', 'cuda']
+    >>> backends["reference"]
+    'available'
+    """
+    for name in BACKENDS:
         _load(name)
-    return {name: _reasons[name] for name in ENGINES}
+    return {name: _reasons[name] for name in BACKENDS}
 
 
-#: The kernels of the contract (fastconv/backends/__init__.py); separable_conv2d is optional.
-KERNELS = (
-    "conv2d",
-    "depthwise_conv2d",
-    "separable_conv2d",
-    "conv_transpose2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_backward",
-)
+def backend_module(name: str) -> Any:
+    """The module of backend ``name`` (imported on first use), or None when it cannot run
+    here (``available_backends()`` says why): for tools that read what a backend declares,
+    such as its ``CONV2D_VARIANTS``."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend_module: name must be one of {tuple(BACKENDS)}, got {name!r}")
+    return _load(name)
 
 
 def support_matrix() -> Dict[str, Dict[str, bool]]:
-    """``{kernel: {engine: implemented and available}}`` for every kernel of the contract."""
-    mods = {name: _load(name) for name in ENGINES}
-    return {k: {n: m is not None and hasattr(m, k) for n, m in mods.items()} for k in KERNELS}
+    """``{kernel: {backend: implemented and available}}`` for every kernel of the contract."""
+    mods = {name: _load(name) for name in BACKENDS}
+    return {k: {n: m is not None and hasattr(m, k) for n, m in mods.items()} for k in KERNEL_NAMES}
 
 
 def backend_names() -> Tuple[str, ...]:
-    return ("auto",) + tuple(ENGINES)
+    return ("auto",) + tuple(BACKENDS)
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads every engine uses (C: OpenMP, numba: its thread pool)."""
+    """Set the number of threads every backend uses (C: OpenMP, numba: its thread pool).
+
+    Parameters
+    ----------
+    n : int
+        At least 1. More than :func:`max_threads`, the CPUs this process may run on, is capped
+        there with a warning (more threads would only wait for one another).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_num_threads(1)
+    >>> fastconv.get_num_threads()
+    1
+    """
     from .._shapes import as_int
 
     global _num_threads
-    _num_threads = as_int(n, "n", minimum=1)
+    n = as_int(n, "n", minimum=1, op="set_num_threads")
+    cap = max_threads()
+    if n > cap:
+        warnings.warn(f"set_num_threads: n={n} is more than the {cap} CPU(s) this process may "
+                      f"run on; using {cap}", stacklevel=2)
+        n = cap
+    _num_threads = n
     for mod in _modules.values():
         if hasattr(mod, "set_num_threads"):
             mod.set_num_threads(_num_threads)
 
 
+def max_threads() -> int:
+    """The CPUs this process may run on (its affinity mask): the most threads any backend
+    uses."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_info() -> Dict[str, Any]:
-    """The CPU's features and the kernels the C engine picked for it (its reason if it is
-    unavailable)."""
+    """The CPU's features and the kernels the C backend picked for it.
+
+    Returns
+    -------
+    dict
+        ``available`` (bool); with the C backend: ``features`` (ISA extensions found),
+        ``gemm_kernel`` (the GEMM micro-kernel in use), ``gemm_kernels`` (those built),
+        ``micro_tile`` (rows x columns per dtype), ``num_threads``, ...; without it,
+        ``reason``.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> info = fastconv.cpu_info()
+    >>> info["available"] in (True, False)
+    True
+    >>> "gemm_kernel" in info or "reason" in info
+    True
+    """
     mod = _load("c")
     if mod is None:
         return {"available": False, "reason": _reasons["c"]}
     return mod.cpu_info()
 
 
+_env_threads: Optional[Tuple[str, int]] = None  # (FASTCONV_NUM_THREADS, what it gave)
+
+
 def get_num_threads() -> int:
-    """Threads the engines use: set_num_threads, else FASTCONV_NUM_THREADS, else all cores."""
+    """The number of threads the backends use.
+
+    That is the value given to :func:`set_num_threads`; else the environment variable
+    ``FASTCONV_NUM_THREADS`` (a positive integer, capped at :func:`max_threads`; any other value
+    is ignored with a warning); else every CPU this process may run on.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.get_num_threads() >= 1
+    True
+    """
+    global _env_threads
     if _num_threads is not None:
         return _num_threads
+    cap = max_threads()
     env = os.environ.get("FASTCONV_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    if env is None or env.strip() == "":
+        return cap
+    if _env_threads is not None and _env_threads[0] == env:
+        return _env_threads[1]
+    t = env.strip()
+    if t.isascii() and t.isdigit() and int(t) > 0:
+        n = int(t)
+        if n > cap:
+            warnings.warn(f"FASTCONV_NUM_THREADS={env!r} is more than the {cap} CPU(s) this "
+                          f"process may run on; using {cap}", stacklevel=2)
+            n = cap
+    else:
+        warnings.warn(f"FASTCONV_NUM_THREADS={env!r} is not a positive integer; ignored "
+                      f"(using all {cap} CPU(s))", stacklevel=2)
+        n = cap
+    _env_threads = (env, n)
+    return n
 
 
 # --------------------------------------------------------------------------- arrays
@@ -134,8 +232,10 @@ def is_device_array(a: Any) -> bool:
     return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
-def _spec(a: Any, name: str) -> Tuple[Tuple[int, ...], np.dtype, Any]:
-    """(shape, dtype, array) of an input; host inputs become NumPy arrays."""
+def array_spec(a: Any, name: str, op: str = "") -> Tuple[Tuple[int, ...], np.dtype, Any]:
+    """(shape, dtype, array) of an input named ``name``; host inputs become NumPy arrays
+    (TypeError naming ``op``, the public function, and ``name`` if they cannot), device
+    arrays are not copied."""
     if type(a) is np.ndarray:
         return a.shape, a.dtype, a
     if is_device_array(a):
@@ -146,16 +246,19 @@ def _spec(a: Any, name: str) -> Tuple[Tuple[int, ...], np.dtype, Any]:
     try:
         arr = np.asarray(a)
     except Exception as exc:
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}: {exc}") from None
+        raise TypeError(
+            f"{_at(op)}{name} must be an array, got {type(a).__name__}: {exc}"
+        ) from None
     return arr.shape, arr.dtype, arr
 
 
-def resolve_dtypes(dtypes: Dict[str, np.dtype]) -> Tuple[np.dtype, np.dtype]:
-    """(compute dtype, output dtype) for inputs of the given dtypes (see module docstring)."""
+def resolve_dtypes(dtypes: Dict[str, np.dtype], op: str = "") -> Tuple[np.dtype, np.dtype]:
+    """(compute dtype, output dtype) for inputs of the given dtypes (see module docstring);
+    a TypeError names ``op`` (the public function) and the input."""
     for name, dt in dtypes.items():
         if dt.kind not in "biuf":
             raise TypeError(
-                f"{name} has dtype {dt}; fastconv computes on real numbers "
+                f"{_at(op)}{name} has dtype {dt}; fastconv computes on real numbers "
                 "(float32, float64; float16, integer and bool inputs are converted)"
             )
     out = np.result_type(*dtypes.values())
@@ -169,13 +272,14 @@ def resolve_dtypes(dtypes: Dict[str, np.dtype]) -> Tuple[np.dtype, np.dtype]:
 
 
 class Call:
-    """One public call: the engine chosen, the dtypes and the prepared arrays. Arrays given
-    as None are absent (only those whose name ends in "bias" may be)."""
+    """One public call: the backend chosen (``name``, ``backend_module``), the dtypes and the
+    prepared arrays. Arrays given as None are absent (only those whose name ends in "bias" may
+    be). ``caller`` is the public function's name, the start of every message it raises."""
 
-    def __init__(self, op: Any, backend: Any, arrays: Dict[str, Any]):
+    def __init__(self, op: Any, backend: Any, arrays: Dict[str, Any], caller: str):
         for k, v in arrays.items():  # only biases are optional
             if v is None and not k.endswith("bias"):
-                raise TypeError(f"{k} must be an array, got None")
+                raise TypeError(f"{caller}: {k} must be an array, got None")
         fast = _host_dtype(arrays)
         if fast is not None:  # the common case: NumPy float32 / float64 arrays of one dtype
             self.raw = {k: v for k, v in arrays.items() if v is not None}
@@ -183,32 +287,44 @@ class Call:
             self.compute = self.out_dtype = fast
             self.device = False
         else:
-            specs = {k: _spec(v, k) for k, v in arrays.items() if v is not None}
+            specs = {k: array_spec(v, k, caller) for k, v in arrays.items() if v is not None}
             self.shapes = {k: s[0] for k, s in specs.items()}
             self.raw = {k: s[2] for k, s in specs.items()}
-            self.compute, self.out_dtype = resolve_dtypes({k: s[1] for k, s in specs.items()})
+            dtypes = {k: s[1] for k, s in specs.items()}
+            self.compute, self.out_dtype = resolve_dtypes(dtypes, caller)
             self.device = any(is_device_array(a) for a in self.raw.values())
         key = (op, backend, self.device)
         name = _picked.get(key) if type(backend) is str else None
-        engine = _modules.get(name) if name is not None else None
-        if engine is None:  # first call of its kind, or the engine was unloaded since
-            name = pick(op, backend, self.device)
+        module = _modules.get(name) if name is not None else None
+        if module is None:  # first call of its kind, or the backend was unloaded since
+            name = pick(op, backend, self.device, caller)
             _picked[key] = name
-            engine = _modules[name]
+            module = _modules[name]
         self.name = name
-        self.engine = engine
+        self.backend_module = module
         self.op = op
-        self._hooks = _hooks(self.engine)
+        self.caller = caller
+        self._hooks = _hooks(module)
 
     def has(self, op: str) -> bool:
-        return hasattr(self.engine, op)
+        return hasattr(self.backend_module, op)
 
     def kernel(self, op: str):
-        return getattr(self.engine, op)
+        return getattr(self.backend_module, op)
+
+    def check_variant(self, variant: Any) -> None:
+        """See :func:`check_variant`; call it before running a kernel with ``variant=``."""
+        check_variant(self.backend_module, variant, self.caller)
 
     def prepare(self, name: str, shape: Optional[Tuple[int, ...]] = None):
         """The input ``name`` as the kernels take it, reshaped to ``shape`` if given."""
-        a = self.raw.get(name)
+        return self.prepare_array(self.raw.get(name), shape)
+
+    def prepare_array(self, a: Any, shape: Optional[Tuple[int, ...]] = None):
+        """Any array as the kernels take it (None stays None): the backend's ``prepare``
+        hook, else a C-contiguous NumPy array of the compute dtype. The one way an array
+        reaches a kernel: the call's inputs and the arrays a public function builds on the
+        host (a padded input, a rearranged gradient) alike."""
         if a is None:
             return None
         prep = self._hooks[0]
@@ -238,7 +354,7 @@ class Call:
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-#: (op, backend, device) -> the engine pick() chose; engines load once, so the choice stays.
+#: (op, backend, device) -> the backend pick() chose; backends load once, so the choice stays.
 _picked: Dict[Tuple[Any, str, bool], str] = {}
 _hook_cache: Dict[str, Tuple[Any, Any, Any]] = {}
 
@@ -262,29 +378,38 @@ def _host_dtype(arrays: Dict[str, Any]) -> Optional[np.dtype]:
     return _F32 if dt == _F32 else _F64 if dt is not None else None
 
 
-def _hooks(engine: Any) -> Tuple[Any, Any, Any]:
-    """An engine's optional (prepare, empty, finish) hooks."""
-    name = engine.__name__
+def _hooks(module: Any) -> Tuple[Any, Any, Any]:
+    """A backend's optional (prepare, empty, finish) hooks; None where the default applies."""
+    name = module.__name__
     hooks = _hook_cache.get(name)
     if hooks is None:
         hooks = (
-            getattr(engine, "prepare", None),
-            getattr(engine, "empty", None),
-            getattr(engine, "finish", None),
+            getattr(module, "prepare", None),
+            getattr(module, "empty", None),
+            getattr(module, "finish", None),
         )
         _hook_cache[name] = hooks
     return hooks
 
 
-def pick(op: Any, backend: Any, device: bool = False) -> str:
-    """Resolve ``backend`` ("auto" or an engine name) to an available engine having ``op``
-    (a kernel name, or a tuple of kernel names that must all be there)."""
+def _at(op: str) -> str:
+    """The start of a message raised on behalf of the public function ``op`` ("op: ")."""
+    return f"{op}: " if op else ""
+
+
+def pick(op: Any, backend: Any, device: bool = False, caller: str = "") -> str:
+    """Resolve ``backend`` ("auto" or a backend name) to an available backend having ``op``
+    (a kernel name, or a tuple of kernel names that must all be there); messages start with
+    ``caller``, the public function's name."""
     kernels = (op,) if isinstance(op, str) else tuple(op)
     what = ", ".join(kernels)
+    at = _at(caller)
     if not isinstance(backend, str):
-        raise TypeError(f"backend must be a string, one of {backend_names()}, got {backend!r}")
-    if backend != "auto" and backend not in ENGINES:
-        raise ValueError(f"backend must be one of {backend_names()}, got {backend!r}")
+        raise TypeError(
+            f"{at}backend must be a string, one of {backend_names()}, got {backend!r}"
+        )
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"{at}backend must be one of {backend_names()}, got {backend!r}")
     if backend == "auto":
         for name in ("cuda",) if device else AUTO_HOST:
             mod = _load(name)
@@ -292,25 +417,60 @@ def pick(op: Any, backend: Any, device: bool = False) -> str:
                 return name
         if device:
             raise ValueError(
-                f"{what}: the input is a CUDA device array but the 'cuda' backend is "
-                f"{_reasons.get('cuda')}"
+                f"{at}backend='auto': the input is a CUDA device array but the 'cuda' backend "
+                f"is {_reasons.get('cuda')}"
             )
-        raise ValueError(f"{what}: no available backend implements it")  # pragma: no cover
+        raise ValueError(f"{at}backend='auto': no available backend implements {what}")
     mod = _load(backend)
     if mod is None:
-        raise ValueError(f"backend {backend!r} is {_reasons[backend]}")
+        raise ValueError(f"{at}backend {backend!r} is {_reasons[backend]}")
     missing = [k for k in kernels if not hasattr(mod, k)]
     if missing:
-        raise ValueError(f"backend {backend!r} does not implement {', '.join(missing)}")
+        raise ValueError(f"{at}backend {backend!r} does not implement {', '.join(missing)}")
     if device and backend != "cuda":
         raise ValueError(
-            f"{what}: CUDA device arrays need backend='cuda' or 'auto', got backend={backend!r}; "
-            "copy the array to the host first to use a CPU engine"
+            f"{at}backend: CUDA device arrays need backend='cuda' or 'auto', got "
+            f"backend={backend!r}; copy the array to the host first to use a CPU backend"
         )
     return backend
 
 
-def begin(op: Any, backend: Any, **arrays: Any) -> Call:
+def begin(op: Any, backend: Any, *, caller: str, **arrays: Any) -> Call:
     """Start a public call (see :class:`Call`); ``op`` is the kernel the call needs, or a
-    tuple of kernels that the engine must all implement."""
-    return Call(op, backend, arrays)
+    tuple of kernels that the backend must all implement; ``caller`` is the public function
+    (the start of its error messages)."""
+    return Call(op, backend, arrays, caller)
+
+
+# --------------------------------------------------------------------------- kernel options
+#
+# Kernels take their options unchecked (the contract): a backend declares the values it
+# accepts as data, and the public path checks a value against them once, here.
+
+
+def _backend_name(module: Any) -> str:
+    for name, path in BACKENDS.items():
+        if path == module.__name__:
+            return name
+    return module.__name__
+
+
+def check_variant(backend_module: Any, variant: Any, op: str = "") -> None:
+    """Raise ValueError unless ``variant`` is None (the best) or one of the conv2d variants
+    the backend declares in its ``CONV2D_VARIANTS``. A backend that declares none has a
+    single conv2d and ignores ``variant``."""
+    valid = getattr(backend_module, "CONV2D_VARIANTS", None)
+    if variant is None or valid is None or (isinstance(variant, str) and variant in valid):
+        return
+    raise ValueError(
+        f"{_at(op)}variant must be one of {valid} or None (the best) for backend "
+        f"{_backend_name(backend_module)!r}, got {variant!r}"
+    )
+
+
+def check_isa(backend_module: Any, isa: Any) -> None:
+    """Raise ValueError unless ``isa`` is None (the best the CPU runs) or one of the GEMM
+    micro-kernels the backend declares in its ``GEMM_KERNELS`` (the C backend's ``isa=``)."""
+    valid = tuple(getattr(backend_module, "GEMM_KERNELS", ()))
+    if isa is not None and isa not in valid:
+        raise ValueError(f"isa must be one of {valid} or None, got {isa!r}")

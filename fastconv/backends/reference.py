@@ -1,8 +1,8 @@
-"""Reference engine: plain NumPy, the living definition of every fastconv op.
+"""Reference backend: plain NumPy, the living definition of every fastconv op.
 
 Readable first, never fast: each kernel loops over the kernel window (kh, kw) and does the
 rest with whole-array NumPy operations, accumulating in float64 whatever the dtype, so that
-it is exact to float64 rounding. Every other engine is tested against it.
+it is exact to float64 rounding. Every other backend is tested against it.
 
 Kernel signatures and the conventions they share are in ``fastconv/backends/__init__.py``.
 """

@@ -6,12 +6,14 @@ The NumPy baseline is the code people write today without fastconv:
 convolutions, and a max / mean over the window axes for pooling. A transposed convolution is
 one einsum to every (output channel, tap) column, then a strided add per tap (col2im).
 
-Every function takes a :class:`fastconv._bench_layers.Case` and the dict of its arrays
-(``Case.arrays``) and returns the output as a NumPy array.
+Every ``run_*`` function takes a :class:`fastconv.benchmark.layers.Case` and the dict of its
+arrays (``Case.arrays``) and returns the output as a NumPy array. torch is optional: without
+it (``torch_installed()`` False) the torch baseline is simply not run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Callable, Dict
 
 import numpy as np
@@ -20,6 +22,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 import fastconv
 
 from .layers import Case
+
+#: Names of the two comparators (they are not fastconv engines).
+BASELINES = ("numpy", "torch")
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported here (without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
 
 # --------------------------------------------------------------------------- fastconv
 
@@ -67,7 +78,7 @@ def run_fastconv(case: Case, a: Dict[str, np.ndarray], backend: str) -> np.ndarr
         return fastconv.avg_pool2d(a["x"], c.kernel, c.stride, c.padding, backend=backend)
     if op == "adaptive_avg_pool2d":
         return fastconv.adaptive_avg_pool2d(a["x"], 1, backend=backend)
-    raise ValueError(f"unknown op {op!r}")
+    raise ValueError(f"run_fastconv: case.op must be one of the benchmark's ops, got {op!r}")
 
 
 # --------------------------------------------------------------------------- NumPy
@@ -200,5 +211,5 @@ def run_torch(case: Case, a: Dict[str, np.ndarray]) -> np.ndarray:
         elif op == "adaptive_avg_pool2d":
             y = F.adaptive_avg_pool2d(t["x"], 1)
         else:
-            raise ValueError(f"unknown op {op!r}")
+            raise ValueError(f"run_torch: case.op must be one of the benchmark's ops, got {op!r}")
     return y.numpy()

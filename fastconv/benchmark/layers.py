@@ -4,10 +4,11 @@ Each :class:`Case` is one call of one public fastconv function on NCHW arrays. I
 comes from ``fastconv._shapes`` (the one home of output sizes), and from the geometry come
 the two numbers the benchmark divides by time:
 
-- ``macs``: multiply-accumulates of the convolution, the textbook count (padding taps
-  included, as every engine computes them): conv2d N*OC*OH*OW*(C/G)*KH*KW; transposed conv
-  N*C*H*W*(OC/G)*KH*KW (every input pixel meets OC/G*KH*KW weights); depthwise N*C*m*OH*OW*KH*KW;
-  separable = depthwise + N*OC*OH*OW*C*m. Pooling does no multiply-adds: 0.
+- ``macs``: multiply-accumulates, counted by ``fastconv.analysis.accounting`` (the one place
+  MACs are counted; docs/accounting.md): conv2d N*OC*OH*OW*(C/G)*KH*KW, padding taps
+  included, as every engine computes them; transposed conv N*C*H*W*(OC/G)*KH*KW (every input
+  pixel meets OC/G*KH*KW weights); depthwise is conv2d with G = C; separable = its depthwise
+  step + its 1x1 step. Pooling does no multiply-adds: 0.
 - ``bytes``: the smallest memory traffic of the call, every input, weight and output
   element once (itemsize each).
 
@@ -22,6 +23,7 @@ from typing import Any, Dict, FrozenSet, Optional, Tuple
 import numpy as np
 
 from .. import _shapes
+from ..analysis import accounting
 
 #: The public functions a case may call, in the order the tables list them.
 OPS = (
@@ -96,7 +98,7 @@ class Case:
             )
         if op == "adaptive_avg_pool2d":
             return _shapes.adaptive_geometry(op, x, 1, 2)
-        raise ValueError(f"unknown op {op!r}")
+        raise ValueError(f"Case.geometry: op must be one of {', '.join(OPS)}, got {op!r}")
 
     def output_shape(self) -> Tuple[int, ...]:
         g = self.geometry()
@@ -106,15 +108,20 @@ class Case:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates (0 for pooling); see the module docstring."""
-        g = self.geometry()
-        if self.op in ("conv2d", "depthwise_conv2d", "separable_conv2d"):
-            n = g.N * g.OC * g.OH * g.OW * (g.C // g.groups) * g.KH * g.KW
-            if self.op == "separable_conv2d":
-                n += g.N * self.w2[0] * g.OH * g.OW * g.OC
+        """Multiply-accumulates (0 for pooling), from ``fastconv.analysis.accounting``."""
+        op, x, s, p, d = self.op, self.x, self.stride, self.padding, self.dilation
+        if op == "conv2d":
+            return accounting.conv2d_macs(x, self.w, s, p, d, self.groups)
+        if op in ("depthwise_conv2d", "separable_conv2d"):
+            n = accounting.conv2d_macs(x, self.w, s, p, d, groups=x[1])
+            if op == "separable_conv2d":  # then the 1x1 convolution of the depthwise output
+                g = self.geometry()
+                n += accounting.conv2d_macs((g.N, g.OC, g.OH, g.OW), self.w2)
             return n
-        if self.op == "conv_transpose2d":
-            return g.N * g.C * g.H * g.W * (g.OC // g.groups) * g.KH * g.KW
+        if op == "conv_transpose2d":
+            return accounting.conv_transpose2d_macs(
+                x, self.w, s, p, self.output_padding, self.groups, d
+            )
         return 0
 
     @property
@@ -173,6 +180,23 @@ class Case:
             "groups": self.groups,
             "output_padding": self.output_padding,
         }
+
+    @classmethod
+    def from_params(cls, name: str, params: Dict[str, Any]) -> Case:
+        """The case whose ``params()`` are ``params`` (read back from JSON)."""
+        return cls(
+            name,
+            params["op"],
+            tuple(params["x"]),  # type: ignore[arg-type]
+            tuple(params["w"]),
+            tuple(params["w2"]),
+            tuple(params["kernel_size"]),  # type: ignore[arg-type]
+            params["stride"],
+            params["padding"],
+            params["dilation"],
+            params["groups"],
+            params["output_padding"],
+        )
 
     # ------------------------------------------------------------------ arrays
 
@@ -365,7 +389,7 @@ CASES: Tuple[Case, ...] = (
 
 #: Suite name -> what it is (shown by --help).
 SUITES = {
-    "quick": "a dozen representative layers of every kind (the default; about half a minute)",
+    "quick": "a dozen representative layers of every kind (the default; 10-20 s)",
     "full": "every layer",
     "resnet50": "ResNet-50's distinct conv and pooling layers",
     "mobilenet_v2": "MobileNetV2's depthwise and separable layers",
@@ -385,7 +409,7 @@ def _tiny_suite() -> Tuple[Case, ...]:
 def select(suite: str = "quick", ops: Optional[Tuple[str, ...]] = None) -> Tuple[Case, ...]:
     """The cases of ``suite`` whose op is in ``ops`` (all when None)."""
     if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+        raise ValueError(f"select: suite must be one of {', '.join(SUITES)}, got {suite!r}")
     cases = _tiny_suite() if suite == "tiny" else tuple(c for c in CASES if suite in c.suites)
     if ops is not None:
         cases = tuple(c for c in cases if c.op in ops)
@@ -402,7 +426,8 @@ def expand_ops(names) -> Tuple[str, ...]:
             group = OP_GROUPS[name]
         else:
             raise ValueError(
-                f"unknown op {name!r}; choose from {', '.join(OPS + tuple(OP_GROUPS))}"
+                f"expand_ops: names holds an unknown op {name!r}; choose from "
+                f"{', '.join(OPS + tuple(OP_GROUPS))}"
             )
         out += [o for o in group if o not in out]
     return tuple(out)

@@ -1,6 +1,11 @@
 """The ``fastconv`` command. Each subcommand lives in its own module ``fastconv.cli.<name>``
 exposing ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; a
-subcommand whose module is missing is simply not offered.
+subcommand whose module is missing is simply not offered. ``fastconv --version`` prints
+``fastconv.__version__``.
+
+Errors: an option's own message names the option ("argument --engines: ..."); any other
+ValueError, TypeError or OSError of a run is printed as "fastconv COMMAND: error: ..." with
+exit status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +15,19 @@ import importlib
 import sys
 from typing import List, Optional
 
-SUBCOMMANDS = ("bench", "demo", "summary", "rf", "erf", "backends")
+SUBCOMMANDS = ("bench", "demo", "summary", "rf", "erf", "backends", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="fastconv",
         description="fastconv: fast convolution and pooling kernels for NumPy arrays.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"fastconv {__version__}",
+        help="print fastconv's version and exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:

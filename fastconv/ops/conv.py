@@ -1,21 +1,20 @@
 """Public convolution functions, with torch.nn.functional's names, order and semantics.
 
-Each function: validate and size (``fastconv._shapes``) -> convert and allocate
-(``fastconv.backends._registry``) -> run one engine's kernel. 1-D ops run the 2-D kernels
+Each function: validate and size (``fastconv._shapes``) -> refuse what would not fit in
+memory (``_shapes.check_memory``, from the sizes alone) -> convert and allocate
+(``fastconv.backends._registry``) -> run one backend's kernel. 1-D ops run the 2-D kernels
 with H = 1.
 """
 
-from __future__ import annotations
-
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from .. import _shapes
 from ..backends._registry import Call, begin
+from . import _padding
 
 Padding = Union[int, tuple, str]
-_PAD_MODE: Dict[str, Any] = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _conv_nd(
@@ -32,8 +31,9 @@ def _conv_nd(
     backend: str,
     variant: Optional[str],
 ):
-    mode = _shapes.padding_mode(padding_mode)
-    call = begin("conv2d", backend, input=input, weight=weight, bias=bias)
+    mode = _shapes.padding_mode(padding_mode, op)
+    call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias)
+    call.check_variant(variant)
     g = _shapes.conv_geometry(
         op,
         call.shapes["input"],
@@ -45,22 +45,25 @@ def _conv_nd(
         groups,
         nd,
     )
+    explicit = mode != "zeros" and any(g.pad)
+    if explicit:
+        _shapes.check_explicit_padding(mode, g, op)
+    isz = call.compute.itemsize
+    parts = [(g.culprit, g.N * g.OC * g.OH * g.OW * isz)]
+    if explicit:  # the padded copy of the input (_pad_explicit)
+        (pt, pb, pl, pr) = g.pad
+        parts.append(("padding", g.N * g.C * (g.H + pt + pb) * (g.W + pl + pr) * isz))
+    _shapes.check_memory(op, parts)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.OC, g.C // g.groups, g.KH, g.KW))
     b = call.prepare("bias")
     ph, pw = g.ph, g.pw
-    if mode != "zeros" and any(g.pad):
-        _shapes.check_explicit_padding(mode, g)
+    if explicit:
         x = _pad_explicit(call, x, g.pad, mode)
         ph = pw = 0
     y = call.empty((g.N, g.OC, g.OH, g.OW))
     if y.size:
-        if (
-            g.groups == g.C
-            and g.C // g.groups == 1
-            and call.has("depthwise_conv2d")
-            and variant is None
-        ):
+        if _shapes.is_depthwise(g.C, g.groups) and call.has("depthwise_conv2d") and variant is None:
             call.kernel("depthwise_conv2d")(x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw)
         else:
             kwargs = {} if variant is None else {"variant": variant}
@@ -71,12 +74,8 @@ def _conv_nd(
 def _pad_explicit(call: Call, x, pad, mode: str):
     """Apply a non-zero padding mode on the host (as nn.Conv2d does before its conv)."""
     host = np.asarray(x) if not call.device else x.copy_to_host()
-    (pt, pb, pl, pr) = pad
-    out = np.ascontiguousarray(np.pad(host, ((0, 0), (0, 0), (pt, pb), (pl, pr)), _PAD_MODE[mode]))
-    if call.device:
-        prep = call.engine.prepare
-        return prep(out, call.compute)
-    return out
+    out = np.ascontiguousarray(_padding.pad(host, pad, mode))  # pad: (top, bottom, left, right)
+    return call.prepare_array(out)
 
 
 def conv2d(
@@ -96,28 +95,44 @@ def conv2d(
 
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or unbatched (C, H, W)
-    weight : array_like, (OC, C/groups, KH, KW)
-    bias : array_like, (OC,), optional
-    stride, dilation : int or (int, int), >= 1
-    padding : int, (int, int), 'same' or 'valid'. 'same' pads d*(K-1) in total per axis,
-        the extra element after (bottom / right), and requires stride 1.
-    groups : int, divides C and OC
-    padding_mode : 'zeros', 'reflect', 'replicate' or 'circular' (as ``nn.Conv2d``)
-    backend : 'auto', 'reference', 'c', 'numba' or 'cuda'
-    variant : optional name of an engine's optimisation step (see the engine's docs)
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    weight : array_like, shape (OC, C/groups, KH, KW)
+    bias : array_like, shape (OC,), optional
+    stride : int or (int, int), default 1
+        sh, sw >= 1.
+    padding : int, (int, int), 'same' or 'valid', default 0
+        ph, pw >= 0 zeros on both sides. 'same' pads dh*(KH-1) in total along H (floor half
+        at the top, the rest at the bottom; likewise W) and needs stride 1; 'valid' is 0.
+    dilation : int or (int, int), default 1
+        dh, dw >= 1: spacing between kernel taps.
+    groups : int, default 1
+        G, dividing C and OC: input channels g*C/G..(g+1)*C/G-1 make output channels
+        g*OC/G..(g+1)*OC/G-1.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+        What the padding holds (as ``torch.nn.Conv2d``'s argument).
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+    variant : str, optional
+        A step of the backend's optimisation ladder (the backend module's
+        ``CONV2D_VARIANTS``, e.g. "v1_direct" for backend="c"); None runs the best one.
 
     Returns
     -------
-    ndarray, (N, OC, OH, OW) (or (OC, OH, OW)), with
-    OH = floor((H + pad_top + pad_bottom - dh*(KH-1) - 1) / sh) + 1 (likewise OW).
+    ndarray, shape (N, OC, OH, OW) (or (OC, OH, OW) for an unbatched input)
+        OH = floor((H + pad_top + pad_bottom - dh*(KH-1) - 1) / sh) + 1, likewise OW. The
+        dtype is ``numpy.result_type`` of the inputs (float64 for integer inputs).
 
     Examples
     --------
     >>> import numpy as np, fastconv
-    >>> x = np.ones((1, 2, 5, 5), np.float32); w = np.ones((4, 2, 3, 3), np.float32)
-    >>> fastconv.conv2d(x, w, padding=1).shape
-    (1, 4, 5, 5)
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4); w = np.ones((1, 1, 2, 2))
+    >>> fastconv.conv2d(x, w)
+    array([[[[10., 14., 18.],
+             [26., 30., 34.],
+             [42., 46., 50.]]]])
+    >>> fastconv.conv2d(np.ones((2, 4, 5, 5), np.float32), np.ones((6, 2, 3, 3), np.float32),
+    ...                 stride=2, padding="valid", groups=2).shape
+    (2, 6, 2, 2)
     """
     return _conv_nd(
         "conv2d",
@@ -148,14 +163,37 @@ def conv1d(
     backend: str = "auto",
     variant: Optional[str] = None,
 ):
-    """1-D convolution, as ``torch.nn.functional.conv1d``.
+    """1-D convolution (cross-correlation), as ``torch.nn.functional.conv1d``.
 
-    input (N, C, L) or (C, L); weight (OC, C/groups, K); bias (OC,); returns (N, OC, OL) with
-    OL = floor((L + p0 + p1 - d*(K-1) - 1) / s) + 1. Other arguments as :func:`conv2d`.
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    weight : array_like, shape (OC, C/groups, K)
+    bias : array_like, shape (OC,), optional
+    stride : int, default 1
+    padding : int, 'same' or 'valid', default 0
+        p zeros on both ends; 'same' pads d*(K-1) in total (the extra one at the end).
+    dilation : int, default 1
+    groups : int, default 1
+        Divides C and OC.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default 'zeros'
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+    variant : str, optional
+        As :func:`conv2d`'s.
 
+    Returns
+    -------
+    ndarray, shape (N, OC, OL) (or (OC, OL))
+        OL = floor((L + p0 + p1 - d*(K-1) - 1) / s) + 1.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
-    >>> fastconv.conv1d(np.ones((1, 2, 7)), np.ones((3, 2, 3))).shape
-    (1, 3, 5)
+    >>> fastconv.conv1d(np.array([[[1., 2., 3., 4.]]]), np.array([[[1., -1.]]]))
+    array([[[-1., -1., -1.]]])
+    >>> fastconv.conv1d(np.ones((1, 2, 7)), np.ones((3, 2, 3)), padding="same").shape
+    (1, 3, 7)
     """
     return _conv_nd(
         "conv1d",
@@ -176,7 +214,7 @@ def conv1d(
 def _conv_transpose_nd(
     op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, backend
 ):
-    call = begin("conv_transpose2d", backend, input=input, weight=weight, bias=bias)
+    call = begin("conv_transpose2d", backend, caller=op, input=input, weight=weight, bias=bias)
     g = _shapes.conv_transpose_geometry(
         op,
         call.shapes["input"],
@@ -189,6 +227,8 @@ def _conv_transpose_nd(
         dilation,
         nd,
     )
+    nbytes = g.N * g.OC * g.OH * g.OW * call.compute.itemsize
+    _shapes.check_memory(op, ((g.culprit, nbytes),))
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.C, g.OC // g.groups, g.KH, g.KW))
     b = call.prepare("bias")
@@ -212,20 +252,37 @@ def conv_transpose2d(
 ):
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
 
+    Each input element scatters ``weight`` (times the element) into the output; this is the
+    gradient of :func:`conv2d` with respect to its input.
+
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or (C, H, W)
-    weight : array_like, (C, OC/groups, KH, KW)
-    bias : array_like, (OC,), optional
-    stride, padding, dilation : int or (int, int)
-    output_padding : int or (int, int), smaller than stride or dilation
-    groups : int, divides C
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    weight : array_like, shape (C, OC/groups, KH, KW)
+    bias : array_like, shape (OC,), optional
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+        Removes ph rows at the top and at the bottom of the full output (likewise pw).
+    output_padding : int or (int, int), default 0
+        Extra rows / columns at the bottom / right; smaller than stride or dilation.
+    groups : int, default 1
+        Divides C.
+    dilation : int or (int, int), default 1
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
     Returns
     -------
-    ndarray, (N, OC, OH, OW) with OH = (H-1)*sh - 2*ph + dh*(KH-1) + output_padding + 1.
+    ndarray, shape (N, OC, OH, OW) (or (OC, OH, OW))
+        OH = (H-1)*sh - 2*ph + dh*(KH-1) + output_padding + 1, likewise OW.
 
+    Examples
+    --------
     >>> import numpy as np, fastconv
+    >>> fastconv.conv_transpose2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)))
+    array([[[[1., 2., 1.],
+             [2., 4., 2.],
+             [1., 2., 1.]]]])
     >>> x, w = np.ones((1, 4, 4, 4)), np.ones((4, 2, 4, 4))
     >>> fastconv.conv_transpose2d(x, w, stride=2, padding=1).shape
     (1, 2, 8, 8)
@@ -259,10 +316,26 @@ def conv_transpose1d(
 ):
     """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``.
 
-    input (N, C, L) or (C, L); weight (C, OC/groups, K); returns (N, OC, OL) with
-    OL = (L-1)*s - 2*p + d*(K-1) + output_padding + 1.
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    weight : array_like, shape (C, OC/groups, K)
+    bias : array_like, shape (OC,), optional
+    stride, padding, output_padding, groups, dilation : int
+        As :func:`conv_transpose2d`'s, along the one axis.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
+    Returns
+    -------
+    ndarray, shape (N, OC, OL) (or (OC, OL))
+        OL = (L-1)*s - 2*p + d*(K-1) + output_padding + 1.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
+    >>> fastconv.conv_transpose1d(np.array([[[1., 2.]]]), np.array([[[1., 1., 1.]]]))
+    array([[[1., 3., 3., 2.]]])
     >>> fastconv.conv_transpose1d(np.ones((1, 2, 7)), np.ones((2, 3, 3)), stride=2).shape
     (1, 3, 15)
     """
@@ -293,21 +366,37 @@ def depthwise_conv2d(
 ):
     """Depthwise 2-D convolution: each input channel convolved with its own m filters.
 
+    The same as ``conv2d(input, weight, bias, stride, padding, dilation, groups=C)``, with
+    kernels made for it; output channel o reads input channel o // m.
+
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or (C, H, W)
-    weight : array_like, (C*m, 1, KH, KW); m is the channel multiplier
-    bias : array_like, (C*m,), optional
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    weight : array_like, shape (C*m, 1, KH, KW)
+        m >= 1 is the channel multiplier.
+    bias : array_like, shape (C*m,), optional
+    stride, padding, dilation : as :func:`conv2d`'s (padding may be 'same' or 'valid')
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
-    Returns (N, C*m, OH, OW), the same as ``conv2d(input, weight, bias, stride, padding,
-    dilation, groups=C)``; output channel o reads input channel o // m.
+    Returns
+    -------
+    ndarray, shape (N, C*m, OH, OW) (or (C*m, OH, OW))
+        OH = floor((H + pad_top + pad_bottom - dh*(KH-1) - 1) / sh) + 1, likewise OW.
 
+    Examples
+    --------
     >>> import numpy as np, fastconv
+    >>> x = np.stack([np.ones((3, 3)), 2 * np.ones((3, 3))])[None]  # channels of 1s and 2s
+    >>> fastconv.depthwise_conv2d(x, np.ones((2, 1, 3, 3)))
+    array([[[[ 9.]],
+    <BLANKLINE>
+            [[18.]]]])
     >>> fastconv.depthwise_conv2d(np.ones((1, 3, 8, 8)), np.ones((6, 1, 3, 3)), padding=1).shape
     (1, 6, 8, 8)
     """
     op = "depthwise_conv2d"
-    call = begin(op, backend, input=input, weight=weight, bias=bias)
+    call = begin(op, backend, caller=op, input=input, weight=weight, bias=bias)
     xs, ws = call.shapes["input"], call.shapes["weight"]
     _check_depthwise_weight(op, ws, "weight")
     C = _channels(xs)
@@ -318,6 +407,8 @@ def depthwise_conv2d(
     g = _shapes.conv_geometry(
         op, xs, ws, call.shapes.get("bias"), stride, padding, dilation, max(C, 1), 2
     )
+    nbytes = g.N * g.OC * g.OH * g.OW * call.compute.itemsize
+    _shapes.check_memory(op, ((g.culprit, nbytes),))
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.OC, 1, g.KH, g.KW))
     b = call.prepare("bias")
@@ -351,25 +442,41 @@ def separable_conv2d(
 ):
     """Depthwise-separable 2-D convolution: depthwise, then a 1x1 (pointwise) convolution.
 
+    The same as ``conv2d(depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride,
+    padding, dilation), pointwise_weight, pointwise_bias)``, fused where the backend can.
+
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or (C, H, W)
-    depthwise_weight : (C*m, 1, KH, KW); depthwise_bias : (C*m,), optional
-    pointwise_weight : (OC, C*m, 1, 1); pointwise_bias : (OC,), optional
-    stride, padding, dilation : of the depthwise step (as :func:`depthwise_conv2d`)
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    depthwise_weight : array_like, shape (C*m, 1, KH, KW)
+    pointwise_weight : array_like, shape (OC, C*m, 1, 1)
+    depthwise_bias : array_like, shape (C*m,), optional
+    pointwise_bias : array_like, shape (OC,), optional
+    stride, padding, dilation : of the depthwise step, as :func:`depthwise_conv2d`'s
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
-    Returns (N, OC, OH, OW), with OH, OW of the depthwise step.
+    Returns
+    -------
+    ndarray, shape (N, OC, OH, OW) (or (OC, OH, OW))
+        OH, OW of the depthwise step: floor((H + pad_top + pad_bottom - dh*(KH-1) - 1) / sh) + 1.
 
+    Examples
+    --------
     >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 2, 3, 3)); dw = np.ones((2, 1, 3, 3)); pw = np.ones((1, 2, 1, 1))
+    >>> fastconv.separable_conv2d(x, dw, pw)  # 9 per channel, summed over 2 channels
+    array([[[[18.]]]])
     >>> x = np.ones((1, 3, 8, 8)); dw = np.ones((3, 1, 3, 3)); pw = np.ones((5, 3, 1, 1))
     >>> fastconv.separable_conv2d(x, dw, pw, padding=1).shape
     (1, 5, 8, 8)
     """
     op = "separable_conv2d"
-    # the engine needs depthwise_conv2d; a fused separable_conv2d kernel is used if it has one
+    # the backend needs depthwise_conv2d; a fused separable_conv2d kernel is used if it has one
     call = begin(
         "depthwise_conv2d",
         backend,
+        caller=op,
         input=input,
         depthwise_weight=depthwise_weight,
         pointwise_weight=pointwise_weight,
@@ -393,6 +500,12 @@ def separable_conv2d(
         )
     OC = pws[0]
     _shapes.check_bias(op, call.shapes.get("pointwise_bias"), OC, "pointwise_bias")
+    isz = call.compute.itemsize
+    mid = "depthwise_weight" if g.culprit == "weight" else g.culprit  # of the depthwise step
+    out = "pointwise_weight" if OC > g.OC else mid
+    _shapes.check_memory(
+        op, [(mid, g.N * g.OC * g.OH * g.OW * isz), (out, g.N * OC * g.OH * g.OW * isz)]
+    )
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     wd = call.prepare("depthwise_weight", (g.OC, 1, g.KH, g.KW))
     bd = call.prepare("depthwise_bias")
@@ -410,3 +523,9 @@ def separable_conv2d(
             call.kernel("conv2d")(mid, wp, bp, y, 1, 1, 0, 0, 1, 1, 1)
     shape = ((g.N,) if g.batched else ()) + (OC, g.OH, g.OW)
     return call.finish(y, shape)
+
+
+# dask arrays in, lazy dask arrays out (fastconv/ops/_dask_entry.py; dask loads only then)
+from ._dask_entry import accept_dask_arrays  # noqa: E402
+
+accept_dask_arrays(globals())

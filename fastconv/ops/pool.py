@@ -1,27 +1,34 @@
 """Public pooling functions, with torch.nn.functional's names, order and semantics.
 
-Max pooling propagates NaN and can return torch's indices (flat positions into each
-channel's H*W, or L for 1-D). 1-D ops run the 2-D kernels with H = 1.
+Each function: validate and size (``fastconv._shapes``) -> refuse an output that would not
+fit in memory -> convert and allocate -> run one backend's kernel. Max pooling propagates NaN
+and can return torch's indices (flat positions into each channel's H*W, or L for 1-D). 1-D
+ops run the 2-D kernels with H = 1.
 """
-
-from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
 from .. import _shapes
-from ..backends._registry import begin
+from ..backends._registry import Call, begin
+
+
+def _check_memory(op: str, call: Call, g: _shapes.PoolGeometry, idx: bool) -> None:
+    """Refuse an output (and its int64 indices) too large for memory, before allocating."""
+    n = g.N * g.C * g.OH * g.OW
+    _shapes.check_memory(op, ((g.culprit, n * (call.compute.itemsize + (8 if idx else 0))),))
 
 
 def _max_pool(
     op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, backend
 ):
-    want_idx = _shapes.as_bool(return_indices, "return_indices")
-    call = begin("max_pool2d", backend, input=input)
+    want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
+    call = begin("max_pool2d", backend, caller=op, input=input)
     g = _shapes.pool_geometry(
         op, call.shapes["input"], kernel_size, stride, padding, dilation, ceil_mode, nd
     )
+    _check_memory(op, call, g, want_idx)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
@@ -48,24 +55,38 @@ def max_pool2d(
 
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or (C, H, W)
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
     kernel_size : int or (int, int)
-    stride : int or (int, int); None (default) means kernel_size
-    padding : int or (int, int), at most half the kernel size; padded positions never win
-    dilation : int or (int, int)
-    ceil_mode : round the output size up; a window that would start in the right padding
-        is dropped
-    return_indices : also return int64 indices ih*W + iw of each maximum
+        KH, KW >= 1.
+    stride : int or (int, int), optional
+        sh, sw; None (the default) means kernel_size.
+    padding : int or (int, int), default 0
+        ph, pw, at most half the (dilated) kernel; padded positions never win.
+    dilation : int or (int, int), default 1
+    ceil_mode : bool, default False
+        Round the output size up; a window that would start in the right padding is dropped.
+    return_indices : bool, default False
+        Also return where each maximum is: int64 ih*W + iw within its channel's plane.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
     Returns
     -------
-    ndarray (N, C, OH, OW) [, indices], OH = floor_or_ceil((H + 2p - d(K-1) - 1)/s) + 1.
-    NaN in a window propagates to its output.
+    ndarray, shape (N, C, OH, OW) (or (C, OH, OW)), and the indices (same shape) if asked
+        OH = floor((H + 2*ph - dh*(KH-1) - 1) / sh) + 1 (ceil in ceil_mode), likewise OW.
+        A NaN in a window is its maximum.
 
+    Examples
+    --------
     >>> import numpy as np, fastconv
-    >>> fastconv.max_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4)
+    >>> fastconv.max_pool2d(x, 2)
     array([[[[ 5.,  7.],
              [13., 15.]]]])
+    >>> y, idx = fastconv.max_pool2d(x, 3, stride=1, return_indices=True)
+    >>> idx
+    array([[[[10, 11],
+             [14, 15]]]])
     """
     return _max_pool(
         "max_pool2d",
@@ -92,11 +113,30 @@ def max_pool1d(
     *,
     backend: str = "auto",
 ):
-    """1-D max pooling, as ``torch.nn.functional.max_pool1d``: input (N, C, L) or (C, L).
+    """1-D max pooling, as ``torch.nn.functional.max_pool1d``.
 
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    kernel_size, stride, padding, dilation : int
+        As :func:`max_pool2d`'s, along the one axis (stride None means kernel_size).
+    ceil_mode, return_indices : bool, default False
+        As :func:`max_pool2d`'s; the indices are positions along L.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+
+    Returns
+    -------
+    ndarray, shape (N, C, OL) (or (C, OL)), and the indices if asked
+        OL = floor((L + 2*p - d*(K-1) - 1) / s) + 1 (ceil in ceil_mode).
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
     >>> fastconv.max_pool1d(np.array([[[1., 3., 2., 5.]]]), 2)
     array([[[3., 5.]]])
+    >>> fastconv.max_pool1d(np.array([[[1., 3., 2.]]]), 2, ceil_mode=True, return_indices=True)
+    (array([[[3., 2.]]]), array([[[1, 2]]]))
     """
     return _max_pool(
         "max_pool1d",
@@ -124,12 +164,13 @@ def _avg_pool(
     divisor_override,
     backend,
 ):
-    cip = _shapes.as_bool(count_include_pad, "count_include_pad")
-    div = _shapes.divisor_override(divisor_override)
-    call = begin("avg_pool2d", backend, input=input)
+    cip = _shapes.as_bool(count_include_pad, "count_include_pad", op=op)
+    div = _shapes.divisor_override(divisor_override, op)
+    call = begin("avg_pool2d", backend, caller=op, input=input)
     g = _shapes.pool_geometry(
         op, call.shapes["input"], kernel_size, stride, padding, 1, ceil_mode, nd
     )
+    _check_memory(op, call, g, False)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     if y.size:
@@ -152,20 +193,37 @@ def avg_pool2d(
 
     Parameters
     ----------
-    input : array_like, (N, C, H, W) or (C, H, W)
-    kernel_size, stride, padding, ceil_mode : as :func:`max_pool2d` (no dilation)
-    count_include_pad : divide by the window size including zero padding (clipped to the
-        padded input) rather than by the number of input elements in the window
-    divisor_override : non-zero int used as the divisor of every window
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        None (the default) means kernel_size.
+    padding : int or (int, int), default 0
+        Zeros, at most half the kernel.
+    ceil_mode : bool, default False
+        As :func:`max_pool2d`'s.
+    count_include_pad : bool, default True
+        Divide by the window's size including its zero padding (clipped to the padded input)
+        rather than by the number of input elements it covers.
+    divisor_override : int, optional
+        A non-zero divisor for every window instead.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
     Returns
     -------
-    ndarray (N, C, OH, OW), sizes as :func:`max_pool2d` with dilation 1.
+    ndarray, shape (N, C, OH, OW) (or (C, OH, OW))
+        OH = floor((H + 2*ph - KH) / sh) + 1 (ceil in ceil_mode), likewise OW.
 
+    Examples
+    --------
     >>> import numpy as np, fastconv
-    >>> fastconv.avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4)
+    >>> fastconv.avg_pool2d(x, 2)
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]])
+    >>> fastconv.avg_pool2d(np.ones((1, 1, 2, 2)), 2, padding=1, count_include_pad=False)
+    array([[[[1., 1.],
+             [1., 1.]]]])
     """
     return _avg_pool(
         "avg_pool2d",
@@ -191,11 +249,30 @@ def avg_pool1d(
     *,
     backend: str = "auto",
 ):
-    """1-D average pooling, as ``torch.nn.functional.avg_pool1d``: input (N, C, L) or (C, L).
+    """1-D average pooling, as ``torch.nn.functional.avg_pool1d``.
 
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    kernel_size, stride, padding : int
+        As :func:`avg_pool2d`'s, along the one axis.
+    ceil_mode, count_include_pad : bool
+        As :func:`avg_pool2d`'s.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+
+    Returns
+    -------
+    ndarray, shape (N, C, OL) (or (C, OL))
+        OL = floor((L + 2*p - K) / s) + 1 (ceil in ceil_mode).
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
     >>> fastconv.avg_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[2., 4.]]])
+    >>> fastconv.avg_pool1d(np.array([[[1., 3., 2., 6.]]]), 3, stride=1, padding=1)
+    array([[[1.33333333, 2.        , 3.66666667, 2.66666667]]])
     """
     return _avg_pool(
         "avg_pool1d",
@@ -212,9 +289,10 @@ def avg_pool1d(
 
 
 def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
-    want_idx = _shapes.as_bool(return_indices, "return_indices")
-    call = begin(kernel, backend, input=input)
+    want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
+    call = begin(kernel, backend, caller=op, input=input)
     g = _shapes.adaptive_geometry(op, call.shapes["input"], output_size, nd)
+    _check_memory(op, call, g, want_idx)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
@@ -232,12 +310,29 @@ def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
 def adaptive_avg_pool2d(input: Any, output_size: Any, *, backend: str = "auto"):
     """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``.
 
-    input (N, C, H, W) or (C, H, W); output_size int or (int|None, int|None) (None keeps the
-    input size). Output bin i covers input rows [floor(i*H/OH), ceil((i+1)*H/OH)).
+    Parameters
+    ----------
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+        C may be 0 (an empty output).
+    output_size : int or (int or None, int or None)
+        OH, OW >= 0; None keeps the input's size along that axis.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
+    Returns
+    -------
+    ndarray, shape (N, C, OH, OW) (or (C, OH, OW))
+        Output row i averages input rows floor(i*H/OH) to ceil((i+1)*H/OH) - 1 (likewise
+        columns): bins that cover the input and may overlap.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
-    >>> fastconv.adaptive_avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 1)
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4)
+    >>> fastconv.adaptive_avg_pool2d(x, 1)
     array([[[[7.5]]]])
+    >>> fastconv.adaptive_avg_pool2d(x, (None, 1))[0, 0, :, 0]  # the mean of each row
+    array([ 1.5,  5.5,  9.5, 13.5])
     """
     return _adaptive(
         "adaptive_avg_pool2d", "adaptive_avg_pool2d", 2, input, output_size, False, backend
@@ -249,11 +344,30 @@ def adaptive_max_pool2d(
 ):
     """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``.
 
-    Bins as :func:`adaptive_avg_pool2d`; NaN and index rules as :func:`max_pool2d`.
+    Parameters
+    ----------
+    input : array_like, shape (N, C, H, W) or unbatched (C, H, W)
+    output_size : int or (int or None, int or None)
+        As :func:`adaptive_avg_pool2d`'s.
+    return_indices : bool, default False
+        Also return where each maximum is (ih*W + iw, as :func:`max_pool2d`).
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
 
+    Returns
+    -------
+    ndarray, shape (N, C, OH, OW) (or (C, OH, OW)), and the indices if asked
+        Bins as :func:`adaptive_avg_pool2d`'s; a NaN in a bin is its maximum.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
-    >>> fastconv.adaptive_max_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 1)
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4)
+    >>> fastconv.adaptive_max_pool2d(x, 1)
     array([[[[15.]]]])
+    >>> fastconv.adaptive_max_pool2d(x, (2, 1), return_indices=True)[1]
+    array([[[[ 7],
+             [15]]]])
     """
     return _adaptive(
         "adaptive_max_pool2d", "adaptive_max_pool2d", 2, input, output_size, return_indices, backend
@@ -263,9 +377,26 @@ def adaptive_max_pool2d(
 def adaptive_avg_pool1d(input: Any, output_size: Any, *, backend: str = "auto"):
     """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``.
 
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    output_size : int or None
+        OL >= 0; None keeps L.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+
+    Returns
+    -------
+    ndarray, shape (N, C, OL) (or (C, OL))
+        Output i averages input positions floor(i*L/OL) to ceil((i+1)*L/OL) - 1.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
     >>> fastconv.adaptive_avg_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[2., 4.]]])
+    >>> fastconv.adaptive_avg_pool1d(np.array([[[1., 3., 2.]]]), 2)  # bins [0, 2) and [1, 3)
+    array([[[2. , 2.5]]])
     """
     return _adaptive(
         "adaptive_avg_pool1d", "adaptive_avg_pool2d", 1, input, output_size, False, backend
@@ -277,10 +408,35 @@ def adaptive_max_pool1d(
 ):
     """1-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool1d``.
 
+    Parameters
+    ----------
+    input : array_like, shape (N, C, L) or unbatched (C, L)
+    output_size : int or None
+        As :func:`adaptive_avg_pool1d`'s.
+    return_indices : bool, default False
+        Also return the position along L of each maximum.
+    backend : str, default 'auto'
+        'auto', 'reference', 'c', 'numba' or 'cuda' (see :func:`fastconv.available_backends`).
+
+    Returns
+    -------
+    ndarray, shape (N, C, OL) (or (C, OL)), and the indices if asked
+        Bins as :func:`adaptive_avg_pool1d`'s.
+
+    Examples
+    --------
     >>> import numpy as np, fastconv
     >>> fastconv.adaptive_max_pool1d(np.array([[[1., 3., 2., 6.]]]), 2)
     array([[[3., 6.]]])
+    >>> fastconv.adaptive_max_pool1d(np.array([[[1., 3., 2., 6.]]]), 1, return_indices=True)
+    (array([[[6.]]]), array([[[3]]]))
     """
     return _adaptive(
         "adaptive_max_pool1d", "adaptive_max_pool2d", 1, input, output_size, return_indices, backend
     )
+
+
+# dask arrays in, lazy dask arrays out (fastconv/ops/_dask_entry.py; dask loads only then)
+from ._dask_entry import accept_dask_arrays  # noqa: E402
+
+accept_dask_arrays(globals())

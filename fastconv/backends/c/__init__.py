@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -38,14 +38,14 @@ else:
 
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
 CONV2D_VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads")
-#: GEMM micro-kernels (the C enum fc_gemm_kernel), by name.
-KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
+#: GEMM micro-kernels (the C enum fc_gemm_kernel), by name: the values ``isa=`` accepts.
+GEMM_KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
 #: Default bound on the extra memory of one call (im2col chunks and packed panels).
 DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
 #: Convolutions of fewer multiply-adds than this run on one thread (about 20 us of work).
 SMALL_WORK_MACS = 1 << 20
 
-# Bits of fc_cpu_features() (csrc/runtime.c).
+# Bits of fc_cpu_features() (enum fc_cpu_feature in csrc/fastconv.h).
 _FEATURE_BITS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq")
 
 _num_threads: Optional[int] = None
@@ -90,11 +90,8 @@ def get_workspace_limit() -> int:
 
 
 def _kernel_code(isa: Optional[str]) -> int:
-    if isa is None:
-        return int(lib.FC_GEMM_AUTO)
-    if isa not in KERNELS:
-        raise ValueError(f"isa must be one of {tuple(KERNELS)} or None, got {isa!r}")
-    return KERNELS[isa]
+    # isa is None or a key of GEMM_KERNELS (callers check it: _registry.check_isa)
+    return int(lib.FC_GEMM_AUTO) if isa is None else GEMM_KERNELS[isa]
 
 
 def cpu_info() -> Dict[str, Any]:
@@ -108,7 +105,7 @@ def cpu_info() -> Dict[str, Any]:
         "available": True,
         "features": [f for i, f in enumerate(_FEATURE_BITS) if bits >> i & 1],
         "gemm_kernel": name,
-        "gemm_kernels": [k for k, v in KERNELS.items() if v <= best],
+        "gemm_kernels": [k for k, v in GEMM_KERNELS.items() if v <= best],
         "micro_tile": {
             "float32": (lib.fc_gemm_mr(best, 0), lib.fc_gemm_nr(best, 0)),
             "float64": (lib.fc_gemm_mr(best, 1), lib.fc_gemm_nr(best, 1)),
@@ -120,26 +117,19 @@ def cpu_info() -> Dict[str, Any]:
 
 
 if AVAILABLE_REASON == "available":
-    from ._cffi import is_f32, ptr
+    from ._cffi import conv_shape, is_f32, ptr
 
     def _shape(x, y, w_shape, sh, sw, ph, pw, dh, dw, groups, oc):
-        # the fields of fc_conv_shape in their order (a list initialises ~2x faster than a dict)
+        # the fields of fc_conv_shape in their order; one struct per geometry (_cffi.conv_shape)
         N, C, H, W = x.shape
-        return ffi.new(
-            "fc_conv_shape *",
-            [N, C, H, W, oc, w_shape[2], w_shape[3], y.shape[2], y.shape[3], sh, sw, ph, pw,
-             dh, dw, groups],
+        return conv_shape(
+            (N, C, H, W, oc, w_shape[2], w_shape[3], y.shape[2], y.shape[3], sh, sw, ph, pw,
+             dh, dw, groups)
         )
 
     def _variant_code(variant: Optional[str]) -> int:
-        if variant is None:
-            return int(lib.FC_CONV_BEST)
-        if variant not in CONV2D_VARIANTS:
-            raise ValueError(
-                f"unknown conv2d variant {variant!r} for the C engine; valid variants: "
-                f"{', '.join(CONV2D_VARIANTS)} (or None for the best)"
-            )
-        return CONV2D_VARIANTS.index(variant) + 1
+        # variant is None or one of CONV2D_VARIANTS (the public function checked it)
+        return int(lib.FC_CONV_BEST) if variant is None else CONV2D_VARIANTS.index(variant) + 1
 
     def _check(rc: int, op: str) -> None:
         if rc:

@@ -1,13 +1,27 @@
-"""Small helpers shared by the C engine's wrappers: ndarray -> cffi pointer."""
+"""Small helpers shared by the C engine's wrappers: ndarray -> cffi pointer, geometry -> cffi
+shape struct."""
 
 from __future__ import annotations
+
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from ..._fastconv_c import ffi
 
-_CTYPE = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]",
-          np.dtype(np.int64): "int64_t[]"}
+_CTYPE = {
+    np.dtype(np.float32): "float[]",
+    np.dtype(np.float64): "double[]",
+    np.dtype(np.int64): "int64_t[]",
+}
+
+#: Distinct geometries kept per shape struct type before its cache starts over.
+SHAPE_CACHE_SIZE = 256
+
+_CONV_SHAPE = ffi.typeof("fc_conv_shape *")
+_POOL_SHAPE = ffi.typeof("fc_pool_shape *")
+_conv_shapes: Dict[Tuple[int, ...], Any] = {}
+_pool_shapes: Dict[Tuple[int, ...], Any] = {}
 
 
 def ptr(a):
@@ -25,3 +39,36 @@ def ptr(a):
 
 def is_f32(a) -> bool:
     return a.dtype == np.float32
+
+
+def conv_shape(fields: Tuple[int, ...]):
+    """An ``fc_conv_shape *`` holding ``fields``, in the struct's order:
+    (N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G).
+
+    One struct per distinct geometry, made on first use and then looked up: a tiny
+    max_pool2d call measured 3.0 us with ``ffi.new`` per call (from a sequence; a dict
+    initialises ~2x slower) and 2.25 us with the lookup (about 0.1 us), below the 2.35 us of
+    passing 14 scalar arguments. The kernels only read the struct (``const``), so any number
+    of threads may pass the same one at once.
+    """
+    s = _conv_shapes.get(fields)
+    if s is None:
+        s = _new_shape(_conv_shapes, _CONV_SHAPE, fields)
+    return s
+
+
+def pool_shape(fields: Tuple[int, ...]):
+    """An ``fc_pool_shape *`` holding ``fields``, in the struct's order:
+    (N, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw); made once per geometry as
+    :func:`conv_shape`."""
+    s = _pool_shapes.get(fields)
+    if s is None:
+        s = _new_shape(_pool_shapes, _POOL_SHAPE, fields)
+    return s
+
+
+def _new_shape(cache: Dict[Tuple[int, ...], Any], ctype, fields: Tuple[int, ...]):
+    if len(cache) >= SHAPE_CACHE_SIZE:  # a bound, not an LRU: geometries repeat in practice
+        cache.clear()
+    s = cache[fields] = ffi.new(ctype, fields)
+    return s

@@ -1,28 +1,22 @@
 """C engine wrappers for depthwise / separable convolution and pooling (csrc/depthwise_conv2d.c,
-csrc/pool2d.c). Re-exported by fastconv/backends/c.py.
+csrc/pool2d.c). Re-exported by fastconv/backends/c/__init__.py.
 
 Each wrapper reads the sizes off the arrays (the kernel contract in
 ``fastconv/backends/__init__.py``), picks the float32 or float64 C function and passes
-pointers; the C functions release the GIL (cffi does so for every call), so several Python
-threads may run kernels at once.
+pointers and the geometry: depthwise and separable as the ``fc_conv_shape`` of the depthwise
+stage (G = C), max / avg pooling as an ``fc_pool_shape`` (both made once per geometry by
+``_cffi``), the other kernels as plain sizes. The C functions release the GIL (cffi does so
+for every call), so several Python threads may run kernels at once.
 """
 
 from __future__ import annotations
 
 from ..._fastconv_c import lib
-from ._cffi import is_f32, ptr
+from .. import KERNEL_NAMES
+from ._cffi import conv_shape, is_f32, pool_shape, ptr
 
-__all__ = [
-    "depthwise_conv2d",
-    "separable_conv2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_backward",
-]
+#: Every kernel of the contract but the two that ``c/__init__.py`` defines.
+__all__ = [k for k in KERNEL_NAMES if k not in ("conv2d", "conv_transpose2d")]
 
 #: Names of the instruction-set levels of :func:`isa_level`.
 ISA_NAMES = ("portable", "avx2", "avx512")
@@ -43,30 +37,33 @@ def isa_level(cap: int = -1) -> str:
 
 def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) or None, y is (N, C*m, OH, OW)
+    N, C, H, W = x.shape
     OC, _, KH, KW = w.shape
-    geo = (*x.shape, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
-    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), *geo)
+    s = conv_shape((N, C, H, W, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw, C))
+    _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), s)
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
     # depthwise (wd (C*m, 1, KH, KW), bd) then pointwise (wp (OC, C*m, 1, 1), bp),
     # y is (N, OC, OH, OW); fused in C, one tile of output rows at a time
+    N, C, H, W = x.shape
     CM, _, KH, KW = wd.shape
-    geo = (*x.shape, CM, wp.shape[0], KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw)
-    if _fn("separable_conv2d", x)(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), *geo):
+    s = conv_shape((N, C, H, W, CM, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw, C))
+    fn = _fn("separable_conv2d", x)
+    if fn(ptr(x), ptr(wd), ptr(bd), ptr(wp), ptr(bp), ptr(y), s, wp.shape[0]):
         raise MemoryError("separable_conv2d: could not allocate the per-thread tile buffer")
 
 
 def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
-    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, dh, dw)
-    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), *geo)
+    s = pool_shape((*x.shape, kh, kw, *y.shape[2:], sh, sw, ph, pw, dh, dw))
+    _fn("max_pool2d", x)(ptr(x), ptr(y), ptr(idx), s)
 
 
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none
-    geo = (*x.shape, *y.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
-    _fn("avg_pool2d", x)(ptr(x), ptr(y), *geo)
+    s = pool_shape((*x.shape, kh, kw, *y.shape[2:], sh, sw, ph, pw, 1, 1))
+    _fn("avg_pool2d", x)(ptr(x), ptr(y), s, int(bool(count_include_pad)), divisor)
 
 
 def adaptive_avg_pool2d(x, y):
@@ -86,8 +83,8 @@ def max_pool2d_backward(gy, idx, gx):
 
 def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # gy is (N, C, OH, OW), gx is (N, C, H, W)
-    geo = (*gx.shape, *gy.shape[2:], kh, kw, sh, sw, ph, pw, int(bool(count_include_pad)), divisor)
-    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), *geo)
+    s = pool_shape((*gx.shape, kh, kw, *gy.shape[2:], sh, sw, ph, pw, 1, 1))
+    _fn("avg_pool2d_backward", gy)(ptr(gy), ptr(gx), s, int(bool(count_include_pad)), divisor)
 
 
 def adaptive_avg_pool2d_backward(gy, gx):

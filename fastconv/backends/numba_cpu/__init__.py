@@ -1,9 +1,16 @@
-"""Numba CPU engine: ``@njit(parallel=True, cache=True)`` kernels with explicit prange.
+"""Numba CPU backend: ``@njit(parallel=True, cache=True)`` kernels with explicit prange.
 
-The kernels live in ``_numba_conv`` (convolutions), ``_numba_pool`` (pooling) and
-``_numba_simd`` (the vector intrinsics of the GEMM micro-kernel); this module holds the
-kernel-contract entry points, which only turn "None" arguments into flags and pick a conv2d
-variant. Kernel signatures and conventions: ``fastconv/backends/__init__.py``.
+This module holds the kernel-contract entry points, which only turn "None" arguments into
+flags and pick a conv2d variant; the kernels live in modules named after their family:
+
+  rows.py       the row loops every kernel shares (valid_range, axpy_row, copy_row, fill)
+  direct.py     conv_direct (v1_direct) and the depthwise kernel conv_depthwise_same
+  gemm.py       im2col, packing, the GEMMs of v2 / v3 / v4 and the SIMD micro-kernels
+  transpose.py  conv_transpose_packed and its phase GEMMs
+  pool.py       pooling, forward and backward
+  simd.py       the explicit vector type and intrinsics of the micro-kernels
+
+Kernel signatures and conventions: ``fastconv/backends/__init__.py``.
 
 conv2d variants (``variant=``; None = the best, see ``best_conv2d_variant``):
 
@@ -12,14 +19,16 @@ conv2d variants (``variant=``; None = the best, see ``best_conv2d_variant``):
   v3_packed    im2col buffer + packed GEMM with a 6 x 32 register-blocked SIMD micro-kernel
   v4_implicit  the packed GEMM packing B straight from x: no im2col buffer
 
-conv_transpose2d runs ``_numba_conv.conv_transpose_packed``: the transposed convolution split
+conv_transpose2d runs ``transpose.conv_transpose_packed``: the transposed convolution split
 into sh*sw stride-1 convolutions (one per output phase), each a GEMM with the same SIMD register
 tile, reading B in place from a zero-padded copy of x and writing every output element once.
+Weights holding NaN or +-Inf go to ``transpose.conv_transpose_gather`` instead (the padded
+zeros would turn them into NaN on outputs they do not reach; docs/nonfinite.md).
 
 GEMM: Numba micro-kernel or BLAS?
 ---------------------------------
-The engine uses its own GEMM (``_numba_conv._micro``: 6 x 2-vector register tile through
-explicit LLVM vector intrinsics, ``_numba_simd``), not BLAS. Measured on the 3x3 layers'
+The backend uses its own GEMM (``gemm._micro``: 6 x 2-vector register tile through
+explicit LLVM vector intrinsics, ``simd``), not BLAS. Measured on the 3x3 layers'
 GEMMs (M x K x N = 64x576x3136, 128x1152x784, 256x2304x196), float32, one thread, GFLOP/s per
 CPU-second on the 2-core AVX-512 development machine (bench numbers vary run to run):
 
@@ -45,7 +54,7 @@ BLAS is 1.3-1.6x faster on the bare GEMM, and still not the choice:
 - BLAS runs its own thread pool, which ``numba.set_num_threads`` (hence
   ``fastconv.set_num_threads``) does not control. Interleaving Numba's OpenMP pool with
   OpenBLAS's on 2 cores measured 6-10 GFLOP/s for both: each pool spins while the other works;
-- the Numba GEMM already clears the bar set for this engine (3x3 convs >= 0.3x torch; it
+- the Numba GEMM already clears the bar set for this backend (3x3 convs >= 0.3x torch; it
   reaches about 0.5-0.6x, see ``bench/bench_numba.py perf``).
 
 JIT cost: each kernel is compiled lazily, once per dtype (float32, float64), never per shape:
@@ -55,7 +64,7 @@ instead of compiling; ``bench/bench_numba.py`` reports both times.
 
 Threads: ``set_num_threads(n)`` (called by ``fastconv.set_num_threads``) caps n at
 ``numba.config.NUMBA_NUM_THREADS``; the count is re-applied before every kernel because Numba
-keeps it per calling thread. Without a call the engine starts with
+keeps it per calling thread. Without a call the backend starts with
 ``fastconv.get_num_threads()`` (FASTCONV_NUM_THREADS or all cores).
 """
 
@@ -66,11 +75,15 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from ..._shapes import is_depthwise
+
 try:
     import numba
 
-    from . import conv as _conv
+    from . import direct as _direct
+    from . import gemm as _gemm
     from . import pool as _pool
+    from . import transpose as _transpose
 except Exception as exc:  # pragma: no cover - depends on the installation
     AVAILABLE_REASON = f"unavailable: numba import failed ({type(exc).__name__}: {exc})"
 else:
@@ -137,23 +150,20 @@ def best_conv2d_variant(x, w, y, groups: int) -> str:
 
 
 def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None):
-    # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
+    # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW);
+    # variant is None or one of CONV2D_VARIANTS (the public function checked it)
     if variant is None:
-        if w.shape[1] == 1 and groups == x.shape[1]:
+        if is_depthwise(x.shape[1], groups):
             depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw)
             return
         variant = best_conv2d_variant(x, w, y, groups)
-    elif variant not in CONV2D_VARIANTS:
-        raise ValueError(
-            f"unknown conv2d variant {variant!r} for the numba engine; valid: {CONV2D_VARIANTS}"
-        )
     _sync_threads()
     bb, has_b = _bias(b, y.dtype)
     args = (sh, sw, ph, pw, dh, dw, groups)
     if variant == "v1_direct":
-        _conv.conv_direct(x, w, bb, has_b, y, *args)
+        _direct.conv_direct(x, w, bb, has_b, y, *args)
     elif variant == "v4_implicit":
-        _conv.conv_packed(x, w, bb, has_b, y, *args)
+        _gemm.conv_packed(x, w, bb, has_b, y, *args)
     else:
         _conv2d_im2col(x, w, bb, has_b, y, args, variant)
 
@@ -168,11 +178,11 @@ def _conv2d_im2col(x, w, bb, has_b, y, args, variant):
     col = np.empty((C * KH * KW, P), y.dtype)
     wf = w.reshape(OC, Cg * KH * KW)
     for n in range(N):
-        _conv.im2col(x, n, col, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
+        _gemm.im2col(x, n, col, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
         if variant == "v2_im2col":
-            _conv.gemm_rows(wf, col, bb, has_b, y.reshape(N, OC, P), n, G)
+            _gemm.gemm_rows(wf, col, bb, has_b, y.reshape(N, OC, P), n, G)
         else:  # the col buffer is the input of a 1x1 convolution over a 1 x P image
-            _conv.conv_packed(
+            _gemm.conv_packed(
                 col.reshape(1, C * KH * KW, 1, P),
                 wf.reshape(OC, Cg * KH * KW, 1, 1),
                 bb,
@@ -193,9 +203,9 @@ def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     nth = _sync_threads()
     bb, has_b = _bias(b, y.dtype)
     if sh == 1 and sw == 1 and y.shape[3] == x.shape[3]:
-        _conv.conv_depthwise_same(x, w, bb, has_b, y, ph, pw, dh, dw, nth)
+        _direct.conv_depthwise_same(x, w, bb, has_b, y, ph, pw, dh, dw, nth)
     else:
-        _conv.conv_direct(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, x.shape[1])
+        _direct.conv_direct(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, x.shape[1])
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
@@ -210,7 +220,10 @@ def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups):
     # x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
     nth = _sync_threads()
     bb, has_b = _bias(b, y.dtype)
-    _conv.conv_transpose_packed(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, groups, nth)
+    if not np.isfinite(w).all():  # the phase GEMMs would also multiply 0 by NaN / Inf
+        _transpose.conv_transpose_gather(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, groups)
+        return
+    _transpose.conv_transpose_packed(x, w, bb, has_b, y, sh, sw, ph, pw, dh, dw, groups, nth)
 
 
 # --------------------------------------------------------------------------- pooling

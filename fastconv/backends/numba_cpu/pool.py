@@ -1,4 +1,16 @@
-"""Numba pooling kernels, forward and backward.
+"""Pooling kernels of the numba CPU backend, forward and backward.
+
+  max_pool2d                    row by row, each tap a clipped max over a row (with indices
+                                when want_idx)
+  avg_pool2d                    row by row, each tap a clipped add, then the divisor
+  global_avg_pool               adaptive_avg_pool2d to 1 x 1: SIMD sums over whole planes
+  adaptive_avg_pool2d           any other adaptive average: one bin at a time
+  adaptive_max_pool2d           one bin at a time (with indices when want_idx)
+  max_pool2d_backward           scatter-add through the indices, one plane per task
+  avg_pool2d_backward           each output spread over its clipped window
+  adaptive_avg_pool2d_backward  each output spread over its bin
+
+Run: ``pytest tests/test_numba_cpu.py -k pool``.
 
 Every kernel is one ``@njit(parallel=True, cache=True)`` function taking float32 and float64,
 parallel over the N*C planes (each task owns one plane of its outputs, so no two tasks write
@@ -8,7 +20,7 @@ other than the max-pool comparison.
 
 Global average pooling (a 1x1 adaptive output) has its own kernel, global_avg_pool: planes of
 one vector to GLOBAL_SIMD_MAX values are summed 16 at a time with explicit SIMD vectors
-(``_numba_simd``), the 16 sums brought into one vector by a tree of pairwise adds, and each
+(simd.py), the 16 sums brought into one vector by a tree of pairwise adds, and each
 thread takes one contiguous range of planes. A per-plane loop summing in float64 reached about
 half of the C kernel's speed (LLVM does not vectorise a 49-value float32 row with its 64-wide
 unrolled loop, and one horizontal reduction per plane costs more than the adds); this one runs
@@ -20,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv import fill, valid_range
+from .rows import fill, valid_range
 from .simd import vadd, vdiv, vload, vload_last, vpairs, vstore, vwidth, vzero
 
 #: Largest plane the global-average SIMD path sums in vector lanes of the input's dtype

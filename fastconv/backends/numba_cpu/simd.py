@@ -3,7 +3,7 @@
 Numba has no vector type, and LLVM keeps a GEMM micro-kernel's accumulators in registers only
 when it can prove they do not alias the arrays being read, which it cannot for Numba arrays:
 a plain-loop micro-kernel reloads and stores its accumulators on every multiply-add and stays
-store-bound (``v2_im2col`` in ``_numba_conv``). These intrinsics emit LLVM vector values
+store-bound (``v2_im2col`` in gemm.py). These intrinsics emit LLVM vector values
 directly, so a kernel can hold a 6 x 2-vector tile of C in registers the way a BLIS
 micro-kernel written in C intrinsics does.
 

@@ -1,4 +1,4 @@
-"""CUDA engine: numba.cuda kernels on device arrays, with the kernel contract's names.
+"""CUDA backend: numba.cuda kernels on device arrays, with the kernel contract's names.
 
 Variants of conv2d (``variant=``):
   v1_direct   one thread per output element, loops over C/G x KH x KW reading global memory
@@ -8,14 +8,15 @@ Variants of conv2d (``variant=``):
 Other kernels: depthwise_conv2d (direct), separable_conv2d (one launch: the tiled GEMM whose
 B tile is the depthwise output computed on the fly), conv_transpose2d (gather: one thread per
 output, no atomics), the max / avg / adaptive pools and their backward kernels.
-Sources: ``_cuda_kernels.py`` (the @cuda.jit kernels), ``_cuda_launch.py`` (launchers, hooks).
+Sources: conv_kernels.py and pool_kernels.py (the @cuda.jit kernels), launch.py (launchers,
+hooks).
 
 Running: ``pip install numba-cuda`` and a CUDA driver + GPU; ``backend="cuda"`` (or "auto"
 with device-array inputs). Without a GPU, NUMBA_ENABLE_CUDASIM=1 (set before numba.cuda is
 first imported) runs the same kernels in numba's Python simulator: correct but very slow,
 for tests on tiny shapes only. See docs/cuda.md.
 
-Engine hooks: ``prepare`` copies host inputs to the device once and uses device inputs in
+Backend hooks: ``prepare`` copies host inputs to the device once and uses device inputs in
 place; ``empty`` allocates on the device; ``finish`` returns device arrays to device
 callers and NumPy arrays to host callers.
 """
@@ -26,7 +27,7 @@ import importlib.util
 
 
 def _availability() -> str:
-    """ "available", "available (CUDA simulator)", or why the engine cannot run; never raises."""
+    """ "available", "available (CUDA simulator)", or why the backend cannot run; never raises."""
     if importlib.util.find_spec("numba_cuda") is None:
         return "numba-cuda is not installed"
     try:

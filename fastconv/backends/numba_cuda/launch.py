@@ -1,25 +1,46 @@
-"""Launchers and engine hooks of the cuda engine (imported by ``numba_cuda.py``).
+"""Launchers and hooks of the numba_cuda backend (re-exported by ``numba_cuda/__init__.py``).
 
 Each launcher has the name and signature of the kernel contract
 (``fastconv/backends/__init__.py``), takes numba device arrays (C-contiguous, one float
-dtype; idx int64), picks a grid and launches one or two kernels of ``_cuda_kernels``.
-Launches are asynchronous on the default stream; ``finish`` copies to the host (which
-waits) unless the caller's inputs were device arrays.
+dtype; idx int64), picks a grid and launches one or two kernels of conv_kernels.py or
+pool_kernels.py. Launches are asynchronous on the default stream; ``finish`` copies to the
+host (which waits) unless the caller's inputs were device arrays.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 from numba import cuda
 
-from . import kernels as K
+from .. import KERNEL_NAMES
+from . import conv_kernels as CK
+from . import pool_kernels as PK
 
 #: conv2d variants, in ladder order; None means the last (the best).
 CONV2D_VARIANTS = ("v1_direct", "v2_tiled")
 _GRID_YZ = 65535  # CUDA's limit on gridDim.y and gridDim.z
+
+# 1-D launches: THREADS per block, at most MAX_BLOCKS blocks (the kernels loop over the rest).
+# In the simulator every thread is a Python thread: small blocks, and few of them so that the
+# grid-stride loops really loop in the tests.
+if CK.SIMULATOR:
+    THREADS, MAX_BLOCKS = 32, 4
+else:
+    THREADS, MAX_BLOCKS = 256, 65535 * 32
+
+_CACHE: Dict[Any, Dict[str, Any]] = {}
+
+
+def kernels(dtype) -> Dict[str, Any]:
+    """The convolution and pooling kernels for float32 or float64 arrays, by name (each
+    compiled lazily, on its first launch)."""
+    key = np.dtype(dtype).type
+    if key not in _CACHE:
+        _CACHE[key] = {**CK.build(key), **PK.build(key)}
+    return _CACHE[key]
 
 
 def _launch(kernel, grid, block, *args) -> None:
@@ -30,7 +51,7 @@ def _launch(kernel, grid, block, *args) -> None:
 
 
 def _grid1(total: int):
-    return min((total + K.THREADS - 1) // K.THREADS, K.MAX_BLOCKS), K.THREADS
+    return min((total + THREADS - 1) // THREADS, MAX_BLOCKS), THREADS
 
 
 def _ceil(a: int, b: int) -> int:
@@ -47,7 +68,7 @@ def _as_device(a: Any):
     if getattr(a, "__cuda_ndarray__", False):  # numba's own (and the simulator's) arrays
         return a
     if hasattr(a, "__cuda_array_interface__"):  # CuPy, torch.cuda, ...
-        if K.SIMULATOR:
+        if CK.SIMULATOR:
             raise TypeError(
                 f"{type(a).__name__} is a real CUDA array; the CUDA simulator cannot read it"
             )
@@ -57,7 +78,7 @@ def _as_device(a: Any):
 
 def _copy(src, dst) -> None:
     """dst[...] = src[...] on the device, casting; src may be strided, ndim 1 to 4."""
-    _launch(K.COPY[dst.ndim], *_grid1(dst.size), src, dst)
+    _launch(PK.COPY[dst.ndim], *_grid1(dst.size), src, dst)
 
 
 def prepare(a: Any, dtype: Any):
@@ -74,7 +95,7 @@ def prepare(a: Any, dtype: Any):
     if d.dtype == dtype and d.is_c_contiguous():
         return d
     if not 1 <= d.ndim <= 4:
-        raise ValueError(f"the cuda engine converts 1-D to 4-D device arrays, got {d.ndim}-D")
+        raise ValueError(f"the cuda backend converts 1-D to 4-D device arrays, got {d.ndim}-D")
     out = cuda.device_array(d.shape, dtype)
     _copy(d, out)
     return out
@@ -86,7 +107,7 @@ def empty(shape, dtype: Any):
     a = cuda.device_array(tuple(shape), dtype)
     if os.environ.get("FASTCONV_POISON"):
         value = np.nan if dtype.kind == "f" else -7
-        _launch(K.fill, *_grid1(a.size), a.reshape(a.size), value)
+        _launch(PK.fill, *_grid1(a.size), a.reshape(a.size), value)
     return a
 
 
@@ -108,25 +129,22 @@ def finish(y, dtype: Any, device: bool):
 
 
 def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant: Optional[str] = None):
-    # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
+    # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW);
+    # variant is None or one of CONV2D_VARIANTS (the public function checked it)
     if variant is None:
         variant = CONV2D_VARIANTS[-1]
-    if variant not in CONV2D_VARIANTS:
-        raise ValueError(
-            f"conv2d: unknown variant {variant!r} for the cuda engine; valid: {CONV2D_VARIANTS}"
-        )
-    k = K.kernels(y.dtype)
+    k = kernels(y.dtype)
     N, OC, OH, OW = y.shape
     OCg = OC // groups
-    if variant == "v1_direct" or groups > _GRID_YZ or _ceil(OCg, K.BM) > _GRID_YZ:
+    if variant == "v1_direct" or groups > _GRID_YZ or _ceil(OCg, CK.BM) > _GRID_YZ:
         _launch(k["conv2d_direct"], *_grid1(y.size), x, w, b, y, sh, sw, ph, pw, dh, dw, groups)
         return
     _, Cg, KH, KW = w.shape
-    grid = (_ceil(N * OH * OW, K.BN), _ceil(OCg, K.BM), groups)
+    grid = (_ceil(N * OH * OW, CK.BN), _ceil(OCg, CK.BM), groups)
     _launch(
         k["conv2d_gemm"],
         grid,
-        (K.TX, K.TY),
+        (CK.TX, CK.TY),
         x,
         x,
         None,
@@ -149,7 +167,7 @@ def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant: Optional[str] = 
 def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), b is (C*m,) or None, y is (N, C*m, OH, OW)
     _launch(
-        K.kernels(y.dtype)["depthwise_conv2d"], *_grid1(y.size), x, w, b, y, sh, sw, ph, pw, dh, dw
+        kernels(y.dtype)["depthwise_conv2d"], *_grid1(y.size), x, w, b, y, sh, sw, ph, pw, dh, dw
     )
 
 
@@ -161,13 +179,13 @@ def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
     N, OC, OH, OW = y.shape
     Cm, _, KH, KW = wd.shape
     m = Cm // x.shape[1]
-    if _ceil(OC, K.BM) > _GRID_YZ:  # pragma: no cover - needs OC > 4 million
+    if _ceil(OC, CK.BM) > _GRID_YZ:  # pragma: no cover - needs OC > 4 million
         raise ValueError(f"separable_conv2d: too many output channels for one launch: {OC}")
-    grid = (_ceil(N * OH * OW, K.BN), _ceil(OC, K.BM), 1)
+    grid = (_ceil(N * OH * OW, CK.BN), _ceil(OC, CK.BM), 1)
     _launch(
-        K.kernels(y.dtype)["separable_gemm"],
+        kernels(y.dtype)["separable_gemm"],
         grid,
-        (K.TX, K.TY),
+        (CK.TX, CK.TY),
         x,
         wd,
         bd,
@@ -190,7 +208,7 @@ def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):
 def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups):
     # x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW)
     _launch(
-        K.kernels(y.dtype)["conv_transpose2d"],
+        kernels(y.dtype)["conv_transpose2d"],
         *_grid1(y.size),
         x,
         w,
@@ -218,7 +236,7 @@ def _planes(a):
 def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
     _launch(
-        K.kernels(y.dtype)["max_pool2d"],
+        kernels(y.dtype)["max_pool2d"],
         *_grid1(y.size),
         _planes(x),
         _planes(y),
@@ -237,7 +255,7 @@ def max_pool2d(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
 def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # x is (N, C, H, W), y is (N, C, OH, OW); divisor 0 = none
     _launch(
-        K.kernels(y.dtype)["avg_pool2d"],
+        kernels(y.dtype)["avg_pool2d"],
         *_grid1(y.size),
         _planes(x),
         _planes(y),
@@ -254,13 +272,13 @@ def avg_pool2d(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
 
 def adaptive_avg_pool2d(x, y):
     # x is (N, C, H, W), y is (N, C, OH, OW)
-    _launch(K.kernels(y.dtype)["adaptive_avg_pool2d"], *_grid1(y.size), _planes(x), _planes(y))
+    _launch(kernels(y.dtype)["adaptive_avg_pool2d"], *_grid1(y.size), _planes(x), _planes(y))
 
 
 def adaptive_max_pool2d(x, y, idx):
     # x is (N, C, H, W), y and idx (int64 or None) are (N, C, OH, OW)
     _launch(
-        K.kernels(y.dtype)["adaptive_max_pool2d"],
+        kernels(y.dtype)["adaptive_max_pool2d"],
         *_grid1(y.size),
         _planes(x),
         _planes(y),
@@ -274,10 +292,10 @@ def adaptive_max_pool2d(x, y, idx):
 def max_pool2d_backward(gy, idx, gx):
     # gy and idx are (N, C, OH, OW), gx is (N, C, H, W): gx = 0, then scatter-add
     N, C, H, W = gx.shape
-    _launch(K.fill, *_grid1(gx.size), gx.reshape(gx.size), 0)
+    _launch(PK.fill, *_grid1(gx.size), gx.reshape(gx.size), 0)
     OH, OW = gy.shape[2], gy.shape[3]
     _launch(
-        K.kernels(gx.dtype)["max_pool2d_backward"],
+        kernels(gx.dtype)["max_pool2d_backward"],
         *_grid1(gy.size),
         gy.reshape(N * C, OH * OW),
         idx.reshape(N * C, OH * OW),
@@ -288,7 +306,7 @@ def max_pool2d_backward(gy, idx, gx):
 def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
     # gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of avg_pool2d
     _launch(
-        K.kernels(gx.dtype)["avg_pool2d_backward"],
+        kernels(gx.dtype)["avg_pool2d_backward"],
         *_grid1(gx.size),
         _planes(gy),
         _planes(gx),
@@ -306,27 +324,11 @@ def avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divis
 def adaptive_avg_pool2d_backward(gy, gx):
     # gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of adaptive_avg_pool2d
     _launch(
-        K.kernels(gx.dtype)["adaptive_avg_pool2d_backward"],
+        kernels(gx.dtype)["adaptive_avg_pool2d_backward"],
         *_grid1(gx.size),
         _planes(gy),
         _planes(gx),
     )
 
 
-__all__ = [
-    "CONV2D_VARIANTS",
-    "prepare",
-    "empty",
-    "finish",
-    "conv2d",
-    "depthwise_conv2d",
-    "separable_conv2d",
-    "conv_transpose2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-    "adaptive_avg_pool2d_backward",
-]
+__all__ = ["CONV2D_VARIANTS", "prepare", "empty", "finish", *KERNEL_NAMES]

@@ -1,0 +1,170 @@
+/* common.h: what every C file of fastconv shares; private (not part of the cffi cdef).
+ *
+ *   ceil_div round_up min64 max64 gcd64  int64_t arithmetic of the planners and loops
+ *   FC_ASSERT                            a written precondition, checked in debug builds
+ *   FC_ASSERT_CONV_SHAPE, _POOL_SHAPE    the preconditions of an fc_conv_shape / fc_pool_shape
+ *   fc_cpu_has                           the one CPU-feature test (fc_cpu_features, runtime.c)
+ *   FC_TYPED, T, FN, IS_F64              the float / double instantiation of a file
+ *   FC_MULTIVERSION, FC_T256, FC_T512    one body compiled per instruction set, picked at run
+ *                                        time by fc_dwpool_isa (depthwise and pooling)
+ *   fc_win                               the interior-window geometry of depthwise_conv2d.c
+ *                                        and pool2d.c
+ *
+ * Instantiation: a file whose kernels exist for both dtypes is written once, its typed part
+ * below `#else` of an `#ifndef FC_TYPED` section; the untyped part ends with
+ *     #define FC_INSTANTIATE "conv2d.c"
+ *     #include "common.h"
+ * which includes the file twice more with FC_TYPED defined: T = float, FN(name) = name_f32,
+ * IS_F64 = 0, then T = double, FN(name) = name_f64, IS_F64 = 1.
+ *
+ * Debug build: `FASTCONV_DEBUG=1 python csrc/build_ffi.py` defines FASTCONV_DEBUG, and every
+ * FC_ASSERT then aborts with the file, line and condition when its condition is false; in a
+ * normal build FC_ASSERT compiles to nothing.
+ *
+ * Build: included by the C files of csrc/; `python csrc/build_ffi.py` rebuilds them all.
+ */
+#ifndef FC_COMMON_H
+#define FC_COMMON_H
+
+#include <stdint.h>
+
+#include "fastconv.h"
+
+/* ------------------------------------------------------------------ arithmetic */
+
+/* ceil(a / b) for a >= 0, b >= 1. */
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+/* a rounded up to a multiple of b (a >= 0, b >= 1). */
+static inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* ------------------------------------------------------------------ contracts */
+
+#ifdef FASTCONV_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+static inline void fc_assert_fail(const char *cond, const char *file, int line,
+                                  const char *func) {
+    fprintf(stderr, "fastconv: %s:%d: %s: contract violated: %s\n", file, line, func, cond);
+    abort();
+}
+#define FC_ASSERT(cond) \
+    ((cond) ? (void)0 : fc_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+/* sizeof does not evaluate its operand: no code, but the names in it count as used */
+#define FC_ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+
+/* The geometry every convolution kernel assumes: sizes >= 1 except N, OC, OH, OW >= 0 (then
+ * there is nothing to compute), strides and dilations >= 1, padding >= 0, G divides C and OC. */
+#define FC_ASSERT_CONV_SHAPE(s)                                                        \
+    do {                                                                               \
+        FC_ASSERT((s)->N >= 0 && (s)->OC >= 0 && (s)->OH >= 0 && (s)->OW >= 0);        \
+        FC_ASSERT((s)->C >= 1 && (s)->H >= 1 && (s)->W >= 1);                          \
+        FC_ASSERT((s)->KH >= 1 && (s)->KW >= 1);                                       \
+        FC_ASSERT((s)->sh >= 1 && (s)->sw >= 1 && (s)->dh >= 1 && (s)->dw >= 1);       \
+        FC_ASSERT((s)->ph >= 0 && (s)->pw >= 0);                                       \
+        FC_ASSERT((s)->G >= 1 && (s)->C % (s)->G == 0 && (s)->OC % (s)->G == 0);       \
+    } while (0)
+
+/* The geometry every pooling kernel with a window assumes: sizes >= 1 except N >= 0, strides
+ * and dilations >= 1, padding >= 0. */
+#define FC_ASSERT_POOL_SHAPE(s)                                                        \
+    do {                                                                               \
+        FC_ASSERT((s)->N >= 0 && (s)->C >= 1 && (s)->H >= 1 && (s)->W >= 1);           \
+        FC_ASSERT((s)->KH >= 1 && (s)->KW >= 1 && (s)->OH >= 1 && (s)->OW >= 1);       \
+        FC_ASSERT((s)->sh >= 1 && (s)->sw >= 1 && (s)->dh >= 1 && (s)->dw >= 1);       \
+        FC_ASSERT((s)->ph >= 0 && (s)->pw >= 0);                                       \
+    } while (0)
+
+/* ------------------------------------------------------------------ CPU features */
+
+/* 1 when the CPU (and the OS, which must save the wide registers) supports every feature of
+ * `bits` (enum fc_cpu_feature). fc_cpu_features probes once and then returns the saved
+ * mask, so this is cheap enough for every call of a kernel. */
+static inline int fc_cpu_has(int bits) { return (fc_cpu_features() & bits) == bits; }
+
+/* ------------------------------------------------------------------ multiversioning */
+
+#define FC_INLINE static inline __attribute__((always_inline))
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+
+/* FC_MULTIVERSION(name, params, args): from `name_body`, an always-inline function, make
+ * `name`, which runs the copy compiled for the level fc_dwpool_isa reports (2: AVX-512,
+ * 1: AVX2+FMA, 0: baseline). Only x86-64 gets the targeted copies. */
+#if defined(__x86_64__)
+#define FC_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define FC_T256 __attribute__((target("avx2,fma")))
+#define FC_MULTIVERSION(name, params, args)                                         \
+    static void FC_CAT(name, _base) params { FC_CAT(name, _body) args; }            \
+    FC_T256 static void FC_CAT(name, _avx2) params { FC_CAT(name, _body) args; }    \
+    FC_T512 static void FC_CAT(name, _avx512) params { FC_CAT(name, _body) args; }  \
+    static void name params                                                         \
+    {                                                                               \
+        switch (fc_dwpool_isa(-1)) {                                                \
+        case 2: FC_CAT(name, _avx512) args; break;                                  \
+        case 1: FC_CAT(name, _avx2) args; break;                                    \
+        default: FC_CAT(name, _base) args;                                          \
+        }                                                                           \
+    }
+#else
+#define FC_MULTIVERSION(name, params, args) \
+    static void name params { FC_CAT(name, _body) args; }
+#endif
+
+/* ------------------------------------------------------------------ window geometry */
+
+/* Geometry of one plane of a depthwise convolution or a pooling window along W; lo..hi are
+ * the interior output columns, those whose every tap iw = ow*sw - pw + kw*dw (0 <= kw < KW)
+ * lies inside [0, W). */
+typedef struct {
+    int64_t H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, lo, hi;
+} fc_win;
+
+static inline fc_win fc_win_make(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t KH,
+                                 int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                 int64_t dh, int64_t dw) {
+    fc_win g = {H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, 0, 0};
+    int64_t lo = ceil_div(pw, sw);
+    int64_t last = W - 1 - (KW - 1) * dw + pw; /* interior needs ow*sw <= last */
+    int64_t hi = last >= 0 ? last / sw + 1 : 0;
+    if (lo > OW) lo = OW;
+    if (hi > OW) hi = OW;
+    if (hi < lo) hi = lo;
+    g.lo = lo;
+    g.hi = hi;
+    FC_ASSERT(0 <= g.lo && g.lo <= g.hi && g.hi <= OW);
+    return g;
+}
+
+#endif /* FC_COMMON_H */
+
+/* ------------------------------------------------------------------ instantiation */
+
+#if defined(FC_INSTANTIATE) && !defined(FC_TYPED)
+#define FC_TYPED
+#define T float
+#define FN(name) name##_f32
+#define IS_F64 0
+#include FC_INSTANTIATE
+#undef T
+#undef FN
+#undef IS_F64
+#define T double
+#define FN(name) name##_f64
+#define IS_F64 1
+#include FC_INSTANTIATE
+#undef T
+#undef FN
+#undef IS_F64
+#endif
