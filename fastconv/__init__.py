@@ -3,10 +3,11 @@
 The functions have torch.nn.functional's names, argument order and semantics; every one
 takes ``backend=`` ("auto", "reference", "c", "numba", "cuda"). See README.md.
 
-``import fastconv`` loads the ops and the engine registry only. The subpackages (``nn``,
-``models``, ``analysis``, ``benchmark``, ``lessons``, ``cli``) and the tools they hold
+``import fastconv`` loads the ops and the backend registry only. The subpackages (``nn``,
+``models``, ``analysis``, ``benchmark``, ``lessons``, ``cli``, ``signal``, ``ndimage``,
+``capsule``, ``dask``) and the tools they hold
 (``receptive_field``, ``summary``, ``effective_receptive_field``) load on first use
-(PEP 562 ``__getattr__``), and so does every engine (``fastconv.backends``).
+(PEP 562 ``__getattr__``), and so does every backend (``fastconv.backends``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ _MODULES = {
     "backends": "fastconv.backends",
     "cli": "fastconv.cli",
     "ops": "fastconv.ops",
+    "signal": "fastconv.signal",
+    "ndimage": "fastconv.ndimage",
+    "capsule": "fastconv.capsule",
+    "dask": "fastconv.dask",
 }
 #: Public functions that live in a lazily loaded module -> (module, name).
 _FUNCTIONS = {
