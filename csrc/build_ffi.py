@@ -12,6 +12,9 @@ Environment variables read at build time:
   index ranges, workspace sizes) into a check that aborts with the violated condition.
   Rebuild without it afterwards: the checks cost time.
 - ``FASTCONV_NO_OPENMP=1``: build without OpenMP (the kernels then run on one thread).
+- ``FASTCONV_SANITIZE=1``: build with AddressSanitizer and UndefinedBehaviorSanitizer
+  (``-fsanitize=address,undefined``, no recovery); the library then needs libasan preloaded
+  into Python. ``scripts/sanitize.sh`` does all of it in a copy of the tree.
 
 Run by hand: ``python csrc/build_ffi.py`` rebuilds the module in place under ``fastconv/``
 (for an editable install). It compiles in a temporary folder, then renames the library into
@@ -40,6 +43,9 @@ def make_builder(absolute: bool = False) -> FFI:
     rel = (lambda p: str(p)) if absolute else (lambda p: str(p.relative_to(root)))
     omp_c, omp_l = _openmp_flags()
     debug = [("FASTCONV_DEBUG", "1")] if os.environ.get("FASTCONV_DEBUG") == "1" else []
+    san = (["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer", "-g"]
+           if os.environ.get("FASTCONV_SANITIZE") == "1" else [])
     builder = FFI()
     builder.cdef((HERE / "fastconv.h").read_text())
     builder.set_source(
@@ -49,8 +55,8 @@ def make_builder(absolute: bool = False) -> FFI:
         depends=sorted(rel(p) for p in HERE.glob("*.h")),
         include_dirs=[rel(HERE)],
         define_macros=debug,
-        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c],
-        extra_link_args=[*omp_l],
+        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c, *san],
+        extra_link_args=[*omp_l, *san],
     )
     return builder
 

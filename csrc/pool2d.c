@@ -160,7 +160,9 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
 /* ------------------------------------------------------------------ 3x3 max rows, AVX-512 */
 
 /* The 16 values r[(j + l) * SW + k], l < 16, of tap k (SW = 1: one unaligned load; SW = 2:
- * the even lanes of two loads, picked by one two-source permute). */
+ * the even lanes of two loads, picked by one two-source permute). With SW = 2 the second
+ * load's last lane (p[31]) is never picked and may lie past the end of the input: it is
+ * masked off, so nothing past the last element the windows read is touched. */
 FC_T512 FC_INLINE __m512 fc_max_tap(const float *r, int64_t j, int k, int SW)
 {
     if (SW == 1)
@@ -168,7 +170,8 @@ FC_T512 FC_INLINE __m512 fc_max_tap(const float *r, int64_t j, int k, int SW)
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const float *p = r + 2 * j + k;
-    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even,
+                                  _mm512_maskz_loadu_ps((__mmask16)0x7FFF, p + 16));
 }
 
 /* ym[j] (and im[j] when im is not NULL) for 16 outputs starting at j: the 3x3 window over

@@ -1,0 +1,62 @@
+"""Kernels read nothing past their input: each input ends exactly at a page that may not be
+read (PROT_NONE), so an over-read crashes the child process that runs the op. (The AVX-512
+3x3 stride-2 max pool read one float past a row's last window, found by scripts/sanitize.sh.)"""
+
+import subprocess
+import sys
+
+import pytest
+
+import fastconv
+
+CHILD = r"""
+import ctypes, mmap, sys
+import numpy as np
+import fastconv as fc
+
+PAGE = mmap.PAGESIZE
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+keep = []
+
+def at_page_end(a):
+    '''A copy of ``a`` whose last byte is the last byte before an unreadable page.'''
+    a = np.ascontiguousarray(a)
+    pages = -(-a.nbytes // PAGE) + 1
+    buf = mmap.mmap(-1, pages * PAGE)
+    keep.append(buf)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    assert libc.mprotect(base + (pages - 1) * PAGE, PAGE, 0) == 0  # PROT_NONE
+    off = (pages - 1) * PAGE - a.nbytes
+    out = np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=off).reshape(a.shape)
+    out[...] = a
+    return out
+
+rng = np.random.default_rng(0)
+backend = sys.argv[1]
+for dt in (np.float32, np.float64):
+    for H, W in ((7, 33), (9, 64), (5, 17), (12, 112)):
+        x = at_page_end(rng.standard_normal((1, 3, H, W)).astype(dt))
+        for s in (1, 2):
+            for k in (2, 3):
+                fc.max_pool2d(x, k, s, backend=backend)
+                fc.max_pool2d(x, k, s, k // 2, return_indices=True, backend=backend)
+                fc.avg_pool2d(x, k, s, backend=backend)
+            w = at_page_end(rng.standard_normal((3, 1, 3, 3)).astype(dt))
+            fc.depthwise_conv2d(x, w, stride=s, padding=1, backend=backend)
+            fc.conv2d(x, at_page_end(rng.standard_normal((4, 3, 3, 3)).astype(dt)), stride=s,
+                      padding=1, backend=backend)
+            fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 2, 3, 3)).astype(dt)),
+                                stride=s, backend=backend)
+        fc.adaptive_avg_pool2d(x, 1, backend=backend)
+        fc.adaptive_max_pool2d(x, (2, 3), backend=backend)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend", [b for b in ("c", "numba", "reference")
+                                     if fastconv.available_backends()[b] == "available"])
+def test_no_read_past_the_input(backend):
+    out = subprocess.run([sys.executable, "-c", CHILD, backend], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
