@@ -398,11 +398,12 @@ def conv_geometry(
     dilation: Any,
     groups: Any,
     nd: int,
-    names: Tuple[str, str] = ("input", "weight"),
+    xn: str = "input",
+    wn: str = "weight",
 ) -> ConvGeometry:
-    """Validate a convolution's arguments and compute its output size. ``names`` are what
-    the public function calls the input and the weight (or their shapes: "input_shape")."""
-    xn, wn = names
+    """Validate a convolution's arguments and compute its output size. ``xn`` and ``wn``
+    are what the public function calls the input and the weight (or their shapes:
+    "input_shape", "weight_shape"); two strings, which make a cheap memo key."""
     batched, N, C, spatial = _spatial_input(x_shape, nd, op, xn)
     _check_weight(op, w_shape, nd, wn)
     s = as_tuple(stride, "stride", nd, minimum=1, op=op)
@@ -465,11 +466,11 @@ def conv_transpose_geometry(
     groups: Any,
     dilation: Any,
     nd: int,
-    names: Tuple[str, str] = ("input", "weight"),
+    xn: str = "input",
+    wn: str = "weight",
 ) -> ConvGeometry:
-    """Validate a transposed convolution's arguments and compute its output size (``names``
-    as :func:`conv_geometry`'s)."""
-    xn, wn = names
+    """Validate a transposed convolution's arguments and compute its output size (``xn``,
+    ``wn`` as :func:`conv_geometry`'s)."""
     batched, N, C, spatial = _spatial_input(x_shape, nd, op, xn)
     _check_weight(op, w_shape, nd, wn)
     s = as_tuple(stride, "stride", nd, minimum=1, op=op)

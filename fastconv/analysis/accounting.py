@@ -167,8 +167,8 @@ def conv2d_macs(input_shape: Shape, weight_shape: Shape, stride: Any = 1, paddin
     op = "conv2d_macs"
     xs = _shapes.as_shape(input_shape, "input_shape", (3, 4), op=op)
     ws = _shapes.as_shape(weight_shape, "weight_shape", (4,), op=op)
-    names = ("input_shape", "weight_shape")
-    g = _shapes.conv_geometry(op, xs, ws, None, stride, padding, dilation, groups, 2, names)
+    g = _shapes.conv_geometry(op, xs, ws, None, stride, padding, dilation, groups, 2,
+                              "input_shape", "weight_shape")
     return _conv_products(g)
 
 
@@ -204,7 +204,7 @@ def conv_transpose2d_macs(input_shape: Shape, weight_shape: Shape, stride: Any =
     xs = _shapes.as_shape(input_shape, "input_shape", (3, 4), op=op)
     ws = _shapes.as_shape(weight_shape, "weight_shape", (4,), op=op)
     g = _shapes.conv_transpose_geometry(op, xs, ws, None, stride, padding, output_padding,
-                                        groups, dilation, 2, ("input_shape", "weight_shape"))
+                                        groups, dilation, 2, "input_shape", "weight_shape")
     return _conv_transpose_products(g, _shapes.as_bool(dense, "dense", op=op))
 
 

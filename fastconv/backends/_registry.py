@@ -303,7 +303,6 @@ class Call:
         self.name = name
         self.backend_module = module
         self.op = op
-        self.caller = caller
         self._hooks = _hooks(module)
 
     def has(self, op: str) -> bool:
@@ -312,9 +311,10 @@ class Call:
     def kernel(self, op: str):
         return getattr(self.backend_module, op)
 
-    def check_variant(self, variant: Any) -> None:
-        """See :func:`check_variant`; call it before running a kernel with ``variant=``."""
-        check_variant(self.backend_module, variant, self.caller)
+    def check_variant(self, variant: Any, op: str) -> None:
+        """See :func:`check_variant` (``op``: the public function); call it before running a
+        kernel with ``variant=``."""
+        check_variant(self.backend_module, variant, op)
 
     def prepare(self, name: str, shape: Optional[Tuple[int, ...]] = None):
         """The input ``name`` as the kernels take it, reshaped to ``shape`` if given."""
@@ -330,8 +330,15 @@ class Call:
         prep = self._hooks[0]
         if prep is not None:
             a = prep(a, self.compute)
-        elif not (type(a) is np.ndarray and a.dtype is self.compute and a.flags.c_contiguous):
+        elif not (
+            type(a) is np.ndarray
+            and a.dtype is self.compute
+            and a.flags.c_contiguous
+            and a.flags.aligned
+        ):
             a = np.ascontiguousarray(a, dtype=self.compute)
+            if not a.flags.aligned:  # e.g. np.frombuffer at an odd offset: C may not read it
+                a = a.copy()
         return a if shape is None else a.reshape(shape)
 
     def empty(self, shape: Tuple[int, ...], dtype: Any = None):

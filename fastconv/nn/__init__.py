@@ -24,6 +24,7 @@ Modules (every public name is re-exported here: ``from fastconv.nn import Conv2d
 - layers: BatchNorm2d, ReLU, ReLU6, Dropout, Identity, Flatten, Linear
 - container: Sequential, Residual (add, optional projection), Concat (channel concat)
 - optim: SGD
+- capsule: PrimaryCaps, CapsuleLayer, CapsuleMask, CapsNetDecoder, CapsNet (fastconv.capsule)
 - init: parameter initialisation, with torch.nn.init's names (``fastconv.nn.init``)
 
 Backward: :meth:`Module.retain_inputs` makes every layer keep what its backward needs
@@ -53,6 +54,7 @@ walks the tree calling a tracer's ``leaf`` and ``merge`` hooks (see :class:`Trac
 """
 
 from . import init as init
+from .capsule import CapsNet, CapsNetDecoder, CapsuleLayer, CapsuleMask, PrimaryCaps
 from .container import Concat, Residual, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d
 from .layers import BatchNorm2d, Dropout, Flatten, Identity, Linear, ReLU, ReLU6
@@ -65,6 +67,10 @@ __all__ = [
     "AdaptiveMaxPool2d",
     "AvgPool2d",
     "BatchNorm2d",
+    "CapsNet",
+    "CapsNetDecoder",
+    "CapsuleLayer",
+    "CapsuleMask",
     "Concat",
     "Conv1d",
     "Conv2d",
@@ -77,6 +83,7 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "Module",
+    "PrimaryCaps",
     "ReLU",
     "ReLU6",
     "Residual",

@@ -33,7 +33,7 @@ def _conv_nd(
 ):
     mode = _shapes.padding_mode(padding_mode, op)
     call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias)
-    call.check_variant(variant)
+    call.check_variant(variant, op)
     g = _shapes.conv_geometry(
         op,
         call.shapes["input"],

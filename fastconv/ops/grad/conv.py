@@ -167,7 +167,7 @@ def _conv_input(op, nd, input_shape, weight, grad_output, stride, padding, dilat
     xs = _shapes.as_shape(input_shape, "input_shape", (nd + 1, nd + 2), op=op)
     call = begin(("conv_transpose2d",), backend, caller=op, weight=weight, grad_output=grad_output)
     g = _shapes.conv_geometry(op, xs, call.shapes["weight"], None, stride, padding, dilation,
-                              groups, nd, ("input_shape", "weight"))
+                              groups, nd, "input_shape", "weight")
     check_grad_output(op, call.shapes["grad_output"], g.output_shape())
     check_memory(call, op, ("input_shape", _input_core_size(g)))
     w = call.prepare("weight", (g.OC, g.C // g.groups, g.KH, g.KW))
@@ -182,7 +182,7 @@ def _conv_weight(op, nd, input, weight_shape, grad_output, stride, padding, dila
     ws = _shapes.as_shape(weight_shape, "weight_shape", (nd + 2,), op=op)
     call = begin(("conv2d",), backend, caller=op, input=input, grad_output=grad_output)
     g = _shapes.conv_geometry(op, call.shapes["input"], ws, None, stride, padding, dilation,
-                              groups, nd, ("input", "weight_shape"))
+                              groups, nd, "input", "weight_shape")
     check_grad_output(op, call.shapes["grad_output"], g.output_shape())
     check_memory(call, op, *_weight_core_parts(g, "input", "grad_output", "weight_shape"))
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
@@ -433,7 +433,7 @@ def _conv_transpose_input(op, nd, input_shape, weight, grad_output, stride, padd
     call = begin(("conv2d",), backend, caller=op, weight=weight, grad_output=grad_output)
     g = _shapes.conv_transpose_geometry(op, xs, call.shapes["weight"], None, stride, padding,
                                         output_padding, groups, dilation, nd,
-                                        ("input_shape", "weight"))
+                                        "input_shape", "weight")
     check_grad_output(op, call.shapes["grad_output"], g.output_shape())
     check_memory(call, op, ("input_shape", g.N * g.C * g.H * g.W))
     w = call.prepare("weight", (g.C, g.OC // g.groups, g.KH, g.KW))
@@ -451,7 +451,7 @@ def _conv_transpose_weight(op, nd, input, weight_shape, grad_output, stride, pad
     call = begin(("conv2d",), backend, caller=op, input=input, grad_output=grad_output)
     g = _shapes.conv_transpose_geometry(op, call.shapes["input"], ws, None, stride, padding,
                                         output_padding, groups, dilation, nd,
-                                        ("input", "weight_shape"))
+                                        "input", "weight_shape")
     check_grad_output(op, call.shapes["grad_output"], g.output_shape())
     check_memory(call, op, *_weight_core_parts(g, "input", "grad_output", "weight_shape"))
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
@@ -597,7 +597,7 @@ def _depthwise_geometry(op, x_shape, w_shape, xname, wname, stride, padding, dil
             f"{xname}'s channels {C}"
         )
     return _shapes.conv_geometry(op, x_shape, w_shape, None, stride, padding, dilation,
-                                 max(C, 1), 2, (xname, wname))
+                                 max(C, 1), 2, xname, wname)
 
 
 def depthwise_conv2d_input(input_shape: Shape, weight: Any, grad_output: Any, stride: Any = 1,
