@@ -13,6 +13,7 @@ import inspect
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from typing import Any, Dict, Optional
@@ -177,6 +178,34 @@ def _write_block(block, array, region, pixels: float) -> float:
     return pixels
 
 
+class _Writes:
+    """The local scheduler's writes into the temporary store. When one fails, dask raises at
+    once while other threads may still be writing: :meth:`stop` refuses new writes and waits
+    for those in flight, so that removing the store afterwards removes all of it."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._active = 0
+        self._stopped = False
+
+    def write(self, block, array, region, pixels: float) -> float:
+        with self._cond:
+            if self._stopped:
+                return 0.0
+            self._active += 1
+        try:
+            return _write_block(block, array, region, pixels)
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def stop(self, timeout: float = 300.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.wait_for(lambda: self._active == 0, timeout)
+
+
 def run(args) -> int:
     dask = _need("dask")
     zarr = _need("zarr")
@@ -218,6 +247,8 @@ def _store(dask, zarr, Callback, y, tp, image, out_path: str, args, client) -> i
                        f".{os.path.basename(out_path)}.tmp-{uuid.uuid4().hex[:8]}")
     blocks = y.to_delayed()
     starts = [np.concatenate([[0], np.cumsum(c)]) for c in y.chunks]
+    local = _Writes()
+    futures: list = []
     try:
         target = zarr.open_array(tmp, mode="w", shape=y.shape, chunks=chunks, dtype=y.dtype)
         target.attrs["fastconv"] = {
@@ -230,14 +261,16 @@ def _store(dask, zarr, Callback, y, tp, image, out_path: str, args, client) -> i
             shape = [r.stop - r.start for r in region]
             n = shape[0] if y.ndim == 4 else 1
             pixels = n * shape[-2] * H / OH * shape[-1] * W / OW
-            writes.append(dask.delayed(_write_block)(blocks[idx], target, region, pixels))
+            write = _write_block if client is not None else local.write
+            writes.append(dask.delayed(write)(blocks[idx], target, region, pixels))
         total_px = (image.shape[0] if y.ndim == 4 else 1) * H * W
         bar = Progress(len(writes), total_px, quiet=args.quiet)
         t0 = time.perf_counter()
         if client is not None:
             from distributed import as_completed
 
-            for fut in as_completed(client.compute(writes)):
+            futures = client.compute(writes)
+            for fut in as_completed(futures):
                 bar.update(fut.result())
         else:
             keys = {w.key for w in writes}
@@ -252,6 +285,9 @@ def _store(dask, zarr, Callback, y, tp, image, out_path: str, args, client) -> i
         elapsed = time.perf_counter() - t0
         _publish(tmp, out_path)
     except BaseException:
+        local.stop()  # no write may land in the store after it is removed
+        if futures:
+            client.cancel(futures)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(f"wrote {args.output}: shape {tuple(y.shape)} {y.dtype}, {len(writes)} tiles in "
