@@ -26,8 +26,6 @@ position in ``primary_caps.conv``. Capsule tensors are (N, capsules, dimension).
 ((2, 10, 16), (2, 1, 28, 28))
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -82,6 +80,16 @@ class PrimaryCaps(Module):
     With the paper's sizes (256 channels of 20x20 in, 32 types, 8-D, 9x9, stride 2): 6x6
     grid, 1152 capsules.
 
+    Parameters
+    ----------
+    in_channels : C of the input (N, C, H, W)
+    num_capsules : capsule types (32 in the paper)
+    capsule_dim : components of each capsule (8)
+    kernel_size, stride : the convolution's (9, 2)
+    dtype, generator, initialize : as for :class:`fastconv.nn.Conv2d`
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from fastconv.nn.capsule import PrimaryCaps
     >>> caps = PrimaryCaps(16, num_capsules=4, capsule_dim=8, generator=0)
@@ -156,6 +164,15 @@ class CapsuleLayer(Module):
     :func:`fastconv.capsule.dynamic_routing` with ``routing_iterations``. Output v (N,
     out_capsules, out_dim). Weights start as N(0, 0.01^2) (``reset_parameters``).
 
+    Parameters
+    ----------
+    in_capsules, in_dim : I input capsules of in_dim components
+    out_capsules, out_dim : J output capsules of out_dim components
+    routing_iterations : routing passes (>= 1; 3 in the paper)
+    dtype, generator, initialize : the weight's dtype and its N(0, 0.01^2) initialisation
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from fastconv.nn.capsule import CapsuleLayer
     >>> digits = CapsuleLayer(1152, 8, 10, 16, routing_iterations=3, generator=0)
@@ -243,6 +260,8 @@ class CapsuleMask(Module):
     ``mask(v)`` keeps the longest capsule (inference: the predicted class). In training mode
     (:meth:`Module.train`) labels are required.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> from fastconv.nn.capsule import CapsuleMask
     >>> v = np.array([[[0.1, 0.0], [0.0, 0.6]]])
@@ -317,6 +336,15 @@ class CapsNetDecoder(Module):
     Children ``fc1``, ``fc2``, ``fc3`` (Linear, torch's keys) and ``relu``; with the paper's
     10 x 16 capsules and 28x28 images: 1,411,344 parameters.
 
+    Parameters
+    ----------
+    num_capsules, capsule_dim : J and D of the masked capsules (10, 16)
+    image_shape : (C, H, W) of the reconstruction ((1, 28, 28))
+    hidden : the two hidden widths ((512, 1024))
+    dtype, generator, initialize : as for :class:`fastconv.nn.Linear`
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from fastconv.nn.capsule import CapsNetDecoder
     >>> dec = CapsNetDecoder(10, 16, (1, 28, 28), generator=0)
@@ -397,6 +425,20 @@ class CapsNet(Module):
     optionally, dL/d(reconstruction). Tracing (accounting, summary) follows the inference
     path: ..., digit_caps, mask, decoder; the model's output shape is v's.
 
+    Parameters
+    ----------
+    in_channels, image_size : the input images (C, (H, W)); (1, (28, 28)) in the paper
+    num_classes : output capsules (10)
+    routing_iterations : routing passes of DigitCaps (3)
+    decoder : build the reconstruction decoder (True)
+    conv_channels, kernel_size : Conv1's (256, 9)
+    primary_capsules, primary_dim, primary_stride : PrimaryCaps' (32, 8, 2)
+    digit_dim : components of the class capsules (16)
+    decoder_hidden : the decoder's hidden widths ((512, 1024))
+    dtype, generator, initialize : as for every layer
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from fastconv.nn.capsule import CapsNet
     >>> net = CapsNet(1, (28, 28), conv_channels=16, primary_capsules=4, generator=0)
