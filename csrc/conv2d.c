@@ -143,9 +143,11 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
 
 #else /* ------------------------------------------------------------ typed section */
 
-/* v1_direct: the definition, written as loops. Every output sums C/G*KH*KW products, skipping
- * taps that fall in the padding. Slow: each weight and input is reloaded for every output
- * and nothing is vectorised across outputs. */
+/* v1_direct: the definition, written as loops. Every output sums C/G*KH*KW products; a tap
+ * in the padding reads zero and is multiplied like any other, so that a NaN or Inf weight
+ * gives NaN there (0 x Inf = NaN), as im2col's zeros do in the GEMM variants
+ * (docs/nonfinite.md). Slow: each weight and input is reloaded for every output and nothing
+ * is vectorised across outputs. */
 static void FN(conv2d_v1_direct)(const T *x, const T *w, const T *b, T *y,
                                  const fc_conv_shape *s) {
     const int64_t Cg = s->C / s->G, M = s->OC / s->G;
@@ -161,12 +163,13 @@ static void FN(conv2d_v1_direct)(const T *x, const T *w, const T *b, T *y,
                     for (int64_t c = 0; c < Cg; c++)
                         for (int64_t kh = 0; kh < s->KH; kh++) {
                             int64_t ih = i * s->sh - s->ph + kh * s->dh;
-                            if (ih < 0 || ih >= s->H) continue;
+                            const int row_in = ih >= 0 && ih < s->H;
                             for (int64_t kw = 0; kw < s->KW; kw++) {
                                 int64_t iw = j * s->sw - s->pw + kw * s->dw;
-                                if (iw < 0 || iw >= s->W) continue;
-                                acc += wo[(c * s->KH + kh) * s->KW + kw] *
-                                       xg[(c * s->H + ih) * s->W + iw];
+                                T v = row_in && iw >= 0 && iw < s->W
+                                          ? xg[(c * s->H + ih) * s->W + iw]
+                                          : (T)0;
+                                acc += wo[(c * s->KH + kh) * s->KW + kw] * v;
                             }
                         }
                     yo[i * s->OW + j] = acc;

@@ -12,7 +12,8 @@ the output arrays they are given.
 
 Contract for every kernel
 -------------------------
-- Arrays are C-contiguous, all of one dtype, float32 or float64 (``idx`` arrays are int64).
+- Arrays are C-contiguous, aligned, all of one dtype, float32 or float64 (``idx`` arrays
+  are int64): the public functions copy strided, unaligned or read-only views as needed.
   Output arrays arrive uninitialised (the tests fill them with NaN first): a kernel must
   write every element of every output it is given.
 - Integer parameters are Python ints, already validated and normalised to 2-D pairs;

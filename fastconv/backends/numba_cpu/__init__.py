@@ -133,10 +133,11 @@ def _bias(b, dtype):
 
 
 def prepare(a, dtype):
-    """An input as the kernels take it: C-contiguous, ``dtype`` and writeable (Numba types a
-    read-only array differently, so one would compile every kernel a second time)."""
+    """An input as the kernels take it: C-contiguous, ``dtype``, writeable and aligned (Numba
+    types a read-only or an unaligned array differently, so one would compile every kernel a
+    second time)."""
     arr = np.ascontiguousarray(a, dtype=dtype)
-    return arr if arr.flags.writeable else arr.copy()
+    return arr if arr.flags.writeable and arr.flags.aligned else arr.copy()
 
 
 # --------------------------------------------------------------------------- convolutions
