@@ -132,9 +132,11 @@ __all__ = [
     "max_pool1d",
     "max_pool2d",
     "models",
+    "ndimage",
     "nn",
     "receptive_field",
     "separable_conv2d",
     "set_num_threads",
+    "signal",
     "summary",
 ]
