@@ -11,7 +11,10 @@ Environment variables read at build time:
   ``FC_ASSERT`` (the kernels' written preconditions: positive shapes, strides >= 1, chunk and
   index ranges, workspace sizes) into a check that aborts with the violated condition.
   Rebuild without it afterwards: the checks cost time.
-- ``FASTCONV_NO_OPENMP=1``: build without OpenMP (the kernels then run on one thread).
+- ``FASTCONV_NO_OPENMP=1``: build without OpenMP. Only capsule.c and probe.c use OpenMP
+  threads (they then run on one thread); the convolution, depthwise and pooling kernels run
+  on fastconv's own thread pool (parallel.c, POSIX threads) either way, so their speed does
+  not depend on which libgomp the process has loaded (torch ships its own).
 - ``FASTCONV_SANITIZE=1``: build with AddressSanitizer and UndefinedBehaviorSanitizer
   (``-fsanitize=address,undefined``, no recovery); the library then needs libasan preloaded
   into Python. ``scripts/sanitize.sh`` does all of it in a copy of the tree.
@@ -32,9 +35,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def _openmp_flags() -> tuple[list[str], list[str]]:
-    if sys.platform == "darwin" or os.environ.get("FASTCONV_NO_OPENMP"):
+    if sys.platform == "darwin":
         return [], []
+    if os.environ.get("FASTCONV_NO_OPENMP"):
+        return ["-fopenmp-simd"], []  # the `omp simd` hints still apply, without libgomp
     return ["-fopenmp"], ["-fopenmp"]
+
+
+def _thread_flags() -> list[str]:
+    """POSIX threads for parallel.c (part of libc on current glibc, a library elsewhere)."""
+    return [] if sys.platform == "win32" else ["-pthread"]
 
 
 def make_builder(absolute: bool = False) -> FFI:
@@ -55,8 +65,9 @@ def make_builder(absolute: bool = False) -> FFI:
         depends=sorted(rel(p) for p in HERE.glob("*.h")),
         include_dirs=[rel(HERE)],
         define_macros=debug,
-        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c, *san],
-        extra_link_args=[*omp_l, *san],
+        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", *omp_c, *san,
+                            *_thread_flags()],
+        extra_link_args=[*omp_l, *san, *_thread_flags()],
     )
     return builder
 

@@ -9,6 +9,9 @@
  *                                        time by fc_dwpool_isa (depthwise and pooling)
  *   fc_win                               the interior-window geometry of depthwise_conv2d.c
  *                                        and pool2d.c
+ *   fc_parallel_for, fc_team_for,        the thread pool of parallel.c (every multi-threaded
+ *   fc_chunk_for, fc_cost_mem,           loop of the conv, depthwise and pooling kernels) and
+ *   fc_cost_macs                         the work estimates that size its teams and chunks
  *
  * Instantiation: a file whose kernels exist for both dtypes is written once, its typed part
  * below `#else` of an `#ifndef FC_TYPED` section; the untyped part ends with
@@ -92,6 +95,28 @@ static inline void fc_assert_fail(const char *cond, const char *file, int line,
  * `bits` (enum fc_cpu_feature). fc_cpu_features probes once and then returns the saved
  * mask, so this is cheap enough for every call of a kernel. */
 static inline int fc_cpu_has(int bits) { return (fc_cpu_features() & bits) == bits; }
+
+/* ------------------------------------------------------------------ threads */
+
+/* fn(ctx, lo, hi, slot): the loop body over indices [lo, hi), run by the thread in `slot`
+ * (0 = the caller, 1 .. team-1 = workers; a slot runs on one thread at a time, so per-slot
+ * scratch needs no lock). Slots are below FC_POOL_SLOTS, the largest team. */
+#define FC_POOL_SLOTS 65
+typedef void (*fc_range_fn)(void *ctx, int64_t lo, int64_t hi, int slot);
+/* Run fn over [0, n) in chunks of `chunk` indices on at most `team` threads, the caller
+ * included; returns when every chunk is done, with the number of threads that ran one. */
+int fc_parallel_for(int64_t n, int64_t chunk, int team, fc_range_fn fn, void *ctx);
+/* Threads worth using for `cost_ns` of work (at most `threads`): the grain size. */
+int fc_team_for(int64_t cost_ns, int threads);
+/* Indices per chunk for n indices of `cost_ns` work in all, run by `team` threads. */
+int64_t fc_chunk_for(int64_t n, int64_t cost_ns, int team);
+
+/* One core's time, in ns, for work that moves `bytes` through the caches and does `ops`
+ * vector-friendly element operations (window taps, adds), or `macs` GEMM multiply-adds:
+ * rough rates from the 1-thread timings in bench/RESULTS.md (about 8 bytes, 16 taps and 50
+ * float32 multiply-adds per ns); they only decide threads and chunk sizes. */
+static inline int64_t fc_cost_mem(int64_t bytes, int64_t ops) { return bytes / 8 + ops / 16; }
+static inline int64_t fc_cost_macs(int64_t macs) { return macs / 50; }
 
 /* ------------------------------------------------------------------ multiversioning */
 

@@ -10,7 +10,8 @@
  *   v2_im2col   im2col + naive GEMM per image and group
  *   v3_blocked  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
  *   v4_simd     v3 with the CPU's vector micro-kernel (AVX-512 / AVX2+FMA / portable)
- *   v5_threads  v4 run by OpenMP threads over (image, group, output-channel block, pixel block)
+ *   v5_threads  v4 run by the thread pool (parallel.c) over (image, group, output-channel
+ *               block, pixel block)
  *   best (0)    v5 with im2col writing straight into the GEMM's packed-B layout (one copy
  *               of the input instead of two) and the weights packed once per chunk; a 1x1
  *               stride-1 unpadded conv multiplies x itself (no im2col at all)
@@ -20,9 +21,10 @@
  * `work_bytes` bounds the memory a call allocates (im2col chunks and packed panels, all
  * threads together): the column matrix is built one chunk of rows x output pixels at a time
  * so that it fits, whatever the input. `kernel` picks the GEMM micro-kernel of v4 / v5 / best
- * (FC_GEMM_AUTO = the best the CPU runs); `nthreads` is v5's / best's thread count.
+ * (FC_GEMM_AUTO = the best the CPU runs); `nthreads` is the most threads v5 / best use
+ * (fewer when the call is too small to share, fc_team_for).
  *
- * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ * Build: `python csrc/build_ffi.py`.
  * Test: `pytest tests/test_c_conv.py`; time: `pytest bench/bench_conv2d.py --benchmark-enable`.
  */
 #ifndef FC_TYPED
@@ -233,40 +235,70 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
         }
 }
 
+/* The arguments of the two pool loops of conv2d_gemm (weight slivers, tasks). */
+typedef struct {
+    const T *x, *w, *b;
+    T *y;
+    const fc_conv_shape *s;
+    const conv_plan *pl;
+    int kernel, mode;
+    T *Aall;     /* the weights packed once per call, or NULL */
+    T **works;   /* one workspace per pool slot, made by the slot's thread on first use */
+    _Atomic int failed;
+} FN(conv_args);
+
+/* Pack slivers [q0, q1) of every group's weights (mr output channels each) into Aall. */
+static void FN(conv_pack_slivers)(void *ctx, int64_t q0, int64_t q1, int slot) {
+    const FN(conv_args) *a = ctx;
+    const conv_plan *pl = a->pl;
+    const int64_t mr = fc_gemm_mr(a->kernel, IS_F64), nsl = round_up(pl->M, mr) / mr;
+    (void)slot;
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t g = q / nsl, i0 = q % nsl * mr;
+        FN(fc_pack_a)(a->kernel, min64(mr, pl->M - i0), pl->K, a->w + (g * pl->M + i0) * pl->K,
+                      pl->K, 1, a->Aall + (g * nsl * mr + i0) * pl->K);
+    }
+}
+
+static void FN(conv_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
+    FN(conv_args) *a = ctx;
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(a->pl->work_elems + 1) * sizeof(T)))) {
+        a->failed = 1; /* y stays incomplete; the caller reports it */
+        return;
+    }
+    for (int64_t task = t0; task < t1; task++)
+        FN(conv2d_task)(a->x, a->w, a->b, a->y, a->s, a->pl, a->kernel, a->mode, task, a->Aall,
+                        a->works[slot]);
+}
+
 /* The GEMM variants share this driver and differ in the GEMM kernel (v2: naive, v3: portable
- * blocked, v4: vector blocked), the thread count (v5) and the mode (best). Each thread
- * allocates its workspace once and takes tasks dynamically. */
+ * blocked, v4: vector blocked), the thread count (v5) and the mode (best). Threads: at most
+ * `nthreads`, fewer when the call is too small to share (fc_team_for); each allocates its
+ * workspace on its first task and takes tasks one at a time from the pool (parallel.c). */
 static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                            int kernel, int nthreads, int64_t work_bytes, int mode) {
+    const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;
+    const int team = fc_team_for(fc_cost_macs(macs), nthreads);
     conv_plan pl;
-    plan_conv(s, kernel, IS_F64, nthreads, work_bytes, mode, &pl);
+    plan_conv(s, kernel, IS_F64, team, work_bytes, mode, &pl);
     const int64_t mr = fc_gemm_mr(kernel, IS_F64), Mr = round_up(pl.M, mr);
     T *abuf = pl.a_elems ? malloc((size_t)pl.a_elems * sizeof(T)) : NULL;
-    T *Aall = abuf ? (T *)(((uintptr_t)abuf + 63) & ~(uintptr_t)63) : NULL;
     if (pl.a_elems && !abuf) return 1;
-    int failed = 0;
-#pragma omp parallel num_threads(pl.nthreads) if (pl.nthreads > 1)
-    {
-        if (Aall) { /* pack every group's weights, one sliver of mr output channels each */
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < s->G * (Mr / mr); q++) {
-                int64_t g = q / (Mr / mr), i0 = q % (Mr / mr) * mr;
-                FN(fc_pack_a)(kernel, min64(mr, pl.M - i0), pl.K, w + (g * pl.M + i0) * pl.K,
-                              pl.K, 1, Aall + (g * Mr + i0) * pl.K);
-            }
-        }
-        T *work = malloc((size_t)(pl.work_elems + 1) * sizeof(T));
-        if (!work) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < pl.ntasks; task++)
-            if (work) FN(conv2d_task)(x, w, b, y, s, &pl, kernel, mode, task, Aall, work);
-        free(work);
+    T *works[FC_POOL_SLOTS] = {0};
+    FN(conv_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .pl = &pl, .kernel = kernel,
+                       .mode = mode, .works = works, .failed = 0};
+    if (abuf) { /* pack every group's weights, one sliver of mr output channels each */
+        a.Aall = (T *)(((uintptr_t)abuf + 63) & ~(uintptr_t)63);
+        const int64_t nsl = s->G * (Mr / mr);
+        const int64_t cost = fc_cost_mem(2 * s->G * Mr * pl.K * (int64_t)sizeof(T), 0);
+        const int pteam = fc_team_for(cost, pl.nthreads);
+        fc_parallel_for(nsl, fc_chunk_for(nsl, cost, pteam), pteam, FN(conv_pack_slivers), &a);
     }
+    fc_parallel_for(pl.ntasks, 1, pl.nthreads, FN(conv_tasks), &a);
+    for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
     free(abuf);
-    return failed;
+    return a.failed;
 }
 
 int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s, int variant,
@@ -300,9 +332,9 @@ int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape 
          * hide the FMA latency, and a tile large enough that loads stay below the FMA rate. */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, MODE_COL);
     case FC_CONV_V5_THREADS:
-        /* v5_threads: what changed from v4: OpenMP threads take independent tasks (image,
-         * group, block of output channels, block of pixels), each with its own workspace,
-         * with enough tasks that every thread gets the same share. Why faster: all cores. */
+        /* v5_threads: what changed from v4: threads take independent tasks (image, group,
+         * block of output channels, block of pixels), each with its own workspace, with
+         * enough tasks that every thread gets the same share. Why faster: all cores. */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL);
     default: {
         /* best: what changed from v5: the weights are packed once per call and shared by

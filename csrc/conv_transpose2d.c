@@ -11,11 +11,11 @@
  *   y_g = col2im(col) + b    the adjoint of conv2d's im2col, with the roles of the image
  *                            (here y, OH x OW) and the pixel grid (here x, H x W) swapped
  * Tasks are (image, group, block of output channels), so no two tasks write the same output;
- * OpenMP threads take them dynamically. Inside a task, col is built one chunk of rows x
- * input pixels at a time, so a call allocates at most `work_bytes` (all threads together),
- * whatever the input. Returns 0, or 1 when a workspace could not be allocated.
+ * the thread pool (parallel.c) hands them out one at a time; small calls run on one thread.
+ * Inside a task, col is built one chunk of rows x input pixels at a time, so a call
+ * allocates at most `work_bytes` (all threads together), whatever the input. Returns 0, or 1 when a workspace could not be allocated.
  *
- * Build: `python csrc/build_ffi.py` (with -fopenmp unless FASTCONV_NO_OPENMP is set).
+ * Build: `python csrc/build_ffi.py`.
  * Test: `pytest tests/test_c_conv.py -k transpose`; time: `pytest bench/bench_conv_transpose2d.py
  * --benchmark-enable`.
  */
@@ -143,6 +143,29 @@ static void FN(convt_task)(const T *x, const T *w, const T *b, T *y, const fc_co
         }
 }
 
+/* The arguments of the task loop, for fc_parallel_for. */
+typedef struct {
+    const T *x, *w, *b;
+    T *y;
+    const fc_conv_shape *s, *adj;
+    const convt_plan *pl;
+    int kernel;
+    T **works; /* one workspace per pool slot, made by the slot's thread on first use */
+    _Atomic int failed;
+} FN(convt_args);
+
+static void FN(convt_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
+    FN(convt_args) *a = ctx;
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(a->pl->work_elems + 1) * sizeof(T)))) {
+        a->failed = 1; /* y stays incomplete; the caller reports it */
+        return;
+    }
+    for (int64_t task = t0; task < t1; task++)
+        FN(convt_task)(a->x, a->w, a->b, a->y, a->s, a->adj, a->pl, a->kernel, task,
+                       a->works[slot]);
+}
+
 int FN(fc_conv_transpose2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                             int kernel, int nthreads, int64_t work_bytes) {
     /* H, W here are x's sizes and OH, OW y's; C = w's rows; G divides C and OC; the rest as
@@ -158,22 +181,15 @@ int FN(fc_conv_transpose2d)(const T *x, const T *w, const T *b, T *y, const fc_c
     adj.W = s->OW;
     adj.OH = s->H;
     adj.OW = s->W;
+    const int64_t macs = s->N * s->C * s->H * s->W * (s->OC / s->G) * s->KH * s->KW;
     convt_plan pl;
-    plan_convt(s, kernel, IS_F64, nthreads, work_bytes, &pl);
-    int failed = 0;
-#pragma omp parallel num_threads(pl.nthreads) if (pl.nthreads > 1)
-    {
-        T *work = malloc((size_t)(pl.work_elems + 1) * sizeof(T));
-        if (!work) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < pl.ntasks; task++)
-            if (work) FN(convt_task)(x, w, b, y, s, &adj, &pl, kernel, task, work);
-        free(work);
-    }
-    return failed;
+    plan_convt(s, kernel, IS_F64, fc_team_for(fc_cost_macs(macs), nthreads), work_bytes, &pl);
+    T *works[FC_POOL_SLOTS] = {0};
+    FN(convt_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .adj = &adj, .pl = &pl,
+                        .kernel = kernel, .works = works, .failed = 0};
+    fc_parallel_for(pl.ntasks, 1, pl.nthreads, FN(convt_tasks), &a);
+    for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
+    return a.failed;
 }
 
 #endif /* FC_TYPED */

@@ -6,8 +6,9 @@
  * Both take the depthwise stage's geometry as an fc_conv_shape with G = C (a depthwise conv
  * is the grouped conv2d with one input channel per group); separable adds the pointwise OC.
  *
- * fc_depthwise_conv2d: OpenMP over the N*OC output planes; in a plane one output row at a
- * time, two ways (dw_rows), or all at once (flat):
+ * fc_depthwise_conv2d: chunks of the N*OC output planes on fastconv's thread pool
+ * (fc_parallel_for, parallel.c; one thread when the call is small); in a plane one output
+ * row at a time, two ways (dw_rows), or all at once (flat):
  *   direct   reads x in place: border columns (a tap outside [0, W)) one by one with bounds
  *            checks, interior columns by branch-free loops along the output width that gcc
  *            vectorises. Used for wide strided rows (where the padded copy costs more than
@@ -25,9 +26,9 @@
  * Each plane function is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at run
  * time (FC_MULTIVERSION and fc_dwpool_isa, common.h / runtime.c); other CPUs get portable C.
  *
- * fc_separable_conv2d: OpenMP over tiles (image n, a few output rows). A tile's depthwise
- * output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels, sized to
- * stay in L2), then a register-blocked 1x1 kernel (NO output channels x NV vectors of
+ * fc_separable_conv2d: the pool's threads over tiles (image n, a few output rows). A tile's
+ * depthwise output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels,
+ * sized to stay in L2), then a register-blocked 1x1 kernel (NO output channels x NV vectors of
  * pixels held in registers, one FMA per weight and vector) writes the tile of y.
  *
  * The file instantiates itself twice (float, double, see common.h): the typed part below
@@ -435,6 +436,50 @@ FC_MULTIVERSION(FN(dw_rows),
                  const fc_win *g, int64_t oh0, int64_t oh1, T *restrict buf),
                 (x, w, bias, y, g, oh0, oh1, buf))
 
+/* The arguments of the depthwise plane loops, for fc_parallel_for. */
+typedef struct {
+    const T *x, *w, *b;
+    T *y;
+    const fc_conv_shape *s;
+    const fc_win *g;
+    const void *flat;  /* the flat path's fc_dws (float32, AVX-512) */
+    int64_t buf_elems; /* the padded path's buffer per thread (0: rows read in place) */
+    T **bufs;          /* one per pool slot, made by the slot's thread on first use */
+} FN(fc_dw_args);
+
+#if defined(__x86_64__)
+static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_dw_args) *a = ctx;
+    const fc_conv_shape *s = a->s;
+    const int64_t OC = s->OC, m = OC / s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+    const float *xf = (const float *)(const void *)a->x, *wf = (const float *)(const void *)a->w;
+    const float *bf = (const float *)(const void *)a->b;
+    float *yf = (float *)(void *)a->y;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t n = p / OC, o = p % OC;
+        fc_dws_plane_f32_avx512(xf + (n * s->C + o / m) * in_sz, wf + o * s->KH * s->KW,
+                                bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
+    }
+}
+#endif
+
+static void FN(dw_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_dw_args) *a = ctx;
+    const fc_conv_shape *s = a->s;
+    const int64_t OC = s->OC, m = OC / s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+    /* the padded path's buffer; without it (too big, no memory) rows are read in place */
+    if (a->buf_elems && !a->bufs[slot])
+        a->bufs[slot] = malloc((size_t)a->buf_elems * sizeof(T));
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t n = p / OC, o = p % OC;
+        FN(dw_rows)(a->x + (n * s->C + o / m) * in_sz, a->w + o * s->KH * s->KW,
+                   a->b ? a->b[o] : (T)0, a->y + p * out_sz, a->g, 0, s->OH, a->bufs[slot]);
+    }
+}
+
 /* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
  * y is (N, OC, OH, OW); output channel o reads input channel o / m. s->G = C; sizes >= 1
  * (N >= 0), strides and dilations >= 1, padding >= 0. */
@@ -443,42 +488,29 @@ void FN(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_
     FC_ASSERT_CONV_SHAPE(s);
     FC_ASSERT(s->G == s->C && s->OC >= 1 && s->OH >= 1 && s->OW >= 1);
     const fc_win g = dw_win(s);
-    const int64_t N = s->N, C = s->C, OC = s->OC, KH = s->KH, KW = s->KW, OH = s->OH;
-    const int64_t m = OC / C, planes = N * OC, in_sz = s->H * s->W, out_sz = OH * s->OW;
+    const int64_t planes = s->N * s->OC, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
+    const int64_t cost = fc_cost_mem(planes * (in_sz + out_sz) * (int64_t)sizeof(T),
+                                     planes * out_sz * s->KH * s->KW);
+    const int team = fc_team_for(cost, fc_threads());
+    const int64_t chunk = fc_chunk_for(planes, cost, team);
+    FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g};
 #if defined(__x86_64__)
     if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
         fc_dws flat;
         if (fc_dws_make(&flat, &g)) {
-            const float *xf = (const float *)(const void *)x, *wf = (const float *)(const void *)w;
-            const float *bf = (const float *)(const void *)b;
-            float *yf = (float *)(void *)y;
-            /* about 3 cycles per block and tap: two threads once a call is ~25k cycles */
-            const int spar = planes > 1 && planes * flat.nblk * flat.taps > 8192;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (spar)
-            for (int64_t p = 0; p < planes; p++) {
-                const int64_t n = p / OC, o = p % OC;
-                fc_dws_plane_f32_avx512(xf + (n * C + o / m) * in_sz, wf + o * KH * KW,
-                                        bf ? bf[o] : 0.0f, yf + p * out_sz, &flat);
-            }
+            a.flat = &flat;
+            fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a);
             fc_dws_free(&flat);
             return;
         }
     }
 #endif
-    const int64_t elems = fc_dw_buf_elems(&g, OH, (int64_t)sizeof(T)); /* rows 0 .. OH */
-    const int par = planes > 1 && planes * (in_sz + out_sz * KH * KW) > 32768;
-#pragma omp parallel num_threads(fc_threads()) if (par)
-    {
-        /* the padded path's buffer; without it (too big, no memory) rows are read in place */
-        T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t p = 0; p < planes; p++) {
-            const int64_t n = p / OC, o = p % OC;
-            FN(dw_rows)(x + (n * C + o / m) * in_sz, w + o * KH * KW, b ? b[o] : (T)0,
-                       y + p * out_sz, &g, 0, OH, buf);
-        }
-        free(buf);
-    }
+    T *bufs[FC_POOL_SLOTS] = {0};
+    a.buf_elems = fc_dw_buf_elems(&g, s->OH, (int64_t)sizeof(T)); /* rows 0 .. OH */
+    a.bufs = bufs;
+    fc_parallel_for(planes, chunk, team, FN(dw_planes), &a);
+    for (int i = 0; i < FC_POOL_SLOTS; i++)
+        free(bufs[i]);
 }
 
 /* ------------------------------------------------------------------ separable */
@@ -582,6 +614,45 @@ static void FN(pw_tile)(const T *mid, const T *wp, const T *bp, T *y, int64_t ys
 }
 #endif
 
+/* The arguments of the separable tile loop, for fc_parallel_for. */
+typedef struct {
+    const T *x, *wd, *bd, *wp, *bp;
+    T *y;
+    const fc_conv_shape *s;
+    const fc_win *g;
+    int64_t OC, rows, per_img, buf_elems;
+    T **mids, **bufs; /* one per pool slot, made by the slot's thread on first use */
+    _Atomic int failed;
+} FN(fc_sep_args);
+
+static void FN(sep_tiles)(void *ctx, int64_t t0, int64_t t1, int slot)
+{
+    FN(fc_sep_args) *a = ctx;
+    const fc_conv_shape *s = a->s;
+    const int64_t C = s->C, CM = s->OC, KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW;
+    const int64_t m = CM / C, in_sz = s->H * s->W, out_sz = OH * OW, rows = a->rows;
+    if (!a->mids[slot]) {
+        if (!(a->mids[slot] = malloc((size_t)(CM * rows * OW) * sizeof(T)))) {
+            a->failed = 1; /* y stays incomplete; the caller reports it */
+            return;
+        }
+        if (a->buf_elems) /* without it rows are read in place */
+            a->bufs[slot] = malloc((size_t)a->buf_elems * sizeof(T));
+    }
+    T *mid = a->mids[slot], *buf = a->bufs[slot];
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t n = t / a->per_img, oh0 = (t % a->per_img) * rows;
+        const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
+        /* the tile fits mid (CM x rows*OW) and buf (made for `rows` rows) */
+        FC_ASSERT(0 <= oh0 && oh0 < oh1 && oh1 - oh0 <= rows);
+        for (int64_t c = 0; c < CM; c++)
+            FN(dw_rows)(a->x + (n * C + c / m) * in_sz, a->wd + c * KH * KW,
+                       a->bd ? a->bd[c] : (T)0, mid + c * P, a->g, oh0, oh1, buf);
+        FN(pw_tile)(mid, a->wp, a->bp, a->y + n * a->OC * out_sz + oh0 * OW, out_sz, CM, a->OC,
+                    P);
+    }
+}
+
 /* x is (N, C, H, W), wd is (CM, 1, KH, KW) with CM = C*m, bd is (CM,) or NULL,
  * wp is (OC, CM, 1, 1), bp is (OC,) or NULL, y is (N, OC, OH, OW); s is the depthwise
  * stage's shape (its OC is CM, G = C), with the preconditions of fc_depthwise_conv2d; OC >= 1.
@@ -592,9 +663,8 @@ int FN(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, c
     FC_ASSERT_CONV_SHAPE(s);
     FC_ASSERT(s->G == s->C && s->OC >= 1 && s->OH >= 1 && s->OW >= 1 && OC >= 1);
     const fc_win g = dw_win(s);
-    const int64_t N = s->N, C = s->C, CM = s->OC, KH = s->KH, KW = s->KW;
-    const int64_t OH = s->OH, OW = s->OW;
-    const int64_t m = CM / C, in_sz = s->H * s->W, out_sz = OH * OW;
+    const int64_t N = s->N, CM = s->OC, KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW;
+    const int64_t in_sz = s->H * s->W, out_sz = OH * OW;
     /* rows per tile: about 256 pixels, and the CM x P buffer at most ~512 KiB */
     int64_t rows = 256 / OW;
     const int64_t cap = (int64_t)(512 * 1024 / sizeof(T)) / (CM * OW);
@@ -602,34 +672,23 @@ int FN(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, c
     if (rows < 1) rows = 1;
     if (rows > OH) rows = OH;
     const int64_t per_img = ceil_div(OH, rows), tiles = N * per_img;
-    const int64_t elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T));
-    const int par = tiles > 1 && N * (CM * in_sz + (CM + OC) * out_sz) > 32768;
-    int failed = 0;
-#pragma omp parallel num_threads(fc_threads()) if (par)
-    {
-        T *mid = malloc((size_t)(CM * rows * OW) * sizeof(T));
-        T *buf = elems ? malloc((size_t)elems * sizeof(T)) : NULL;
-        if (!mid) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < tiles; t++) {
-            if (!mid)
-                continue;
-            const int64_t n = t / per_img, oh0 = (t % per_img) * rows;
-            const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
-            /* the tile fits mid (CM x rows*OW) and buf (made for `rows` rows) */
-            FC_ASSERT(0 <= oh0 && oh0 < oh1 && oh1 - oh0 <= rows);
-            for (int64_t c = 0; c < CM; c++)
-                FN(dw_rows)(x + (n * C + c / m) * in_sz, wd + c * KH * KW, bd ? bd[c] : (T)0,
-                           mid + c * P, &g, oh0, oh1, buf);
-            FN(pw_tile)(mid, wp, bp, y + n * OC * out_sz + oh0 * OW, out_sz, CM, OC, P);
-        }
-        free(buf);
-        free(mid);
+    /* the depthwise stage (memory) plus the pointwise one (CM x OC multiply-adds a pixel) */
+    const int64_t cost =
+        fc_cost_mem(N * (s->C * in_sz + (CM + OC) * out_sz) * (int64_t)sizeof(T),
+                    N * CM * out_sz * KH * KW) +
+        fc_cost_macs(N * out_sz * CM * OC);
+    const int team = fc_team_for(cost, fc_threads());
+    T *mids[FC_POOL_SLOTS] = {0}, *bufs[FC_POOL_SLOTS] = {0};
+    FN(fc_sep_args) a = {.x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .y = y, .s = s,
+                         .g = &g, .OC = OC, .rows = rows, .per_img = per_img,
+                         .buf_elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T)),
+                         .mids = mids, .bufs = bufs, .failed = 0};
+    fc_parallel_for(tiles, 1, team, FN(sep_tiles), &a);
+    for (int i = 0; i < FC_POOL_SLOTS; i++) {
+        free(mids[i]);
+        free(bufs[i]);
     }
-    return failed ? -1 : 0;
+    return a.failed ? -1 : 0;
 }
 
 #endif /* FC_TYPED */

@@ -23,6 +23,12 @@ int fc_openmp_max_threads(void);
 void fc_set_threads(int n);
 int fc_threads(void);
 
+/* ---- parallel.c: the thread pool of the conv, depthwise and pooling kernels ---- */
+int fc_last_team(void);
+int fc_pool_workers(void);
+int64_t fc_pool_straggle_ns(void);
+void fc_pool_set_spin(int64_t worker_ns, int64_t caller_ns);
+
 /* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
 enum fc_gemm_kernel {
     FC_GEMM_NAIVE = -1,

@@ -11,14 +11,15 @@
  * The windowed kernels (max, avg and its backward) take their geometry as an fc_pool_shape;
  * the others take N, C, H, W, OH, OW.
  *
- * Layout of every forward kernel: OpenMP over the N*C planes; inside a plane one output row
- * at a time. The row's columns split into the border (some tap of the window falls outside
- * [0, W): a scalar loop with bounds checks) and the interior (every tap inside: branch-free
- * loops along the output width that gcc vectorises; stride 1 and 2 get their own copies so
- * the loads have a constant stride). The plane functions are compiled three times
- * (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked at run time
- * by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one build runs
- * on any x86-64; other CPUs get portable C.
+ * Layout of every forward kernel: chunks of the N*C planes on fastconv's thread pool
+ * (fc_parallel_for, parallel.c; one thread when the call is small); inside a plane one
+ * output row at a time. The row's columns split into the border (some tap of the window
+ * falls outside [0, W): a scalar loop with bounds checks) and the interior (every tap
+ * inside: branch-free loops along the output width that gcc vectorises; stride 1 and 2 get
+ * their own copies so the loads have a constant stride). The plane functions are compiled
+ * three times (AVX-512, AVX2+FMA, baseline x86-64) with __attribute__((target)) and picked
+ * at run time by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one
+ * build runs on any x86-64; other CPUs get portable C.
  *
  * Two AVX-512 float32 paths replace the generic loops where they apply:
  *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
@@ -28,8 +29,8 @@
  *                   remainders branch on the data)
  *   global average  a 1x1 adaptive output over planes of up to 4096 values: 16 planes per
  *                   step, reduced together by a transpose-and-add tree instead of one
- *                   horizontal reduction per plane; one contiguous range of planes per
- *                   thread. Elsewhere each plane is one vectorised reduction.
+ *                   horizontal reduction per plane; the pool's chunks are whole blocks
+ *                   of 16 planes. Elsewhere each plane is one vectorised reduction.
  *
  * The file instantiates itself twice (float, double, see common.h): the typed part below
  * FC_TYPED is included once per type with T the element type and FN(name) adding the _f32 /
@@ -46,9 +47,6 @@
 
 #include "common.h"
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 /* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
 #pragma GCC optimize("fp-contract=fast")
@@ -73,10 +71,13 @@ static inline int64_t fc_first_valid(int64_t s, int64_t d)
 #define FC_ASSERT_PLANES(N, C, H, W, OH, OW) \
     FC_ASSERT((N) >= 0 && (C) >= 0 && (H) >= 1 && (W) >= 1 && (OH) >= 1 && (OW) >= 1)
 
-/* Run the plane loop on several threads only when there is enough work to pay for it. */
-static inline int fc_par(int64_t planes, int64_t work)
+/* Run body(ctx, p0, p1, slot) over the planes [0, planes) of an op whose whole work is
+ * `cost` ns (fc_cost_mem): on one thread when that is too little to share (fc_team_for),
+ * else on the pool in chunks of about 25 us (parallel.c). */
+static inline void fc_planes_run(fc_range_fn body, void *ctx, int64_t planes, int64_t cost)
 {
-    return planes > 1 && work > 32768;
+    const int team = fc_team_for(cost, fc_threads());
+    fc_parallel_for(planes, fc_chunk_for(planes, cost, team), team, body, ctx);
 }
 
 /* Adaptive bins: [floor(i*In/Out), ceil((i+1)*In/Out)). */
@@ -247,6 +248,26 @@ FC_T512 static void fc_max3x3_row_f32_avx512(float *ym, int64_t *im, const float
 
 /* The max-pool update rule: v replaces the running maximum m when greater or NaN. */
 #define FC_TAKE(v, m) (((v) > (m)) | ((v) != (v))) /* | not ||: no branch */
+
+/* The arguments of a plane loop (one struct for every loop of the file); a loop body
+ * `FN(name_planes)(void *ctx, p0, p1, slot)` runs planes [p0, p1) of it. */
+typedef struct {
+    const T *x;
+    T *y;
+    int64_t *idx;          /* max pooling's indices, or NULL */
+    const int64_t *cidx;   /* max-pool backward's indices */
+    const fc_win *g;       /* windowed kernels */
+    int cip;               /* average pooling: count_include_pad */
+    int64_t divisor;       /* average pooling: divisor_override, 0 = none */
+    int64_t in_sz, out_sz; /* elements per input / output plane */
+    int64_t H, W, OH, OW;  /* kernels without a window */
+} FN(fc_planes);
+
+/* Bytes of the planes of x and y (and int64 indices of y's size if `with_idx`). */
+static inline int64_t FN(plane_bytes)(int64_t planes, int64_t in_sz, int64_t out_sz, int with_idx)
+{
+    return planes * ((in_sz + out_sz) * (int64_t)sizeof(T) + (with_idx ? out_sz * 8 : 0));
+}
 
 /* ------------------------------------------------------------------ max pooling */
 
@@ -458,15 +479,25 @@ FC_MULTIVERSION(FN(max_pool_plane),
                 (const T *restrict x, T *restrict y, int64_t *restrict idx, const fc_win *g),
                 (x, y, idx, g))
 
+static void FN(max_pool_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(max_pool_plane)(a->x + p * a->in_sz, a->y + p * a->out_sz,
+                           a->idx ? a->idx + p * a->out_sz : NULL, a->g);
+}
+
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW); idx holds ih*W + iw. */
 void FN(fc_max_pool2d)(const T *x, T *y, int64_t *idx, const fc_pool_shape *s)
 {
     FC_ASSERT_POOL_SHAPE(s);
     const fc_win g = pool_win(s);
     const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
-    for (int64_t p = 0; p < planes; p++)
-        FN(max_pool_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, &g);
+    FN(fc_planes) a = {.x = x, .y = y, .idx = idx, .g = &g, .in_sz = in_sz, .out_sz = out_sz};
+    fc_planes_run(FN(max_pool_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, idx != NULL),
+                              planes * out_sz * s->KH * s->KW));
 }
 
 /* ------------------------------------------------------------------ average pooling */
@@ -568,6 +599,14 @@ FC_MULTIVERSION(FN(avg_pool_plane),
                 (const T *restrict x, T *restrict y, const fc_win *g, int cip, int64_t divisor),
                 (x, y, g, cip, divisor))
 
+static void FN(avg_pool_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(avg_pool_plane)(a->x + p * a->in_sz, a->y + p * a->out_sz, a->g, a->cip, a->divisor);
+}
+
 /* x is (N, C, H, W), y is (N, C, OH, OW); s->dh = s->dw = 1; divisor 0 = none (see the
  * kernel contract). */
 void FN(fc_avg_pool2d)(const T *x, T *y, const fc_pool_shape *s, int count_include_pad,
@@ -577,9 +616,11 @@ void FN(fc_avg_pool2d)(const T *x, T *y, const fc_pool_shape *s, int count_inclu
     FC_ASSERT(s->dh == 1 && s->dw == 1);
     const fc_win g = pool_win(s);
     const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
-    for (int64_t p = 0; p < planes; p++)
-        FN(avg_pool_plane)(x + p * in_sz, y + p * out_sz, &g, count_include_pad, divisor);
+    FN(fc_planes) a = {.x = x, .y = y, .g = &g, .cip = count_include_pad, .divisor = divisor,
+                       .in_sz = in_sz, .out_sz = out_sz};
+    fc_planes_run(FN(avg_pool_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, 0),
+                              planes * out_sz * s->KH * s->KW));
 }
 
 /* ------------------------------------------------------------------ adaptive pooling */
@@ -639,47 +680,47 @@ FC_INLINE void FC_CAT(FN(global_avg), _body)(const T *restrict x, T *restrict y,
 FC_MULTIVERSION(FN(global_avg), (const T *restrict x, T *restrict y, int64_t planes, int64_t n),
                 (x, y, planes, n))
 
+/* Global average pooling of blocks [b0, b1) of 16 planes (the last may be short). */
+static void FN(global_avg_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    const int64_t planes = a->out_sz, p0 = b0 * 16, p1 = b1 * 16 < planes ? b1 * 16 : planes;
+    (void)slot;
+#if defined(__x86_64__)
+    if (!IS_F64 && a->in_sz <= 4096 && fc_dwpool_isa(-1) == 2) {
+        /* float32 planes of up to 4096 values, 16 at a time */
+        fc_global_avg_f32_avx512((const float *)(const void *)a->x + p0 * a->in_sz,
+                                 (float *)(void *)a->y + p0, p1 - p0, a->in_sz);
+        return;
+    }
+#endif
+    FN(global_avg)(a->x + p0 * a->in_sz, a->y + p0, p1 - p0, a->in_sz);
+}
+
+static void FN(adaptive_avg_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(adaptive_avg_plane)(a->x + p * a->in_sz, a->y + p * a->out_sz, a->H, a->W, a->OH,
+                               a->OW);
+}
+
 /* x is (N, C, H, W), y is (N, C, OH, OW). */
 void FN(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t OH, int64_t OW)
 {
     FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-    if (OH == 1 && OW == 1) { /* global pooling: blocks of planes, one dispatch per block */
-#if defined(__x86_64__)
-        if (!IS_F64 && in_sz <= 4096 && fc_dwpool_isa(-1) == 2) {
-            /* float32 planes of up to 4096 values, 16 at a time: one contiguous range of
-             * planes (a multiple of 16) per thread */
-            const float *xf = (const float *)(const void *)x;
-            float *yf = (float *)(void *)y;
-            const int par = fc_par(planes / 16, planes * in_sz);
-#pragma omp parallel num_threads(fc_threads()) if (par)
-            {
-                int64_t nt = 1, t = 0;
-#if defined(_OPENMP)
-                nt = omp_get_num_threads();
-                t = omp_get_thread_num();
-#endif
-                const int64_t groups = ceil_div(planes, 16);
-                const int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
-                const int64_t p0 = g0 * 16, p1 = g1 * 16 < planes ? g1 * 16 : planes;
-                if (p1 > p0)
-                    fc_global_avg_f32_avx512(xf + p0 * in_sz, yf + p0, p1 - p0, in_sz);
-            }
-            return;
-        }
-#endif
-        const int64_t blk = 64, nblk = ceil_div(planes, blk);
-#pragma omp parallel for schedule(dynamic, 4) num_threads(fc_threads()) if (fc_par(nblk, planes * in_sz))
-        for (int64_t b = 0; b < nblk; b++) {
-            const int64_t p0 = b * blk, np = planes - p0 < blk ? planes - p0 : blk;
-            FN(global_avg)(x + p0 * in_sz, y + p0, np, in_sz);
-        }
+    const int64_t cost = fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, 0), planes * in_sz);
+    if (OH == 1 && OW == 1) { /* global pooling: blocks of 16 planes, one dispatch per block */
+        FN(fc_planes) a = {.x = x, .y = y, .in_sz = in_sz, .out_sz = planes};
+        fc_planes_run(FN(global_avg_blocks), &a, ceil_div(planes, 16), cost);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
-    for (int64_t p = 0; p < planes; p++)
-        FN(adaptive_avg_plane)(x + p * in_sz, y + p * out_sz, H, W, OH, OW);
+    FN(fc_planes) a = {.x = x, .y = y, .in_sz = in_sz, .out_sz = out_sz,
+                       .H = H, .W = W, .OH = OH, .OW = OW};
+    fc_planes_run(FN(adaptive_avg_planes), &a, planes, cost);
 }
 
 /* x is (H, W), y and idx (or NULL) are (OH, OW); the rules of max_point. */
@@ -709,32 +750,41 @@ static void FN(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *
     }
 }
 
+static void FN(adaptive_max_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(adaptive_max_plane)(a->x + p * a->in_sz, a->y + p * a->out_sz,
+                               a->idx ? a->idx + p * a->out_sz : NULL, a->H, a->W, a->OH, a->OW);
+}
+
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
 void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t OH, int64_t OW)
 {
     FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
-    for (int64_t p = 0; p < planes; p++)
-        FN(adaptive_max_plane)(x + p * in_sz, y + p * out_sz, idx ? idx + p * out_sz : NULL, H,
-                              W, OH, OW);
+    FN(fc_planes) a = {.x = x, .y = y, .idx = idx, .in_sz = in_sz, .out_sz = out_sz,
+                       .H = H, .W = W, .OH = OH, .OW = OW};
+    fc_planes_run(FN(adaptive_max_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, idx != NULL),
+                              planes * in_sz));
 }
 
 /* ------------------------------------------------------------------ backward */
 
 /* gy and idx are (N, C, OH, OW), gx is (N, C, H, W). An index outside [0, H*W) (a window
  * with no tap inside the input) is skipped. */
-void FN(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N, int64_t C,
-                               int64_t H, int64_t W, int64_t OH, int64_t OW)
+static void FN(max_back_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
-    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
-    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
-    for (int64_t p = 0; p < planes; p++) {
-        T *g = gx + p * in_sz;
-        const T *gp = gy + p * out_sz;
-        const int64_t *ip = idx + p * out_sz;
+    const FN(fc_planes) *a = ctx;
+    const int64_t in_sz = a->in_sz, out_sz = a->out_sz;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++) {
+        T *g = a->y + p * in_sz;
+        const T *gp = a->x + p * out_sz;
+        const int64_t *ip = a->cidx + p * out_sz;
         memset(g, 0, (size_t)in_sz * sizeof(T));
         for (int64_t k = 0; k < out_sz; k++) {
             const int64_t i = ip[k];
@@ -742,6 +792,17 @@ void FN(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t 
                 g[i] += gp[k];
         }
     }
+}
+
+void FN(fc_max_pool2d_backward)(const T *gy, const int64_t *idx, T *gx, int64_t N, int64_t C,
+                               int64_t H, int64_t W, int64_t OH, int64_t OW)
+{
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+    /* x = gy, y = gx: planes of out_sz values in, in_sz out */
+    FN(fc_planes) a = {.x = gy, .y = gx, .cidx = idx, .in_sz = in_sz, .out_sz = out_sz};
+    fc_planes_run(FN(max_back_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, 1), planes * out_sz));
 }
 
 /* gy is (OH, OW), gx is (H, W): every gy element spread over its clipped window. */
@@ -768,6 +829,14 @@ FC_MULTIVERSION(FN(avg_back_plane),
                 (const T *restrict gy, T *restrict gx, const fc_win *g, int cip, int64_t divisor),
                 (gy, gx, g, cip, divisor))
 
+static void FN(avg_back_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(avg_back_plane)(a->x + p * a->out_sz, a->y + p * a->in_sz, a->g, a->cip, a->divisor);
+}
+
 /* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_avg_pool2d (same shape). */
 void FN(fc_avg_pool2d_backward)(const T *gy, T *gx, const fc_pool_shape *s,
                                int count_include_pad, int64_t divisor)
@@ -776,21 +845,23 @@ void FN(fc_avg_pool2d_backward)(const T *gy, T *gx, const fc_pool_shape *s,
     FC_ASSERT(s->dh == 1 && s->dw == 1);
     const fc_win g = pool_win(s);
     const int64_t planes = s->N * s->C, in_sz = s->H * s->W, out_sz = s->OH * s->OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz * s->KH * s->KW)))
-    for (int64_t p = 0; p < planes; p++)
-        FN(avg_back_plane)(gy + p * out_sz, gx + p * in_sz, &g, count_include_pad, divisor);
+    /* x = gy, y = gx */
+    FN(fc_planes) a = {.x = gy, .y = gx, .g = &g, .cip = count_include_pad, .divisor = divisor,
+                       .in_sz = in_sz, .out_sz = out_sz};
+    fc_planes_run(FN(avg_back_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, 0),
+                              planes * out_sz * s->KH * s->KW));
 }
 
-/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_adaptive_avg_pool2d. */
-void FN(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H,
-                                        int64_t W, int64_t OH, int64_t OW)
+static void FN(adaptive_avg_back_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
-    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
-    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
-#pragma omp parallel for schedule(static) num_threads(fc_threads()) if (fc_par(planes, planes * (in_sz + out_sz)))
-    for (int64_t p = 0; p < planes; p++) {
-        T *g = gx + p * in_sz;
-        const T *gp = gy + p * out_sz;
+    const FN(fc_planes) *a = ctx;
+    const int64_t in_sz = a->in_sz, out_sz = a->out_sz, H = a->H, W = a->W, OH = a->OH,
+                  OW = a->OW;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++) {
+        T *g = a->y + p * in_sz;
+        const T *gp = a->x + p * out_sz;
         memset(g, 0, (size_t)in_sz * sizeof(T));
         for (int64_t i = 0; i < OH; i++) {
             const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
@@ -803,6 +874,19 @@ void FN(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t 
             }
         }
     }
+}
+
+/* gy is (N, C, OH, OW), gx is (N, C, H, W): the adjoint of fc_adaptive_avg_pool2d. */
+void FN(fc_adaptive_avg_pool2d_backward)(const T *gy, T *gx, int64_t N, int64_t C, int64_t H,
+                                        int64_t W, int64_t OH, int64_t OW)
+{
+    FC_ASSERT_PLANES(N, C, H, W, OH, OW);
+    const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+    /* x = gy, y = gx */
+    FN(fc_planes) a = {.x = gy, .y = gx, .in_sz = in_sz, .out_sz = out_sz,
+                       .H = H, .W = W, .OH = OH, .OW = OW};
+    fc_planes_run(FN(adaptive_avg_back_planes), &a, planes,
+                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, 0), planes * in_sz));
 }
 
 #undef FC_TAKE

@@ -7,13 +7,15 @@
  *   fc_dwpool_isa          the instruction-set level of depthwise_conv2d.c and pool2d.c
  *                          (0 portable, 1 AVX2+FMA, 2 AVX-512), optionally capped by tests
  *   fc_openmp_max_threads  threads an OpenMP region would get by default (1 without OpenMP)
- *   fc_set_threads         the process-wide thread count of the pooling and depthwise kernels
+ *   fc_set_threads         the process-wide thread count of the pooling, depthwise and
+ *                          capsule kernels
  *   fc_threads             that count (0 set = OpenMP's default)
  *
  * The convolution kernels take the thread count, the workspace bound and the micro-kernel as
- * arguments of every call; the pooling and depthwise kernels read the one process-wide thread
- * count (an atomic, set by fastconv.set_num_threads). Any number of Python threads may call
- * in at once.
+ * arguments of every call; the pooling, depthwise and capsule kernels read the one
+ * process-wide thread count (an atomic, set by fastconv.set_num_threads). Either way the count
+ * is an upper bound: the thread pool (parallel.c) uses fewer threads for small calls. Any
+ * number of Python threads may call in at once.
  *
  * Build: `pip install -e .` (or `python csrc/build_ffi.py` for an in-place rebuild) compiles
  * every C file of csrc/ into fastconv._fastconv_c. Test: `pytest tests/test_c_conv.py
@@ -26,7 +28,7 @@
 
 #include "common.h"
 
-int fc_abi_version(void) { return 2; }
+int fc_abi_version(void) { return 3; }
 
 static int fc_probe_features(void) {
     int f = 0;

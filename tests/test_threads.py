@@ -92,3 +92,129 @@ def test_environment_thread_count_is_used_and_capped(monkeypatch, restore_thread
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "999999")
     with pytest.warns(UserWarning, match="more than the"):
         assert fc.get_num_threads() == _registry.max_threads()
+
+
+# --------------------------------------------------------------------------- the C engine's pool
+
+
+@pytest.fixture
+def c_lib():
+    if fc.available_backends()["c"] != "available":
+        pytest.skip("the C engine is not built")
+    from fastconv.backends import c
+
+    return c.lib
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_tiny_calls_run_on_one_thread(c_lib, threads, restore_threads):
+    # Calls far below the grain size (parallel.c) never wake a worker, whatever the setting.
+    fc.set_num_threads(min(threads, _registry.max_threads()))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    calls = [
+        lambda: fc.conv2d(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32), backend="c"),
+        lambda: fc.conv_transpose2d(x, rng.standard_normal((3, 2, 2, 2)).astype(np.float32),
+                                    stride=2, backend="c"),
+        lambda: fc.depthwise_conv2d(x, rng.standard_normal((3, 1, 3, 3)).astype(np.float32),
+                                    padding=1, backend="c"),
+        lambda: fc.max_pool2d(x, 2, backend="c"),
+        lambda: fc.avg_pool2d(x, 3, 1, 1, backend="c"),
+        lambda: fc.adaptive_avg_pool2d(x, 1, backend="c"),
+        lambda: fc.adaptive_max_pool2d(x, 3, backend="c"),
+    ]
+    for call in calls:
+        call()
+        assert c_lib.fc_last_team() == 1
+
+
+def test_pool_keeps_at_most_threads_minus_one_workers(c_lib, restore_threads):
+    fc.set_num_threads(_registry.max_threads())
+    x = np.random.default_rng(0).standard_normal((4, 64, 64, 64)).astype(np.float32)
+    for _ in range(3):
+        fc.avg_pool2d(x, 3, 1, 1, backend="c")
+        assert 1 <= c_lib.fc_last_team() <= fc.get_num_threads()
+    assert c_lib.fc_pool_workers() <= max(0, _registry.max_threads() - 1)
+    assert c_lib.fc_pool_straggle_ns() >= 0
+
+
+def _c_outputs(seed):
+    """Every multi-threaded C kernel on inputs large enough to be shared (float32 and 64)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dt in (np.float32, np.float64):
+        def r(*shape):
+            return rng.standard_normal(shape).astype(dt)
+
+        x, xg = r(2, 64, 40, 40), r(8, 512, 7, 7)
+        out += [
+            fc.conv2d(x, r(96, 64, 3, 3), padding=1, backend="c"),
+            fc.conv2d(x, r(64, 16, 3, 3), padding=2, dilation=2, groups=4, backend="c"),
+            fc.conv2d(x, r(128, 64, 1, 1), backend="c"),
+            fc.conv_transpose2d(x, r(64, 32, 4, 4), stride=2, padding=1, backend="c"),
+            fc.depthwise_conv2d(x, r(64, 1, 3, 3), padding=1, backend="c"),
+            fc.depthwise_conv2d(x, r(128, 1, 5, 5), stride=2, padding=2, backend="c"),
+            fc.separable_conv2d(x, r(64, 1, 3, 3), r(48, 64, 1, 1), padding=1, backend="c"),
+            *fc.max_pool2d(x, 3, 2, 1, return_indices=True, backend="c"),
+            fc.avg_pool2d(x, 3, 1, 1, backend="c"),
+            fc.adaptive_avg_pool2d(xg, 1, backend="c"),
+            fc.adaptive_avg_pool2d(x, 5, backend="c"),
+            *fc.adaptive_max_pool2d(x, 5, return_indices=True, backend="c"),
+            fc.grad.max_pool2d_input(x, r(2, 64, 20, 20), 3, 2, 1, backend="c"),
+            fc.grad.avg_pool2d_input(x.shape, r(2, 64, 40, 40), 3, 1, 1, backend="c"),
+        ]
+    return out
+
+
+def test_c_results_bit_identical_across_thread_counts(c_lib, restore_threads):
+    # Threads only split the output between them: every output element is computed by the
+    # same code in the same order, so the results are the same bits (several tries, since
+    # whether a worker joins a call depends on the scheduler).
+    fc.set_num_threads(1)
+    ref = _c_outputs(7)
+    fc.set_num_threads(_registry.max_threads())
+    for _ in range(3):
+        for a, b in zip(ref, _c_outputs(7)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_c_pool_serves_concurrent_callers(c_lib, restore_threads):
+    # One call owns the pool at a time; a call made meanwhile from another Python thread
+    # runs on its own thread, with the same result.
+    from concurrent.futures import ThreadPoolExecutor
+
+    fc.set_num_threads(_registry.max_threads())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 32, 48, 48)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    want = fc.conv2d(x, w, padding=1, backend="c"), fc.avg_pool2d(x, 3, 1, 1, backend="c")
+    with ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(lambda: (fc.conv2d(x, w, padding=1, backend="c"),
+                                   fc.avg_pool2d(x, 3, 1, 1, backend="c"))) for _ in range(16)]
+        for f in futs:
+            got = f.result(timeout=120)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def _forked_child_ok(q):
+    x = np.random.default_rng(4).standard_normal((4, 64, 40, 40))
+    q.put(float(fc.avg_pool2d(x, 3, 1, 1, backend="c").sum()))
+
+
+def test_c_pool_works_after_fork(c_lib, restore_threads):
+    # The child of fork() has none of the parent's workers: its pool starts empty.
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    fc.set_num_threads(_registry.max_threads())
+    x = np.random.default_rng(4).standard_normal((4, 64, 40, 40))
+    want = float(fc.avg_pool2d(x, 3, 1, 1, backend="c").sum())  # the parent's pool is running
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_forked_child_ok, args=(q,))
+    p.start()
+    p.join(120)
+    assert p.exitcode == 0
+    assert q.get(timeout=5) == want

@@ -9,20 +9,28 @@ conv2d variants (``variant=``; None = the best):
 - ``"v2_im2col"``   im2col + naive GEMM
 - ``"v3_blocked"``  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
 - ``"v4_simd"``     v3 with the CPU's vector micro-kernel (AVX-512, AVX2+FMA or portable)
-- ``"v5_threads"``  v4 on OpenMP threads
+- ``"v5_threads"``  v4 on the engine's threads
 
 Engine settings: :func:`set_num_threads` (default:
 ``fastconv.backends._registry.get_num_threads()``, which honours ``FASTCONV_NUM_THREADS``),
 :func:`set_workspace_limit` (the most memory one call allocates besides its output, 64 MiB
-by default) and :func:`cpu_info`. The kernels keep no state: every setting travels with each
-call, so any number of Python threads may call at once (cffi releases the GIL during the call).
+by default) and :func:`cpu_info`. Any number of Python threads may call at once (cffi releases
+the GIL during the call).
+
+Threads: the kernels run on the engine's own thread pool (csrc/parallel.c), not OpenMP. The
+thread count is an upper bound: a call uses one thread per ~100 us of estimated work (10 us
+when a worker is still awake from the previous call); while other programs take the cores,
+calls shorter than 4x the time recently lost to them run alone (see parallel.c and
+``bench/contention.py``). One call at a time uses the pool; a call made meanwhile from another
+Python thread runs on its own thread. ``lib.fc_last_team()`` is the number of threads the
+calling thread's last parallel C call used.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -42,8 +50,6 @@ CONV2D_VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_thread
 GEMM_KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
 #: Default bound on the extra memory of one call (im2col chunks and packed panels).
 DEFAULT_WORKSPACE_LIMIT = 64 * 2**20
-#: Convolutions of fewer multiply-adds than this run on one thread (about 20 us of work).
-SMALL_WORK_MACS = 1 << 20
 
 # Bits of fc_cpu_features() (enum fc_cpu_feature in csrc/fastconv.h).
 _FEATURE_BITS = ("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq")
@@ -53,7 +59,7 @@ _workspace_limit = DEFAULT_WORKSPACE_LIMIT
 
 
 def set_num_threads(n: int) -> None:
-    """Threads of the C kernels (OpenMP); ``fastconv.set_num_threads`` calls this."""
+    """The most threads a C kernel uses; ``fastconv.set_num_threads`` calls this."""
     from ..._shapes import as_int
 
     global _num_threads
@@ -111,6 +117,7 @@ def cpu_info() -> Dict[str, Any]:
             "float64": (lib.fc_gemm_mr(best, 1), lib.fc_gemm_nr(best, 1)),
         },
         "num_threads": get_num_threads(),
+        "pool_workers": lib.fc_pool_workers(),
         "openmp_max_threads": lib.fc_openmp_max_threads(),
         "workspace_limit": _workspace_limit,
     }
@@ -135,11 +142,6 @@ if AVAILABLE_REASON == "available":
         if rc:
             raise MemoryError(f"{op}: the C engine could not allocate its workspace")
 
-    def _threads_for(macs: int) -> int:
-        """All the engine's threads, or one for calls too small to amortise waking them
-        (on a busy machine a woken thread can wait a scheduler tick for its core)."""
-        return 1 if macs < SMALL_WORK_MACS else get_num_threads()
-
     def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None, *, isa=None):
         # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
         # isa: the GEMM micro-kernel of v4 / v5 / best (None = the best this CPU runs).
@@ -147,8 +149,8 @@ if AVAILABLE_REASON == "available":
         kernel = _kernel_code(isa)
         s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
         fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
-        nt = _threads_for(y.size * w[0].size)
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, nt, _workspace_limit)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(),
+                _workspace_limit)
         _check(rc, "conv2d")
 
     def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):
@@ -156,8 +158,7 @@ if AVAILABLE_REASON == "available":
         kernel = _kernel_code(isa)
         s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, y.shape[1])
         fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
-        nt = _threads_for(x.size * w[0].size)
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, nt, _workspace_limit)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, get_num_threads(), _workspace_limit)
         _check(rc, "conv_transpose2d")
 
     lib.fc_set_threads(get_num_threads())  # honours FASTCONV_NUM_THREADS from the start
