@@ -7,6 +7,7 @@
  *   FC_TYPED, T, FN, IS_F64              the float / double instantiation of a file
  *   FC_MULTIVERSION, FC_T256, FC_T512    one body compiled per instruction set, picked at run
  *                                        time by fc_dwpool_isa (depthwise and pooling)
+ *   fc_epilogue_row_f32 / _f64           the fused epilogue (fc_epilogue) on one run of outputs
  *   fc_win                               the interior-window geometry of depthwise_conv2d.c
  *                                        and pool2d.c
  *   fc_parallel_for, fc_team_for,        the thread pool of parallel.c (every multi-threaded
@@ -146,6 +147,40 @@ static inline int64_t fc_cost_macs(int64_t macs) { return macs / 50; }
 #define FC_MULTIVERSION(name, params, args) \
     static void name params { FC_CAT(name, _body) args; }
 #endif
+
+/* ------------------------------------------------------------------ epilogue */
+
+/* y[i] = act(a * y[i] + c + r[i]) for i < n: outputs of channel o (a = scale[o] or 1, c =
+ * shift[o] or 0, r = the residual's matching run or NULL). The bias is already in y. The
+ * clamps keep NaN (a comparison with NaN is false), as torch's relu and relu6 do. One loop
+ * per case, so that each vectorises. */
+#define FC_EPILOGUE_ROW(T, SUF)                                                              \
+    static inline void fc_epilogue_row_##SUF(const fc_epilogue *e, int64_t o, T *restrict y,  \
+                                             const T *restrict r, int64_t n) {               \
+        const T a = e->scale ? ((const T *)e->scale)[o] : (T)1;                              \
+        const T c = e->shift ? ((const T *)e->shift)[o] : (T)0;                              \
+        if (e->scale || e->shift) {                                                          \
+            if (e->scale)                                                                    \
+                for (int64_t i = 0; i < n; i++) y[i] = a * y[i] + c;                         \
+            else                                                                             \
+                for (int64_t i = 0; i < n; i++) y[i] += c;                                   \
+        }                                                                                    \
+        if (r)                                                                               \
+            for (int64_t i = 0; i < n; i++) y[i] += r[i];                                    \
+        if (e->activation == FC_ACT_RELU)                                                    \
+            for (int64_t i = 0; i < n; i++) y[i] = y[i] < (T)0 ? (T)0 : y[i];                \
+        else if (e->activation == FC_ACT_RELU6)                                              \
+            for (int64_t i = 0; i < n; i++)                                                  \
+                y[i] = y[i] < (T)0 ? (T)0 : y[i] > (T)6 ? (T)6 : y[i];                       \
+    }
+FC_EPILOGUE_ROW(float, f32)
+FC_EPILOGUE_ROW(double, f64)
+#undef FC_EPILOGUE_ROW
+
+/* Whether an epilogue does anything. */
+static inline int fc_epilogue_active(const fc_epilogue *e) {
+    return e && (e->scale || e->shift || e->residual || e->activation != FC_ACT_NONE);
+}
 
 /* ------------------------------------------------------------------ window geometry */
 

@@ -184,7 +184,7 @@ static void FN(conv2d_v1_direct)(const T *x, const T *w, const T *b, T *y,
  * + bias. How col is made depends on the mode (see MODE_COL above). */
 static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                             const conv_plan *pl, int kernel, int mode, int64_t task,
-                            const T *Aall, T *work) {
+                            const T *Aall, T *work, const fc_epilogue *ep) {
     int64_t pb = task % pl->np, t = task / pl->np;
     int64_t mb = t % pl->nm;
     t /= pl->nm;
@@ -233,6 +233,14 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
             const T bi = b[g * pl->M + m0 + i];
             for (int64_t j = 0; j < np; j++) C[i * pl->P + j] += bi;
         }
+    if (ep) { /* the fused epilogue, while the block is in cache */
+        const T *res = ep->residual;
+        for (int64_t i = 0; i < m; i++) {
+            const int64_t o = g * pl->M + m0 + i;
+            FN(fc_epilogue_row)(ep, o, C + i * pl->P,
+                                res ? res + (n * s->OC + o) * pl->P + p0 : NULL, np);
+        }
+    }
 }
 
 /* The arguments of the two pool loops of conv2d_gemm (weight slivers, tasks). */
@@ -244,6 +252,7 @@ typedef struct {
     int kernel, mode;
     T *Aall;     /* the weights packed once per call, or NULL */
     T **works;   /* one workspace per pool slot, made by the slot's thread on first use */
+    const fc_epilogue *ep; /* NULL: none */
     _Atomic int failed;
 } FN(conv_args);
 
@@ -269,7 +278,7 @@ static void FN(conv_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     }
     for (int64_t task = t0; task < t1; task++)
         FN(conv2d_task)(a->x, a->w, a->b, a->y, a->s, a->pl, a->kernel, a->mode, task, a->Aall,
-                        a->works[slot]);
+                        a->works[slot], a->ep);
 }
 
 /* The GEMM variants share this driver and differ in the GEMM kernel (v2: naive, v3: portable
@@ -277,7 +286,8 @@ static void FN(conv_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
  * `nthreads`, fewer when the call is too small to share (fc_team_for); each allocates its
  * workspace on its first task and takes tasks one at a time from the pool (parallel.c). */
 static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
-                           int kernel, int nthreads, int64_t work_bytes, int mode) {
+                           int kernel, int nthreads, int64_t work_bytes, int mode,
+                           const fc_epilogue *ep) {
     const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;
     const int team = fc_team_for(fc_cost_macs(macs), nthreads);
     conv_plan pl;
@@ -287,7 +297,7 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
     if (pl.a_elems && !abuf) return 1;
     T *works[FC_POOL_SLOTS] = {0};
     FN(conv_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .pl = &pl, .kernel = kernel,
-                       .mode = mode, .works = works, .failed = 0};
+                       .mode = mode, .works = works, .ep = ep, .failed = 0};
     if (abuf) { /* pack every group's weights, one sliver of mr output channels each */
         a.Aall = (T *)(((uintptr_t)abuf + 63) & ~(uintptr_t)63);
         const int64_t nsl = s->G * (Mr / mr);
@@ -301,8 +311,51 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
     return a.failed;
 }
 
+/* The epilogue over whole output planes, after a variant that has no fused one. */
+typedef struct {
+    T *y;
+    int64_t OC, P;
+    const fc_epilogue *ep;
+} FN(conv_ep_args);
+
+static void FN(conv_ep_planes)(void *ctx, int64_t p0, int64_t p1, int slot) {
+    const FN(conv_ep_args) *a = ctx;
+    const T *res = a->ep->residual;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        FN(fc_epilogue_row)(a->ep, p % a->OC, a->y + p * a->P, res ? res + p * a->P : NULL,
+                            a->P);
+}
+
+static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                          int variant, int kernel, int nthreads, int64_t work_bytes,
+                          const fc_epilogue *ep);
+
 int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s, int variant,
                   int kernel, int nthreads, int64_t work_bytes) {
+    return FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes, NULL);
+}
+
+int FN(fc_conv2d_ep)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                     int variant, int kernel, int nthreads, int64_t work_bytes,
+                     const fc_epilogue *ep) {
+    if (!fc_epilogue_active(ep)) ep = NULL;
+    /* the default path fuses the epilogue into its tasks; the ladder steps get it after */
+    const int fused = variant == FC_CONV_BEST;
+    int rc = FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes,
+                            fused ? ep : NULL);
+    if (rc || !ep || fused || s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return rc;
+    FN(conv_ep_args) a = {.y = y, .OC = s->OC, .P = s->OH * s->OW, .ep = ep};
+    const int64_t planes = s->N * s->OC, P = s->OH * s->OW;
+    const int64_t cost = fc_cost_mem(planes * P * (ep->residual ? 3 : 2) * (int64_t)sizeof(T), 0);
+    const int team = fc_team_for(cost, nthreads);
+    fc_parallel_for(planes, fc_chunk_for(planes, cost, team), team, FN(conv_ep_planes), &a);
+    return 0;
+}
+
+static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                          int variant, int kernel, int nthreads, int64_t work_bytes,
+                          const fc_epilogue *ep) {
     /* C, H, W, KH, KW >= 1; N, OC, OH, OW >= 0 (0: nothing to do); G divides C and OC;
      * s*, d* >= 1; p* >= 0 */
     FC_ASSERT_CONV_SHAPE(s);
@@ -317,25 +370,25 @@ int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape 
          * product per image and group, computed by an i-k-j triple loop. Why faster: the
          * inner loop runs over contiguous output pixels with one weight held fixed, so the
          * compiler vectorises it and there are no bounds tests left in it. */
-        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_NAIVE, 1, work_bytes, MODE_COL);
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_NAIVE, 1, work_bytes, MODE_COL, NULL);
     case FC_CONV_V3_BLOCKED:
         /* v3_blocked: what changed from v2: the product is cache-blocked (gemm.c): panels of
          * weights and columns are packed into contiguous slivers and a 4x8 register tile of
          * the output is accumulated over a whole K block. Why faster: each value loaded from
          * memory now feeds 4 or 8 multiply-adds from registers instead of one, and the packed
          * panels stay in L1/L2 while they are reused. */
-        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_PORTABLE, 1, work_bytes, MODE_COL);
+        return FN(conv2d_gemm)(x, w, b, y, s, FC_GEMM_PORTABLE, 1, work_bytes, MODE_COL, NULL);
     case FC_CONV_V4_SIMD:
         /* v4_simd: what changed from v3: the micro-kernel is written with the CPU's vector
          * instructions, chosen at run time (AVX-512 14x32, AVX2+FMA 6x16, else portable).
          * Why faster: fused multiply-adds on 8 or 16 lanes, 24-28 accumulator registers that
          * hide the FMA latency, and a tile large enough that loads stay below the FMA rate. */
-        return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, MODE_COL);
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, MODE_COL, NULL);
     case FC_CONV_V5_THREADS:
         /* v5_threads: what changed from v4: threads take independent tasks (image, group,
          * block of output channels, block of pixels), each with its own workspace, with
          * enough tasks that every thread gets the same share. Why faster: all cores. */
-        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL);
+        return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL, NULL);
     default: {
         /* best: what changed from v5: the weights are packed once per call and shared by
          * every task, and im2col writes straight into the packed layout the micro-kernel
@@ -346,7 +399,7 @@ int FN(fc_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape 
                      s->pw == 0 && s->OH == s->H && s->OW == s->W;
         if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE; /* the best has no naive path */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes,
-                               direct ? MODE_DIRECT : MODE_PACKED);
+                               direct ? MODE_DIRECT : MODE_PACKED, ep);
     }
     }
 }

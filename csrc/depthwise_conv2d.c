@@ -445,7 +445,17 @@ typedef struct {
     const void *flat;  /* the flat path's fc_dws (float32, AVX-512) */
     int64_t buf_elems; /* the padded path's buffer per thread (0: rows read in place) */
     T **bufs;          /* one per pool slot, made by the slot's thread on first use */
+    const fc_epilogue *ep; /* NULL: none */
 } FN(fc_dw_args);
+
+/* The epilogue on output plane p (image n, channel o), while it is in cache. */
+static inline void FN(dw_plane_epilogue)(const FN(fc_dw_args) *a, int64_t p, int64_t o,
+                                         int64_t out_sz) {
+    if (a->ep) {
+        const T *res = a->ep->residual;
+        FN(fc_epilogue_row)(a->ep, o, a->y + p * out_sz, res ? res + p * out_sz : NULL, out_sz);
+    }
+}
 
 #if defined(__x86_64__)
 static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
@@ -461,6 +471,7 @@ static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
         const int64_t n = p / OC, o = p % OC;
         fc_dws_plane_f32_avx512(xf + (n * s->C + o / m) * in_sz, wf + o * s->KH * s->KW,
                                 bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
+        FN(dw_plane_epilogue)(a, p, o, out_sz);
     }
 }
 #endif
@@ -477,6 +488,7 @@ static void FN(dw_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
         const int64_t n = p / OC, o = p % OC;
         FN(dw_rows)(a->x + (n * s->C + o / m) * in_sz, a->w + o * s->KH * s->KW,
                    a->b ? a->b[o] : (T)0, a->y + p * out_sz, a->g, 0, s->OH, a->bufs[slot]);
+        FN(dw_plane_epilogue)(a, p, o, out_sz);
     }
 }
 
@@ -484,6 +496,13 @@ static void FN(dw_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
  * y is (N, OC, OH, OW); output channel o reads input channel o / m. s->G = C; sizes >= 1
  * (N >= 0), strides and dilations >= 1, padding >= 0. */
 void FN(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s)
+{
+    FN(fc_depthwise_conv2d_ep)(x, w, b, y, s, NULL);
+}
+
+/* fc_depthwise_conv2d with a fused epilogue (NULL: none), applied to each output plane. */
+void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
+                                const fc_conv_shape *s, const fc_epilogue *ep)
 {
     FC_ASSERT_CONV_SHAPE(s);
     FC_ASSERT(s->G == s->C && s->OC >= 1 && s->OH >= 1 && s->OW >= 1);
@@ -493,7 +512,8 @@ void FN(fc_depthwise_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_
                                      planes * out_sz * s->KH * s->KW);
     const int team = fc_team_for(cost, fc_threads());
     const int64_t chunk = fc_chunk_for(planes, cost, team);
-    FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g};
+    FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g,
+                        .ep = fc_epilogue_active(ep) ? ep : NULL};
 #if defined(__x86_64__)
     if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
         fc_dws flat;

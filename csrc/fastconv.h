@@ -82,12 +82,30 @@ void fc_col2im_f32(const float *col, int64_t ldr, int64_t ldp, const fc_conv_sha
 void fc_col2im_f64(const double *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s,
                    int64_t r0, int64_t r1, int64_t p0, int64_t p1, double *y);
 
+/* A fused epilogue, applied to each output block while it is in cache:
+ *   y = act(scale[o] * (conv + b[o]) + shift[o] + residual)
+ * scale, shift: (OC,) of the output's dtype or NULL (1 and 0); residual: shaped as y, or
+ * NULL; activation: enum fc_activation. Batch norm in inference is scale = gamma /
+ * sqrt(var + eps), shift = beta - mean * scale. */
+enum fc_activation { FC_ACT_NONE = 0, FC_ACT_RELU = 1, FC_ACT_RELU6 = 2 };
+typedef struct {
+    const void *scale, *shift, *residual;
+    int activation;
+} fc_epilogue;
+
 int fc_conv2d_f32(const float *x, const float *w, const float *b, float *y,
                   const fc_conv_shape *s, int variant, int kernel, int nthreads,
                   int64_t work_bytes);
 int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                   const fc_conv_shape *s, int variant, int kernel, int nthreads,
                   int64_t work_bytes);
+/* fc_conv2d with an epilogue (NULL: none); fc_conv2d is this with NULL. */
+int fc_conv2d_ep_f32(const float *x, const float *w, const float *b, float *y,
+                     const fc_conv_shape *s, int variant, int kernel, int nthreads,
+                     int64_t work_bytes, const fc_epilogue *ep);
+int fc_conv2d_ep_f64(const double *x, const double *w, const double *b, double *y,
+                     const fc_conv_shape *s, int variant, int kernel, int nthreads,
+                     int64_t work_bytes, const fc_epilogue *ep);
 int fc_conv_transpose2d_f32(const float *x, const float *w, const float *b, float *y,
                             const fc_conv_shape *s, int kernel, int nthreads,
                             int64_t work_bytes);
@@ -106,6 +124,10 @@ void fc_depthwise_conv2d_f32(const float *x, const float *w, const float *b, flo
                              const fc_conv_shape *s);
 void fc_depthwise_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                              const fc_conv_shape *s);
+void fc_depthwise_conv2d_ep_f32(const float *x, const float *w, const float *b, float *y,
+                                const fc_conv_shape *s, const fc_epilogue *ep);
+void fc_depthwise_conv2d_ep_f64(const double *x, const double *w, const double *b,
+                                double *y, const fc_conv_shape *s, const fc_epilogue *ep);
 int fc_separable_conv2d_f32(const float *x, const float *wd, const float *bd, const float *wp,
                             const float *bp, float *y, const fc_conv_shape *s, int64_t OC);
 int fc_separable_conv2d_f64(const double *x, const double *wd, const double *bd,

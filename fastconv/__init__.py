@@ -59,6 +59,7 @@ _MODULES = {
     "ndimage": "fastconv.ndimage",
     "capsule": "fastconv.capsule",
     "dask": "fastconv.dask",
+    "fused": "fastconv.fused",
 }
 #: Public functions that live in a lazily loaded module -> (module, name).
 _FUNCTIONS = {

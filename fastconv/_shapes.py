@@ -286,6 +286,34 @@ class ConvGeometry:
         return ((self.N,) if self.batched else ()) + (self.OC,) + spatial
 
 
+#: The activations a fused epilogue applies (fastconv.fused), None = none.
+ACTIVATIONS = (None, "relu", "relu6")
+
+
+def check_epilogue(op: str, shapes: Dict[str, Tuple[int, ...]], out_shape: Tuple[int, ...],
+                   OC: int, activation: Any) -> None:
+    """A fused epilogue's arguments (fastconv.fused): ``scale`` and ``shift`` of shape (OC,),
+    ``residual`` of the output's shape, ``activation`` one of :data:`ACTIVATIONS`; ``shapes``
+    holds the shapes of the arrays given."""
+    for name in ("scale", "shift"):
+        if name in shapes and tuple(shapes[name]) != (OC,):
+            raise ValueError(
+                f"{op}: {name} must have shape ({OC},) (one value per output channel), got "
+                f"{tuple(shapes[name])}"
+            )
+    if "residual" in shapes and tuple(shapes["residual"]) != tuple(out_shape):
+        raise ValueError(
+            f"{op}: residual must have the output's shape {tuple(out_shape)}, got "
+            f"{tuple(shapes['residual'])}"
+        )
+    if not (activation is None or isinstance(activation, str)):
+        raise TypeError(
+            f"{op}: activation must be None, 'relu' or 'relu6', got {type(activation).__name__}"
+        )
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be None, 'relu' or 'relu6', got {activation!r}")
+
+
 def is_depthwise(C: int, groups: int) -> bool:
     """Whether a convolution of C input channels in ``groups`` groups is depthwise: one input
     channel per group, so each output channel reads one input channel (o // (OC / C)), which

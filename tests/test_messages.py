@@ -186,6 +186,17 @@ SPECS = {
                                                          return_indices=False,
                                                          backend="reference"), {}),
     "set_num_threads": (fc.set_num_threads, dict(n=None), {}),  # its valid call is not run
+    "set_fusion": (nn.set_fusion, dict(enabled=True), {"enabled": FLAG}),
+    "batch_norm_scale_shift": (
+        fc.fused.batch_norm_scale_shift,
+        dict(running_mean=np.zeros(2), running_var=np.ones(2), weight=np.ones(2),
+             bias=np.zeros(2), eps=1e-5),
+        {"running_mean": [None, np.ones((2, 2)), np.ones(3, complex), "abc", np.ones(3)],
+         "running_var": [None, np.ones((2, 2)), "abc", np.ones(3)],
+         "weight": [np.ones((2, 2)), "abc", np.ones(5)],
+         "bias": [np.ones((2, 1)), np.ones(3, complex), np.ones(7)],
+         "eps": [-1e-3, "x", float("nan"), None]},
+    ),
     # gradients
     "conv2d_input": (G.conv2d_input, dict(input_shape=X.shape, weight=W, grad_output=GY,
                                           groups=1, backend="reference", **CONV), {}),

@@ -76,6 +76,16 @@ avg_pool2d_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
 adaptive_avg_pool2d_backward(gy, gx)
     the adjoint of adaptive_avg_pool2d.
 
+Fused kernels (optional; ``fastconv.fused`` and fastconv.nn's inference path use them)
+---------------------------------------------------------------------------------------
+conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual, activation,
+             variant=None)
+depthwise_conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, scale, shift, residual, activation)
+    conv2d / depthwise_conv2d, then in the same pass y = act(scale[o] * y + shift[o] +
+    residual) (``reference.epilogue`` is the definition): scale and shift (OC,) or None,
+    residual shaped as y or None, activation None, "relu" or "relu6". A backend without them
+    gets its plain kernel followed by ``reference.epilogue``.
+
 Backend-level names (optional; the defaults live in ``fastconv.backends._registry``)
 -----------------------------------------------------------------------------------
 AVAILABLE_REASON: str       "available" (or "available (...)"), else why the backend cannot
@@ -91,7 +101,7 @@ finish(y, dtype, device)    an output as the user gets it: ``y`` already has the
                             inputs were CUDA device arrays (default: ``y`` cast to ``dtype``).
 """
 
-#: The kernels of the contract, in the order above (separable_conv2d is optional): the one
+#: The kernels of the contract, in the order above (OPTIONAL_KERNELS may be missing): the one
 #: list of their names, which every backend uses.
 KERNEL_NAMES = (
     "conv2d",
@@ -105,4 +115,8 @@ KERNEL_NAMES = (
     "max_pool2d_backward",
     "avg_pool2d_backward",
     "adaptive_avg_pool2d_backward",
+    "conv2d_fused",
+    "depthwise_conv2d_fused",
 )
+#: Kernels a backend may leave out (the public functions then compose others).
+OPTIONAL_KERNELS = ("separable_conv2d", "conv2d_fused", "depthwise_conv2d_fused")

@@ -56,6 +56,22 @@ def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None):
     y[...] = acc
 
 
+def epilogue(y, scale, shift, residual, activation):
+    """The fused epilogue's definition, in place on y (N, OC, OH, OW):
+    y = act(scale[o] * y + shift[o] + residual), act None, 'relu' or 'relu6' (NaN stays NaN).
+    Backends without fused kernels get this after their conv (``fastconv.ops.conv``)."""
+    if scale is not None:
+        y *= scale[None, :, None, None]
+    if shift is not None:
+        y += shift[None, :, None, None]
+    if residual is not None:
+        y += residual
+    if activation == "relu":
+        np.maximum(y, 0, out=y)
+    elif activation == "relu6":
+        np.clip(y, 0, 6, out=y)
+
+
 def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     # x is (N, C, H, W), w is (C*m, 1, KH, KW), y is (N, C*m, OH, OW): conv2d with groups = C
     conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, x.shape[1])

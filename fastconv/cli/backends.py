@@ -37,4 +37,6 @@ SERVES = {
     "max_pool2d_backward": "grad.max_pool*_input, grad.adaptive_max_pool*_input",
     "avg_pool2d_backward": "grad.avg_pool*_input",
     "adaptive_avg_pool2d_backward": "grad.adaptive_avg_pool*_input",
+    "conv2d_fused": "fused.conv2d; nn in inference (conv + BN + ReLU, residual add)",
+    "depthwise_conv2d_fused": "fused.depthwise_conv2d, fused.conv2d with groups = C",
 }

@@ -40,6 +40,13 @@ several times in one forward pass, like a shared ReLU, is handled); backward wit
 retained forward raises RuntimeError; :meth:`Module.discard_retained` forgets the calls
 that will not be back-propagated. :class:`SGD` steps the parameters in place.
 
+Inference fusion: in inference mode a Conv2d followed by BatchNorm2d (and ReLU / ReLU6) runs
+as one :func:`fastconv.fused.conv2d` call, the batch norm as a per-channel scale and shift in
+the convolution's epilogue; a Residual block whose body ends in Conv2d -> BatchNorm2d also
+fuses the shortcut's add and its activation. Results equal the module-by-module forward up to
+float32 rounding. Not in training mode, nor while inputs are retained for backward;
+:func:`set_fusion` (False) turns it off.
+
 Shape propagation without computing (used by accounting, receptive fields and summaries):
 every layer has ``output_shape(input_shape)``, sized by ``fastconv._shapes``, and ``_trace``
 walks the tree calling a tracer's ``leaf`` and ``merge`` hooks (see :class:`Tracer`).
@@ -54,6 +61,7 @@ walks the tree calling a tracer's ``leaf`` and ``merge`` hooks (see :class:`Trac
 """
 
 from . import init as init
+from ._fusion import set_fusion
 from .capsule import CapsNet, CapsNetDecoder, CapsuleLayer, CapsuleMask, PrimaryCaps
 from .container import Concat, Residual, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d
@@ -90,4 +98,5 @@ __all__ = [
     "SGD",
     "Sequential",
     "Tracer",
+    "set_fusion",
 ]

@@ -11,6 +11,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _shapes
+from . import _fusion
 from .conv import _ConvNd
 from .layers import BatchNorm2d
 from .module import Module, Shape, Tracer, _join
@@ -85,9 +86,8 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
-            x = m(x)
-        return x
+        # in inference mode Conv2d -> BatchNorm2d -> ReLU runs as one fused call (_fusion)
+        return _fusion.run(list(self._modules.values()), x)
 
     def backward(self, grad_output: Any) -> Any:
         g = grad_output
@@ -193,6 +193,13 @@ class Residual(Module):
         self._add_child(name, module, "Residual")
 
     def forward(self, x: Any) -> np.ndarray:
+        # inference: the last conv + batch norm, the add and the activation as one call
+        steps = [m for _, m in self._steps]
+        act = _fusion.residual_tail(steps, self._activation)
+        if act is not None:
+            out = _fusion.run_residual(steps, self._shortcut, x, act)
+            if out is not None:
+                return out
         y = x
         for _, m in self._steps:
             y = m(y)

@@ -6,11 +6,14 @@ memory (``_shapes.check_memory``, from the sizes alone) -> convert and allocate
 with H = 1.
 """
 
+from __future__ import annotations
+
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from .. import _shapes
+from ..backends import reference
 from ..backends._registry import Call, begin
 from . import _padding
 
@@ -30,9 +33,11 @@ def _conv_nd(
     padding_mode: str,
     backend: str,
     variant: Optional[str],
+    epilogue: Optional[Epilogue] = None,
 ):
     mode = _shapes.padding_mode(padding_mode, op)
-    call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias)
+    ep_arrays = {} if epilogue is None else epilogue.arrays()
+    call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias, **ep_arrays)
     call.check_variant(variant, op)
     g = _shapes.conv_geometry(
         op,
@@ -45,6 +50,8 @@ def _conv_nd(
         groups,
         nd,
     )
+    if epilogue is not None:
+        _shapes.check_epilogue(op, call.shapes, g.output_shape(), g.OC, epilogue.activation)
     explicit = mode != "zeros" and any(g.pad)
     if explicit:
         _shapes.check_explicit_padding(mode, g, op)
@@ -62,13 +69,55 @@ def _conv_nd(
         x = _pad_explicit(call, x, g.pad, mode)
         ph = pw = 0
     y = call.empty((g.N, g.OC, g.OH, g.OW))
+    ep = None if epilogue is None else epilogue.prepare(call, (g.N, g.OC, g.OH, g.OW))
     if y.size:
         if _shapes.is_depthwise(g.C, g.groups) and call.has("depthwise_conv2d") and variant is None:
-            call.kernel("depthwise_conv2d")(x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw)
+            _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw)
         else:
             kwargs = {} if variant is None else {"variant": variant}
-            call.kernel("conv2d")(x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups, **kwargs)
+            _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups,
+                 **kwargs)
     return call.finish(y, g.output_shape())
+
+
+class Epilogue:
+    """What ``fastconv.fused`` asks to be done to a convolution's output in the same pass:
+    y = act(scale[o] * y + shift[o] + residual) (``reference.epilogue`` defines it)."""
+
+    def __init__(self, scale: Any, shift: Any, residual: Any, activation: Any):
+        self.scale, self.shift, self.residual = scale, shift, residual
+        self.activation = activation
+
+    def arrays(self) -> dict:
+        """The arrays given, by name, for the call's dtype and shape checks."""
+        named = {"scale": self.scale, "shift": self.shift, "residual": self.residual}
+        return {k: v for k, v in named.items() if v is not None}
+
+    def prepare(self, call: Call, out4: tuple) -> tuple:
+        """(scale, shift, residual, activation) as the kernels take them."""
+        return (call.prepare("scale"), call.prepare("shift"),
+                call.prepare("residual", out4) if self.residual is not None else None,
+                self.activation)
+
+
+def _run(call: Call, op: str, ep: Optional[tuple], *args, **kwargs) -> None:
+    """Run kernel ``op``, with the epilogue ``ep`` fused where the backend has the fused
+    kernel, else after it (the reference definition, on the host)."""
+    if ep is None:
+        call.kernel(op)(*args, **kwargs)
+    elif call.has(op + "_fused"):
+        call.kernel(op + "_fused")(*args, *ep, **kwargs)
+    else:
+        call.kernel(op)(*args, **kwargs)
+        y = args[3]
+        if call.device:  # a device array: the epilogue runs on a host copy
+            host = y.copy_to_host()
+            scale, shift, res, act = (a.copy_to_host() if hasattr(a, "copy_to_host") else a
+                                      for a in ep)
+            reference.epilogue(host, scale, shift, res, act)
+            y.copy_to_device(host)
+        else:
+            reference.epilogue(y, *ep)
 
 
 def _pad_explicit(call: Call, x, pad, mode: str):
@@ -395,8 +444,15 @@ def depthwise_conv2d(
     >>> fastconv.depthwise_conv2d(np.ones((1, 3, 8, 8)), np.ones((6, 1, 3, 3)), padding=1).shape
     (1, 6, 8, 8)
     """
-    op = "depthwise_conv2d"
-    call = begin(op, backend, caller=op, input=input, weight=weight, bias=bias)
+    return _depthwise("depthwise_conv2d", input, weight, bias, stride, padding, dilation,
+                      backend)
+
+
+def _depthwise(op: str, input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+               dilation: Any, backend: str, epilogue: Optional[Epilogue] = None):
+    ep_arrays = {} if epilogue is None else epilogue.arrays()
+    call = begin("depthwise_conv2d", backend, caller=op, input=input, weight=weight, bias=bias,
+                 **ep_arrays)
     xs, ws = call.shapes["input"], call.shapes["weight"]
     _check_depthwise_weight(op, ws, "weight")
     C = _channels(xs)
@@ -407,14 +463,17 @@ def depthwise_conv2d(
     g = _shapes.conv_geometry(
         op, xs, ws, call.shapes.get("bias"), stride, padding, dilation, max(C, 1), 2
     )
+    if epilogue is not None:
+        _shapes.check_epilogue(op, call.shapes, g.output_shape(), g.OC, epilogue.activation)
     nbytes = g.N * g.OC * g.OH * g.OW * call.compute.itemsize
     _shapes.check_memory(op, ((g.culprit, nbytes),))
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     w = call.prepare("weight", (g.OC, 1, g.KH, g.KW))
     b = call.prepare("bias")
     y = call.empty((g.N, g.OC, g.OH, g.OW))
+    ep = None if epilogue is None else epilogue.prepare(call, (g.N, g.OC, g.OH, g.OW))
     if y.size:
-        call.kernel("depthwise_conv2d")(x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
     return call.finish(y, g.output_shape())
 
 

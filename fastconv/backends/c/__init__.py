@@ -124,7 +124,7 @@ def cpu_info() -> Dict[str, Any]:
 
 
 if AVAILABLE_REASON == "available":
-    from ._cffi import conv_shape, is_f32, ptr
+    from ._cffi import conv_shape, epilogue, is_f32, ptr
 
     def _shape(x, y, w_shape, sh, sw, ph, pw, dh, dw, groups, oc):
         # the fields of fc_conv_shape in their order; one struct per geometry (_cffi.conv_shape)
@@ -151,6 +151,16 @@ if AVAILABLE_REASON == "available":
         fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
         rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(),
                 _workspace_limit)
+        _check(rc, "conv2d")
+
+    def conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual,
+                     activation, variant=None, *, isa=None):
+        # conv2d, then the epilogue on each output block while it is in cache (the default
+        # variant; a ladder step gets it in a pass after its conv)
+        s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
+        fn = lib.fc_conv2d_ep_f32 if is_f32(x) else lib.fc_conv2d_ep_f64
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, _variant_code(variant), _kernel_code(isa),
+                get_num_threads(), _workspace_limit, epilogue(scale, shift, residual, activation))
         _check(rc, "conv2d")
 
     def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):

@@ -37,6 +37,19 @@ def ptr(a):
     return ffi.from_buffer(_CTYPE[a.dtype], a)
 
 
+#: fastconv.fused's activation names -> enum fc_activation (csrc/fastconv.h).
+ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
+
+
+def epilogue(scale, shift, residual, activation):
+    """An ``fc_epilogue *`` for one call (NULL when it does nothing); the arrays must stay
+    alive for the call (the caller holds them)."""
+    if scale is None and shift is None and residual is None and activation is None:
+        return ffi.NULL
+    return ffi.new("fc_epilogue *", (ptr(scale), ptr(shift), ptr(residual),
+                                     ACTIVATION_CODES[activation]))
+
+
 def is_f32(a) -> bool:
     return a.dtype == np.float32
 

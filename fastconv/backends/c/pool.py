@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from ..._fastconv_c import lib
 from .. import KERNEL_NAMES
-from ._cffi import conv_shape, is_f32, pool_shape, ptr
+from ._cffi import conv_shape, epilogue, is_f32, pool_shape, ptr
 
 #: Every kernel of the contract but the two that ``c/__init__.py`` defines.
-__all__ = [k for k in KERNEL_NAMES if k not in ("conv2d", "conv_transpose2d")]
+__all__ = [k for k in KERNEL_NAMES if k not in ("conv2d", "conv_transpose2d", "conv2d_fused")]
 
 #: Names of the instruction-set levels of :func:`isa_level`.
 ISA_NAMES = ("portable", "avx2", "avx512")
@@ -41,6 +41,16 @@ def depthwise_conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw):
     OC, _, KH, KW = w.shape
     s = conv_shape((N, C, H, W, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw, C))
     _fn("depthwise_conv2d", x)(ptr(x), ptr(w), ptr(b), ptr(y), s)
+
+
+def depthwise_conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, scale, shift, residual,
+                           activation):
+    # depthwise_conv2d, then the epilogue on each output plane while it is in cache
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    s = conv_shape((N, C, H, W, OC, KH, KW, *y.shape[2:], sh, sw, ph, pw, dh, dw, C))
+    _fn("depthwise_conv2d_ep", x)(ptr(x), ptr(w), ptr(b), ptr(y), s,
+                                  epilogue(scale, shift, residual, activation))
 
 
 def separable_conv2d(x, wd, bd, wp, bp, y, sh, sw, ph, pw, dh, dw):

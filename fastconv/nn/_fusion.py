@@ -1,0 +1,135 @@
+"""Inference-mode fusion of fastconv.nn layers: Conv2d -> BatchNorm2d -> ReLU / ReLU6, and a
+residual block's last Conv2d -> BatchNorm2d with the shortcut's add and the block's ReLU, run
+as one ``fastconv.fused.conv2d`` call (the batch norm as a per-channel scale and shift, the
+add and the activation in the convolution's epilogue).
+
+Used by Sequential and Residual in inference mode only (every module involved has
+``training`` False and keeps no inputs for backward); anything else runs module by module.
+The results equal the unfused forward up to float32 rounding (tests/test_nn_fusion.py).
+:func:`set_fusion` turns it off and on (on by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+_enabled = True
+
+
+def set_fusion(enabled: bool) -> None:
+    """Whether fastconv.nn fuses layers in inference mode (default True); False runs every
+    module on its own, as in training.
+
+    Examples
+    --------
+    >>> from fastconv import nn
+    >>> nn.set_fusion(False); nn.set_fusion(True)
+    """
+    global _enabled
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(f"set_fusion: enabled must be a bool, got {type(enabled).__name__}")
+    _enabled = bool(enabled)
+
+
+def fusion_enabled() -> bool:
+    return _enabled
+
+
+def _plain(m: Any) -> bool:
+    """In inference mode and keeping nothing for backward."""
+    return not m.training and not m.keep_cache
+
+
+def _conv(m: Any) -> bool:
+    from .conv import Conv2d
+
+    return isinstance(m, Conv2d) and _plain(m)
+
+
+def _bn(m: Any, conv: Any) -> bool:
+    from .layers import BatchNorm2d
+
+    return (isinstance(m, BatchNorm2d) and _plain(m) and m.running_mean is not None
+            and m.running_var is not None and m.num_features == conv.out_channels)
+
+
+def activation_name(m: Any) -> Optional[str]:
+    """'relu' / 'relu6' for a ReLU / ReLU6 module in inference mode, else None."""
+    from .layers import ReLU, ReLU6
+
+    if type(m) is ReLU and _plain(m):
+        return "relu"
+    if type(m) is ReLU6 and _plain(m):
+        return "relu6"
+    return None
+
+
+def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
+                residual: Any = None) -> np.ndarray:
+    from .. import fused
+
+    x = np.asarray(x)
+    out_dt = np.result_type(x.dtype, conv.weight.dtype, np.float32)
+    scale, shift = fused.batch_norm_scale_shift(bn.running_mean, bn.running_var, bn.weight,
+                                                bn.bias, bn.eps)
+    return fused.conv2d(
+        x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
+        scale=scale.astype(out_dt, copy=False), shift=shift.astype(out_dt, copy=False),
+        residual=residual, activation=activation, padding_mode=conv.padding_mode,
+        backend=conv.backend,
+    )
+
+
+def _input_ok(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim == 4
+
+
+def run(steps: Sequence[Any], x: Any) -> Any:
+    """Run ``steps`` in order on x, fusing Conv2d -> BatchNorm2d (-> ReLU / ReLU6)."""
+    if not _enabled:
+        for m in steps:
+            x = m(x)
+        return x
+    i, n = 0, len(steps)
+    while i < n:
+        m = steps[i]
+        if i + 1 < n and _conv(m) and _bn(steps[i + 1], m) and _input_ok(x):
+            act = activation_name(steps[i + 2]) if i + 2 < n else None
+            x = _fused_call(m, steps[i + 1], x, act)
+            i += 3 if act else 2
+        else:
+            x = m(x)
+            i += 1
+    return x
+
+
+def residual_tail(steps: List[Any], activation: Any) -> Optional[str]:
+    """Whether a residual block ends in a fusable Conv2d -> BatchNorm2d whose output the
+    shortcut is added to: returns the activation to fuse ('' for none), or None if not."""
+    if not _enabled or len(steps) < 2 or not (_conv(steps[-2]) and _bn(steps[-1], steps[-2])):
+        return None
+    if activation is None:
+        return ""
+    act = activation_name(activation)
+    return act
+
+
+def run_residual(steps: List[Any], shortcut: Any, x: Any, act: str) -> Optional[np.ndarray]:
+    """A residual block with its last conv, batch norm, add and activation fused; None when the
+    data does not allow it (the caller then runs the block unfused)."""
+    if not _input_ok(x):
+        return None
+    s = x if shortcut is None else shortcut(x)
+    h = run(steps[:-2], x)
+    if not (_input_ok(h) and isinstance(s, np.ndarray)):
+        return None
+    conv, bn = steps[-2], steps[-1]
+    out_dt = np.result_type(h.dtype, conv.weight.dtype, np.float32)
+    if s.dtype != out_dt:
+        return None
+    try:
+        return _fused_call(conv, bn, h, act or None, residual=s)
+    except ValueError:  # shapes differ: the unfused path raises Residual's own message
+        return None
