@@ -246,6 +246,30 @@ def test_model_with_a_suite_runs_both(tmp_path):
     assert doc["model"]["results"]["reference"]["status"] == "ok"
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2", "vgg16"])
+def test_model_batches_against_torch(tmp_path, capsys, name):
+    pytest.importorskip("torch")
+    out = tmp_path / "m.json"
+    argv = ["bench", "--model", name, "--input", "3x32x32", "--batch", "1", "2",
+            "--engines", _fast_engine(), "--baselines", "torch", "--repeat", "1", "--quiet",
+            "--json", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert [m["input"][0] for m in doc["models"]] == [1, 2] and doc["model"] == doc["models"][0]
+    for rec in doc["models"]:
+        assert rec["checked_against"] == "torch float64"
+        assert {r["status"] for r in rec["results"].values()} == {"ok"}, rec["results"]
+        assert rec["results"]["torch"]["ms"] > 0
+    assert capsys.readouterr().out.count(f"model {name} forward") == 2
+
+
+def test_batch_needs_a_model():
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch", "0", "--model", "resnet18"])
+    assert main(["bench", "--batch", "2", "--suite", "tiny", "--engines", "reference",
+                 "--quiet"]) != 0
+
+
 def test_each_table_is_printed_as_its_case_finishes(monkeypatch):
     events = []
     prepare = B._prepare_case

@@ -377,9 +377,13 @@ def run(
     input_shape: Sequence[int] = INPUT,
     on_start: Optional[Callable[[Dict[str, Any]], None]] = None,
     on_case: Optional[Callable[[Dict[str, Any]], None]] = None,
+    batches: Sequence[int] = (),
 ) -> Dict[str, Any]:
     """Benchmark ``cases`` (and the zoo network ``model``, if given); returns the whole
     report (the JSON document).
+
+    ``batches``: the model's batch sizes, one timed forward pass each (default: the batch of
+    ``input_shape``); the report's "models" holds one record per batch, "model" the first.
 
     ``on_start(report)`` is called once the machine is probed (the report has no case yet),
     ``on_case(record)`` as each case is done; ``progress`` gets one line per case with an
@@ -452,10 +456,13 @@ def run(
             on_case(record)
     report["summary"] = summarize(report)
     if model is not None:
-        report["model"] = bench_model(
-            model, engines, baselines, dt, repeat, progress, input_shape,
-            before_numba=warm.wait if warm is not None else None,
-        )
+        shape = tuple(input_shape)
+        report["models"] = [
+            bench_model(model, engines, baselines, dt, repeat, progress, (n,) + shape[1:],
+                        before_numba=warm.wait if warm is not None else None)
+            for n in (batches or shape[:1])
+        ]
+        report["model"] = report["models"][0]
     report["elapsed_s"] = time.perf_counter() - start
     return report
 

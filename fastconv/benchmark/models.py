@@ -16,7 +16,6 @@ interleaved as for single layers (``timing.time_interleaved``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
@@ -47,68 +46,153 @@ def model_macs(model, input_shape: Sequence[int]) -> int:
 # --------------------------------------------------------------------------- torch twins
 
 
-def torch_resnet(torch: Any, bottleneck: bool, counts: Sequence[int]) -> Any:
-    """A torchvision ResNet in torch with its module names (conv1, layer1.0.downsample.0, fc):
-    Bottleneck blocks (expansion 4, stride on the 3x3) or BasicBlocks (expansion 1)."""
-    tnn = torch.nn
-    Module: Any = tnn.Module
-    expansion = 4 if bottleneck else 1
 
-    class Block(Module):
+
+
+def torch_archs(tnn: Any) -> Dict[str, Callable[[], Any]]:
+    """The zoo's image classifiers in plain torch.nn (``tnn`` = torch.nn), with torchvision's
+    module names, so that a fastconv model's state_dict loads unchanged."""
+
+    class Basic(tnn.Module):
         def __init__(self, cin, planes, stride):
             super().__init__()
-            out = planes * expansion
-            if bottleneck:
-                self.conv1 = tnn.Conv2d(cin, planes, 1, bias=False)
-                self.bn1 = tnn.BatchNorm2d(planes)
-                self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-                self.bn2 = tnn.BatchNorm2d(planes)
-                self.conv3 = tnn.Conv2d(planes, out, 1, bias=False)
-                self.bn3 = tnn.BatchNorm2d(out)
-            else:
-                self.conv1 = tnn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-                self.bn1 = tnn.BatchNorm2d(planes)
-                self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-                self.bn2 = tnn.BatchNorm2d(planes)
-            self.relu = tnn.ReLU(inplace=True)
+            self.conv1 = tnn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.relu = tnn.ReLU()
+            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
             self.downsample = None
-            if stride != 1 or cin != out:
+            if stride != 1 or cin != planes:
+                self.downsample = tnn.Sequential(tnn.Conv2d(cin, planes, 1, stride, bias=False),
+                                                 tnn.BatchNorm2d(planes))
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+            return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+    class Bottle(tnn.Module):
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, planes, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
+            self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = tnn.BatchNorm2d(planes * 4)
+            self.relu = tnn.ReLU()
+            self.downsample = None
+            if stride != 1 or cin != planes * 4:
                 self.downsample = tnn.Sequential(
-                    tnn.Conv2d(cin, out, 1, stride, bias=False), tnn.BatchNorm2d(out)
-                )
+                    tnn.Conv2d(cin, planes * 4, 1, stride, bias=False), tnn.BatchNorm2d(planes * 4))
 
         def forward(self, x):
             y = self.relu(self.bn1(self.conv1(x)))
-            if bottleneck:
-                y = self.relu(self.bn2(self.conv2(y)))
-                y = self.bn3(self.conv3(y))
-            else:
-                y = self.bn2(self.conv2(y))
-            s = x if self.downsample is None else self.downsample(x)
-            return self.relu(y + s)
+            y = self.relu(self.bn2(self.conv2(y)))
+            y = self.bn3(self.conv3(y))
+            return self.relu(y + (x if self.downsample is None else self.downsample(x)))
 
-    parts: OrderedDict[str, Any] = OrderedDict(
-        conv1=tnn.Conv2d(3, 64, 7, 2, 3, bias=False),
-        bn1=tnn.BatchNorm2d(64),
-        relu=tnn.ReLU(inplace=True),
-        maxpool=tnn.MaxPool2d(3, 2, 1),
-    )
-    cin = 64
-    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
-        blocks = []
-        for j in range(n):
-            blocks.append(Block(cin, planes, 2 if (i > 0 and j == 0) else 1))
-            cin = planes * expansion
-        parts[f"layer{i + 1}"] = tnn.Sequential(*blocks)
-    parts["avgpool"] = tnn.AdaptiveAvgPool2d((1, 1))
-    parts["flatten"] = tnn.Flatten(1)
-    parts["fc"] = tnn.Linear(512 * expansion, 1000)
-    return tnn.Sequential(parts)
+    class ResNet(tnn.Module):
+        def __init__(self, block, exp, counts):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.bn1 = tnn.BatchNorm2d(64)
+            self.relu = tnn.ReLU()
+            self.maxpool = tnn.MaxPool2d(3, 2, 1)
+            cin = 64
+            for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
+                blocks = []
+                for j in range(n):
+                    blocks.append(block(cin, planes, 2 if i and not j else 1))
+                    cin = planes * exp
+                setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+            self.avgpool = tnn.AdaptiveAvgPool2d(1)
+            self.fc = tnn.Linear(512 * exp, 1000)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.avgpool(x).flatten(1))
+
+    def cbr6(cin, cout, k=3, s=1, g=1):
+        return tnn.Sequential(tnn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=g, bias=False),
+                              tnn.BatchNorm2d(cout), tnn.ReLU6())
+
+    class InvRes(tnn.Module):
+        def __init__(self, cin, cout, s, t):
+            super().__init__()
+            hid = cin * t
+            layers = ([cbr6(cin, hid, 1)] if t != 1 else []) + [
+                cbr6(hid, hid, 3, s, hid), tnn.Conv2d(hid, cout, 1, bias=False),
+                tnn.BatchNorm2d(cout)]
+            self.conv = tnn.Sequential(*layers)
+            self.res = s == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.conv(x) if self.res else self.conv(x)
+
+    class MobileNetV2(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            feats, cin = [cbr6(3, 32, 3, 2)], 32
+            for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                               (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+                for i in range(n):
+                    feats.append(InvRes(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            feats.append(cbr6(320, 1280, 1))
+            self.features = tnn.Sequential(*feats)
+            self.classifier = tnn.Sequential(tnn.Dropout(0.2), tnn.Linear(1280, 1000))
+
+        def forward(self, x):
+            pooled = tnn.functional.adaptive_avg_pool2d(self.features(x), 1)
+            return self.classifier(pooled.flatten(1))
+
+    class Plain(tnn.Module):  # AlexNet and VGG: features, avgpool, classifier
+        def __init__(self, features, pool, classifier):
+            super().__init__()
+            self.features, self.classifier = features, classifier
+            self.avgpool = tnn.AdaptiveAvgPool2d(pool)
+
+        def forward(self, x):
+            return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+    def alexnet():
+        C, R, M = tnn.Conv2d, tnn.ReLU, tnn.MaxPool2d
+        f = tnn.Sequential(C(3, 64, 11, 4, 2), R(), M(3, 2), C(64, 192, 5, padding=2), R(), M(3, 2),
+                           C(192, 384, 3, padding=1), R(), C(384, 256, 3, padding=1), R(),
+                           C(256, 256, 3, padding=1), R(), M(3, 2))
+        c = tnn.Sequential(tnn.Dropout(), tnn.Linear(9216, 4096), R(), tnn.Dropout(),
+                           tnn.Linear(4096, 4096), R(), tnn.Linear(4096, 1000))
+        return Plain(f, 6, c)
+
+    def vgg16():
+        layers, cin = [], 3
+        for v in [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0]:
+            if v:
+                layers += [tnn.Conv2d(cin, v, 3, padding=1), tnn.ReLU()]
+                cin = v
+            else:
+                layers.append(tnn.MaxPool2d(2, 2))
+        c = tnn.Sequential(tnn.Linear(25088, 4096), tnn.ReLU(), tnn.Dropout(),
+                           tnn.Linear(4096, 4096), tnn.ReLU(), tnn.Dropout(),
+                           tnn.Linear(4096, 1000))
+        return Plain(tnn.Sequential(*layers), 7, c)
+
+    return {
+        "alexnet": alexnet, "vgg16": vgg16,
+        "resnet18": lambda: ResNet(Basic, 1, [2, 2, 2, 2]),
+        "resnet50": lambda: ResNet(Bottle, 4, [3, 4, 6, 3]),
+        "mobilenet_v2": MobileNetV2,
+    }
+
+
+#: name -> torch -> the network in torch (tests/test_models.py checks each against fastconv's).
+def _twin(name: str) -> Callable[[Any], Any]:
+    return lambda torch: torch_archs(torch.nn)[name]()
 
 
 TORCH_TWINS: Dict[str, Callable[[Any], Any]] = {
-    "resnet18": lambda torch: torch_resnet(torch, False, (2, 2, 2, 2)),
-    "resnet50": lambda torch: torch_resnet(torch, True, (3, 4, 6, 3)),
+    name: _twin(name) for name in ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2")
 }
 
 
@@ -173,13 +257,13 @@ def bench_model(
         twin = TORCH_TWINS[name](torch).eval()
         state = {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
         twin.load_state_dict(state, strict=True)
-        with torch.no_grad():
+        with torch.inference_mode():
             ref = twin.double()(torch.from_numpy(x.astype(np.float64))).numpy()
         ref_by = "torch float64"
         twin = twin.to(getattr(torch, dt.name))
 
         def run_torch():
-            with torch.no_grad():
+            with torch.inference_mode():
                 return twin(torch.from_numpy(x)).numpy()
 
         torch_runner = Runner("torch", run_torch)

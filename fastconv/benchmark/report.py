@@ -227,9 +227,9 @@ def format_footer(report: Dict[str, Any]) -> List[str]:
                 + (", ".join(parts) or "-")
                 + (f"  ({', '.join(bad)})" if bad else "")
             )
-    if report.get("model"):
+    for rec in report.get("models") or ([report["model"]] if report.get("model") else []):
         lines.append("")
-        lines += format_model(report["model"])
+        lines += format_model(rec)
     lines.append("")
     lines.append(f"elapsed {report['elapsed_s']:.1f} s")
     return lines

@@ -34,6 +34,7 @@ examples:
   fastconv bench --suite resnet50 --threads 1 --json out.json --plot out.png
   fastconv bench --ops depthwise pool --engines c --repeat 15
   fastconv bench --model resnet50
+  fastconv bench --model mobilenet_v2 --batch 1 8 --engines c
   fastconv bench --model resnet18 --input 3x64x64 --engines c
 """
 
@@ -177,14 +178,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_model_name,
         metavar="NAME",
         help="time a whole forward pass of a fastconv.models network (alexnet, vgg16, "
-        "resnet18, resnet50, mobilenet_v2) per engine, and in torch for the resnets; "
-        "alone it runs no layer suite (add --suite or --ops for both)",
+        "resnet18, resnet50, mobilenet_v2, ...) per engine, and in torch (eager, "
+        "inference_mode) for the classifiers; in inference mode fastconv.nn fuses "
+        "conv + batch norm + ReLU and residual adds; alone it runs no layer suite (add "
+        "--suite or --ops for both)",
     )
     parser.add_argument(
         "--input",
         type=_input_shape,
         metavar="CxHxW",
         help="--model's input without the batch, e.g. 3x64x64 (default 3x224x224)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=_positive,
+        nargs="+",
+        metavar="N",
+        help="--model's batch sizes, one timed forward pass each (default 1), e.g. --batch 1 8",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the layers the selection would run, and exit"
@@ -208,6 +218,8 @@ def run(args) -> int:
         return 0
     if args.input is not None and args.model is None:
         raise ValueError("--input is the input of --model; give --model NAME too")
+    if args.batch is not None and args.model is None:
+        raise ValueError("--batch is the batch of --model; give --model NAME too")
     engines = B.resolve_engines(_flat(args.engines))
     baselines = B.resolve_baselines(_flat(args.baselines))
     if args.plot:
@@ -247,6 +259,7 @@ def run(args) -> int:
         suite,
         model=args.model,
         input_shape=args.input or B.INPUT,
+        batches=tuple(args.batch or ()),
         on_start=lambda rep: show(B.format_header(rep)),
         on_case=lambda rec: show(B.format_case(rec)),
     )
