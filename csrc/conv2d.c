@@ -311,6 +311,14 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
     return a.failed;
 }
 
+/* Which path the default variant takes for this geometry (enum fc_conv_path): what
+ * fastconv.cpu_info reports per layer. Must follow the `default:` branch of conv2d_any. */
+int FN(fc_conv2d_path)(const fc_conv_shape *s) {
+    int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+                 s->pw == 0 && s->OH == s->H && s->OW == s->W;
+    return direct ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
+}
+
 /* The epilogue over whole output planes, after a variant that has no fused one. */
 typedef struct {
     T *y;

@@ -99,6 +99,11 @@ int fc_conv2d_f32(const float *x, const float *w, const float *b, float *y,
 int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                   const fc_conv_shape *s, int variant, int kernel, int nthreads,
                   int64_t work_bytes);
+/* The path fc_conv2d's default variant takes for a geometry (fc_conv2d_path_*). */
+enum fc_conv_path { FC_PATH_GEMM_1X1 = 1, FC_PATH_IM2COL_GEMM = 2, FC_PATH_WINOGRAD_F2 = 3,
+                    FC_PATH_WINOGRAD_F4 = 4 };
+int fc_conv2d_path_f32(const fc_conv_shape *s);
+int fc_conv2d_path_f64(const fc_conv_shape *s);
 /* fc_conv2d with an epilogue (NULL: none); fc_conv2d is this with NULL. */
 int fc_conv2d_ep_f32(const float *x, const float *w, const float *b, float *y,
                      const fc_conv_shape *s, int variant, int kernel, int nthreads,

@@ -150,8 +150,19 @@ def max_threads() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_info() -> Dict[str, Any]:
-    """The CPU's features and the kernels the C backend picked for it.
+def cpu_info(model: Any = None, input_shape: Any = (3, 224, 224), *, batch: int = 1,
+             dtype: Any = "float32") -> Dict[str, Any]:
+    """The CPU's features and the kernels the C backend picked for it; with a model, the
+    kernel each of its layers takes.
+
+    Parameters
+    ----------
+    model : fastconv.nn.Module or str, optional
+        A network (or the name of a zoo model, built uninitialised): adds ``layers``.
+    input_shape : (C, H, W) or str such as "3x224x224", default (3, 224, 224)
+        The model's input without the batch.
+    batch : int, default 1
+    dtype : {"float32", "float64"}, default "float32"
 
     Returns
     -------
@@ -159,7 +170,8 @@ def cpu_info() -> Dict[str, Any]:
         ``available`` (bool); with the C backend: ``features`` (ISA extensions found),
         ``gemm_kernel`` (the GEMM micro-kernel in use), ``gemm_kernels`` (those built),
         ``micro_tile`` (rows x columns per dtype), ``num_threads``, ...; without it,
-        ``reason``.
+        ``reason``. With ``model``: ``layers``, one dict per conv / pooling layer (``layer``,
+        ``type``, ``input``, ``output``, ``kernel``, ``fused``: what inference fusion adds).
 
     Examples
     --------
@@ -169,11 +181,31 @@ def cpu_info() -> Dict[str, Any]:
     True
     >>> "gemm_kernel" in info or "reason" in info
     True
+    >>> rows = fastconv.cpu_info("resnet18", (3, 64, 64))["layers"]
+    >>> rows[0]["layer"], rows[0]["fused"]
+    ('conv1', 'batch norm + relu')
     """
     mod = _load("c")
-    if mod is None:
-        return {"available": False, "reason": _reasons["c"]}
-    return mod.cpu_info()
+    info = {"available": False, "reason": _reasons["c"]} if mod is None else mod.cpu_info()
+    if model is not None:
+        from .. import _shapes
+        from ..analysis.kernels import kernel_plan
+
+        op = "cpu_info"
+        if isinstance(model, str):
+            from ..models import get_model
+
+            model = get_model(model, initialize=False)
+        from ..nn import Module
+
+        if not isinstance(model, Module):
+            raise TypeError(f"{op}: model must be a fastconv.nn.Module or a model name, got "
+                            f"{type(model).__name__}")
+        n = _shapes.as_int(batch, "batch", minimum=1, op=op)
+        if dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"{op}: dtype must be 'float32' or 'float64', got {dtype!r}")
+        info["layers"] = kernel_plan(model, input_shape, np.dtype(dtype).name, n)
+    return info
 
 
 _env_threads: Optional[Tuple[str, int]] = None  # (FASTCONV_NUM_THREADS, what it gave)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 ABI_VERSION = 3
 
 try:
@@ -152,6 +154,16 @@ if AVAILABLE_REASON == "available":
         rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(),
                 _workspace_limit)
         _check(rc, "conv2d")
+
+    #: enum fc_conv_path (csrc/fastconv.h) -> what cpu_info calls it
+    CONV_PATHS = {1: "gemm 1x1 (x read in place)", 2: "im2col + packed gemm",
+                  3: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)"}
+
+    def conv2d_path(shape: tuple, dtype: Any) -> str:
+        """The path the default conv2d takes for ``shape`` (the fc_conv_shape fields: N, C,
+        H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G) in ``dtype``."""
+        fn = lib.fc_conv2d_path_f32 if np.dtype(dtype) == np.float32 else lib.fc_conv2d_path_f64
+        return CONV_PATHS[fn(conv_shape(tuple(int(v) for v in shape)))]
 
     def conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual,
                      activation, variant=None, *, isa=None):
