@@ -17,8 +17,6 @@ residual block's final add and ReLU, run as one call.
 NaN and infinities follow IEEE arithmetic; relu and relu6 keep NaN (as torch's do).
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Tuple
 
 import numpy as np

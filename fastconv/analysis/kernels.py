@@ -17,19 +17,19 @@ from ..nn.module import Tracer
 
 
 def _pool_kernel(module: Any, in_shape: Sequence[int]) -> str:
-    from ..nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
-    from ..ops.pool import _even_bins, _is_global
+    from ..nn.pooling import AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
+    from ..ops.pool import even_bins, is_global_window
 
     kind = "max" if isinstance(module, (MaxPool2d, AdaptiveMaxPool2d)) else "avg"
     if isinstance(module, (MaxPool2d, AvgPool2d)):
         d = getattr(module, "dilation", (1, 1))
         g = _shapes.pool_geometry("cpu_info", tuple(in_shape), module.kernel_size,
                                   module.stride, module.padding, d, module.ceil_mode, 2)
-        if _is_global(g) and not getattr(module, "divisor_override", None):
+        if is_global_window(g) and not getattr(module, "divisor_override", None):
             return f"adaptive_{kind}_pool2d (global: the window is the whole plane)"
         return f"{kind}_pool2d"
     g = _shapes.adaptive_geometry("cpu_info", tuple(in_shape), module.output_size, 2)
-    if _even_bins(g):
+    if even_bins(g):
         return f"{kind}_pool2d (kernel = stride = {g.H // g.OH}x{g.W // g.OW}: even bins)"
     return f"adaptive_{kind}_pool2d"
 
@@ -41,7 +41,7 @@ class _Kernels(Tracer):
 
     def leaf(self, name, module, in_shape, out_shape, state):
         from ..nn.conv import Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d
-        from ..nn.pooling import _AdaptivePool2d, AvgPool2d, MaxPool2d
+        from ..nn.pooling import AvgPool2d, MaxPool2d, _AdaptivePool2d
 
         kernel = None
         if isinstance(module, Conv2d):
@@ -82,7 +82,7 @@ def _fused_names(model: Any) -> Dict[str, str]:
             continue
         mods = [v for _, v in items]
         for i, (n, v) in enumerate(items[:-1]):
-            if _fusion._conv(v) and _fusion._bn(mods[i + 1], v):
+            if _fusion.fusable_conv(v) and _fusion.fusable_bn(mods[i + 1], v):
                 act = _fusion.activation_name(mods[i + 2]) if i + 2 < len(mods) else None
                 what = "batch norm" + (f" + {act}" if act else "")
                 if isinstance(m, Residual) and i == len(items) - 2:

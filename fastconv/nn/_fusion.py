@@ -9,8 +9,6 @@ The results equal the unfused forward up to float32 rounding (tests/test_nn_fusi
 :func:`set_fusion` turns it off and on (on by default).
 """
 
-from __future__ import annotations
-
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -21,6 +19,16 @@ _enabled = True
 def set_fusion(enabled: bool) -> None:
     """Whether fastconv.nn fuses layers in inference mode (default True); False runs every
     module on its own, as in training.
+
+    Parameters
+    ----------
+    enabled : bool
+        True: Conv2d -> BatchNorm2d -> ReLU and residual blocks' last conv, add and
+        activation run as one call each in inference mode; False: module by module.
+
+    Returns
+    -------
+    None
 
     Examples
     --------
@@ -42,13 +50,13 @@ def _plain(m: Any) -> bool:
     return not m.training and not m.keep_cache
 
 
-def _conv(m: Any) -> bool:
+def fusable_conv(m: Any) -> bool:
     from .conv import Conv2d
 
     return isinstance(m, Conv2d) and _plain(m)
 
 
-def _bn(m: Any, conv: Any) -> bool:
+def fusable_bn(m: Any, conv: Any) -> bool:
     from .layers import BatchNorm2d
 
     return (isinstance(m, BatchNorm2d) and _plain(m) and m.running_mean is not None
@@ -95,7 +103,7 @@ def run(steps: Sequence[Any], x: Any) -> Any:
     i, n = 0, len(steps)
     while i < n:
         m = steps[i]
-        if i + 1 < n and _conv(m) and _bn(steps[i + 1], m) and _input_ok(x):
+        if i + 1 < n and fusable_conv(m) and fusable_bn(steps[i + 1], m) and _input_ok(x):
             act = activation_name(steps[i + 2]) if i + 2 < n else None
             x = _fused_call(m, steps[i + 1], x, act)
             i += 3 if act else 2
@@ -108,7 +116,9 @@ def run(steps: Sequence[Any], x: Any) -> Any:
 def residual_tail(steps: List[Any], activation: Any) -> Optional[str]:
     """Whether a residual block ends in a fusable Conv2d -> BatchNorm2d whose output the
     shortcut is added to: returns the activation to fuse ('' for none), or None if not."""
-    if not _enabled or len(steps) < 2 or not (_conv(steps[-2]) and _bn(steps[-1], steps[-2])):
+    if not _enabled or len(steps) < 2:
+        return None
+    if not (fusable_conv(steps[-2]) and fusable_bn(steps[-1], steps[-2])):
         return None
     if activation is None:
         return ""

@@ -6,8 +6,6 @@ memory (``_shapes.check_memory``, from the sizes alone) -> convert and allocate
 with H = 1.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -18,6 +16,46 @@ from ..backends._registry import Call, begin
 from . import _padding
 
 Padding = Union[int, tuple, str]
+
+
+class Epilogue:
+    """What ``fastconv.fused`` asks to be done to a convolution's output in the same pass:
+    y = act(scale[o] * y + shift[o] + residual) (``reference.epilogue`` defines it)."""
+
+    def __init__(self, scale: Any, shift: Any, residual: Any, activation: Any):
+        self.scale, self.shift, self.residual = scale, shift, residual
+        self.activation = activation
+
+    def arrays(self) -> dict:
+        """The arrays given, by name, for the call's dtype and shape checks."""
+        named = {"scale": self.scale, "shift": self.shift, "residual": self.residual}
+        return {k: v for k, v in named.items() if v is not None}
+
+    def prepare(self, call: Call, out4: tuple) -> tuple:
+        """(scale, shift, residual, activation) as the kernels take them."""
+        return (call.prepare("scale"), call.prepare("shift"),
+                call.prepare("residual", out4) if self.residual is not None else None,
+                self.activation)
+
+
+def _run(call: Call, op: str, ep: Optional[tuple], *args, **kwargs) -> None:
+    """Run kernel ``op``, with the epilogue ``ep`` fused where the backend has the fused
+    kernel, else after it (the reference definition, on the host)."""
+    if ep is None:
+        call.kernel(op)(*args, **kwargs)
+    elif call.has(op + "_fused"):
+        call.kernel(op + "_fused")(*args, *ep, **kwargs)
+    else:
+        call.kernel(op)(*args, **kwargs)
+        y = args[3]
+        if call.device:  # a device array: the epilogue runs on a host copy
+            host = y.copy_to_host()
+            scale, shift, res, act = (a.copy_to_host() if hasattr(a, "copy_to_host") else a
+                                      for a in ep)
+            reference.epilogue(host, scale, shift, res, act)
+            y.copy_to_device(host)
+        else:
+            reference.epilogue(y, *ep)
 
 
 def _conv_nd(
@@ -78,46 +116,6 @@ def _conv_nd(
             _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups,
                  **kwargs)
     return call.finish(y, g.output_shape())
-
-
-class Epilogue:
-    """What ``fastconv.fused`` asks to be done to a convolution's output in the same pass:
-    y = act(scale[o] * y + shift[o] + residual) (``reference.epilogue`` defines it)."""
-
-    def __init__(self, scale: Any, shift: Any, residual: Any, activation: Any):
-        self.scale, self.shift, self.residual = scale, shift, residual
-        self.activation = activation
-
-    def arrays(self) -> dict:
-        """The arrays given, by name, for the call's dtype and shape checks."""
-        named = {"scale": self.scale, "shift": self.shift, "residual": self.residual}
-        return {k: v for k, v in named.items() if v is not None}
-
-    def prepare(self, call: Call, out4: tuple) -> tuple:
-        """(scale, shift, residual, activation) as the kernels take them."""
-        return (call.prepare("scale"), call.prepare("shift"),
-                call.prepare("residual", out4) if self.residual is not None else None,
-                self.activation)
-
-
-def _run(call: Call, op: str, ep: Optional[tuple], *args, **kwargs) -> None:
-    """Run kernel ``op``, with the epilogue ``ep`` fused where the backend has the fused
-    kernel, else after it (the reference definition, on the host)."""
-    if ep is None:
-        call.kernel(op)(*args, **kwargs)
-    elif call.has(op + "_fused"):
-        call.kernel(op + "_fused")(*args, *ep, **kwargs)
-    else:
-        call.kernel(op)(*args, **kwargs)
-        y = args[3]
-        if call.device:  # a device array: the epilogue runs on a host copy
-            host = y.copy_to_host()
-            scale, shift, res, act = (a.copy_to_host() if hasattr(a, "copy_to_host") else a
-                                      for a in ep)
-            reference.epilogue(host, scale, shift, res, act)
-            y.copy_to_device(host)
-        else:
-            reference.epilogue(y, *ep)
 
 
 def _pad_explicit(call: Call, x, pad, mode: str):

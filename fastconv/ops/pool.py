@@ -27,13 +27,13 @@ def _check_memory(op: str, call: Call, g: _shapes.PoolGeometry, idx: bool) -> No
 # windows, same indices and NaN rules; sums may differ in the last bit (another order).
 
 
-def _is_global(g: _shapes.PoolGeometry) -> bool:
+def is_global_window(g: _shapes.PoolGeometry) -> bool:
     """A pooling window covering the whole plane, no padding, no dilation: a 1x1 output."""
     return (g.KH == g.H and g.KW == g.W and g.ph == 0 and g.pw == 0 and g.dh == 1
             and g.dw == 1 and g.OH == 1 and g.OW == 1)
 
 
-def _even_bins(g: _shapes.PoolGeometry) -> bool:
+def even_bins(g: _shapes.PoolGeometry) -> bool:
     """Adaptive bins that tile the plane with one window size (H = OH*k, W = OW*k'), more
     than one bin: the windowed pool with kernel = stride."""
     return (g.OH >= 1 and g.OW >= 1 and g.H % g.OH == 0 and g.W % g.OW == 0
@@ -52,7 +52,7 @@ def _max_pool(
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
-    if y.size and _is_global(g) and call.has("adaptive_max_pool2d"):
+    if y.size and is_global_window(g) and call.has("adaptive_max_pool2d"):
         call.kernel("adaptive_max_pool2d")(x, y, idx)
     elif y.size:
         call.kernel("max_pool2d")(x, y, idx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
@@ -195,7 +195,7 @@ def _avg_pool(
     _check_memory(op, call, g, False)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
-    if y.size and _is_global(g) and not div and call.has("adaptive_avg_pool2d"):
+    if y.size and is_global_window(g) and not div and call.has("adaptive_avg_pool2d"):
         call.kernel("adaptive_avg_pool2d")(x, y)
     elif y.size:
         call.kernel("avg_pool2d")(x, y, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
@@ -320,7 +320,7 @@ def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
-    if y.size and _even_bins(g):
+    if y.size and even_bins(g):
         kh, kw = g.H // g.OH, g.W // g.OW
         if kernel == "adaptive_max_pool2d":
             call.kernel("max_pool2d")(x, y, idx, kh, kw, kh, kw, 0, 0, 1, 1)
