@@ -122,6 +122,25 @@ def test_resnet_block_fuses_its_add(monkeypatch):
     assert sum(seen) == 8  # one per BasicBlock
 
 
+def test_inverted_residual_fuses_its_add(monkeypatch):
+    # MobileNetV2's residual body is one Sequential: its last conv + BN take the add
+    rng = np.random.default_rng(6)
+    model = models.get_model("mobilenet_v2", generator=0)
+    _randomise_bn(model, rng)
+    model.eval()
+    x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
+    a, _ = _both(model, x)
+    seen = []
+    real = fc.fused.conv2d
+    monkeypatch.setattr(fc.fused, "conv2d",
+                        lambda *a, **k: seen.append(k.get("residual") is not None) or real(*a, **k))
+    b = model(x)
+    assert sum(seen) == 10  # the stride-1 blocks whose input and output channels agree
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+    rows = fc.cpu_info(model, (3, 64, 64))["layers"]
+    assert sum("residual add" in r["fused"] for r in rows) == 10
+
+
 def test_no_fusion_in_training_or_when_inputs_are_kept(monkeypatch):
     rng = np.random.default_rng(5)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())

@@ -77,7 +77,7 @@ def _fused_names(model: Any) -> Dict[str, str]:
         if isinstance(m, Sequential):
             items = list(m._modules.items())
         elif isinstance(m, Residual):
-            items = list(m._steps)
+            items = _fusion.expand_tail(m._steps)
         else:
             continue
         mods = [v for _, v in items]
@@ -89,7 +89,9 @@ def _fused_names(model: Any) -> Dict[str, str]:
                     tail = _fusion.residual_tail(mods, m._activation)
                     if tail is not None:
                         what = "batch norm + residual add" + (f" + {tail}" if tail else "")
-                out[f"{prefix}.{n}" if prefix else n] = what
+                key = f"{prefix}.{n}" if prefix else n
+                if "residual" not in out.get(key, ""):  # a block's own Sequential comes later
+                    out[key] = what
     return out
 
 

@@ -113,6 +113,20 @@ def run(steps: Sequence[Any], x: Any) -> Any:
     return x
 
 
+def expand_tail(items: List[Any]) -> List[Any]:
+    """A residual body's (name, module) steps with a trailing Sequential replaced by its
+    children (recursively, names joined with '.'), so that a body written as one Sequential
+    (MobileNetV2's inverted residual) ends in its own conv and batch norm."""
+    from .container import Sequential
+
+    items = list(items)
+    while items and type(items[-1][1]) is Sequential and _plain(items[-1][1]) \
+            and len(items[-1][1]):
+        name, seq = items.pop()
+        items += [(f"{name}.{n}", m) for n, m in seq._modules.items()]
+    return items
+
+
 def residual_tail(steps: List[Any], activation: Any) -> Optional[str]:
     """Whether a residual block ends in a fusable Conv2d -> BatchNorm2d whose output the
     shortcut is added to: returns the activation to fuse ('' for none), or None if not."""

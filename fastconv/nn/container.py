@@ -194,7 +194,7 @@ class Residual(Module):
 
     def forward(self, x: Any) -> np.ndarray:
         # inference: the last conv + batch norm, the add and the activation as one call
-        steps = [m for _, m in self._steps]
+        steps = [m for _, m in _fusion.expand_tail(self._steps)]
         act = _fusion.residual_tail(steps, self._activation)
         if act is not None:
             out = _fusion.run_residual(steps, self._shortcut, x, act)

@@ -102,6 +102,28 @@ def _kernel_code(isa: Optional[str]) -> int:
     return int(lib.FC_GEMM_AUTO) if isa is None else GEMM_KERNELS[isa]
 
 
+#: FASTCONV_ISA values -> the instruction-set level the C kernels may use at most.
+ISA_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+def _cap_isa_from_environment() -> None:
+    """FASTCONV_ISA=portable|avx2|avx512 caps the kernels the C backend picks by itself (GEMM
+    micro-kernel, depthwise, pooling, Winograd, filters) at that instruction set, e.g. an
+    AVX2-only run on an AVX-512 machine; an explicit ``isa=`` still runs what it names."""
+    import os
+    import warnings
+
+    value = os.environ.get("FASTCONV_ISA")
+    if not value:
+        return
+    level = ISA_LEVELS.get(value.strip().lower())
+    if level is None:
+        warnings.warn(f"FASTCONV_ISA={value!r} is not one of {', '.join(ISA_LEVELS)}; ignored",
+                      stacklevel=2)
+        return
+    lib.fc_dwpool_isa(level)
+
+
 def cpu_info() -> Dict[str, Any]:
     """The CPU's features, the GEMM micro-kernel the C engine picked and its thread count."""
     if AVAILABLE_REASON != "available":
@@ -184,5 +206,6 @@ if AVAILABLE_REASON == "available":
         _check(rc, "conv_transpose2d")
 
     lib.fc_set_threads(get_num_threads())  # honours FASTCONV_NUM_THREADS from the start
+    _cap_isa_from_environment()
 
     from .pool import *  # noqa: E402,F401,F403  (depthwise, separable and pooling kernels)
