@@ -43,7 +43,9 @@ enum fc_conv_variant {
     FC_CONV_V2_IM2COL = 2,
     FC_CONV_V3_BLOCKED = 3,
     FC_CONV_V4_SIMD = 4,
-    FC_CONV_V5_THREADS = 5
+    FC_CONV_V5_THREADS = 5,
+    FC_CONV_WINOGRAD_F2 = 6,
+    FC_CONV_WINOGRAD_F4 = 7
 };
 typedef struct {
     int64_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G;
@@ -137,6 +139,21 @@ void fc_adaptive_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, 
                                          int64_t H, int64_t W, int64_t OH, int64_t OW);
 void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N, int64_t C,
                                          int64_t H, int64_t W, int64_t OH, int64_t OW);
+
+/* ---- winograd.c: 3x3 stride-1 dilation-1 conv2d by Winograd F(m x m, 3 x 3), m = 2 or 4 ----
+ * fc_winograd_conv2d_*: 0, 1 when out of memory, or FC_WINOGRAD_DECLINED when the call is
+ * left to the im2col path (a geometry it does not cover, a workspace bound below its
+ * smallest, a non-finite x or w); fc_winograd_choice: conv2d's automatic choice, 0, 2 or 4. */
+enum fc_winograd_status { FC_WINOGRAD_DECLINED = -1 };
+int fc_winograd_eligible(const fc_conv_shape *s);
+int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads);
+void fc_winograd_set_auto(int on); /* 0: the automatic choice never picks Winograd */
+int fc_winograd_conv2d_f32(const float *x, const float *w, const float *b, float *y,
+                           const fc_conv_shape *s, int m, int kernel, int nthreads,
+                           int64_t work_bytes);
+int fc_winograd_conv2d_f64(const double *x, const double *w, const double *b, double *y,
+                           const fc_conv_shape *s, int m, int kernel, int nthreads,
+                           int64_t work_bytes);
 
 /* ---- probe.c: machine peak probes for the benchmarks ---- */
 int fc_probe_best_isa(void);

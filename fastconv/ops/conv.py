@@ -45,6 +45,7 @@ def _conv_nd(
         groups,
         nd,
     )
+    call.check_variant_geometry(variant, g, op)
     explicit = mode != "zeros" and any(g.pad)
     if explicit:
         _shapes.check_explicit_padding(mode, g, op)
