@@ -48,7 +48,7 @@
 
 /* Target bytes of one task's transformed input V (alpha^2 x C/G x tiles): within L2 (2 MiB on
  * the machine of bench/RESULTS.md) together with a block of M. */
-#define WINO_V_TARGET (768 * 1024)
+#define WINO_V_TARGET (1280 * 1024)
 /* Target bytes of one block of GEMM outputs M (alpha^2 x channels x tiles). */
 #define WINO_M_TARGET (256 * 1024)
 
@@ -204,18 +204,21 @@ FC_INLINE void FN(wino_at)(int m, const T *v, T *o) {
 }
 
 /* u = G g, g of 3 values, u of alpha; in double whatever T (the weights are transformed once). */
-static void FN(wino_g)(int m, const double *g, double *u) {
+FC_INLINE void FN(wino_g)(int m, const double *g, double *u) {
     if (m == 2) {
         u[0] = g[0];
         u[1] = 0.5 * (g[0] + g[1] + g[2]);
         u[2] = 0.5 * (g[0] - g[1] + g[2]);
         u[3] = g[2];
     } else {
-        u[0] = g[0] / 4;
-        u[1] = -(g[0] + g[1] + g[2]) / 6;
-        u[2] = -(g[0] - g[1] + g[2]) / 6;
-        u[3] = (g[0] + 2 * g[1] + 4 * g[2]) / 24;
-        u[4] = (g[0] - 2 * g[1] + 4 * g[2]) / 24;
+        /* multiplies by the reciprocals: five divisions a call made the weights' transform
+         * cost more than the GEMMs on small images */
+        const double s6 = 1.0 / 6, s24 = 1.0 / 24, e = g[0] + g[2];
+        u[0] = 0.25 * g[0];
+        u[1] = -s6 * (e + g[1]);
+        u[2] = -s6 * (e - g[1]);
+        u[3] = s24 * (g[0] + 2 * g[1] + 4 * g[2]);
+        u[4] = s24 * (g[0] - 2 * g[1] + 4 * g[2]);
         u[5] = g[2];
     }
 }
@@ -392,38 +395,51 @@ typedef struct {
     _Atomic int failed, nonfinite;
 } FN(wino_args);
 
-/* Transform and pack the weights of output channels [oc0, oc1) of every group, rows
- * q = g*(oc1-oc0) + (o - oc0) in [q0, q1); rows up to the sliver's end are zero. */
+/* Transform and pack the weights of output channels [oc0, oc1) of every group, slivers
+ * q = g*nsl + (o - oc0)/mr in [q0, q1) (nsl slivers of mr channels per group); rows past the
+ * chunk are zero. One sliver is built c by c in a small buffer and stored as alpha^2
+ * contiguous runs of mr values, one per plane: the planes are far apart, and writing them
+ * one output channel at a time rewrote each cache line mr times (measured 10x slower). */
 static void FN(wino_pack_u)(void *ctx, int64_t q0, int64_t q1, int slot) {
     FN(wino_args) *a = ctx;
     const wino_plan *pl = a->pl;
-    const int m = pl->m, alpha = pl->alpha;
+    const int m = pl->m, alpha = pl->alpha, alpha2 = pl->alpha2;
     const int64_t mr = fc_gemm_mr(a->kernel, IS_F64), len = a->oc1 - a->oc0;
-    const int64_t Mrc = round_up(len, mr), Cg = pl->Cg;
+    const int64_t Mrc = round_up(len, mr), Cg = pl->Cg, nsl = Mrc / mr;
+    T buf[36 * 16];
+    int bad = 0;
     (void)slot;
+    FC_ASSERT(mr <= 16 && alpha2 <= 36);
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t g = q / len, oo = q % len, o = g * pl->M + a->oc0 + oo;
-        T *ug = a->Up + g * pl->alpha2 * Mrc * Cg + (oo / mr) * mr * Cg + oo % mr;
+        const int64_t g = q / nsl, i0 = q % nsl * mr, mi = min64(mr, len - i0);
+        T *ug = a->Up + g * alpha2 * Mrc * Cg + i0 * Cg;
         for (int64_t c = 0; c < Cg; c++) {
-            const T *wc = a->w + (o * Cg + c) * 9;
-            double t[6][3], u[6][6], col[3], row[6];
-            for (int j = 0; j < 3; j++) {
-                for (int i = 0; i < 3; i++) col[i] = (double)wc[i * 3 + j];
-                FN(wino_g)(m, col, row);
-                for (int k = 0; k < alpha; k++) t[k][j] = row[k];
+            for (int64_t i = 0; i < mr; i++) {
+                if (i >= mi) {
+                    for (int e = 0; e < alpha2; e++) buf[e * mr + i] = 0;
+                    continue;
+                }
+                const T *wc = a->w + ((g * pl->M + a->oc0 + i0 + i) * Cg + c) * 9;
+                double t[6][3], u[6], col[3], row[6];
+                for (int j = 0; j < 3; j++) {
+                    for (int r = 0; r < 3; r++) col[r] = (double)wc[r * 3 + j];
+                    FN(wino_g)(m, col, row);
+                    for (int k = 0; k < alpha; k++) t[k][j] = row[k];
+                }
+                for (int k = 0; k < alpha; k++) {
+                    FN(wino_g)(m, t[k], u);
+                    for (int l = 0; l < alpha; l++) {
+                        const T v = (T)u[l];
+                        bad |= v - v != 0; /* NaN or +-Inf (also a float overflow) */
+                        buf[(k * alpha + l) * mr + i] = v;
+                    }
+                }
             }
-            for (int k = 0; k < alpha; k++) FN(wino_g)(m, t[k], u[k]);
-            for (int k = 0; k < alpha; k++)
-                for (int l = 0; l < alpha; l++)
-                    ug[(k * alpha + l) * Mrc * Cg + c * mr] = (T)u[k][l];
+            for (int e = 0; e < alpha2; e++)
+                memcpy(ug + e * Mrc * Cg + c * mr, buf + e * mr, (size_t)mr * sizeof(T));
         }
-        if (oo == len - 1) /* the sliver's rows past the chunk */
-            for (int64_t z = oo + 1; z < Mrc; z++)
-                for (int64_t e = 0; e < pl->alpha2; e++)
-                    for (int64_t c = 0; c < Cg; c++)
-                        a->Up[g * pl->alpha2 * Mrc * Cg + e * Mrc * Cg + (z / mr) * mr * Cg +
-                              c * mr + z % mr] = 0;
     }
+    if (bad) a->nonfinite = 1;
 }
 
 /* One task: group g, tiles [t0, t1), output channels [oc0 + part*pstep, ...) of the chunk. */
@@ -532,16 +548,13 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
     for (int64_t oc0 = 0; oc0 < pl.M && !a.failed && !a.nonfinite; oc0 += pl.ochunk) {
         a.oc0 = oc0;
         a.oc1 = min64(pl.M, oc0 + pl.ochunk);
-        const int64_t rows = s->G * (a.oc1 - a.oc0), Mrc = round_up(a.oc1 - a.oc0, mr);
+        const int64_t Mrc = round_up(a.oc1 - a.oc0, mr), rows = s->G * (Mrc / mr);
         FC_ASSERT(s->G * pl.alpha2 * Mrc * pl.Cg + 16 <= pl.u_elems);
         const int64_t cost = fc_cost_mem(s->G * pl.alpha2 * Mrc * pl.Cg * (int64_t)sizeof(T),
-                                         rows * pl.Cg * 200);
+                                         rows * mr * pl.Cg * 200);
         const int pteam = fc_team_for(cost, pl.nthreads);
         fc_parallel_for(rows, fc_chunk_for(rows, cost, pteam), pteam, FN(wino_pack_u), &a);
-        if (FN(wino_nonfinite)(a.Up, s->G * pl.alpha2 * Mrc * pl.Cg)) {
-            a.nonfinite = 1;
-            break;
-        }
+        if (a.nonfinite) break;
         a.pl = &pl;
         const int64_t ntasks = s->G * pl.nb * ceil_div(a.oc1 - a.oc0, pl.pstep);
         wino_plan plc = pl; /* the last chunk may have fewer parts */
