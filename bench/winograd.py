@@ -13,10 +13,8 @@ count, the same for every method), and each method's relative error in norm
 ||y - y_ref|| / ||y_ref|| against the float64 reference (the C engine's float64 v1..v5 sum,
 which matches ``backend="reference"`` to 1e-15). Ineligible layers (dilated, strided) show "-".
 
-``--split`` also times the parts of a Winograd call on one thread (input transform, GEMMs,
-output transform) by running it with the GEMMs' output channels cut to one micro-tile row
-(transforms only) and with a float64 ... no: by timing winograd with OC = mr (transforms
-dominate) against the full call; see bench/RESULTS.md for how the split is derived.
+Winograd calls transform the weights on every call (nothing is cached between calls): on
+small images that transform, not the GEMMs, is what bench/RESULTS.md finds limiting.
 """
 
 from __future__ import annotations

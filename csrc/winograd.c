@@ -82,26 +82,34 @@ int fc_winograd_eligible(const fc_conv_shape *s) {
            s->OH >= 1 && s->OW >= 1 && s->N >= 1 && s->OC >= 1;
 }
 
-/* The automatic choice (conv2d's variant=None), from bench/winograd.py's measurements on the
- * machine of bench/RESULTS.md (float32, 1 and 2 threads):
- *  - float32 only: float64 is for correctness and gains less (8-lane FMAs, twice the bytes);
- *  - F4 when both C/G and OC/G >= 32 and the image has at least 2 F4 tiles each way (its
- *    error on ResNet-50's 3x3 layers is 1.3e-6 .. 2.6e-6 in norm, within the 1e-5 the tests
- *    allow for float32, and grows slowly with C/G: the rule stops at C/G <= 1024);
- *  - F2 when the channels are there but the image is smaller than two F4 tiles (7x7 ...);
- *  - else (few channels per group: the GEMMs are too thin, e.g. ResNeXt's 4 per group) the
- *    im2col path. */
 static _Atomic int fc_winograd_auto_on = 1;
 
 void fc_winograd_set_auto(int on) { fc_winograd_auto_on = on != 0; }
 
+/* The automatic choice (conv2d's variant=None), from bench/winograd.py's measurements on the
+ * machine of bench/RESULTS.md (float32, 2 threads; ratios im2col / Winograd):
+ *  - float32 only: float64 is for correctness (the tests' float64 bound holds, but it gains
+ *    less: 8-lane FMAs and twice the bytes in the transforms);
+ *  - at least 32 input and output channels per group: thinner GEMMs (ResNeXt's 4 per group)
+ *    run below a quarter of the micro-kernel's rate;
+ *  - enough tiles: the weights are transformed on every call (alpha^2 / 9 times their size,
+ *    written to memory), which only a large enough image x batch repays. F4 won from 196
+ *    tiles (64@56 N=1: 1.44x; 128@28 N=8, 392 tiles: 1.74x), broke even at 49 (128@28 N=1)
+ *    and lost at 16 (256@14 N=1: 0.36x): F4 from 128 tiles, when its edge tiles waste at most
+ *    15% (14x14 needs 4x4 tiles of 4: 31% more work, and F2 won there: 256@14 N=8 1.67x
+ *    against 1.32x for F4). F2 from 256 tiles (it lost with 128: 512@7 N=8, 0.67x).
+ * F4's float32 error on ResNet-50's 3x3 layers is 1.2e-6 .. 2.0e-6 in norm (F2 2e-7 ..
+ * 3.4e-7), within the 1e-5 the tests allow; it grows slowly with C/G, so the rule stops at
+ * C/G <= 1024. */
 int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     (void)nthreads;
     if (!fc_winograd_auto_on || is_f64 || !fc_winograd_eligible(s)) return 0;
     const int64_t Cg = s->C / s->G, M = s->OC / s->G;
     if (Cg < 32 || M < 32 || Cg > 1024) return 0;
-    if (s->OH >= 8 && s->OW >= 8) return 4;
-    if (s->OH >= 4 && s->OW >= 4) return 2;
+    const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
+                                                                       ceil_div(s->OW, 2);
+    if (s->N * t4 >= 128 && t4 * 16 * 100 <= s->OH * s->OW * 115) return 4;
+    if (s->N * t2 >= 256) return 2;
     return 0;
 }
 

@@ -176,7 +176,7 @@ def test_automatic_choice_and_its_error():
     as winograd_f4, bit for bit) and stays within the float32 bound; with the automatic use
     switched off it is the im2col path again."""
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((1, 64, 20, 20)).astype(np.float32)
+    x = rng.standard_normal((1, 64, 48, 48)).astype(np.float32)  # 144 F4 tiles
     w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
     want = conv_ref(x, w, None, (1, 1), 1)
     auto = fastconv.conv2d(x, w, None, 1, 1, backend="c")
@@ -195,6 +195,8 @@ def test_automatic_choice_and_its_error():
     assert lib.fc_winograd_choice(s, 1, 2) == 0
     thin = c._shape(x, want, (64, 4, 3, 3), 1, 1, 1, 1, 1, 1, 16, 64)
     assert lib.fc_winograd_choice(thin, 0, 2) == 0
+    small = c._shape(x[:, :, :20, :20], want[:, :, :20, :20], w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
+    assert lib.fc_winograd_choice(small, 0, 2) == 0  # 25 F4 tiles: the weights' transform
 
 
 @pytest.mark.parametrize("variant", (None,) + WINOGRAD)
