@@ -15,6 +15,9 @@
  *   best (0)    v5 with im2col writing straight into the GEMM's packed-B layout (one copy
  *               of the input instead of two) and the weights packed once per chunk; a 1x1
  *               stride-1 unpadded conv multiplies x itself (no im2col at all)
+ *   winograd_f2, winograd_f4  3x3 stride-1 convs by Winograd F(2x2,3x3) / F(4x4,3x3):
+ *               transforms around alpha^2 packed GEMMs (winograd.c); chosen by `best` for
+ *               float32 layers with enough channels (fc_winograd_choice)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
  *
  * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
@@ -313,7 +316,9 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 
 /* Which path the default variant takes for this geometry (enum fc_conv_path): what
  * fastconv.cpu_info reports per layer. Must follow the `default:` branch of conv2d_any. */
-int FN(fc_conv2d_path)(const fc_conv_shape *s) {
+int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
+    const int wm = fc_winograd_choice(s, IS_F64, nthreads);
+    if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : FC_PATH_WINOGRAD_F4;
     int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
                  s->pw == 0 && s->OH == s->H && s->OW == s->W;
     return direct ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
@@ -349,7 +354,8 @@ int FN(fc_conv2d_ep)(const T *x, const T *w, const T *b, T *y, const fc_conv_sha
                      const fc_epilogue *ep) {
     if (!fc_epilogue_active(ep)) ep = NULL;
     /* the default path fuses the epilogue into its tasks; the ladder steps get it after */
-    const int fused = variant == FC_CONV_BEST;
+    const int fused = variant == FC_CONV_BEST || variant == FC_CONV_WINOGRAD_F2 ||
+                      variant == FC_CONV_WINOGRAD_F4;
     int rc = FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes,
                             fused ? ep : NULL);
     if (rc || !ep || fused || s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return rc;
@@ -397,7 +403,21 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
          * block of output channels, block of pixels), each with its own workspace, with
          * enough tasks that every thread gets the same share. Why faster: all cores. */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL, NULL);
+    case FC_CONV_WINOGRAD_F2:
+    case FC_CONV_WINOGRAD_F4:
     default: {
+        /* winograd_f2 / winograd_f4 (winograd.c), explicitly or by the automatic choice
+         * (fc_winograd_choice: float32 3x3 stride-1 layers with enough channels); a call it
+         * declines (another geometry, a non-finite x or w) runs the best im2col path below. */
+        int wm = variant == FC_CONV_WINOGRAD_F2   ? 2
+                 : variant == FC_CONV_WINOGRAD_F4 ? 4
+                 : variant == FC_CONV_BEST        ? fc_winograd_choice(s, IS_F64, nthreads)
+                                                  : 0;
+        if (wm) {
+            int rc = FN(fc_winograd_conv2d)(x, w, b, y, s, wm, kernel, nthreads, work_bytes,
+                                            ep);
+            if (rc != FC_WINOGRAD_DECLINED) return rc;
+        }
         /* best: what changed from v5: the weights are packed once per call and shared by
          * every task, and im2col writes straight into the packed layout the micro-kernel
          * reads; a 1x1 stride-1 unpadded conv skips im2col and packs x itself. Why faster:

@@ -67,8 +67,11 @@ def test_fused_conv2d_matches_the_separate_ops(backend, dtype, seed, restore_thr
                 if rng.random() < 0.6 else None)
     act = rng.choice([None, "relu", "relu6"])
     variant = None
-    if backend == "c" and rng.random() < 0.3:
-        variant = str(rng.choice(fc.backends.c.CONV2D_VARIANTS))
+    if backend == "c" and rng.random() < 0.5:
+        fits = [v for v in fc.backends.c.CONV2D_VARIANTS
+                if _registry.variant_fits(fc.backends.c, v, c["K"], c["K"], c["s"], c["s"],
+                                          c["d"], c["d"])]
+        variant = str(rng.choice(fits))
     got = fc.fused.conv2d(x, w, b, c["s"], c["p"], c["d"], c["G"], scale=scale, shift=shift,
                           residual=residual, activation=act, backend=backend, variant=variant)
     want = _expected(plain, scale, shift, residual, act)
@@ -130,6 +133,26 @@ def test_fused_large_call_on_threads_is_exact(backend, restore_threads):
     y = fc.conv2d(x, w, padding=1, backend=backend)
     want = np.maximum(y + shift[:, None, None] + res, 0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["winograd_f2", "winograd_f4", None])
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_winograd(variant, seed, restore_threads):
+    # the Winograd paths apply the epilogue per output row segment they write
+    rng = np.random.default_rng(200 + seed)
+    N, C, OC, H, W = 2, 40, 48, int(rng.integers(9, 30)), int(rng.integers(9, 30))
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((OC, C, 3, 3)).astype(np.float32)
+    scale, shift = rng.random(OC).astype(np.float32) + .5, rng.standard_normal(OC).astype(
+        np.float32)
+    res = rng.standard_normal((N, OC, H, W)).astype(np.float32)
+    fc.set_num_threads(int(rng.integers(1, _registry.max_threads() + 1)))
+    got = fc.fused.conv2d(x, w, padding=1, scale=scale, shift=shift, residual=res,
+                          activation="relu6", backend="c", variant=variant)
+    plain = fc.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1,
+                      backend="reference")
+    want = _expected(plain, scale, shift, res, "relu6")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,20 @@ def variants(engine):
     return (None,) + tuple(getattr(_registry.backend_module(engine), "CONV2D_VARIANTS", ()))
 
 
+def fits(engine: str, variant, w_shape, stride, dilation, nd: int) -> bool:
+    """Whether ``variant`` runs this kernel size, stride and dilation (the C engine's Winograd
+    variants run 3x3 stride-1 layers only and raise ValueError on others)."""
+    def pair(v):
+        t = (v,) * nd if isinstance(v, (int, np.integer)) else tuple(v)
+        return ((1,) + t) if nd == 1 else t
+
+    try:
+        k, s, d = pair(tuple(w_shape[2:]) if nd == 2 else w_shape[2]), pair(stride), pair(dilation)
+        return _registry.variant_fits(_registry.backend_module(engine), variant, *k, *s, *d)
+    except (TypeError, ValueError):
+        return False  # an invalid geometry: the call's own check raises
+
+
 @st.composite
 def conv_parts(draw, nd, engine, modes=True):
     """(x, w, b, stride, padding, dilation, groups, padding_mode) of a convolution."""
@@ -291,7 +305,9 @@ def conv_parts(draw, nd, engine, modes=True):
 @st.composite
 def conv_cases(draw, nd, engine):
     x, w, b, stride, padding, dilation, groups, mode = draw(conv_parts(nd, engine))
-    variant = draw(st.sampled_from(variants(engine)))
+    variant = draw(st.sampled_from(
+        [v for v in variants(engine) if fits(engine, v, w.shape, stride, dilation, nd)]
+    ))
     fn = fc.conv2d if nd == 2 else fc.conv1d
     kwargs = {"padding_mode": mode}
     if variant is not None:

@@ -57,6 +57,20 @@ def variants(engine: str):
     return (None,) + tuple(getattr(_registry.backend_module(engine), "CONV2D_VARIANTS", ()))
 
 
+def fits(engine: str, variant, w_shape, stride, dilation, nd: int) -> bool:
+    """Whether ``variant`` runs this kernel size, stride and dilation (the C engine's Winograd
+    variants run 3x3 stride-1 layers only and raise ValueError on others)."""
+    def pair(v):
+        t = (v,) * nd if isinstance(v, (int, np.integer)) else tuple(v)
+        return ((1,) + t) if nd == 1 else t
+
+    try:
+        k, s, d = pair(tuple(w_shape[2:]) if nd == 2 else w_shape[2]), pair(stride), pair(dilation)
+        return _registry.variant_fits(_registry.backend_module(engine), variant, *k, *s, *d)
+    except (TypeError, ValueError):
+        return False  # an invalid geometry: the call's own check raises
+
+
 def conv_variants():
     """(engine, variant) for every engine here and every conv2d variant it declares."""
     return [(e, v) for e in available_engines() for v in variants(e)]
@@ -162,11 +176,16 @@ def test_conv(engine, variant, nd):
             want = N(torch_conv(nd, x, w, b, stride, padding, dilation, groups, **kw))
         except RuntimeError:
             continue  # an invalid configuration: tests/test_ops_random.py checks those
+        if not fits(engine, variant, w.shape, stride, dilation, nd):
+            continue  # a geometry the variant refuses (tests/test_winograd.py)
         done += 1
         mask = (reads != 0) | channel_mask(reads.shape, wi, bi, reads.ndim - nd - 1)
         got = fn(x, w, b, stride, padding, dilation, groups, backend=engine, variant=variant, **kw)
         ref = fn(x, w, b, stride, padding, dilation, groups, backend="reference", **kw)
         check(got, mask, ref, want, dt, f"case {i} ({where}) {cfg}")
+    restricted = getattr(_registry.backend_module(engine), "CONV2D_VARIANT_GEOMETRY", {})
+    if not done and variant in restricted:
+        pytest.skip(f"no random case is a geometry {variant} runs (tests/test_winograd.py)")
     assert done
 
 
@@ -193,6 +212,8 @@ def test_conv2d_hand_picked(engine, variant):
             ((1, 2, 5, 5), (6, 1, 3, 3), dict(padding=1, groups=2)),
         ]
     for xs, ws, kw in cases:
+        if not fits(engine, variant, ws, kw.get("stride", 1), kw.get("dilation", 1), 2):
+            continue
         for where in ("x", "w"):
             for kind in (np.nan, np.inf, -np.inf):
                 x, xi = (

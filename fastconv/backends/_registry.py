@@ -348,6 +348,10 @@ class Call:
         kernel with ``variant=``."""
         check_variant(self.backend_module, variant, op)
 
+    def check_variant_geometry(self, variant: Any, g: Any, op: str) -> None:
+        """See :func:`check_variant_geometry`; call it once the geometry ``g`` is known."""
+        check_variant_geometry(self.backend_module, variant, g, op)
+
     def prepare(self, name: str, shape: Optional[Tuple[int, ...]] = None):
         """The input ``name`` as the kernels take it, reshaped to ``shape`` if given."""
         return self.prepare_array(self.raw.get(name), shape)
@@ -504,6 +508,30 @@ def check_variant(backend_module: Any, variant: Any, op: str = "") -> None:
     raise ValueError(
         f"{_at(op)}variant must be one of {valid} or None (the best) for backend "
         f"{_backend_name(backend_module)!r}, got {variant!r}"
+    )
+
+
+def variant_fits(backend_module: Any, variant: Any, KH: int, KW: int, sh: int, sw: int,
+                 dh: int, dw: int) -> bool:
+    """Whether ``variant`` runs a conv2d with this kernel size, stride and dilation: a backend
+    lists the variants that run only one geometry in ``CONV2D_VARIANT_GEOMETRY`` (variant ->
+    (KH, KW, sh, sw, dh, dw)), e.g. the C backend's Winograd variants (3x3, stride 1,
+    dilation 1); every other variant runs any geometry."""
+    need = getattr(backend_module, "CONV2D_VARIANT_GEOMETRY", {}).get(variant)
+    return need is None or tuple(need) == (KH, KW, sh, sw, dh, dw)
+
+
+def check_variant_geometry(backend_module: Any, variant: Any, g: Any, op: str = "") -> None:
+    """Raise ValueError when ``variant`` does not run the conv2d geometry ``g``
+    (:class:`fastconv._shapes.ConvGeometry`; see :func:`variant_fits`)."""
+    if variant is None or variant_fits(backend_module, variant, g.KH, g.KW, g.sh, g.sw, g.dh,
+                                       g.dw):
+        return
+    KH, KW, sh, sw, dh, dw = backend_module.CONV2D_VARIANT_GEOMETRY[variant]
+    raise ValueError(
+        f"{_at(op)}variant {variant!r} runs only {KH}x{KW} kernels with stride ({sh}, {sw}) and "
+        f"dilation ({dh}, {dw}), got a {g.KH}x{g.KW} kernel, stride ({g.sh}, {g.sw}) and "
+        f"dilation ({g.dh}, {g.dw}); use variant=None or another variant"
     )
 
 

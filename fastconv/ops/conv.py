@@ -88,6 +88,7 @@ def _conv_nd(
         groups,
         nd,
     )
+    call.check_variant_geometry(variant, g, op)
     if epilogue is not None:
         _shapes.check_epilogue(op, call.shapes, g.output_shape(), g.OC, epilogue.activation)
     explicit = mode != "zeros" and any(g.pad)

@@ -10,6 +10,15 @@ conv2d variants (``variant=``; None = the best):
 - ``"v3_blocked"``  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
 - ``"v4_simd"``     v3 with the CPU's vector micro-kernel (AVX-512, AVX2+FMA or portable)
 - ``"v5_threads"``  v4 on the engine's threads
+- ``"winograd_f2"`` 3x3 stride-1 dilation-1 convs by Winograd F(2x2, 3x3): input / output
+  transforms around 16 packed GEMMs (csrc/winograd.c)
+- ``"winograd_f4"`` the same with F(4x4, 3x3): 36 GEMMs, 4x fewer multiplies than the direct
+  sum, float32 error up to a few 1e-6 in norm (docs/conv_variants.md)
+
+None picks winograd_f4 (from 128 F4 tiles in the batch) or winograd_f2 (from 256 F2 tiles)
+for float32 3x3 stride-1 layers with at least 32 input and output channels per group, else
+the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
+NaN or Inf runs the im2col path (docs/conv_variants.md).
 
 Engine settings: :func:`set_num_threads` (default:
 ``fastconv.backends._registry.get_num_threads()``, which honours ``FASTCONV_NUM_THREADS``),
@@ -47,7 +56,15 @@ else:
         AVAILABLE_REASON = "available"
 
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
-CONV2D_VARIANTS = ("v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads")
+CONV2D_VARIANTS = (
+    "v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads", "winograd_f2", "winograd_f4"
+)
+#: Variants that run one geometry only: variant -> (KH, KW, sh, sw, dh, dw); the public
+#: conv2d raises ValueError on any other (_registry.check_variant_geometry).
+CONV2D_VARIANT_GEOMETRY = {
+    "winograd_f2": (3, 3, 1, 1, 1, 1),
+    "winograd_f4": (3, 3, 1, 1, 1, 1),
+}
 #: GEMM micro-kernels (the C enum fc_gemm_kernel), by name: the values ``isa=`` accepts.
 GEMM_KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
 #: Default bound on the extra memory of one call (im2col chunks and packed panels).
@@ -95,6 +112,14 @@ def set_workspace_limit(nbytes: Optional[int]) -> None:
 
 def get_workspace_limit() -> int:
     return _workspace_limit
+
+
+def set_auto_winograd(enabled: bool) -> None:
+    """Let conv2d's automatic choice (``variant=None``) use the Winograd variants (the
+    default) or not: then None always runs the im2col path (what ``bench/winograd.py``
+    times as "best(im2col)"). Explicit ``variant="winograd_f2" / "winograd_f4"`` still run."""
+    if AVAILABLE_REASON == "available":
+        lib.fc_winograd_set_auto(1 if enabled else 0)
 
 
 def _kernel_code(isa: Optional[str]) -> int:
@@ -185,7 +210,7 @@ if AVAILABLE_REASON == "available":
         """The path the default conv2d takes for ``shape`` (the fc_conv_shape fields: N, C,
         H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G) in ``dtype``."""
         fn = lib.fc_conv2d_path_f32 if np.dtype(dtype) == np.float32 else lib.fc_conv2d_path_f64
-        return CONV_PATHS[fn(conv_shape(tuple(int(v) for v in shape)))]
+        return CONV_PATHS[fn(conv_shape(tuple(int(v) for v in shape)), get_num_threads())]
 
     def conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual,
                      activation, variant=None, *, isa=None):

@@ -1,0 +1,597 @@
+/* winograd.c: 3x3, stride-1, dilation-1 conv2d by Winograd's minimal filtering algorithm
+ * F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+ *
+ * x is (N, C, H, W), w is (OC, C/G, 3, 3), b is (OC,) or NULL, y is (N, OC, OH, OW), any
+ * padding ph, pw >= 0 (the bottom / right padding is whatever OH, OW imply), any G.
+ *
+ * Variants (conv2d's `variant`, enum fc_conv_variant in fastconv.h; conv2d.c calls in):
+ *   winograd_f2  F(2x2, 3x3): 4x4 input tiles, 16 multiplies per 2x2 outputs instead of 36
+ *   winograd_f4  F(4x4, 3x3): 6x6 input tiles, 36 multiplies per 4x4 outputs instead of 144
+ * With alpha = m + 2, one output tile Y (m x m) of one channel o is
+ *     Y = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A
+ * where d_c is the alpha x alpha input tile of channel c and g_oc the 3x3 filter: after the
+ * transforms the sum over c is, for each of the alpha^2 positions e of the tile, a matrix
+ * product U_e (OC/G x C/G) times V_e (C/G x tiles), run by gemm.c's packed micro-kernel.
+ *
+ * The steps of one call (fc_winograd_conv2d):
+ *   weights  U_e = (G g G^T)_e in double, rounded to T, written straight into the GEMM's
+ *            packed-A layout, once per call (once per chunk of output channels when all of
+ *            them would take more than half the workspace bound)
+ *   per task (group, block of tiles, part of the output channels), on the thread pool:
+ *     input  V_e = (B^T d B)_e of every channel and tile of the block, in the packed-B layout
+ *            (two 1-D passes vectorised along the tile row: B^T down the alpha input rows,
+ *            then B across, from a de-interleaved copy)
+ *     GEMMs  M_e = U_e V_e for the alpha^2 positions, a block of output channels at a time
+ *     output Y = A^T M A + bias into y (wino_store: the one place that writes y), then
+ *            the fused epilogue, if any, on what it wrote (wino_epilogue)
+ * The tile blocks are sized so that V (alpha^2 x C/G x tiles) stays in L2 between the
+ * input transform and the GEMMs; each thread holds one V, one block of M and row buffers,
+ * all inside `work_bytes` with the packed weights.
+ *
+ * Numerics: the transforms cost accuracy (F4's B and A hold 4, 5 and 8, G holds 1/6 and
+ * 1/24): see docs/conv_variants.md for the measured errors; conv2d's automatic choice uses
+ * F4 / F2 for float32 only where that error stays within 1e-5 (fc_winograd_choice). A NaN
+ * or Inf in x or w would spread over its whole tile (and 0 x Inf over the tile's other
+ * outputs), unlike the direct definition (docs/nonfinite.md): when a transformed weight or
+ * input is not finite the call returns FC_WINOGRAD_DECLINED and conv2d.c runs the im2col
+ * path instead, as it does for a geometry Winograd does not cover.
+ *
+ * Build: `python csrc/build_ffi.py`. Test: `pytest tests/test_winograd.py`;
+ * time: `python bench/winograd.py`.
+ */
+#ifndef FC_TYPED
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* Target bytes of one task's transformed input V (alpha^2 x C/G x tiles): within L2 (2 MiB on
+ * the machine of bench/RESULTS.md) together with a block of M. */
+#define WINO_V_TARGET (1280 * 1024)
+/* Target bytes of one block of GEMM outputs M (alpha^2 x channels x tiles). */
+#define WINO_M_TARGET (256 * 1024)
+
+/* How one call is cut into tasks; every field is fixed before the tasks run. */
+typedef struct {
+    int m, alpha, alpha2;  /* output tile m x m, input tile alpha x alpha, alpha^2 GEMMs */
+    int64_t Cg, M;         /* C/G, OC/G */
+    int64_t TH, TW, ntiles;/* tile rows and columns of one image; N*TH*TW tiles per group */
+    int64_t tstep, nb;     /* tiles per task (a multiple of nr unless all tiles), blocks */
+    int64_t ochunk;        /* output channels whose packed U is held at a time (mult. of mr) */
+    int64_t ostep;         /* output channels per round of GEMMs inside a task (mult. of mr) */
+    int64_t pstep, nparts; /* output channels of the chunk per task (mult. of mr), parts */
+    int64_t vst, ldm;      /* elements of one V_e plane; row stride of M */
+    int64_t qmax;          /* tile columns + 1 of the longest row segment of a block */
+    int64_t u_elems;       /* packed U of one chunk, all groups */
+    int64_t work_elems;    /* per-thread workspace */
+    int nthreads;
+} wino_plan;
+
+static int64_t wino_task_work(const wino_plan *p, int64_t nr) {
+    (void)nr;
+    return p->alpha2 * p->vst                  /* V */
+           + p->alpha2 * p->ostep * p->ldm     /* M */
+           + 2 * p->alpha * p->m * p->qmax     /* row buffer, de-interleaved B^T pass */
+           + p->m * p->alpha * p->qmax         /* A^T pass of the output */
+           + 4 * 16;                           /* alignment of the four buffers */
+}
+
+int fc_winograd_eligible(const fc_conv_shape *s) {
+    return s->KH == 3 && s->KW == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+           s->OH >= 1 && s->OW >= 1 && s->N >= 1 && s->OC >= 1;
+}
+
+static _Atomic int fc_winograd_auto_on = 1;
+
+void fc_winograd_set_auto(int on) { fc_winograd_auto_on = on != 0; }
+
+/* The automatic choice (conv2d's variant=None), from bench/winograd.py's measurements on the
+ * machine of bench/RESULTS.md (float32, 2 threads; ratios im2col / Winograd):
+ *  - float32 only: float64 is for correctness (the tests' float64 bound holds, but it gains
+ *    less: 8-lane FMAs and twice the bytes in the transforms);
+ *  - at least 32 input and output channels per group: thinner GEMMs (ResNeXt's 4 per group)
+ *    run below a quarter of the micro-kernel's rate;
+ *  - enough tiles: the weights are transformed on every call (alpha^2 / 9 times their size,
+ *    written to memory), which only a large enough image x batch repays. F4 won from 196
+ *    tiles (64@56 N=1: 1.44x; 128@28 N=8, 392 tiles: 1.74x), broke even at 49 (128@28 N=1)
+ *    and lost at 16 (256@14 N=1: 0.36x): F4 from 128 tiles, when its edge tiles waste at most
+ *    15% (14x14 needs 4x4 tiles of 4: 31% more work, and F2 won there: 256@14 N=8 1.67x
+ *    against 1.32x for F4). F2 from 256 tiles (it lost with 128: 512@7 N=8, 0.67x).
+ * F4's float32 error on ResNet-50's 3x3 layers is 1.2e-6 .. 2.0e-6 in norm (F2 2e-7 ..
+ * 3.4e-7), within the 1e-5 the tests allow; it grows slowly with C/G, so the rule stops at
+ * C/G <= 1024. */
+int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
+    (void)nthreads;
+    if (!fc_winograd_auto_on || is_f64 || !fc_winograd_eligible(s)) return 0;
+    const int64_t Cg = s->C / s->G, M = s->OC / s->G;
+    if (Cg < 32 || M < 32 || Cg > 1024) return 0;
+    const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
+                                                                       ceil_div(s->OW, 2);
+    if (s->N * t4 >= 128 && t4 * 16 * 100 <= s->OH * s->OW * 115) return 4;
+    if (s->N * t2 >= 256) return 2;
+    return 0;
+}
+
+static int wino_plan_make(const fc_conv_shape *s, int m, int kernel, int is_f64, int nthreads,
+                          int64_t work_bytes, wino_plan *p) {
+    const int64_t es = is_f64 ? 8 : 4;
+    const int64_t mr = fc_gemm_mr(kernel, is_f64), nr = fc_gemm_nr(kernel, is_f64);
+    p->m = m;
+    p->alpha = m + 2;
+    p->alpha2 = p->alpha * p->alpha;
+    p->Cg = s->C / s->G;
+    p->M = s->OC / s->G;
+    p->TH = ceil_div(s->OH, m);
+    p->TW = ceil_div(s->OW, m);
+    p->ntiles = s->N * p->TH * p->TW;
+    const int64_t Mr = round_up(p->M, mr);
+
+    /* tiles per task: V near its target, at least one sliver of nr tiles */
+    int64_t t = WINO_V_TARGET / (p->alpha2 * p->Cg * es) / nr * nr;
+    p->tstep = min64(max64(t, nr), round_up(p->ntiles, nr));
+    /* output channels held packed at a time: all of them, unless that is over half the bound */
+    int64_t per_ch = s->G * p->alpha2 * p->Cg * es; /* bytes of U per output channel */
+    p->ochunk = min64(Mr, max64(mr, (work_bytes / 2) / per_ch / mr * mr));
+    /* enough tasks for the threads: split the output channels when the tiles are few */
+    int64_t nb = ceil_div(p->ntiles, p->tstep), base = s->G * nb;
+    p->pstep = p->ochunk;
+    if (nthreads > 1 && base % nthreads != 0 && base < 4 * nthreads) {
+        int64_t parts = nthreads / gcd64(base, nthreads);
+        if (p->ntiles >= parts * 2 * nr && nb == 1)
+            p->tstep = round_up(ceil_div(p->ntiles, parts), nr);
+        else
+            p->pstep = min64(p->ochunk, max64(mr, round_up(ceil_div(p->ochunk, parts), mr)));
+    }
+    p->nparts = ceil_div(p->ochunk, p->pstep);
+    p->nb = ceil_div(p->ntiles, p->tstep);
+    p->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, s->G * p->nb * p->nparts);
+    p->u_elems = s->G * p->alpha2 * p->ochunk * p->Cg + 16;
+
+    /* the bound: shrink the tile block (to one sliver), then the output-channel block */
+    const int64_t budget = (work_bytes / es - p->u_elems) / p->nthreads;
+    for (;;) {
+        int64_t tr = round_up(min64(p->tstep, p->ntiles), nr);
+        p->vst = tr * p->Cg;
+        p->ldm = round_up(min64(p->tstep, p->ntiles), 16);
+        if (p->ostep == 0 || p->ostep > p->pstep) {
+            int64_t o = WINO_M_TARGET / (p->alpha2 * p->ldm * es) / mr * mr;
+            p->ostep = min64(p->pstep, max64(mr, o));
+        }
+        p->qmax = min64(p->tstep, p->TW) + 1;
+        p->work_elems = wino_task_work(p, nr);
+        if (p->work_elems <= budget) break;
+        if (p->tstep > nr) {
+            p->tstep = max64(nr, p->tstep / 2 / nr * nr);
+        } else if (p->ostep > mr) {
+            p->ostep = max64(mr, p->ostep / 2 / mr * mr);
+        } else {
+            return 0; /* below Winograd's smallest workspace: the caller uses im2col */
+        }
+    }
+    p->nb = ceil_div(p->ntiles, p->tstep);
+    return budget > 0;
+}
+
+#define FC_INSTANTIATE "winograd.c"
+#include "common.h"
+
+#else /* ------------------------------------------------------------ typed section */
+
+/* ---- the 1-D transforms (the 2-D ones apply them to rows, then columns) ---- */
+
+/* t = B^T d, d of alpha values. */
+FC_INLINE void FN(wino_bt)(int m, const T *d, T *t) {
+    if (m == 2) {
+        t[0] = d[0] - d[2];
+        t[1] = d[1] + d[2];
+        t[2] = d[2] - d[1];
+        t[3] = d[1] - d[3];
+    } else {
+        t[0] = (T)4 * d[0] - (T)5 * d[2] + d[4];
+        t[1] = -(T)4 * (d[1] + d[2]) + d[3] + d[4];
+        t[2] = (T)4 * (d[1] - d[2]) - d[3] + d[4];
+        t[3] = (T)2 * (d[3] - d[1]) - d[2] + d[4];
+        t[4] = (T)2 * (d[1] - d[3]) - d[2] + d[4];
+        t[5] = (T)4 * d[1] - (T)5 * d[3] + d[5];
+    }
+}
+
+/* o = A^T v, v of alpha values, o of m. */
+FC_INLINE void FN(wino_at)(int m, const T *v, T *o) {
+    if (m == 2) {
+        o[0] = v[0] + v[1] + v[2];
+        o[1] = v[1] - v[2] - v[3];
+    } else {
+        const T a = v[1] + v[2], bb = v[1] - v[2], c = v[3] + v[4], d = v[3] - v[4];
+        o[0] = v[0] + a + c;
+        o[1] = bb + (T)2 * d;
+        o[2] = a + (T)4 * c;
+        o[3] = bb + (T)8 * d + v[5];
+    }
+}
+
+/* u = G g, g of 3 values, u of alpha; in double whatever T (the weights are transformed once). */
+FC_INLINE void FN(wino_g)(int m, const double *g, double *u) {
+    if (m == 2) {
+        u[0] = g[0];
+        u[1] = 0.5 * (g[0] + g[1] + g[2]);
+        u[2] = 0.5 * (g[0] - g[1] + g[2]);
+        u[3] = g[2];
+    } else {
+        /* multiplies by the reciprocals: five divisions a call made the weights' transform
+         * cost more than the GEMMs on small images */
+        const double s6 = 1.0 / 6, s24 = 1.0 / 24, e = g[0] + g[2];
+        u[0] = 0.25 * g[0];
+        u[1] = -s6 * (e + g[1]);
+        u[2] = -s6 * (e - g[1]);
+        u[3] = s24 * (g[0] + 2 * g[1] + 4 * g[2]);
+        u[4] = s24 * (g[0] - 2 * g[1] + 4 * g[2]);
+        u[5] = g[2];
+    }
+}
+
+/* ---- input transform ---- */
+
+/* V_e for one channel c of the row segment of tiles (n, ti, tj0 .. tj0+seg-1), which sit at
+ * lanes lane0 .. lane0+seg-1 of the block: Vp[e*vst + (lane/nr)*Cg*nr + c*nr + lane%nr].
+ * xc is the channel's (H, W) plane; rb holds alpha x Q*m, zd alpha x m x Q values (Q = seg+1). */
+FC_INLINE void FN(wino_input_row_body)(int m, const T *xc, const fc_conv_shape *s, int64_t ti,
+                                       int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
+                                       int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb,
+                                       T *zd) {
+    const int alpha = m + 2;
+    const int64_t Q = seg + 1, L = Q * m;
+    /* the alpha input rows the tiles read, zero outside the image: no bounds tests below */
+    const int64_t u_lo = min64(L, max64(0, s->pw - tj0 * m));
+    const int64_t u_hi = max64(u_lo, min64(L, s->W + s->pw - tj0 * m));
+    for (int i = 0; i < alpha; i++) {
+        T *r = rb + i * L;
+        const int64_t ih = ti * m - s->ph + i;
+        if (ih < 0 || ih >= s->H) {
+            memset(r, 0, (size_t)L * sizeof(T));
+            continue;
+        }
+        memset(r, 0, (size_t)u_lo * sizeof(T));
+        memcpy(r + u_lo, xc + ih * s->W + (tj0 * m - s->pw + u_lo),
+               (size_t)(u_hi - u_lo) * sizeof(T));
+        memset(r + u_hi, 0, (size_t)(L - u_hi) * sizeof(T));
+    }
+    /* B^T down the rows, de-interleaved: zd[(k*m + r)*Q + q] = (B^T d)[k] at column q*m + r */
+    for (int64_t q = 0; q < Q; q++)
+#pragma GCC unroll 4
+        for (int r = 0; r < m; r++) {
+            T d[6], t[6];
+#pragma GCC unroll 6
+            for (int i = 0; i < alpha; i++) d[i] = rb[i * L + q * m + r];
+            FN(wino_bt)(m, d, t);
+#pragma GCC unroll 6
+            for (int k = 0; k < alpha; k++) zd[(k * m + r) * Q + q] = t[k];
+        }
+    /* B across: column j of tile q is zd[k][j % m][q + j / m]; runs of lanes in one sliver */
+    for (int64_t q0 = 0; q0 < seg;) {
+        const int64_t lane = lane0 + q0, run = min64(seg - q0, nr - lane % nr);
+        T *v = Vp + (lane / nr) * Cg * nr + c * nr + lane % nr;
+#pragma GCC unroll 6
+        for (int k = 0; k < alpha; k++) {
+            const T *z = zd + k * m * Q + q0;
+            for (int64_t q = 0; q < run; q++) {
+                T d[6], t[6];
+#pragma GCC unroll 6
+                for (int j = 0; j < alpha; j++) d[j] = z[(j % m) * Q + j / m + q];
+                FN(wino_bt)(m, d, t);
+#pragma GCC unroll 6
+                for (int l = 0; l < alpha; l++) v[(k * alpha + l) * vst + q] = t[l];
+            }
+        }
+        q0 += run;
+    }
+}
+
+FC_INLINE void FC_CAT(FN(wino_input_row2), _body)(const T *xc, const fc_conv_shape *s, int64_t ti,
+                                     int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
+                                     int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd) {
+    FN(wino_input_row_body)(2, xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd);
+}
+FC_INLINE void FC_CAT(FN(wino_input_row4), _body)(const T *xc, const fc_conv_shape *s, int64_t ti,
+                                     int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
+                                     int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd) {
+    FN(wino_input_row_body)(4, xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd);
+}
+#define WINO_IN_PARAMS                                                                     \
+    (const T *xc, const fc_conv_shape *s, int64_t ti, int64_t tj0, int64_t seg,           \
+     int64_t lane0, int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd)
+#define WINO_IN_ARGS (xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd)
+FC_MULTIVERSION(FN(wino_input_row2), WINO_IN_PARAMS, WINO_IN_ARGS)
+FC_MULTIVERSION(FN(wino_input_row4), WINO_IN_PARAMS, WINO_IN_ARGS)
+#undef WINO_IN_PARAMS
+#undef WINO_IN_ARGS
+
+/* ---- output transform ---- */
+
+/* The one function that writes y: Y = A^T M A + bias for output channel o (y's channel
+ * index), its GEMM outputs Mo[e*mst + lane] (e < alpha^2), over the row segment of tiles
+ * (n, ti, tj0 .. tj0+seg-1) at lanes lane0 ..; tiles past OH / OW are clipped. pa holds
+ * m x alpha x seg values. */
+FC_INLINE void FN(wino_store_body)(int m, const T *Mo, int64_t mst, const T *b, T *y,
+                                   const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
+                                   int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
+    const int alpha = m + 2;
+    const T bias = b ? b[o] : (T)0;
+    T *yo = y + (n * s->OC + o) * s->OH * s->OW;
+    /* A^T down the columns: pa[(a*alpha + l)*seg + q] */
+#pragma GCC unroll 6
+    for (int l = 0; l < alpha; l++) {
+        const T *mv = Mo + l * mst + lane0;
+        for (int64_t q = 0; q < seg; q++) {
+            T v[6], r[4];
+#pragma GCC unroll 6
+            for (int k = 0; k < alpha; k++) v[k] = mv[k * alpha * mst + q];
+            FN(wino_at)(m, v, r);
+#pragma GCC unroll 4
+            for (int a = 0; a < m; a++) pa[(a * alpha + l) * seg + q] = r[a];
+        }
+    }
+    /* A across, + bias: tiles wholly inside OW in one loop, the clipped last one after it */
+    const int64_t full = min64(seg, s->OW / m - tj0);
+    for (int a = 0; a < m; a++) {
+        const int64_t oh = ti * m + a;
+        if (oh >= s->OH) break;
+        T *yr = yo + oh * s->OW + tj0 * m;
+        const T *p = pa + a * alpha * seg;
+        for (int64_t q = 0; q < full; q++) {
+            T v[6], r[4];
+#pragma GCC unroll 6
+            for (int l = 0; l < alpha; l++) v[l] = p[l * seg + q];
+            FN(wino_at)(m, v, r);
+#pragma GCC unroll 4
+            for (int j = 0; j < m; j++) yr[q * m + j] = r[j] + bias;
+        }
+        for (int64_t q = full > 0 ? full : 0; q < seg; q++) {
+            T v[6], r[4];
+            for (int l = 0; l < alpha; l++) v[l] = p[l * seg + q];
+            FN(wino_at)(m, v, r);
+            for (int j = 0; j < m && (tj0 + q) * m + j < s->OW; j++) yr[q * m + j] = r[j] + bias;
+        }
+    }
+}
+
+FC_INLINE void FC_CAT(FN(wino_store2), _body)(const T *Mo, int64_t mst, const T *b, T *y,
+                                 const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
+                                 int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
+    FN(wino_store_body)(2, Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa);
+}
+FC_INLINE void FC_CAT(FN(wino_store4), _body)(const T *Mo, int64_t mst, const T *b, T *y,
+                                 const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
+                                 int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
+    FN(wino_store_body)(4, Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa);
+}
+#define WINO_ST_PARAMS                                                                     \
+    (const T *Mo, int64_t mst, const T *b, T *y, const fc_conv_shape *s, int64_t n,        \
+     int64_t o, int64_t ti, int64_t tj0, int64_t seg, int64_t lane0, T *pa)
+#define WINO_ST_ARGS (Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa)
+FC_MULTIVERSION(FN(wino_store2), WINO_ST_PARAMS, WINO_ST_ARGS)
+FC_MULTIVERSION(FN(wino_store4), WINO_ST_PARAMS, WINO_ST_ARGS)
+#undef WINO_ST_PARAMS
+#undef WINO_ST_ARGS
+
+/* 1 when some element of v[0 .. n) is NaN or +-Inf: the largest magnitude, compared as
+ * integers (an integer max vectorises; a float reduction would need -ffast-math). */
+static int FN(wino_nonfinite)(const T *v, int64_t n) {
+#if IS_F64
+    const uint64_t *u = (const uint64_t *)v, mask = 0x7fffffffffffffffull;
+    uint64_t big = 0, inf = 0x7ff0000000000000ull;
+#else
+    const uint32_t *u = (const uint32_t *)v, mask = 0x7fffffffu;
+    uint32_t big = 0, inf = 0x7f800000u;
+#endif
+    for (int64_t i = 0; i < n; i++) big = (u[i] & mask) > big ? (u[i] & mask) : big;
+    return big >= inf;
+}
+
+/* ---- the driver ---- */
+
+typedef struct {
+    const T *x, *w, *b;
+    T *y;
+    const fc_conv_shape *s;
+    const wino_plan *pl;
+    int kernel;
+    int64_t oc0, oc1; /* the chunk of output channels (within a group) of this pass */
+    T *Up;            /* its packed U: [G][alpha^2][round_up(chunk, mr)][Cg] in slivers */
+    T **works;
+    const fc_epilogue *ep; /* the fused epilogue, or NULL */
+    _Atomic int failed, nonfinite;
+} FN(wino_args);
+
+/* The fused epilogue on what wino_store just wrote for channel o: output rows ti*m .. of
+ * image n, columns tj0*m .. (tj0 + seg)*m, clipped to the output; still in cache. */
+static void FN(wino_epilogue)(const FN(wino_args) *a, int m, int64_t n, int64_t o, int64_t ti,
+                              int64_t tj0, int64_t seg) {
+    const fc_conv_shape *s = a->s;
+    const int64_t c0 = tj0 * m, c1 = min64(s->OW, (tj0 + seg) * m), plane = s->OH * s->OW;
+    const T *res = a->ep->residual;
+    for (int64_t oh = ti * m; oh < min64(s->OH, ti * m + m); oh++) {
+        const int64_t at = (n * s->OC + o) * plane + oh * s->OW + c0;
+        FN(fc_epilogue_row)(a->ep, o, a->y + at, res ? res + at : NULL, c1 - c0);
+    }
+}
+
+/* Transform and pack the weights of output channels [oc0, oc1) of every group, slivers
+ * q = g*nsl + (o - oc0)/mr in [q0, q1) (nsl slivers of mr channels per group); rows past the
+ * chunk are zero. One sliver is built c by c in a small buffer and stored as alpha^2
+ * contiguous runs of mr values, one per plane: the planes are far apart, and writing them
+ * one output channel at a time rewrote each cache line mr times (measured 10x slower). */
+static void FN(wino_pack_u)(void *ctx, int64_t q0, int64_t q1, int slot) {
+    FN(wino_args) *a = ctx;
+    const wino_plan *pl = a->pl;
+    const int m = pl->m, alpha = pl->alpha, alpha2 = pl->alpha2;
+    const int64_t mr = fc_gemm_mr(a->kernel, IS_F64), len = a->oc1 - a->oc0;
+    const int64_t Mrc = round_up(len, mr), Cg = pl->Cg, nsl = Mrc / mr;
+    T buf[36 * 16];
+    int bad = 0;
+    (void)slot;
+    FC_ASSERT(mr <= 16 && alpha2 <= 36);
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t g = q / nsl, i0 = q % nsl * mr, mi = min64(mr, len - i0);
+        T *ug = a->Up + g * alpha2 * Mrc * Cg + i0 * Cg;
+        for (int64_t c = 0; c < Cg; c++) {
+            for (int64_t i = 0; i < mr; i++) {
+                if (i >= mi) {
+                    for (int e = 0; e < alpha2; e++) buf[e * mr + i] = 0;
+                    continue;
+                }
+                const T *wc = a->w + ((g * pl->M + a->oc0 + i0 + i) * Cg + c) * 9;
+                double t[6][3], u[6], col[3], row[6];
+                for (int j = 0; j < 3; j++) {
+                    for (int r = 0; r < 3; r++) col[r] = (double)wc[r * 3 + j];
+                    FN(wino_g)(m, col, row);
+                    for (int k = 0; k < alpha; k++) t[k][j] = row[k];
+                }
+                for (int k = 0; k < alpha; k++) {
+                    FN(wino_g)(m, t[k], u);
+                    for (int l = 0; l < alpha; l++) {
+                        const T v = (T)u[l];
+                        bad |= v - v != 0; /* NaN or +-Inf (also a float overflow) */
+                        buf[(k * alpha + l) * mr + i] = v;
+                    }
+                }
+            }
+            for (int e = 0; e < alpha2; e++)
+                memcpy(ug + e * Mrc * Cg + c * mr, buf + e * mr, (size_t)mr * sizeof(T));
+        }
+    }
+    if (bad) a->nonfinite = 1;
+}
+
+/* One task: group g, tiles [t0, t1), output channels [oc0 + part*pstep, ...) of the chunk. */
+static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
+    const wino_plan *pl = a->pl;
+    const fc_conv_shape *s = a->s;
+    const int m = pl->m, alpha = pl->alpha;
+    const int64_t mr = fc_gemm_mr(a->kernel, IS_F64), nr = fc_gemm_nr(a->kernel, IS_F64);
+    const int64_t part = task % pl->nparts, blk = task / pl->nparts % pl->nb;
+    const int64_t g = task / pl->nparts / pl->nb;
+    const int64_t t0 = blk * pl->tstep, t1 = min64(pl->ntiles, t0 + pl->tstep), nt = t1 - t0;
+    const int64_t len = a->oc1 - a->oc0, Mrc = round_up(len, mr), Cg = pl->Cg;
+    const int64_t p0 = part * pl->pstep, p1 = min64(len, p0 + pl->pstep);
+    const int64_t per_img = pl->TH * pl->TW;
+    FC_ASSERT(0 <= t0 && t0 < t1 && nt <= pl->tstep && g < s->G && p0 < p1);
+    FC_ASSERT(round_up(nt, nr) * Cg <= pl->vst && nt <= pl->ldm && pl->qmax >= 2);
+    T *Vp = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    T *Mb = (T *)(((uintptr_t)(Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
+    T *rb = (T *)(((uintptr_t)(Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
+    T *zd = rb + alpha * m * pl->qmax;
+    T *pa = zd + alpha * m * pl->qmax;
+    FC_ASSERT((pa + m * alpha * pl->qmax) - work <= pl->work_elems);
+
+    /* input transform, one row segment of tiles at a time */
+    for (int64_t t = t0; t < t1;) {
+        const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW, tj0 = r % pl->TW;
+        const int64_t seg = min64(pl->TW - tj0, t1 - t);
+        FC_ASSERT(seg + 1 <= pl->qmax);
+        const T *xg = a->x + (n * s->C + g * Cg) * s->H * s->W;
+        for (int64_t c = 0; c < Cg; c++) {
+            if (m == 2)
+                FN(wino_input_row2)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
+                                    pl->vst, Vp, rb, zd);
+            else
+                FN(wino_input_row4)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
+                                    pl->vst, Vp, rb, zd);
+        }
+        t += seg;
+    }
+    /* lanes past the block in the last sliver: zero (the GEMM multiplies them, never stores) */
+    if (nt % nr)
+        for (int64_t e = 0; e < pl->alpha2; e++)
+            for (int64_t c = 0; c < Cg; c++)
+                memset(Vp + e * pl->vst + (nt / nr) * Cg * nr + c * nr + nt % nr, 0,
+                       (size_t)(nr - nt % nr) * sizeof(T));
+    if (FN(wino_nonfinite)(Vp, pl->alpha2 * pl->vst)) {
+        a->nonfinite = 1;
+        return;
+    }
+
+    /* GEMMs and output transform, a block of output channels at a time */
+    for (int64_t ob = p0; ob < p1; ob += pl->ostep) {
+        const int64_t mo = min64(pl->ostep, p1 - ob);
+        for (int64_t e = 0; e < pl->alpha2; e++)
+            FN(fc_gemm_packed)(a->kernel, mo, nt, Cg, a->Up + (g * pl->alpha2 + e) * Mrc * Cg +
+                                                          ob * Cg,
+                               Cg, Vp + e * pl->vst, Mb + e * pl->ostep * pl->ldm, pl->ldm, 0);
+        for (int64_t i = 0; i < mo; i++) {
+            const int64_t o = g * pl->M + a->oc0 + ob + i;
+            const T *Mo = Mb + i * pl->ldm;
+            for (int64_t t = t0; t < t1;) {
+                const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW;
+                const int64_t tj0 = r % pl->TW, seg = min64(pl->TW - tj0, t1 - t);
+                if (m == 2)
+                    FN(wino_store2)(Mo, pl->ostep * pl->ldm, a->b, a->y, s, n, o, ti, tj0, seg,
+                                    t - t0, pa);
+                else
+                    FN(wino_store4)(Mo, pl->ostep * pl->ldm, a->b, a->y, s, n, o, ti, tj0, seg,
+                                    t - t0, pa);
+                if (a->ep) FN(wino_epilogue)(a, m, n, o, ti, tj0, seg);
+                t += seg;
+            }
+        }
+    }
+}
+
+static void FN(wino_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
+    FN(wino_args) *a = ctx;
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(a->pl->work_elems + 1) * sizeof(T)))) {
+        a->failed = 1;
+        return;
+    }
+    for (int64_t task = t0; task < t1 && !a->nonfinite; task++)
+        FN(wino_task)(a, task, a->works[slot]);
+}
+
+int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                           int m, int kernel, int nthreads, int64_t work_bytes,
+                           const fc_epilogue *ep) {
+    /* m is 2 or 4; any shape (one Winograd does not cover returns FC_WINOGRAD_DECLINED);
+     * returns 0, 1 when out of memory, FC_WINOGRAD_DECLINED: y is for the caller to fill */
+    FC_ASSERT_CONV_SHAPE(s);
+    FC_ASSERT(m == 2 || m == 4);
+    if (!fc_winograd_eligible(s) || (m != 2 && m != 4)) return FC_WINOGRAD_DECLINED;
+    if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE; /* the packed GEMM only */
+    const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * 9;
+    const int team = fc_team_for(fc_cost_macs(macs / (m == 2 ? 2 : 3)), nthreads);
+    wino_plan pl = {0};
+    if (!wino_plan_make(s, m, kernel, IS_F64, team, work_bytes, &pl)) return FC_WINOGRAD_DECLINED;
+    const int64_t mr = fc_gemm_mr(kernel, IS_F64);
+    T *ubuf = malloc((size_t)pl.u_elems * sizeof(T));
+    if (!ubuf) return 1;
+    T *works[FC_POOL_SLOTS] = {0};
+    FN(wino_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .pl = &pl, .kernel = kernel,
+                       .works = works, .ep = fc_epilogue_active(ep) ? ep : NULL,
+                       .failed = 0, .nonfinite = 0};
+    a.Up = (T *)(((uintptr_t)ubuf + 63) & ~(uintptr_t)63);
+    for (int64_t oc0 = 0; oc0 < pl.M && !a.failed && !a.nonfinite; oc0 += pl.ochunk) {
+        a.oc0 = oc0;
+        a.oc1 = min64(pl.M, oc0 + pl.ochunk);
+        const int64_t Mrc = round_up(a.oc1 - a.oc0, mr), rows = s->G * (Mrc / mr);
+        FC_ASSERT(s->G * pl.alpha2 * Mrc * pl.Cg + 16 <= pl.u_elems);
+        const int64_t cost = fc_cost_mem(s->G * pl.alpha2 * Mrc * pl.Cg * (int64_t)sizeof(T),
+                                         rows * mr * pl.Cg * 200);
+        const int pteam = fc_team_for(cost, pl.nthreads);
+        fc_parallel_for(rows, fc_chunk_for(rows, cost, pteam), pteam, FN(wino_pack_u), &a);
+        if (a.nonfinite) break;
+        a.pl = &pl;
+        const int64_t ntasks = s->G * pl.nb * ceil_div(a.oc1 - a.oc0, pl.pstep);
+        wino_plan plc = pl; /* the last chunk may have fewer parts */
+        plc.nparts = ceil_div(a.oc1 - a.oc0, pl.pstep);
+        a.pl = &plc;
+        fc_parallel_for(ntasks, 1, pl.nthreads, FN(wino_tasks), &a);
+    }
+    for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
+    free(ubuf);
+    if (a.nonfinite) return FC_WINOGRAD_DECLINED;
+    return a.failed;
+}
+
+#endif /* FC_TYPED */

@@ -1,0 +1,260 @@
+"""The C engine's Winograd conv2d variants (csrc/winograd.c): winograd_f2 and winograd_f4
+against the float64 reference on random 3x3 stride-1 layers, the automatic choice, the
+workspace bound, threads, capped ISAs, non-finite inputs and the refusal of other geometries.
+
+Errors are relative in norm, ||y - y_ref|| / ||y_ref||: float32 within 1e-5 (the bound the
+automatic choice keeps), float64 within 1e-10.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference as ref
+from fastconv.backends._registry import variant_fits
+
+c = pytest.importorskip("fastconv.backends.c")
+if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
+    pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
+
+TOL = {np.float32: 1e-5, np.float64: 1e-10}
+DTYPES = (np.float32, np.float64)
+WINOGRAD = ("winograd_f2", "winograd_f4")
+ISAS = [k for k in ("portable", "avx2", "avx512") if k in c.cpu_info()["gemm_kernels"]]
+
+
+@pytest.fixture(autouse=True)
+def _engine_settings():
+    c.set_workspace_limit(None)
+    c.set_num_threads(2)
+    c.set_auto_winograd(True)
+    yield
+    c.set_workspace_limit(None)
+    c.set_num_threads(fastconv.get_num_threads())
+    c.set_auto_winograd(True)
+
+
+def rel_err(got, want) -> float:
+    assert got.shape == want.shape
+    assert np.isfinite(got).all(), "the kernel left elements unwritten (NaN)"
+    den = float(np.linalg.norm(want))
+    return float(np.linalg.norm(got.astype(np.float64) - want)) / (den if den else 1.0)
+
+
+def conv_ref(x, w, b, pad, G, pb=None):
+    """float64 reference of a 3x3 stride-1 conv; pb: (bottom, right) padding, default pad."""
+    ph, pw = pad
+    pbh, pbw = pb if pb is not None else pad
+    N, C, H, W = x.shape
+    y = np.empty((N, w.shape[0], H + ph + pbh - 2, W + pw + pbw - 2))
+    ref.conv2d(x.astype(np.float64), w.astype(np.float64),
+               None if b is None else b.astype(np.float64), y, 1, 1, ph, pw, 1, 1, G)
+    return y
+
+
+def run_kernel(x, w, b, yshape, pad, G, **kw):
+    """The kernel itself, NaN-poisoned output (a skipped element fails)."""
+    y = np.full(yshape, np.nan, x.dtype)
+    c.conv2d(x, w, b, y, 1, 1, pad[0], pad[1], 1, 1, G, **kw)
+    return y
+
+
+def random_layer(rng, dtype, big=False):
+    G = int(rng.choice([1, 1, 1, 2, 3]))
+    Cg = int(rng.integers(1, 68 // G if big else 9))
+    OCg = int(rng.integers(1, 68 // G if big else 9))
+    H, W = (int(v) for v in rng.integers(1, 41 if big else 12, 2))
+    N = int(rng.choice([1, 1, 3]))
+    ph, pw = (int(v) for v in rng.integers(0, 4, 2))
+    pbh, pbw = (int(v) for v in rng.integers(0, 4, 2))
+    if H + ph + pbh < 3 or W + pw + pbw < 3:
+        ph = pw = pbh = pbw = 1
+        H, W = max(H, 1), max(W, 1)
+    x = rng.standard_normal((N, G * Cg, H, W)).astype(dtype)
+    w = rng.standard_normal((G * OCg, Cg, 3, 3)).astype(dtype)
+    b = rng.standard_normal(G * OCg).astype(dtype) if rng.random() < 0.7 else None
+    return x, w, b, (ph, pw), (pbh, pbw), G
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_random_layers(variant, threads, dtype):
+    c.set_num_threads(threads)
+    rng = np.random.default_rng(hash((variant, threads, np.dtype(dtype).name)) % 2**32)
+    for i in range(30):
+        x, w, b, pad, pb, G = random_layer(rng, dtype, big=i % 4 == 0)
+        want = conv_ref(x, w, b, pad, G, pb)
+        got = run_kernel(x, w, b, want.shape, pad, G, variant=variant)
+        assert rel_err(got, want) <= TOL[dtype], (x.shape, w.shape, pad, pb, G)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_each_micro_kernel(variant, isa, dtype):
+    rng = np.random.default_rng(5 + ISAS.index(isa))
+    for i in range(8):
+        x, w, b, pad, pb, G = random_layer(rng, dtype, big=i % 2 == 0)
+        want = conv_ref(x, w, b, pad, G, pb)
+        got = run_kernel(x, w, b, want.shape, pad, G, variant=variant, isa=isa)
+        assert rel_err(got, want) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("variant", WINOGRAD)
+@pytest.mark.parametrize(
+    "shape",
+    [  # (N, C, H, W, OC, pad, G)
+        (0, 3, 5, 5, 4, 1, 1),  # empty batch
+        (1, 1, 1, 1, 1, 1, 1),  # one pixel, all padding
+        (1, 3, 3, 3, 2, 0, 1),  # one output
+        (2, 5, 2, 7, 3, 3, 1),  # image smaller than a tile, padding 3
+        (3, 67, 17, 13, 67, 1, 1),  # odd channels and sizes, partial edge tiles
+        (1, 64, 9, 40, 66, 2, 2),  # groups, wide rows (a block cuts a tile row)
+        (2, 32, 14, 14, 64, 1, 32),  # 1 channel per group
+    ],
+)
+def test_edge_shapes(shape, variant):
+    N, C, H, W, OC, p, G = shape
+    rng = np.random.default_rng(1)
+    for dtype in DTYPES:
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = rng.standard_normal((OC, C // G, 3, 3)).astype(dtype)
+        b = rng.standard_normal(OC).astype(dtype)
+        want = fastconv.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                               1, p, 1, G, backend="reference")
+        got = fastconv.conv2d(x, w, b, 1, p, 1, G, backend="c", variant=variant)
+        assert got.dtype == dtype and got.shape == want.shape
+        if want.size:
+            assert rel_err(got, want) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_padding_modes_and_same(mode, variant):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 6, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    for padding in (1, (2, 1), "same", "valid"):
+        want = fastconv.conv2d(x.astype(np.float64), w.astype(np.float64), None, 1, padding,
+                               padding_mode=mode, backend="reference")
+        got = fastconv.conv2d(x, w, None, 1, padding, padding_mode=mode, backend="c",
+                              variant=variant)
+        assert rel_err(got, want) <= TOL[np.float32]
+
+
+def test_non_contiguous_public_inputs():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 10, 12, 16)).astype(np.float32)[:, ::2, :, ::2]  # strided view
+    w = np.asfortranarray(rng.standard_normal((7, 5, 3, 3)).astype(np.float32))
+    want = fastconv.conv2d(x.astype(np.float64), w.astype(np.float64), None, 1, 1,
+                           backend="reference")
+    for variant in WINOGRAD:
+        got = fastconv.conv2d(x, w, None, 1, 1, backend="c", variant=variant)
+        assert rel_err(got, want) <= TOL[np.float32]
+
+
+@pytest.mark.parametrize("limit", [1, 4096, 200_000, 3_000_000])
+def test_workspace_bound(limit):
+    """A small bound cuts the tiles and output channels into smaller blocks (or leaves the
+    call to the im2col path below Winograd's smallest workspace): same answer."""
+    c.set_workspace_limit(limit)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 48, 19, 23)).astype(np.float32)
+    w = rng.standard_normal((40, 48, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    want = conv_ref(x, w, b, (1, 1), 1)
+    for variant in WINOGRAD:
+        got = run_kernel(x, w, b, want.shape, (1, 1), 1, variant=variant)
+        assert rel_err(got, want) <= TOL[np.float32]
+
+
+def test_automatic_choice_and_its_error():
+    """variant=None picks Winograd for a float32 layer with enough channels (the same result
+    as winograd_f4, bit for bit) and stays within the float32 bound; with the automatic use
+    switched off it is the im2col path again."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 64, 48, 48)).astype(np.float32)  # 144 F4 tiles
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    want = conv_ref(x, w, None, (1, 1), 1)
+    auto = fastconv.conv2d(x, w, None, 1, 1, backend="c")
+    f4 = fastconv.conv2d(x, w, None, 1, 1, backend="c", variant="winograd_f4")
+    assert np.array_equal(auto, f4)
+    assert rel_err(auto, want) <= TOL[np.float32]
+    c.set_auto_winograd(False)
+    im2col = fastconv.conv2d(x, w, None, 1, 1, backend="c")
+    assert not np.array_equal(im2col, f4)
+    assert rel_err(im2col, want) <= TOL[np.float32]
+    # float64 and thin layers never take it
+    lib = c.lib
+    s = c._shape(x, want, w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
+    c.set_auto_winograd(True)
+    assert lib.fc_winograd_choice(s, 0, 2) == 4
+    assert lib.fc_winograd_choice(s, 1, 2) == 0
+    thin = c._shape(x, want, (64, 4, 3, 3), 1, 1, 1, 1, 1, 1, 16, 64)
+    assert lib.fc_winograd_choice(thin, 0, 2) == 0
+    small = c._shape(x[:, :, :20, :20], want[:, :, :20, :20], w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
+    assert lib.fc_winograd_choice(small, 0, 2) == 0  # 25 F4 tiles: the weights' transform
+
+
+@pytest.mark.parametrize("variant", (None,) + WINOGRAD)
+def test_non_finite_inputs_follow_the_definition(variant):
+    """A NaN / Inf in x or w reaches exactly the outputs whose window holds it (the call runs
+    the im2col path; Winograd's transforms would spread it over the tile)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 40, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((40, 40, 3, 3)) / 20).astype(np.float32)
+    x[0, 3, 5, 7] = np.inf
+    want = conv_ref(np.where(np.isfinite(x), x, 0), w, None, (1, 1), 1)
+    got = fastconv.conv2d(x, w, None, 1, 1, backend="c", variant=variant)
+    bad = ~np.isfinite(got)
+    assert bad[0, :, 4:7, 6:9].all() and bad.sum() == 40 * 9
+    assert rel_err(np.where(bad, 0, got), np.where(bad, 0, want)) <= TOL[np.float32]
+    w[2, 1, 0, 0] = np.nan
+    x[0, 3, 5, 7] = 1.0
+    got = fastconv.conv2d(x, w, None, 1, 1, backend="c", variant=variant)
+    assert (~np.isfinite(got)).sum() == 16 * 16  # channel 2 only: every tap meets the NaN
+
+
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_other_geometries_raise_naming_variant(variant):
+    x = np.ones((1, 4, 9, 9), np.float32)
+    for w_shape, kw in [
+        ((4, 4, 3, 3), {"stride": 2}),
+        ((4, 4, 3, 3), {"dilation": 2}),
+        ((4, 4, 5, 5), {}),
+        ((4, 4, 3, 1), {}),
+    ]:
+        with pytest.raises(ValueError, match="variant"):
+            fastconv.conv2d(x, np.ones(w_shape, np.float32), backend="c", variant=variant, **kw)
+    assert variant_fits(c, variant, 3, 3, 1, 1, 1, 1)
+    assert not variant_fits(c, variant, 3, 3, 2, 2, 1, 1)
+    assert variant_fits(c, "v5_threads", 5, 5, 2, 2, 3, 3)
+
+
+def test_kernel_declines_other_geometries():
+    """Called directly (no check), the kernel leaves other geometries to the im2col path."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 3, 10, 10))
+    w = rng.standard_normal((2, 3, 5, 5))
+    y = np.full((1, 2, 3, 3), np.nan)
+    c.conv2d(x, w, None, y, 2, 2, 0, 0, 1, 1, 1, variant="winograd_f4")
+    want = np.empty_like(y)
+    ref.conv2d(x, w, None, want, 2, 2, 0, 0, 1, 1, 1)
+    assert rel_err(y, want) <= 1e-12
+
+
+def test_resnet50_layer_errors_within_float32_bound():
+    """The error table of docs/conv_variants.md, on one ResNet-50 layer per stage (N=1)."""
+    rng = np.random.default_rng(9)
+    for ch, hw in ((64, 56), (128, 28), (256, 14), (512, 7)):
+        x = np.maximum(rng.standard_normal((1, ch, hw, hw)), 0).astype(np.float32)
+        w = (rng.standard_normal((ch, ch, 3, 3)) / np.sqrt(9 * ch)).astype(np.float32)
+        want = conv_ref(x, w, None, (1, 1), 1)
+        errs = {}
+        for variant in WINOGRAD:
+            errs[variant] = rel_err(run_kernel(x, w, None, want.shape, (1, 1), 1,
+                                               variant=variant), want)
+        assert errs["winograd_f2"] <= 1e-6 and errs["winograd_f4"] <= TOL[np.float32], errs
