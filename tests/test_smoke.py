@@ -49,11 +49,12 @@ def test_auto_matches_reference():
 
 
 def test_every_available_engine_implements_every_kernel():
+    from fastconv.backends import OPTIONAL_KERNELS
     from fastconv.backends._registry import support_matrix
 
     info = fc.available_backends()
     for kernel, row in support_matrix().items():
-        if kernel == "separable_conv2d":  # optional: composed from depthwise + 1x1 conv2d
+        if kernel in OPTIONAL_KERNELS:  # composed from others (depthwise + 1x1, conv + epilogue)
             continue
         for name, ok in row.items():
             if info[name].startswith("available"):
