@@ -298,17 +298,25 @@ static _Atomic int fc_winograd_auto_on = 1;
 void fc_winograd_set_auto(int on) { fc_winograd_auto_on = on != 0; }
 
 /* The automatic choice (conv2d's variant=None), from bench/winograd.py's measurements on the
- * machine of bench/RESULTS.md (float32, 2 threads; ratios im2col / Winograd):
+ * machine of bench/RESULTS.md (float32, 2 and 1 threads), in the steady state: the weights'
+ * transform already cached (inference calls a layer with the same weights again and again;
+ * the choice never looks at the cache, so a given call always takes the same path). Per call
+ * Winograd then still reads 2x the weights (the validity check) and U (alpha^2/9 times the
+ * weights), against the weights once for im2col; only enough tiles per call repay that:
  *  - float32 only: float64 is for correctness (the tests' float64 bound holds, but it gains
  *    less: 8-lane FMAs and twice the bytes in the transforms);
  *  - at least 32 input and output channels per group: thinner GEMMs (ResNeXt's 4 per group)
  *    run below a quarter of the micro-kernel's rate;
- *  - enough tiles: the weights are transformed on every call (alpha^2 / 9 times their size,
- *    written to memory), which only a large enough image x batch repays. F4 won from 196
- *    tiles (64@56 N=1: 1.44x; 128@28 N=8, 392 tiles: 1.74x), broke even at 49 (128@28 N=1)
- *    and lost at 16 (256@14 N=1: 0.36x): F4 from 128 tiles, when its edge tiles waste at most
- *    15% (14x14 needs 4x4 tiles of 4: 31% more work, and F2 won there: 256@14 N=8 1.67x
- *    against 1.32x for F4). F2 from 256 tiles (it lost with 128: 512@7 N=8, 0.67x).
+ *  - F4 from 48 F4 tiles in the batch when its edge tiles waste at most 15% (128@28 N=1, 49
+ *    tiles: 1.9x im2col), or from 128 tiles whatever the waste (14x14 and 7x7 images waste
+ *    31%: 256@14 N=8, 128 tiles, F4 2.2x against F2 1.75x; 512@7 N=8, 32 tiles, F2 1.66x
+ *    beat F4's 1.37x);
+ *  - else F2 from 48 F2 tiles (256@14 N=1, 49 tiles: 1.45x);
+ *  - more than 256 x 256 channels (C/G x OC/G; U of F2 over 16 MB, F4's over 37 MB): F2 only,
+ *    from 128 F2 tiles on images of at most 14x14 (512@7 N=8, 128 tiles: F2 1.66x, F4
+ *    1.37x), since im2col runs these at 190-230 GFLOP/s on larger images: VGG-16 512@28 N=1
+ *    (F2 0.98x, F4 0.82x), 512@14 N=1 (F2 0.94x) and 512@7 N=1 (F2 0.45x, 0.84x on 1 thread)
+ *    lost: the weights' bytes read per call, not the multiply-adds, bound such calls.
  * F4's float32 error on ResNet-50's 3x3 layers is 1.2e-6 .. 2.0e-6 in norm (F2 2e-7 ..
  * 3.4e-7), within the 1e-5 the tests allow; it grows slowly with C/G, so the rule stops at
  * C/G <= 1024. */
@@ -319,8 +327,11 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     if (Cg < 32 || M < 32 || Cg > 1024) return 0;
     const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
                                                                        ceil_div(s->OW, 2);
-    if (s->N * t4 >= 128 && t4 * 16 * 100 <= s->OH * s->OW * 115) return 4;
-    if (s->N * t2 >= 256) return 2;
+    const int tight = t4 * 16 * 100 <= s->OH * s->OW * 115; /* edge waste <= 15% */
+    if (Cg * M > 256 * 256) /* U over the caches: im2col at its best on larger images */
+        return s->N * t2 >= 128 && s->OH * s->OW <= 196 ? 2 : 0;
+    if ((s->N * t4 >= 48 && tight) || s->N * t4 >= 128) return 4;
+    if (s->N * t2 >= 48) return 2;
     return 0;
 }
 
@@ -718,10 +729,13 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
             for (int64_t c = 0; c < Cg; c++)
                 memset(Vp + e * pl->vst + (nt / nr) * Cg * nr + c * nr + nt % nr, 0,
                        (size_t)(nr - nt % nr) * sizeof(T));
-    if (FN(wino_nonfinite)(Vp, pl->alpha2 * pl->vst)) {
-        a->nonfinite = 1;
-        return;
-    }
+    /* only what this block wrote: a shorter last block leaves the end of each plane as
+     * malloc left it, and a NaN there made a finite call decline */
+    for (int64_t e = 0; e < pl->alpha2; e++)
+        if (FN(wino_nonfinite)(Vp + e * pl->vst, round_up(nt, nr) * Cg)) {
+            a->nonfinite = 1;
+            return;
+        }
 
     /* GEMMs and output transform, a block of output channels at a time */
     for (int64_t ob = p0; ob < p1; ob += pl->ostep) {
