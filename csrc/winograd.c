@@ -15,8 +15,9 @@
  *
  * The steps of one call (fc_winograd_conv2d):
  *   weights  U_e = (G g G^T)_e in double, rounded to T, written straight into the GEMM's
- *            packed-A layout, once per call (once per chunk of output channels when all of
- *            them would take more than half the workspace bound)
+ *            packed-A layout: taken from the weight cache (below) when it holds them, else
+ *            built for every chunk into a new cache entry (chunks: output channels that fit
+ *            half the workspace bound; without the cache one chunk at a time, per call)
  *   per task (group, block of tiles, part of the output channels), on the thread pool:
  *     input  V_e = (B^T d B)_e of every channel and tile of the block, in the packed-B layout
  *            (two 1-D passes vectorised along the tile row: B^T down the alpha input rows,
@@ -27,6 +28,22 @@
  * The tile blocks are sized so that V (alpha^2 x C/G x tiles) stays in L2 between the
  * input transform and the GEMMs; each thread holds one V, one block of M and row buffers,
  * all inside `work_bytes` with the packed weights.
+ *
+ * Weight cache: inference calls a layer with the same weights again and again, and on small
+ * images the weights' transform was 80-95% of a call; so the packed U of every chunk is kept
+ * in a process-wide cache (wino_cache_*), keyed by the weights' address and what shapes U
+ * (OC, C/G, G, m, GEMM kernel and mr, dtype, the plan's chunk of output channels). An entry
+ * also holds a copy of the weights and is used only while memcmp finds the current weights
+ * equal to it, bit for bit (a weight changed in place, or new weights at a recycled address,
+ * rebuild the entry; reading 2x the weights costs far less than the transform). Entries with
+ * a non-finite U are never kept (the call declines, as above). Budget: 256 MiB of U and
+ * weight copies by default (fc_winograd_cache_set_limit, 0: off; Python
+ * fastconv.backends.c.set_winograd_cache_limit), least recently used entries evicted first;
+ * an entry over the budget, or one that cannot be allocated, leaves the call on the uncached
+ * path (one chunk of U at a time, in the workspace). Threads: lookups and inserts under one
+ * mutex, never held during a transform or GEMM; a call holds a reference to its entry, and
+ * eviction frees only unreferenced entries (a replaced entry in use is freed by its last
+ * user). fork(): the lock is taken around it, the child reinitialises it.
  *
  * Numerics: the transforms cost accuracy (F4's B and A hold 4, 5 and 8, G holds 1/6 and
  * 1/24): see docs/conv_variants.md for the measured errors; conv2d's automatic choice uses

@@ -15,8 +15,9 @@ conv2d variants (``variant=``; None = the best):
 - ``"winograd_f4"`` the same with F(4x4, 3x3): 36 GEMMs, 4x fewer multiplies than the direct
   sum, float32 error up to a few 1e-6 in norm (docs/conv_variants.md)
 
-None picks winograd_f4 (from 128 F4 tiles in the batch) or winograd_f2 (from 256 F2 tiles)
-for float32 3x3 stride-1 layers with at least 32 input and output channels per group, else
+None picks winograd_f4 or winograd_f2 by the batch's tile count (docs/conv_variants.md; the
+transformed weights are cached between calls, :func:`set_winograd_cache_limit`) for float32
+3x3 stride-1 layers with at least 32 input and output channels per group, else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
 NaN or Inf runs the im2col path (docs/conv_variants.md).
 
