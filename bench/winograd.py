@@ -4,8 +4,11 @@
                              [--split] [--no-torch]
 
 For each layer (float32): ms of the C engine's im2col path ("best(im2col)", the automatic
-choice with Winograd switched off, ``c.set_auto_winograd(False)``), ``winograd_f2``,
-``winograd_f4``, the automatic choice (``auto``) and ``torch.nn.functional.conv2d`` under
+choice with Winograd switched off, ``c.set_auto_winograd(False)``), ``winograd_f2`` and
+``winograd_f4`` twice: "1st" is a first call (the cache of transformed weights emptied
+before it: the call transforms the weights and stores them) and "cached" the steady state (the
+weights already cached: what inference sees from the 2nd call on), the automatic choice
+(``auto``, steady state) and ``torch.nn.functional.conv2d`` under
 ``torch.inference_mode()`` with ``torch.set_num_threads`` = ``--threads``. Each round times
 every method once (best of 3 calls) in an order that rotates from round to round; the table
 shows the median over the rounds, GFLOP/s = 2 * direct-conv MACs / time (fastconv's own MAC
@@ -13,8 +16,7 @@ count, the same for every method), and each method's relative error in norm
 ||y - y_ref|| / ||y_ref|| against the float64 reference (the C engine's float64 v1..v5 sum,
 which matches ``backend="reference"`` to 1e-15). Ineligible layers (dilated, strided) show "-".
 
-Winograd calls transform the weights on every call (nothing is cached between calls): on
-small images that transform, not the GEMMs, is what bench/RESULTS.md finds limiting.
+``--no-cache`` sets the cache's budget to 0 (every call transforms its weights).
 """
 
 from __future__ import annotations
@@ -51,7 +53,14 @@ OTHER: List[Layer] = [
 ]
 SUITES = {"resnet50": RESNET50, "vgg16": VGG16, "other": OTHER}
 
-METHODS = ("best(im2col)", "winograd_f2", "winograd_f4", "auto", "torch")
+METHODS = ("best(im2col)", "f2 1st", "f2 cached", "f4 1st", "f4 cached", "auto", "torch")
+FIRST = ("f2 1st", "f4 1st")
+
+
+def empty_cache() -> None:
+    limit = c.winograd_cache_info()["limit"]
+    c.set_winograd_cache_limit(0)
+    c.set_winograd_cache_limit(limit)
 
 
 def macs(layer: Layer) -> int:
@@ -76,8 +85,9 @@ def runners(layer: Layer, x, w, b, torch) -> Dict[str, Callable[[], np.ndarray]]
 
     out: Dict[str, Callable[[], np.ndarray]] = {"best(im2col)": fc(None, False)}
     if eligible:
-        out["winograd_f2"] = fc("winograd_f2", True)
-        out["winograd_f4"] = fc("winograd_f4", True)
+        for k in ("f2", "f4"):
+            out[f"{k} 1st"] = fc(f"winograd_{k}", True)
+            out[f"{k} cached"] = fc(f"winograd_{k}", True)
     out["auto"] = fc(None, True)
     if torch is not None:
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
@@ -98,9 +108,14 @@ def reference(layer: Layer, x, w, b) -> np.ndarray:
     )
 
 
-def time_once(fn: Callable[[], np.ndarray], reps: int = 3) -> float:
+def time_once(fn: Callable[[], np.ndarray], first: bool, reps: int = 3) -> float:
+    """Best of reps calls; first: each after emptying the cache, else after one call."""
     best = float("inf")
+    if not first:
+        fn()
     for _ in range(reps):
+        if first:
+            empty_cache()
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
@@ -125,7 +140,7 @@ def bench(layers: List[Layer], rounds: int, torch) -> None:
         keys = list(fns)
         for r in range(rounds):
             for k in keys[r % len(keys):] + keys[: r % len(keys)]:
-                times[k].append(time_once(fns[k]))
+                times[k].append(time_once(fns[k], k in FIRST))
         ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         gf = {k: 2 * macs(layer) / (v * 1e6) for k, v in ms.items()}
         cell = lambda k, f: f"{f(k):>14s}" if k in ms else f"{'-':>14s}"  # noqa: E731
@@ -133,9 +148,9 @@ def bench(layers: List[Layer], rounds: int, torch) -> None:
         print(f"{'  GFLOP/s':34s}" + "".join(cell(k, lambda k: f"{gf[k]:.1f}") for k in METHODS))
         print(f"{'  rel. error':34s}" + "".join(cell(k, lambda k: f"{errs[k]:.1e}")
                                                 for k in METHODS))
-        if "winograd_f4" in ms:
-            best = min(ms[k] for k in ("winograd_f2", "winograd_f4"))
-            print(f"{'  im2col / best winograd':34s}{ms['best(im2col)'] / best:14.2f}")
+        if "f4 cached" in ms:
+            best = min(ms[k] for k in ("f2 cached", "f4 cached"))
+            print(f"{'  im2col / best cached winograd':34s}{ms['best(im2col)'] / best:14.2f}")
 
 
 def main() -> None:
@@ -144,8 +159,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--suite", default="all", choices=["all", *SUITES])
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-cache", action="store_true")
     args = ap.parse_args()
     fastconv.set_num_threads(args.threads)
+    if args.no_cache:
+        c.set_winograd_cache_limit(0)
     torch = None
     if not args.no_torch:
         try:
@@ -155,7 +173,8 @@ def main() -> None:
         except ImportError:
             torch = None
     layers = [lay for k, v in SUITES.items() if args.suite in ("all", k) for lay in v]
-    print(f"threads={args.threads} rounds={args.rounds} isa={c.cpu_info()['gemm_kernel']}")
+    print(f"threads={args.threads} rounds={args.rounds} isa={c.cpu_info()['gemm_kernel']} "
+          f"cache={c.winograd_cache_info()['limit']}")
     bench(layers, args.rounds, torch)
 
 

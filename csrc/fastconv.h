@@ -175,6 +175,10 @@ enum fc_winograd_status { FC_WINOGRAD_DECLINED = -1 };
 int fc_winograd_eligible(const fc_conv_shape *s);
 int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads);
 void fc_winograd_set_auto(int on); /* 0: the automatic choice never picks Winograd */
+/* The cache of transformed weights (winograd.c): its byte budget (0: off; default 256 MiB),
+ * and out[0..4] = entries, bytes, hits, misses, budget. */
+void fc_winograd_cache_set_limit(int64_t bytes);
+void fc_winograd_cache_info(int64_t *out);
 int fc_winograd_conv2d_f32(const float *x, const float *w, const float *b, float *y,
                            const fc_conv_shape *s, int m, int kernel, int nthreads,
                            int64_t work_bytes, const fc_epilogue *ep);

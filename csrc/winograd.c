@@ -15,8 +15,9 @@
  *
  * The steps of one call (fc_winograd_conv2d):
  *   weights  U_e = (G g G^T)_e in double, rounded to T, written straight into the GEMM's
- *            packed-A layout, once per call (once per chunk of output channels when all of
- *            them would take more than half the workspace bound)
+ *            packed-A layout: taken from the weight cache (below) when it holds them, else
+ *            built for every chunk into a new cache entry (chunks: output channels that fit
+ *            half the workspace bound; without the cache one chunk at a time, per call)
  *   per task (group, block of tiles, part of the output channels), on the thread pool:
  *     input  V_e = (B^T d B)_e of every channel and tile of the block, in the packed-B layout
  *            (two 1-D passes vectorised along the tile row: B^T down the alpha input rows,
@@ -27,6 +28,22 @@
  * The tile blocks are sized so that V (alpha^2 x C/G x tiles) stays in L2 between the
  * input transform and the GEMMs; each thread holds one V, one block of M and row buffers,
  * all inside `work_bytes` with the packed weights.
+ *
+ * Weight cache: inference calls a layer with the same weights again and again, and on small
+ * images the weights' transform was 80-95% of a call; so the packed U of every chunk is kept
+ * in a process-wide cache (wino_cache_*), keyed by the weights' address and what shapes U
+ * (OC, C/G, G, m, GEMM kernel and mr, dtype, the plan's chunk of output channels). An entry
+ * also holds a copy of the weights and is used only while memcmp finds the current weights
+ * equal to it, bit for bit (a weight changed in place, or new weights at a recycled address,
+ * rebuild the entry; reading 2x the weights costs far less than the transform). Entries with
+ * a non-finite U are never kept (the call declines, as above). Budget: 256 MiB of U and
+ * weight copies by default (fc_winograd_cache_set_limit, 0: off; Python
+ * fastconv.backends.c.set_winograd_cache_limit), least recently used entries evicted first;
+ * an entry over the budget, or one that cannot be allocated, leaves the call on the uncached
+ * path (one chunk of U at a time, in the workspace). Threads: lookups and inserts under one
+ * mutex, never held during a transform or GEMM; a call holds a reference to its entry, and
+ * eviction frees only unreferenced entries (a replaced entry in use is freed by its last
+ * user). fork(): the lock is taken around it, the child reinitialises it.
  *
  * Numerics: the transforms cost accuracy (F4's B and A hold 4, 5 and 8, G holds 1/6 and
  * 1/24): see docs/conv_variants.md for the measured errors; conv2d's automatic choice uses
@@ -78,6 +95,216 @@ static int64_t wino_task_work(const wino_plan *p, int64_t nr) {
            + 4 * 16;                           /* alignment of the four buffers */
 }
 
+/* ---- the cache of packed transformed weights ----
+ * One entry: the packed U of every chunk of output channels of one call's plan, chunk after
+ * chunk, and a copy of the weights it was built from. Key: the weights' address and all that
+ * shapes U (OC, C/G, G, m, GEMM kernel and its mr, dtype, the plan's chunk of output
+ * channels); validity: memcmp of the current weights with the copy, outside the lock (the
+ * entry is referenced meanwhile, so it cannot be freed). The list is in use order, most
+ * recent first; eviction takes the least recent entries that no call references. An entry
+ * that was replaced or evicted while in use is unlinked and freed by its last release. */
+typedef struct {
+    const void *w;
+    int64_t OC, Cg, G, ochunk;
+    int m, kernel, mr, is_f64;
+} wino_key;
+
+typedef struct wino_entry {
+    struct wino_entry *prev, *next; /* the use-order list, while linked */
+    wino_key key;
+    int refs;       /* calls using it */
+    int linked;     /* in the list (counted in wino_bytes); else freed by its last release */
+    int64_t bytes;  /* what it counts against the budget: U and the weights' copy */
+    int64_t wbytes; /* bytes of the weights' copy */
+    void *wcopy;    /* the weights U was built from */
+    void *u;        /* packed U, 64-byte aligned */
+} wino_entry;
+
+#define WINO_CACHE_DEFAULT ((int64_t)256 << 20)
+
+#if defined(_WIN32)
+/* no pthreads: no cache (every call transforms its weights) */
+void fc_winograd_cache_set_limit(int64_t bytes) { (void)bytes; }
+void fc_winograd_cache_info(int64_t *out) {
+    for (int i = 0; i < 5; i++) out[i] = 0;
+}
+static wino_entry *wino_cache_acquire(const wino_key *k, const void *w, int64_t wbytes) {
+    (void)k, (void)w, (void)wbytes;
+    return NULL;
+}
+static wino_entry *wino_cache_new(const wino_key *k, const void *w, int64_t wbytes,
+                                  int64_t ubytes) {
+    (void)k, (void)w, (void)wbytes, (void)ubytes;
+    return NULL;
+}
+static void wino_cache_insert(wino_entry *e) { (void)e; }
+static void wino_cache_release(wino_entry *e, int stale) { (void)e, (void)stale; }
+#else
+#include <pthread.h>
+
+static pthread_mutex_t wino_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t wino_once = PTHREAD_ONCE_INIT;
+/* all below under wino_mu */
+static wino_entry *wino_head, *wino_tail;
+static int64_t wino_limit = WINO_CACHE_DEFAULT, wino_bytes, wino_count, wino_hits, wino_misses;
+
+/* fork(): hold the lock across it, so that the child's list is consistent; in the child the
+ * threads that referenced entries are gone (an entry unlinked while in use stays allocated
+ * there, never reachable again). */
+static void wino_before_fork(void) { pthread_mutex_lock(&wino_mu); }
+static void wino_after_fork_parent(void) { pthread_mutex_unlock(&wino_mu); }
+static void wino_after_fork_child(void) {
+    pthread_mutex_init(&wino_mu, NULL);
+    for (wino_entry *e = wino_head; e; e = e->next) e->refs = 0;
+}
+static void wino_init(void) {
+    pthread_atfork(wino_before_fork, wino_after_fork_parent, wino_after_fork_child);
+}
+
+static int wino_key_eq(const wino_key *a, const wino_key *b) {
+    return a->w == b->w && a->OC == b->OC && a->Cg == b->Cg && a->G == b->G &&
+           a->ochunk == b->ochunk && a->m == b->m && a->kernel == b->kernel && a->mr == b->mr &&
+           a->is_f64 == b->is_f64;
+}
+
+/* under wino_mu */
+static void wino_unlink(wino_entry *e) {
+    FC_ASSERT(e->linked);
+    if (e->prev) e->prev->next = e->next; else wino_head = e->next;
+    if (e->next) e->next->prev = e->prev; else wino_tail = e->prev;
+    e->prev = e->next = NULL;
+    e->linked = 0;
+    wino_bytes -= e->bytes;
+    wino_count--;
+}
+static void wino_link_front(wino_entry *e) {
+    e->prev = NULL;
+    e->next = wino_head;
+    if (wino_head) wino_head->prev = e; else wino_tail = e;
+    wino_head = e;
+    e->linked = 1;
+    wino_bytes += e->bytes;
+    wino_count++;
+}
+/* Evict unreferenced entries, least recent first, until `need` more bytes fit the budget. */
+static void wino_evict_for(int64_t need) {
+    for (wino_entry *e = wino_tail; e && wino_bytes + need > wino_limit;) {
+        wino_entry *prev = e->prev;
+        if (e->refs == 0) {
+            wino_unlink(e);
+            free(e);
+        }
+        e = prev;
+    }
+}
+
+void fc_winograd_cache_set_limit(int64_t bytes) {
+    pthread_once(&wino_once, wino_init);
+    pthread_mutex_lock(&wino_mu);
+    wino_limit = bytes < 0 ? 0 : bytes;
+    wino_evict_for(0);
+    pthread_mutex_unlock(&wino_mu);
+}
+
+void fc_winograd_cache_info(int64_t *out) {
+    pthread_mutex_lock(&wino_mu);
+    out[0] = wino_count;
+    out[1] = wino_bytes;
+    out[2] = wino_hits;
+    out[3] = wino_misses;
+    out[4] = wino_limit;
+    pthread_mutex_unlock(&wino_mu);
+}
+
+/* The valid entry for key k and the weights w (wbytes bytes), referenced, or NULL (a miss,
+ * or the cache is off). */
+static wino_entry *wino_cache_acquire(const wino_key *k, const void *w, int64_t wbytes) {
+    pthread_once(&wino_once, wino_init);
+    pthread_mutex_lock(&wino_mu);
+    if (wino_limit == 0) {
+        pthread_mutex_unlock(&wino_mu);
+        return NULL;
+    }
+    wino_entry *e = wino_head;
+    while (e && !wino_key_eq(&e->key, k)) e = e->next;
+    if (e) {
+        e->refs++;
+        if (e != wino_head) { /* most recent first */
+            wino_unlink(e);
+            wino_link_front(e);
+        }
+    }
+    pthread_mutex_unlock(&wino_mu);
+    /* exact: weights changed in place, or new ones at a recycled address, never match */
+    const int ok = e && e->wbytes == wbytes && memcmp(e->wcopy, w, (size_t)wbytes) == 0;
+    pthread_mutex_lock(&wino_mu);
+    if (ok) {
+        wino_hits++;
+    } else {
+        wino_misses++;
+        if (e) {
+            e->refs--;
+            if (e->linked) wino_unlink(e); /* stale */
+            if (e->refs > 0) e = NULL;     /* its other users free it */
+        }
+    }
+    pthread_mutex_unlock(&wino_mu);
+    if (!ok) {
+        free(e); /* NULL, or a stale entry no one uses any more */
+        return NULL;
+    }
+    return e;
+}
+
+/* A new, unlinked entry (referenced once) holding a copy of the weights and room for ubytes
+ * of U, or NULL when the cache is off, the entry would exceed the budget, or no memory. */
+static wino_entry *wino_cache_new(const wino_key *k, const void *w, int64_t wbytes,
+                                  int64_t ubytes) {
+    const int64_t bytes = ubytes + wbytes;
+    pthread_mutex_lock(&wino_mu);
+    const int64_t limit = wino_limit;
+    pthread_mutex_unlock(&wino_mu);
+    if (bytes > limit) return NULL;
+    wino_entry *e = malloc(sizeof(wino_entry) + (size_t)wbytes + (size_t)ubytes + 64);
+    if (!e) return NULL;
+    *e = (wino_entry){.key = *k, .refs = 1, .bytes = bytes, .wbytes = wbytes};
+    e->wcopy = e + 1;
+    memcpy(e->wcopy, w, (size_t)wbytes);
+    e->u = (void *)(((uintptr_t)((char *)e->wcopy + wbytes) + 63) & ~(uintptr_t)63);
+    return e;
+}
+
+/* Link a built entry (still referenced by its builder), replacing one of the same key, when
+ * it fits the budget after evicting unused entries; else it stays unlinked (freed on release). */
+static void wino_cache_insert(wino_entry *e) {
+    pthread_mutex_lock(&wino_mu);
+    for (wino_entry *o = wino_head; o;) {
+        wino_entry *next = o->next;
+        if (wino_key_eq(&o->key, &e->key)) {
+            wino_unlink(o);
+            if (o->refs == 0) free(o);
+        }
+        o = next;
+    }
+    if (e->bytes <= wino_limit) {
+        wino_evict_for(e->bytes);
+        if (wino_bytes + e->bytes <= wino_limit) wino_link_front(e);
+    }
+    pthread_mutex_unlock(&wino_mu);
+}
+
+/* The end of a call's use of e; stale: unlink it (its weights did not hold up). */
+static void wino_cache_release(wino_entry *e, int stale) {
+    pthread_mutex_lock(&wino_mu);
+    FC_ASSERT(e->refs > 0);
+    e->refs--;
+    if (stale && e->linked) wino_unlink(e);
+    const int unused = !e->linked && e->refs == 0;
+    pthread_mutex_unlock(&wino_mu);
+    if (unused) free(e);
+}
+#endif
+
 int fc_winograd_eligible(const fc_conv_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
            s->OH >= 1 && s->OW >= 1 && s->N >= 1 && s->OC >= 1;
@@ -88,17 +315,25 @@ static _Atomic int fc_winograd_auto_on = 1;
 void fc_winograd_set_auto(int on) { fc_winograd_auto_on = on != 0; }
 
 /* The automatic choice (conv2d's variant=None), from bench/winograd.py's measurements on the
- * machine of bench/RESULTS.md (float32, 2 threads; ratios im2col / Winograd):
+ * machine of bench/RESULTS.md (float32, 2 and 1 threads), in the steady state: the weights'
+ * transform already cached (inference calls a layer with the same weights again and again;
+ * the choice never looks at the cache, so a given call always takes the same path). Per call
+ * Winograd then still reads 2x the weights (the validity check) and U (alpha^2/9 times the
+ * weights), against the weights once for im2col; only enough tiles per call repay that:
  *  - float32 only: float64 is for correctness (the tests' float64 bound holds, but it gains
  *    less: 8-lane FMAs and twice the bytes in the transforms);
  *  - at least 32 input and output channels per group: thinner GEMMs (ResNeXt's 4 per group)
  *    run below a quarter of the micro-kernel's rate;
- *  - enough tiles: the weights are transformed on every call (alpha^2 / 9 times their size,
- *    written to memory), which only a large enough image x batch repays. F4 won from 196
- *    tiles (64@56 N=1: 1.44x; 128@28 N=8, 392 tiles: 1.74x), broke even at 49 (128@28 N=1)
- *    and lost at 16 (256@14 N=1: 0.36x): F4 from 128 tiles, when its edge tiles waste at most
- *    15% (14x14 needs 4x4 tiles of 4: 31% more work, and F2 won there: 256@14 N=8 1.67x
- *    against 1.32x for F4). F2 from 256 tiles (it lost with 128: 512@7 N=8, 0.67x).
+ *  - F4 from 48 F4 tiles in the batch when its edge tiles waste at most 15% (128@28 N=1, 49
+ *    tiles: 1.9x im2col), or from 128 tiles whatever the waste (14x14 and 7x7 images waste
+ *    31%: 256@14 N=8, 128 tiles, F4 2.2x against F2 1.75x; 512@7 N=8, 32 tiles, F2 1.66x
+ *    beat F4's 1.37x);
+ *  - else F2 from 48 F2 tiles (256@14 N=1, 49 tiles: 1.45x);
+ *  - more than 256 x 256 channels (C/G x OC/G; U of F2 over 16 MB, F4's over 37 MB): F2 only,
+ *    from 128 F2 tiles on images of at most 14x14 (512@7 N=8, 128 tiles: F2 1.66x, F4
+ *    1.37x), since im2col runs these at 190-230 GFLOP/s on larger images: VGG-16 512@28 N=1
+ *    (F2 0.98x, F4 0.82x), 512@14 N=1 (F2 0.94x) and 512@7 N=1 (F2 0.45x, 0.84x on 1 thread)
+ *    lost: the weights' bytes read per call, not the multiply-adds, bound such calls.
  * F4's float32 error on ResNet-50's 3x3 layers is 1.2e-6 .. 2.0e-6 in norm (F2 2e-7 ..
  * 3.4e-7), within the 1e-5 the tests allow; it grows slowly with C/G, so the rule stops at
  * C/G <= 1024. */
@@ -109,8 +344,11 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     if (Cg < 32 || M < 32 || Cg > 1024) return 0;
     const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
                                                                        ceil_div(s->OW, 2);
-    if (s->N * t4 >= 128 && t4 * 16 * 100 <= s->OH * s->OW * 115) return 4;
-    if (s->N * t2 >= 256) return 2;
+    const int tight = t4 * 16 * 100 <= s->OH * s->OW * 115; /* edge waste <= 15% */
+    if (Cg * M > 256 * 256) /* U over the caches: im2col at its best on larger images */
+        return s->N * t2 >= 128 && s->OH * s->OW <= 196 ? 2 : 0;
+    if ((s->N * t4 >= 48 && tight) || s->N * t4 >= 128) return 4;
+    if (s->N * t2 >= 48) return 2;
     return 0;
 }
 
@@ -508,10 +746,13 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
             for (int64_t c = 0; c < Cg; c++)
                 memset(Vp + e * pl->vst + (nt / nr) * Cg * nr + c * nr + nt % nr, 0,
                        (size_t)(nr - nt % nr) * sizeof(T));
-    if (FN(wino_nonfinite)(Vp, pl->alpha2 * pl->vst)) {
-        a->nonfinite = 1;
-        return;
-    }
+    /* only what this block wrote: a shorter last block leaves the end of each plane as
+     * malloc left it, and a NaN there made a finite call decline */
+    for (int64_t e = 0; e < pl->alpha2; e++)
+        if (FN(wino_nonfinite)(Vp + e * pl->vst, round_up(nt, nr) * Cg)) {
+            a->nonfinite = 1;
+            return;
+        }
 
     /* GEMMs and output transform, a block of output channels at a time */
     for (int64_t ob = p0; ob < p1; ob += pl->ostep) {
@@ -550,6 +791,18 @@ static void FN(wino_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
         FN(wino_task)(a, task, a->works[slot]);
 }
 
+/* Transform and pack the weights of the chunk [a->oc0, a->oc1) into a->Up, on the pool. */
+static void FN(wino_pack_chunk)(FN(wino_args) *a, const fc_conv_shape *s, const wino_plan *pl,
+                                int64_t mr) {
+    const int64_t Mrc = round_up(a->oc1 - a->oc0, mr), rows = s->G * (Mrc / mr);
+    FC_ASSERT(s->G * pl->alpha2 * Mrc * pl->Cg + 16 <= pl->u_elems);
+    const int64_t cost = fc_cost_mem(s->G * pl->alpha2 * Mrc * pl->Cg * (int64_t)sizeof(T),
+                                     rows * mr * pl->Cg * 200);
+    const int pteam = fc_team_for(cost, pl->nthreads);
+    a->pl = pl;
+    fc_parallel_for(rows, fc_chunk_for(rows, cost, pteam), pteam, FN(wino_pack_u), a);
+}
+
 int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                            int m, int kernel, int nthreads, int64_t work_bytes,
                            const fc_epilogue *ep) {
@@ -564,24 +817,46 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
     wino_plan pl = {0};
     if (!wino_plan_make(s, m, kernel, IS_F64, team, work_bytes, &pl)) return FC_WINOGRAD_DECLINED;
     const int64_t mr = fc_gemm_mr(kernel, IS_F64);
-    T *ubuf = malloc((size_t)pl.u_elems * sizeof(T));
-    if (!ubuf) return 1;
     T *works[FC_POOL_SLOTS] = {0};
     FN(wino_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .pl = &pl, .kernel = kernel,
                        .works = works, .ep = fc_epilogue_active(ep) ? ep : NULL,
                        .failed = 0, .nonfinite = 0};
-    a.Up = (T *)(((uintptr_t)ubuf + 63) & ~(uintptr_t)63);
-    for (int64_t oc0 = 0; oc0 < pl.M && !a.failed && !a.nonfinite; oc0 += pl.ochunk) {
-        a.oc0 = oc0;
-        a.oc1 = min64(pl.M, oc0 + pl.ochunk);
-        const int64_t Mrc = round_up(a.oc1 - a.oc0, mr), rows = s->G * (Mrc / mr);
-        FC_ASSERT(s->G * pl.alpha2 * Mrc * pl.Cg + 16 <= pl.u_elems);
-        const int64_t cost = fc_cost_mem(s->G * pl.alpha2 * Mrc * pl.Cg * (int64_t)sizeof(T),
-                                         rows * mr * pl.Cg * 200);
-        const int pteam = fc_team_for(cost, pl.nthreads);
-        fc_parallel_for(rows, fc_chunk_for(rows, cost, pteam), pteam, FN(wino_pack_u), &a);
-        if (a.nonfinite) break;
-        a.pl = &pl;
+
+    /* the packed U of every chunk, from the cache, or built into a new entry (chunk k at
+     * k * uchunk: every chunk but the last holds ochunk channels, a multiple of mr) */
+    const int64_t nchunks = ceil_div(pl.M, pl.ochunk);
+    const int64_t uchunk = s->G * pl.alpha2 * pl.ochunk * pl.Cg;
+    const int64_t wbytes = s->OC * pl.Cg * 9 * (int64_t)sizeof(T);
+    const wino_key key = {.w = w, .OC = s->OC, .Cg = pl.Cg, .G = s->G, .ochunk = pl.ochunk,
+                          .m = m, .kernel = kernel, .mr = (int)mr, .is_f64 = IS_F64};
+    wino_entry *e = wino_cache_acquire(&key, w, wbytes);
+    if (!e && (e = wino_cache_new(&key, w, wbytes, nchunks * uchunk * (int64_t)sizeof(T)))) {
+        for (int64_t k = 0; k < nchunks && !a.nonfinite; k++) {
+            a.oc0 = k * pl.ochunk;
+            a.oc1 = min64(pl.M, a.oc0 + pl.ochunk);
+            a.Up = (T *)e->u + k * uchunk;
+            FN(wino_pack_chunk)(&a, s, &pl, mr);
+        }
+        if (a.nonfinite) { /* never cached */
+            wino_cache_release(e, 1);
+            return FC_WINOGRAD_DECLINED;
+        }
+        wino_cache_insert(e);
+    }
+    /* without an entry (cache off, over its budget, no memory): one chunk's U at a time */
+    T *ubuf = NULL;
+    if (!e && !(ubuf = malloc((size_t)pl.u_elems * sizeof(T)))) return 1;
+
+    for (int64_t k = 0; k < nchunks && !a.failed && !a.nonfinite; k++) {
+        a.oc0 = k * pl.ochunk;
+        a.oc1 = min64(pl.M, a.oc0 + pl.ochunk);
+        if (e) {
+            a.Up = (T *)e->u + k * uchunk;
+        } else {
+            a.Up = (T *)(((uintptr_t)ubuf + 63) & ~(uintptr_t)63);
+            FN(wino_pack_chunk)(&a, s, &pl, mr);
+            if (a.nonfinite) break;
+        }
         const int64_t ntasks = s->G * pl.nb * ceil_div(a.oc1 - a.oc0, pl.pstep);
         wino_plan plc = pl; /* the last chunk may have fewer parts */
         plc.nparts = ceil_div(a.oc1 - a.oc0, pl.pstep);
@@ -590,6 +865,7 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
     }
     for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
     free(ubuf);
+    if (e) wino_cache_release(e, 0);
     if (a.nonfinite) return FC_WINOGRAD_DECLINED;
     return a.failed;
 }

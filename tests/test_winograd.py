@@ -196,7 +196,19 @@ def test_automatic_choice_and_its_error():
     thin = c._shape(x, want, (64, 4, 3, 3), 1, 1, 1, 1, 1, 1, 16, 64)
     assert lib.fc_winograd_choice(thin, 0, 2) == 0
     small = c._shape(x[:, :, :20, :20], want[:, :, :20, :20], w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
-    assert lib.fc_winograd_choice(small, 0, 2) == 0  # 25 F4 tiles: the weights' transform
+    assert lib.fc_winograd_choice(small, 0, 2) == 2  # 25 F4 tiles, 100 F2 tiles
+
+
+@pytest.mark.parametrize("N, ch, hw, path", [
+    (1, 64, 56, 4), (1, 128, 28, 4), (1, 256, 14, 2), (1, 512, 7, 0), (8, 256, 14, 4),
+    (8, 512, 7, 2), (1, 512, 28, 0), (1, 512, 14, 0), (1, 32, 4, 0), (1, 1024, 7, 0),
+])
+def test_automatic_rule_on_resnet_and_vgg_layers(N, ch, hw, path):
+    """The steady-state rule of fc_winograd_choice (bench/RESULTS.md, "Winograd")."""
+    names = {0: "im2col + packed gemm", 2: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)"}
+    shape = (N, ch, hw, hw, ch, 3, 3, hw, hw, 1, 1, 1, 1, 1, 1, 1)
+    assert c.conv2d_path(shape, np.float32) == names[path]
+    assert c.conv2d_path(shape, np.float64) == names[0]
 
 
 @pytest.mark.parametrize("variant", (None,) + WINOGRAD)
@@ -258,3 +270,185 @@ def test_resnet50_layer_errors_within_float32_bound():
             errs[variant] = rel_err(run_kernel(x, w, None, want.shape, (1, 1), 1,
                                                variant=variant), want)
         assert errs["winograd_f2"] <= 1e-6 and errs["winograd_f4"] <= TOL[np.float32], errs
+
+
+# ---- the cache of transformed weights (csrc/winograd.c) ----
+
+
+@pytest.fixture
+def _cache_default():
+    c.set_winograd_cache_limit(None)
+    yield
+    c.set_winograd_cache_limit(None)
+
+
+def wino_call(x, w, b, variant="winograd_f4"):
+    y = np.full((x.shape[0], w.shape[0], x.shape[2], x.shape[3]), np.nan, x.dtype)
+    c.conv2d(x, w, b, y, 1, 1, 1, 1, 1, 1, 1, variant)
+    return y
+
+
+def layer(rng, N=1, C=32, OC=48, H=10, dtype=np.float32):
+    x = rng.standard_normal((N, C, H, H)).astype(dtype)
+    w = (rng.standard_normal((OC, C, 3, 3)) / np.sqrt(9 * C)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.usefixtures("_cache_default")
+@pytest.mark.parametrize("variant", WINOGRAD)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cached_results_identical_to_uncached(variant, dtype):
+    rng = np.random.default_rng(10)
+    x, w, b = layer(rng, N=2, dtype=dtype)
+    c.set_winograd_cache_limit(0)
+    want = wino_call(x, w, b, variant)
+    c.set_winograd_cache_limit(None)
+    before = c.winograd_cache_info()
+    first, second = wino_call(x, w, b, variant), wino_call(x, w, b, variant)
+    after = c.winograd_cache_info()
+    assert after["hits"] >= before["hits"] + 1 and after["misses"] >= before["misses"] + 1
+    assert np.array_equal(first, want) and np.array_equal(second, want)
+    assert rel_err(second, conv_ref(x, w, b, (1, 1), 1)) < TOL[dtype]
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_cache_with_output_channel_chunks():
+    # a small workspace bound splits the output channels into chunks: one entry holds them all
+    rng = np.random.default_rng(11)
+    x, w, b = layer(rng, C=64, OC=96)
+    c.set_workspace_limit(300_000)
+    c.set_winograd_cache_limit(0)
+    want = wino_call(x, w, b)
+    c.set_winograd_cache_limit(None)
+    assert np.array_equal(wino_call(x, w, b), want) and np.array_equal(wino_call(x, w, b), want)
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_weights_changed_in_place_are_seen():
+    rng = np.random.default_rng(12)
+    x, w, b = layer(rng)
+    wino_call(x, w, b)
+    wino_call(x, w, b)
+    w[3, 5, 1, 1] += 0.5  # one value, same buffer
+    assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+    w[:] = rng.standard_normal(w.shape).astype(np.float32) / 10  # every value, same buffer
+    assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+    w[0, 0, 0, 0] = -0.0 if w[0, 0, 0, 0] == 0 else w[0, 0, 0, 0]
+    assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_new_weights_at_a_recycled_address_are_seen():
+    rng = np.random.default_rng(13)
+    x, w, b = layer(rng)
+    wino_call(x, w, b)
+    shape, addr = w.shape, w.ctypes.data
+    del w
+    for _ in range(20):  # the allocator usually hands the same block back
+        w2 = (rng.standard_normal(shape) / 17).astype(np.float32)
+        if w2.ctypes.data == addr:
+            break
+    assert rel_err(wino_call(x, w2, b), conv_ref(x, w2, b, (1, 1), 1)) < 1e-5
+    # forced: other weights written into one buffer, through views of that buffer
+    buf = np.empty(w2.size, np.float32)
+    for seed in range(3):
+        buf[:] = np.random.default_rng(seed).standard_normal(buf.size) / 20
+        wv = buf.reshape(shape)
+        assert rel_err(wino_call(x, wv, b), conv_ref(x, wv, b, (1, 1), 1)) < 1e-5
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_non_finite_weights_are_never_cached():
+    rng = np.random.default_rng(14)
+    x, w, b = layer(rng)
+    wino_call(x, w, b)
+    w[2, 1, 0, 0] = np.inf
+    for _ in range(2):  # declined both times: the im2col path gives the definition's outputs
+        got = wino_call(x, w, b)
+        assert np.isinf(got[:, 2]).any() and np.isfinite(got[:, 3]).all()
+    w[2, 1, 0, 0] = 0.25
+    assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_many_threads_with_different_weights():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(15)
+    layers = [layer(rng, C=32, OC=32 + 16 * (i % 3), H=8 + i % 4) for i in range(8)]
+    wants = [conv_ref(x, w, b, (1, 1), 1) for x, w, b in layers]
+    c.set_winograd_cache_limit(3 * 2**20 // 2)  # room for a few: evictions while in use
+
+    def job(i):
+        x, w, b = layers[i % len(layers)]
+        return i % len(layers), wino_call(x, w, b, WINOGRAD[i % 2])
+
+    with ThreadPoolExecutor(8) as pool:
+        for k, got in pool.map(job, range(96)):
+            assert rel_err(got, wants[k]) < 1e-5
+    assert c.winograd_cache_info()["bytes"] <= 3 * 2**20 // 2
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_eviction_under_a_tiny_budget():
+    rng = np.random.default_rng(16)
+    layers = [layer(rng, C=32, OC=32) for _ in range(6)]
+    one = 32 * 32 * 36 * 4 + 32 * 32 * 9 * 4  # F4's U and the weights' copy, about
+    limit = int(2.5 * one) + 4096
+    c.set_winograd_cache_limit(limit)
+    for x, w, b in layers * 2:
+        assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+        info = c.winograd_cache_info()
+        assert info["bytes"] <= limit and 1 <= info["entries"] <= 2
+    c.set_winograd_cache_limit(one // 2)  # lowering the budget evicts; too big: not cached
+    assert c.winograd_cache_info()["entries"] == 0
+    x, w, b = layers[0]
+    assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+    assert c.winograd_cache_info()["entries"] == 0
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_limit_zero_disables_the_cache():
+    rng = np.random.default_rng(17)
+    x, w, b = layer(rng)
+    c.set_winograd_cache_limit(0)
+    before = c.winograd_cache_info()
+    assert before["entries"] == 0 and before["bytes"] == 0 and before["limit"] == 0
+    for _ in range(3):
+        assert rel_err(wino_call(x, w, b), conv_ref(x, w, b, (1, 1), 1)) < 1e-5
+    after = c.winograd_cache_info()
+    assert after["entries"] == 0 and (after["hits"], after["misses"]) == (
+        before["hits"], before["misses"])
+
+
+@pytest.mark.usefixtures("_cache_default")
+def test_fork_child_uses_the_cache():
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() here")
+    rng = np.random.default_rng(18)
+    x, w, b = layer(rng)
+    want = wino_call(x, w, b)
+    pid = os.fork()
+    if pid == 0:  # child: the cached entry, a new one, and the lock all usable
+        code = 1
+        try:
+            ok = np.array_equal(wino_call(x, w, b), want)
+            x2, w2, b2 = layer(np.random.default_rng(19))
+            ok = ok and rel_err(wino_call(x2, w2, b2), conv_ref(x2, w2, b2, (1, 1), 1)) < 1e-5
+            c.set_winograd_cache_limit(0)
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert np.array_equal(wino_call(x, w, b), want)
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
+                                      (True, TypeError)])
+def test_invalid_cache_limits_raise_naming_the_parameter(bad, exc):
+    with pytest.raises(exc, match="nbytes"):
+        c.set_winograd_cache_limit(bad)

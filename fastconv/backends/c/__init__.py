@@ -15,8 +15,9 @@ conv2d variants (``variant=``; None = the best):
 - ``"winograd_f4"`` the same with F(4x4, 3x3): 36 GEMMs, 4x fewer multiplies than the direct
   sum, float32 error up to a few 1e-6 in norm (docs/conv_variants.md)
 
-None picks winograd_f4 (from 128 F4 tiles in the batch) or winograd_f2 (from 256 F2 tiles)
-for float32 3x3 stride-1 layers with at least 32 input and output channels per group, else
+None picks winograd_f4 or winograd_f2 by the batch's tile count (docs/conv_variants.md; the
+transformed weights are cached between calls, :func:`set_winograd_cache_limit`) for float32
+3x3 stride-1 layers with at least 32 input and output channels per group, else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
 NaN or Inf runs the im2col path (docs/conv_variants.md).
 
@@ -41,7 +42,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -120,6 +121,41 @@ def set_auto_winograd(enabled: bool) -> None:
     times as "best(im2col)"). Explicit ``variant="winograd_f2" / "winograd_f4"`` still run."""
     if AVAILABLE_REASON == "available":
         lib.fc_winograd_set_auto(1 if enabled else 0)
+
+
+#: Default byte budget of the cache of Winograd's transformed weights.
+DEFAULT_WINOGRAD_CACHE_LIMIT = 256 * 2**20
+
+
+def set_winograd_cache_limit(nbytes: Optional[int]) -> None:
+    """Bound the memory of the cache of Winograd's transformed weights (None: back to the
+    default, 256 MiB; 0: no cache, every Winograd call transforms its weights).
+
+    The cache keeps, per weight array (its address and geometry), the packed transformed
+    weights and a copy of the weights, and serves them only while the weights are equal bit
+    for bit to that copy (docs/conv_variants.md). Entries beyond the budget are evicted least
+    recently used first; lowering the budget evicts at once (entries in use are freed when
+    their call ends).
+
+    Raises ``TypeError`` when ``nbytes`` is not an integer, ``ValueError`` when it is negative.
+    """
+    from ..._shapes import as_int
+
+    limit = DEFAULT_WINOGRAD_CACHE_LIMIT if nbytes is None else as_int(nbytes, "nbytes")
+    if AVAILABLE_REASON == "available":
+        lib.fc_winograd_cache_set_limit(limit)
+
+
+def winograd_cache_info() -> Dict[str, int]:
+    """The cache of Winograd's transformed weights: ``entries``, ``bytes`` (transformed
+    weights and weight copies held), ``hits``, ``misses`` (calls since the process started,
+    counted while the cache is on) and ``limit`` (the byte budget)."""
+    if AVAILABLE_REASON != "available":
+        return {"entries": 0, "bytes": 0, "hits": 0, "misses": 0, "limit": 0}
+    out = ffi.new("int64_t[5]")
+    lib.fc_winograd_cache_info(out)
+    keys = ("entries", "bytes", "hits", "misses", "limit")
+    return {k: int(out[i]) for i, k in enumerate(keys)}
 
 
 def _kernel_code(isa: Optional[str]) -> int:
