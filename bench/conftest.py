@@ -29,6 +29,8 @@ def pytest_generate_tests(metafunc):
     for case in layers.cases(op, smoke):
         full = case.name in with_variants or (smoke and op == "conv2d")
         for r in layers.runners(op, with_variants=bool(full)):
+            if not layers.fits(case, r):
+                continue
             params.append((case, r))
             ids.append(f"{case.name}|{layers.runner_id(r)}")
     metafunc.parametrize(("case", "runner"), params, ids=ids)

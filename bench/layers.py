@@ -47,6 +47,17 @@ def variants(engine: str, op: str) -> Tuple[Optional[str], ...]:
     return (None,) + tuple(names)
 
 
+def fits(case, runner: Runner) -> bool:
+    """Whether the runner's conv2d variant runs the case's geometry (Winograd: 3x3 stride 1)."""
+    from fastconv.backends._registry import variant_fits
+
+    engine, variant = runner
+    if variant is None or case.op != "conv2d":
+        return True
+    s, d = case.stride, case.dilation
+    return variant_fits(backend_module(engine), variant, case.w[2], case.w[3], s, s, d, d)
+
+
 def runners(op: str, with_variants: bool) -> List[Runner]:
     out: List[Runner] = []
     for e in engines():
