@@ -237,10 +237,10 @@ static void FN(f2_row_ptrs)(const FN(fc_f2_args) *a, int64_t n, int64_t r0, int6
         const fc_filter_shape *s = a->s;                                                       \
         const int64_t KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW, W = s->W;               \
         const int64_t nrb = ceil_div(OH, RB), vw = a->vw, lp = a->lp, nr = RB + KH - 1;       \
-        const int64_t q0 = lp - s->bw, wv = W / L * L, ov = OW / L * L, half = KW / 2;        \
+        const int64_t q0 = lp - s->bw, wv = W / L * L, half = KW / 2;                         \
         const T *u = a->u, *v = a->v;                                                          \
         const T **rows = (const T **)(void *)buf;                                              \
-        T *vb = buf + round_up(nr * (int64_t)sizeof(T *), sizeof(T)) / (int64_t)sizeof(T);    \
+        T *vb = buf + round_up(nr * (int64_t)sizeof(T *), 64) / (int64_t)sizeof(T);           \
         for (int64_t b = b0; b < b1; b++) {                                                    \
             const int64_t n = b / nrb, i0 = (b % nrb) * RB;                                    \
             const int rb = (int)min64(RB, OH - i0);                                            \
@@ -267,10 +267,13 @@ static void FN(f2_row_ptrs)(const FN(fc_f2_args) *a, int64_t n, int64_t r0, int6
                 }                                                                              \
                 const T *xr = vr - lp + q0;                                                    \
                 T *yr = a->y + n * s->yn + (i0 + i) * s->yh;                                   \
-                for (int64_t j = 0; j < OW; j += NH * L) {                                     \
+                /* a first block of ja < L outputs, so that the others store aligned */       \
+                const int64_t ja =                                                             \
+                    min64(OW, (int64_t)((-(uintptr_t)yr) & (VBYTES - 1)) / (int64_t)sizeof(T)); \
+                for (int64_t j = 0, cnt; j < OW; j += cnt) {                                   \
                     vt acc[NH];                                                                \
-                    const int64_t left = OW - j;                                               \
-                    const int nh = (int)min64(NH, ceil_div(left, L));                          \
+                    cnt = j == 0 && ja ? ja : min64(OW - j, NH * L);                           \
+                    const int nh = (int)ceil_div(cnt, L);                                      \
                     _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) acc[h] = (vt){0};     \
                     if (a->sym) {                                                              \
                         for (int64_t k = 0; k < half; k++) {                                   \
@@ -292,12 +295,12 @@ static void FN(f2_row_ptrs)(const FN(fc_f2_args) *a, int64_t n, int64_t r0, int6
                         }                                                                      \
                     }                                                                          \
                     _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                     \
-                        if (j + (h + 1) * L <= ov)                                             \
+                        if ((h + 1) * L <= cnt)                                                \
                             *(vt *)(yr + j + h * L) = acc[h];                                  \
-                        else if (h < nh) { /* the last, partial vector */                      \
+                        else if (h < nh) { /* a partial vector: the first or the last */       \
                             T tmp[L];                                                          \
                             memcpy(tmp, &acc[h], sizeof(tmp));                                 \
-                            memcpy(yr + j + h * L, tmp, (size_t)(OW - j - h * L) * sizeof(T)); \
+                            memcpy(yr + j + h * L, tmp, (size_t)(cnt - h * L) * sizeof(T));    \
                         }                                                                      \
                     }                                                                          \
                 }                                                                              \
@@ -354,9 +357,12 @@ static int64_t FN(f2_lanes)(int isa)
 /* The per-thread buffer; 0 when the slot has none and it cannot be made. */
 static T *FN(f2_buf)(FN(fc_f2_args) *a, int slot)
 {
-    if (!a->bufs[slot]) {
-        a->bufs[slot] = calloc((size_t)a->scratch, sizeof(T));
-        if (!a->bufs[slot])
+    if (!a->bufs[slot]) { /* 64-byte aligned, zeroed (the slack read past a row is finite) */
+        const size_t bytes = (size_t)round_up(a->scratch * (int64_t)sizeof(T), 64);
+        a->bufs[slot] = aligned_alloc(64, bytes);
+        if (a->bufs[slot])
+            memset(a->bufs[slot], 0, bytes);
+        else
             a->failed = 1; /* y stays incomplete; the caller reports it */
     }
     return a->bufs[slot];
@@ -482,10 +488,12 @@ int FN(fc_sepfilter2d)(const T *x, const T *u, const T *v, T *y, const fc_filter
     for (int64_t k = 0; k < KW / 2; k++)
         sym &= v[k] == v[KW - 1 - k];
     /* buffer row: lp columns before input column 0, W, the columns read past W, slack */
-    const int64_t lp = max64(s->bw, 0);
+    /* buffer rows start at 64-byte boundaries, and input column 0 is at one (lp) */
+    const int64_t A = 64 / (int64_t)sizeof(T);
+    const int64_t lp = round_up(max64(s->bw, 0), A);
     const int64_t rp = max64(s->OW + KW - 1 - s->bw - s->W, 0);
-    const int64_t vw = lp + s->W + rp + 8 * FC_F2_LMAX, nr = FC_F2_RBMAX + KH - 1;
-    const int64_t ptrs = round_up(nr * (int64_t)sizeof(T *), sizeof(T)) / (int64_t)sizeof(T);
+    const int64_t vw = round_up(lp + s->W + rp + FC_F2_LMAX, A), nr = FC_F2_RBMAX + KH - 1;
+    const int64_t ptrs = round_up(nr * (int64_t)sizeof(T *), 64) / (int64_t)sizeof(T);
     FN(fc_f2_args) a = {.x = x, .u = u, .v = v, .y = y, .s = s, .cval = (T)cval,
                         .ccol = (T)cval * usum, .vw = vw, .lp = lp,
                         .nrb = ceil_div(s->OH, RB), .isa = isa, .sym = sym,
