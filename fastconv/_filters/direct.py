@@ -209,7 +209,7 @@ def c_planes(p: Problem, lay: Layout, filt: Sequence[int]) -> bool:
         return False
     nb = lay.nbatch
     xs = merge_leading(lay.x, nb) if nb else lay.x[None]
-    if xs is None or xs.dtype != p.compute or not cf.usable(xs):
+    if xs is None or xs.size == 0 or xs.dtype != p.compute or not cf.usable(xs):
         return False
     KH, KW = lay.w.shape[-2], lay.w.shape[-1]
     fac = lay.factors
