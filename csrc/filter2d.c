@@ -149,6 +149,21 @@ static void FN(f2_row_ptrs)(const FN(fc_f2_args) *a, int64_t n, int64_t r0, int6
             _Pragma("GCC unroll 8") for (int q = 0; q < nv; q++) acc[i][q] = (vt){0};          \
         for (int64_t r = 0; r < rb + KH - 1; r++) {                                            \
             const T *xr = rows[r] + c;                                                         \
+            if (rb == RB && r >= RB - 1 && r < KH) { /* every row of the block reads row r */  \
+                const T *wr = w + r * KW;                                                      \
+                for (int64_t kw = 0; kw < KW; kw++) {                                          \
+                    vt xv[NVM];                                                                \
+                    _Pragma("GCC unroll 8") for (int q = 0; q < nv; q++) xv[q] =               \
+                        *(const vt *)(xr + kw + q * L);                                        \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < RB; i++)                       \
+                    {                                                                          \
+                        const vt wv = (vt){0} + wr[kw - i * KW];                               \
+                        _Pragma("GCC unroll 8") for (int q = 0; q < nv; q++) acc[i][q] +=      \
+                            wv * xv[q];                                                        \
+                    }                                                                          \
+                }                                                                              \
+                continue;                                                                      \
+            }                                                                                  \
             for (int64_t kw = 0; kw < KW; kw++) {                                              \
                 vt xv[NVM];                                                                    \
                 _Pragma("GCC unroll 8") for (int q = 0; q < nv; q++) xv[q] =                   \
