@@ -43,13 +43,13 @@ import numpy as np
 #: Cost constants (seconds, one thread, float32), see the module docstring.
 DENSE_MAC = 0.021e-9
 DENSE_PIXEL = 0.30e-9
-SEP_MAC = 0.019e-9
-SEP_PIXEL = 0.58e-9
+SEP_MAC = 0.026e-9
+SEP_PIXEL = 0.21e-9
 GEMM_MAC = 0.074e-9
 FFT_POINT_LOG = 0.45e-9
 FFT_POINT = 0.5e-9
 FFT_TILE = 30e-6
-DOUBLE = 2.5
+DOUBLE = 2.6
 #: Vertical factors of at least this many taps run as a band GEMM of GEMM_ROWS rows
 #: (direct._separable_rows; the measured crossover).
 GEMM_MIN_TAPS = 49
