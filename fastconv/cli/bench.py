@@ -35,6 +35,7 @@ examples:
   fastconv bench --ops depthwise pool --engines c --repeat 15
   fastconv bench --model resnet50
   fastconv bench --model resnet18 --input 3x64x64 --engines c
+  fastconv bench --suite filters --size 1024 --threads 1 --repeat 3
 """
 
 
