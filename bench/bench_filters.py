@@ -2,22 +2,18 @@
 
 Plain ``pytest`` (benchmarks disabled): a smoke test on a 96 x 96 image, every case run
 once per library and checked against fastconv. ``pytest bench/bench_filters.py
---benchmark-enable``: the suite of bench/filters.py (4096 x 4096 float32, dense kernels
+--benchmark-enable``: the suite of fastconv.benchmark.filters (4096 x 4096 float32, dense kernels
 3x3 ... 31x31 and Gaussians sigma 1, 4, 16) timed per library, grouped per case, with GB/s
 in ``extra_info``. scipy.ndimage's direct 15x15 and 31x31 take seconds a call: they are
 left to ``python bench/filters.py``.
 """
 
 import importlib.util
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import filters  # noqa: E402
+from fastconv.benchmark import filters
 
 LIBS = ["fastconv", "fastconv_signal", "ndimage", "signal", "opencv"]
 NAMES = [f"correlate {k}x{k}" for k in filters.KERNELS] + [

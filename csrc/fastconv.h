@@ -215,3 +215,30 @@ int fc_dynamic_routing_backward_f32(const float *uhat, const float *gv, float *g
                                     int64_t N, int64_t I, int64_t J, int64_t D, int64_t iters);
 int fc_dynamic_routing_backward_f64(const double *uhat, const double *gv, double *guhat,
                                     int64_t N, int64_t I, int64_t J, int64_t D, int64_t iters);
+
+/* ---- filter2d.c: 2-D correlation of planes with boundary modes (fastconv.ndimage / signal)
+ * x is (N, H, W) with strides (xn, xh, 1) in elements, y is (N, OH, OW) with strides
+ * (yn, yh, 1); output (n, i, j) reads the extended input rows i - bh .. i - bh + KH - 1 and
+ * columns j - bw .. j - bw + KW - 1, extended by the modes mrow / mcol (enum fc_border; the
+ * constant is cval). fc_filter2d: dense w (KH, KW); fc_sepfilter2d: the outer product of
+ * u (KH) and v (KW). Each returns 0, or -1 when out of memory. */
+enum fc_border {
+    FC_BORDER_CONSTANT = 0,
+    FC_BORDER_NEAREST = 1,
+    FC_BORDER_REFLECT = 2,
+    FC_BORDER_MIRROR = 3,
+    FC_BORDER_WRAP = 4
+};
+typedef struct {
+    int64_t N, H, W, OH, OW, KH, KW, bh, bw, xn, xh, yn, yh;
+    int mrow, mcol;
+} fc_filter_shape;
+
+int fc_filter2d_f32(const float *x, const float *w, float *y, const fc_filter_shape *s,
+                    double cval);
+int fc_filter2d_f64(const double *x, const double *w, double *y, const fc_filter_shape *s,
+                    double cval);
+int fc_sepfilter2d_f32(const float *x, const float *u, const float *v, float *y,
+                       const fc_filter_shape *s, double cval);
+int fc_sepfilter2d_f64(const double *x, const double *u, const double *v, double *y,
+                       const fc_filter_shape *s, double cval);

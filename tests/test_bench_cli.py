@@ -556,3 +556,36 @@ def test_no_private_names_of_other_modules():
             ):
                 bad.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert not bad, bad
+
+
+FILTERS = ["bench", "--suite", "filters", "--size", "40", "--repeat", "1", "--threads", "1"]
+
+
+def test_filters_suite_table_and_json(tmp_path, capsys):
+    out = tmp_path / "f.json"
+    assert main(FILTERS + ["--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "filters suite: 40x40 float32" in text
+    for name in ("correlate 3x3", "correlate 31x31", "gaussian sigma 16"):
+        assert name in text
+    assert "DIFF" not in text  # every library computed what fastconv did
+    doc = json.loads(out.read_text())
+    assert len(doc["rows"]) == 8 and doc["machine"]["threads"] == 1
+
+
+def test_filters_suite_without_scipy_or_opencv(monkeypatch, capsys):
+    # a library that is not installed: its columns are left out, the table still prints
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.ndimage", None)
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)
+    assert main(FILTERS) == 0
+    text = capsys.readouterr().out
+    assert "correlate 9x9" in text
+    assert "x opencv" not in text and "x ndimage" not in text
+
+
+def test_filters_suite_refuses_layer_options(capsys):
+    code = main(FILTERS + ["--engines", "c"])
+    assert code != 0
+    assert "--engines" in capsys.readouterr().err

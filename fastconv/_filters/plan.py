@@ -22,8 +22,9 @@ problem four real ones), fitted on the machine of bench/RESULTS.md ("Filtering")
 
     dense kernel      pixels * (KH*KW * DENSE_MAC + DENSE_PIXEL)
     separable kernel  pixels * (KW * SEP_MAC + vertical + SEP_PIXEL), vertical = KH * SEP_MAC
-                      or, from GEMM_MIN_TAPS taps on, (GEMM_ROWS + KH - 1) * GEMM_MAC (the
-                      band GEMM)
+                      (2-D kernels: the C engine's fused passes, csrc/filter2d.c; 3-D ones
+                      from GEMM_MIN_TAPS taps on: (GEMM_ROWS + KH - 1) * GEMM_MAC, the band
+                      GEMM)
     fft               tiles * (N * log2(N) * FFT_POINT_LOG + N * FFT_POINT + FFT_TILE)
 
 pixels is the output's size, N the FFT size of a tile (the product over the filtered
@@ -40,15 +41,15 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 
 #: Cost constants (seconds, one thread, float32), see the module docstring.
-DENSE_MAC = 0.078e-9
-DENSE_PIXEL = 0.77e-9
-SEP_MAC = 0.121e-9
-SEP_PIXEL = 1.8e-9
+DENSE_MAC = 0.021e-9
+DENSE_PIXEL = 0.30e-9
+SEP_MAC = 0.026e-9
+SEP_PIXEL = 0.21e-9
 GEMM_MAC = 0.074e-9
 FFT_POINT_LOG = 0.45e-9
 FFT_POINT = 0.5e-9
 FFT_TILE = 30e-6
-DOUBLE = 1.9
+DOUBLE = 2.6
 #: Vertical factors of at least this many taps run as a band GEMM of GEMM_ROWS rows
 #: (direct._separable_rows; the measured crossover).
 GEMM_MIN_TAPS = 49
@@ -182,7 +183,9 @@ def estimate_direct(p: Problem, threads: int) -> float:
     KH, KW = (ks[-2], ks[-1]) if len(ks) >= 2 else (1, ks[-1])
     depth = math.prod(ks[:-2]) if len(ks) > 2 else 1
     if p.factors is not None and KH * KW > 2 * (KH + KW) + 15:
-        if KH >= GEMM_MIN_TAPS:
+        if depth == 1:  # the fused column + row passes of csrc/filter2d.c
+            vertical = KH * SEP_MAC
+        elif KH >= GEMM_MIN_TAPS:
             vertical = (GEMM_ROWS + KH - 1) * GEMM_MAC
         else:
             vertical = KH * SEP_MAC

@@ -36,6 +36,7 @@ examples:
   fastconv bench --model resnet50
   fastconv bench --model mobilenet_v2 --batch 1 8 --engines c
   fastconv bench --model resnet18 --input 3x64x64 --engines c
+  fastconv bench --suite filters --size 1024 --threads 1 --repeat 3
 """
 
 
@@ -127,9 +128,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EPILOG
     parser.add_argument(
         "--suite",
-        choices=list(SUITES),
+        choices=list(SUITES) + ["filters"],
         help="layer suite (default quick; with --model alone, none): "
-        + "; ".join(f"{k}: {v}" for k, v in SUITES.items()),
+        + "; ".join(f"{k}: {v}" for k, v in SUITES.items())
+        + "; filters: fastconv.ndimage / fastconv.signal against SciPy and OpenCV on one "
+        "float32 image (--size; the SciPy / OpenCV columns where installed)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive,
+        default=4096,
+        metavar="N",
+        help="--suite filters: the image side (default 4096)",
     )
     parser.add_argument(
         "--ops",
@@ -208,6 +218,8 @@ def run(args) -> int:
     from ._args import check_writable
 
     started = time.perf_counter()
+    if args.suite == "filters":
+        return _run_filters(args)
     ops = expand_ops(_flat(args.ops)) if args.ops else None
     with_suite = args.model is None or args.suite is not None or ops is not None
     suite = (args.suite or "quick") if with_suite else ""
@@ -280,3 +292,35 @@ def run(args) -> int:
         else:
             print(f"wrote {path}")
     return 2 if failed else 0
+
+
+def _run_filters(args) -> int:
+    """`--suite filters`: the table of fastconv.benchmark.filters (the layer options do not
+    apply to it)."""
+    import json
+
+    from ..benchmark.filters import run_suite
+    from ._args import check_writable
+
+    for option in ("ops", "engines", "baselines", "model", "input", "plot"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option} does not apply to --suite filters")
+    if args.dtype != "float32":
+        raise ValueError("--suite filters times float32 images only (--dtype)")
+    if args.json:
+        check_writable(args.json, "--json")
+    if args.list:
+        from ..benchmark.filters import KERNELS, SIGMAS
+
+        for k in KERNELS:
+            print(f"correlate {k}x{k}")
+        for sg in SIGMAS:
+            print(f"gaussian sigma {sg}")
+        return 0
+    threads = args.threads or os.cpu_count() or 1
+    res = run_suite(args.size, threads, args.repeat, slow_ok=True, cpu=False, log=print)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+        print(f"wrote {args.json}")
+    return 0
