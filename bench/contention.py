@@ -46,23 +46,14 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from fastconv.benchmark.probe import cpu_model
+
 #: The bar of the contention issue: default threads at most this much slower than 1 thread.
 BAR = 1.25
 
 BUSY_SOURCE = (
     "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n"
 )
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def loadavg() -> str:

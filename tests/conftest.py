@@ -22,3 +22,15 @@ ENGINES = available_engines()
 @pytest.fixture(params=ENGINES)
 def engine(request):
     return request.param
+
+
+@pytest.fixture
+def restore_threads():
+    """Put fastconv's thread setting back as it was after a test that changes it."""
+    import fastconv as fc
+    from fastconv.backends import _registry
+
+    before = _registry._num_threads
+    yield
+    _registry._num_threads = before
+    fc.set_num_threads(fc.get_num_threads())

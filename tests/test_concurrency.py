@@ -20,7 +20,6 @@ from _cases import available_engines
 
 import fastconv as fc
 import fastconv.ops.grad as G
-from fastconv.backends import _registry
 
 CPU = [e for e in available_engines() if e != "cuda"]
 WORKERS = 8
@@ -66,14 +65,6 @@ OPS = {
     "grad_max_pool2d_input": lambda e: G.max_pool2d_input(X, GYP, 3, 2, 1, backend=e),
     "grad_avg_pool2d_input": lambda e: G.avg_pool2d_input(X.shape, GYP, 3, 2, 1, backend=e),
 }
-
-
-@pytest.fixture
-def restore_threads():
-    before = _registry._num_threads
-    yield
-    _registry._num_threads = before
-    fc.set_num_threads(fc.get_num_threads())
 
 
 def _same(a, b) -> bool:

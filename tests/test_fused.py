@@ -7,15 +7,6 @@ import pytest
 import fastconv as fc
 from fastconv.backends import _registry
 
-
-@pytest.fixture
-def restore_threads():
-    before = _registry._num_threads
-    yield
-    _registry._num_threads = before
-    fc.set_num_threads(fc.get_num_threads())
-
-
 BACKENDS = [b for b, why in fc.available_backends().items() if why.startswith("available")
             and b != "cuda"]
 

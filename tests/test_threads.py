@@ -7,14 +7,6 @@ import fastconv as fc
 from fastconv.backends import _registry
 
 
-@pytest.fixture
-def restore_threads():
-    before = _registry._num_threads
-    yield
-    _registry._num_threads = before
-    fc.set_num_threads(fc.get_num_threads())
-
-
 def test_set_num_threads_reaches_engines(restore_threads):
     fc.max_pool2d(np.ones((1, 1, 4, 4)), 2)  # loads the default engine
     fc.set_num_threads(1)

@@ -25,8 +25,9 @@ printed as soon as it is done.
 How long: the quick suite takes about 6 s on a quiet 2-core machine (12 layers, at most about
 4 s of timing each; longer on a busy machine). The first run on a machine also compiles the
 numba engine's kernels, once: about 12 s more (17 s in all, measured), said on stderr when it
-happens; later runs load them from numba's cache. --model alone times only the model (under a minute for resnet50 with torch;
-without torch its float64 reference runs on the slower reference engine).
+happens; later runs load them from numba's cache. --model alone times only the model (under
+a minute for resnet50 with torch; without torch its float64 reference runs on the slower
+reference engine).
 
 examples:
   fastconv bench
