@@ -29,7 +29,8 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$work/report"
 export PYTHONPATH="$work" FASTCONV_POISON=1 FASTCONV_FUZZ_BACKENDS=c
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  tests=(tests/test_c_conv.py tests/test_c_pool.py tests/test_filter2d.py tests/test_index64.py tests/test_edge.py
+  tests=(tests/test_c_conv.py tests/test_c_pool.py tests/test_filter2d.py tests/test_winograd.py
+         tests/test_fused.py tests/test_threads.py tests/test_index64.py tests/test_edge.py
          tests/test_nonfinite.py tests/test_fuzz.py)
 fi
 cd "$work"
