@@ -19,6 +19,7 @@ enum fc_cpu_feature {
 int fc_abi_version(void);
 int fc_cpu_features(void);
 int fc_dwpool_isa(int cap);
+int fc_isa_cap_level(void);
 int fc_openmp_max_threads(void);
 void fc_set_threads(int n);
 int fc_threads(void);

@@ -79,7 +79,7 @@ static int kernel_usable(int kernel) {
 /* The best kernel the CPU runs, at most the instruction-set level allowed by fc_dwpool_isa's
  * cap (FASTCONV_ISA, tests): the level numbers are the kernel numbers. */
 int fc_gemm_best_kernel(void) {
-    const int cap = fc_dwpool_isa(-1) > 0 ? fc_dwpool_isa(-1) : FC_GEMM_PORTABLE;
+    const int cap = fc_isa_cap_level() > 0 ? fc_isa_cap_level() : FC_GEMM_PORTABLE;
     for (int k = cap < FC_GEMM_AVX512 ? cap : FC_GEMM_AVX512; k > FC_GEMM_PORTABLE; k--)
         if (kernel_usable(k)) return k;
     return FC_GEMM_PORTABLE;

@@ -77,6 +77,10 @@ int fc_dwpool_isa(int cap) {
     return s < c ? s : c;
 }
 
+/* The cap alone (2 unless tests or FASTCONV_ISA lowered it): the GEMM's own kernel choice
+ * (fc_gemm_best_kernel) honours it too. */
+int fc_isa_cap_level(void) { return __atomic_load_n(&fc_isa_cap, __ATOMIC_RELAXED); }
+
 static _Atomic int fc_threads_setting = 0;
 
 void fc_set_threads(int n) { fc_threads_setting = n > 0 ? n : 0; }
