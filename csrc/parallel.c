@@ -50,8 +50,10 @@
  * its wall time minus its CPU time) and keeps the largest recent loss, halved every second.
  * A loss counts only when it exceeds FC_LOSS_MIN_NS and a quarter of its call's time (a
  * millisecond taken from a 20 ms call costs it little, and says little about short calls),
- * and another one came within that second (one page-fault storm or kernel thread is not a
- * busy machine). A call shorter than
+ * and two more came within that second (one page-fault storm, kernel thread or a vCPU the
+ * hypervisor took for a few ms is not a busy machine: with two, 2-thread timings on the
+ * quiet KVM guest of bench/RESULTS.md fell back to one thread for seconds now and then; a
+ * busy core gives a loss every few calls). A call shorter than
  * FC_STRAGGLE_FACTOR (4) times the recent loss runs alone, so that a loss costs such a call
  * at most 1/4 of its time (the contention bar: at most 1.25x the 1-thread time), and idle
  * workers sleep instead of spinning. On a quiet machine no loss is seen and calls are
@@ -109,6 +111,7 @@ int fc_last_team(void) { return fc_last; }
  * a quiet machine it stays 0. */
 static _Atomic int64_t fc_straggle, fc_straggle_at;
 static _Atomic int64_t fc_loss_at = INT64_MIN / 2; /* when the last loss that counts was seen */
+static _Atomic int64_t fc_loss_at_2 = INT64_MIN / 2; /* and the one before it */
 
 static int64_t fc_straggle_decayed(int64_t now) {
     const int64_t s = fc_straggle, age = now - fc_straggle_at;
@@ -427,10 +430,11 @@ int fc_parallel_for(int64_t n, int64_t chunk, int team, fc_range_fn fn, void *ct
      * ran its chunks (another program, or a worker the OS put on the caller's core). */
     const int64_t t2 = fc_now_ns(), excess = mine ? (t2 - t1) - 2 * (t1 - t0) / mine : 0;
     const int64_t off = (t1 - t0) - (c1 - c0), lost = excess > off ? excess : off;
-    /* A loss counts when it is a large share of the call, and another one was seen within
-     * the half-life before it (one page-fault storm or kernel thread is not a busy machine). */
+    /* A loss counts when it is a large share of the call, and two more were seen within the
+     * half-life before it (one page-fault storm or kernel thread is not a busy machine). */
     if (lost > FC_LOSS_MIN_NS && FC_STRAGGLE_FACTOR * lost > t2 - t0) {
-        const int64_t prev = fc_loss_at;
+        const int64_t prev = fc_loss_at_2;
+        fc_loss_at_2 = fc_loss_at;
         fc_loss_at = t2;
         if (t2 - prev < FC_STRAGGLE_HALF_LIFE_NS) {
             const int64_t recent = fc_straggle_decayed(t2);
