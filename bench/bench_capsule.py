@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import time
 from typing import Callable, Dict, List, Tuple
 
@@ -34,6 +33,7 @@ import pytest
 
 import fastconv
 from fastconv import capsule
+from fastconv.benchmark.probe import cpu_model
 from fastconv.nn.capsule import CapsuleLayer
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -181,17 +181,6 @@ def measure(runs: Dict[str, Callable], rounds: int) -> Dict[str, Tuple[float, fl
     return out
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=fastconv.get_num_threads())
@@ -210,7 +199,7 @@ def main(argv=None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CapsuleLayer {I} x {Din}-D -> {J} x {Dout}-D, {r} routing iterations, batch {N}, "
           f"float32; {m / 1e6:.1f} M MACs forward (x3 forward + backward)")
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {_cpu_model()}, "
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_model()}, "
           f"{os.cpu_count()} CPUs, {args.threads} thread(s), load average {load:.1f}; "
           f"numpy {np.__version__}" + (f", torch {torch.__version__}" if HAVE_TORCH else ""))
     rows = {}

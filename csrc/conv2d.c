@@ -59,6 +59,12 @@ typedef struct {
  *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best) */
 enum { MODE_COL, MODE_PACKED, MODE_DIRECT };
 
+/* A 1x1, stride-1, unpadded conv: x already is the column matrix (MODE_DIRECT). */
+static inline int conv_is_direct(const fc_conv_shape *s) {
+    return s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 && s->pw == 0 &&
+           s->OH == s->H && s->OW == s->W;
+}
+
 /* Target size of one column chunk: small enough to stay in L2 (1-2 MiB on current x86)
  * between im2col writing it and the GEMM reading it, large enough that re-packing the
  * weights per task is cheap next to the multiply. */
@@ -319,9 +325,7 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
     const int wm = fc_winograd_choice(s, IS_F64, nthreads);
     if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : FC_PATH_WINOGRAD_F4;
-    int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
-                 s->pw == 0 && s->OH == s->H && s->OW == s->W;
-    return direct ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
+    return conv_is_direct(s) ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
 }
 
 /* The epilogue over whole output planes, after a variant that has no fused one. */
@@ -423,8 +427,7 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
          * reads; a 1x1 stride-1 unpadded conv skips im2col and packs x itself. Why faster:
          * one copy of the input instead of two and no per-task repacking of the weights
          * (which dominated on small images such as 7x7). */
-        int direct = s->KH == 1 && s->KW == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
-                     s->pw == 0 && s->OH == s->H && s->OW == s->W;
+        const int direct = conv_is_direct(s);
         if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE; /* the best has no naive path */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes,
                                direct ? MODE_DIRECT : MODE_PACKED, ep);

@@ -81,9 +81,9 @@ def _fused_names(model: Any) -> Dict[str, str]:
         else:
             continue
         mods = [v for _, v in items]
-        for i, (n, v) in enumerate(items[:-1]):
-            if _fusion.fusable_conv(v) and _fusion.fusable_bn(mods[i + 1], v):
-                act = _fusion.activation_name(mods[i + 2]) if i + 2 < len(mods) else None
+        for i, (n, _) in enumerate(items[:-1]):
+            act = _fusion.group_at(mods, i)
+            if act is not None:
                 what = "batch norm" + (f" + {act}" if act else "")
                 if isinstance(m, Residual) and i == len(items) - 2:
                     tail = _fusion.residual_tail(mods, m._activation)

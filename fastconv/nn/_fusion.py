@@ -102,15 +102,22 @@ def run(steps: Sequence[Any], x: Any) -> Any:
         return x
     i, n = 0, len(steps)
     while i < n:
-        m = steps[i]
-        if i + 1 < n and fusable_conv(m) and fusable_bn(steps[i + 1], m) and _input_ok(x):
-            act = activation_name(steps[i + 2]) if i + 2 < n else None
-            x = _fused_call(m, steps[i + 1], x, act)
+        act = group_at(steps, i) if _input_ok(x) else None
+        if act is not None:
+            x = _fused_call(steps[i], steps[i + 1], x, act or None)
             i += 3 if act else 2
         else:
-            x = m(x)
+            x = steps[i](x)
             i += 1
     return x
+
+
+def group_at(mods: Sequence[Any], i: int) -> Optional[str]:
+    """Whether mods[i], mods[i + 1] are a fusable Conv2d -> BatchNorm2d: the activation that
+    follows them and fuses too ('relu', 'relu6', '' for none), or None if they are not."""
+    if i + 1 >= len(mods) or not (fusable_conv(mods[i]) and fusable_bn(mods[i + 1], mods[i])):
+        return None
+    return (activation_name(mods[i + 2]) if i + 2 < len(mods) else None) or ""
 
 
 def expand_tail(items: List[Any]) -> List[Any]:
@@ -130,28 +137,18 @@ def expand_tail(items: List[Any]) -> List[Any]:
 def residual_tail(steps: List[Any], activation: Any) -> Optional[str]:
     """Whether a residual block ends in a fusable Conv2d -> BatchNorm2d whose output the
     shortcut is added to: returns the activation to fuse ('' for none), or None if not."""
-    if not _enabled or len(steps) < 2:
+    if not _enabled or len(steps) < 2 or group_at(steps, len(steps) - 2) is None:
         return None
-    if not (fusable_conv(steps[-2]) and fusable_bn(steps[-1], steps[-2])):
-        return None
-    if activation is None:
-        return ""
-    act = activation_name(activation)
-    return act
+    return "" if activation is None else activation_name(activation)
 
 
-def run_residual(steps: List[Any], shortcut: Any, x: Any, act: str) -> Optional[np.ndarray]:
-    """A residual block with its last conv, batch norm, add and activation fused; None when the
-    data does not allow it (the caller then runs the block unfused)."""
-    if not _input_ok(x):
-        return None
-    s = x if shortcut is None else shortcut(x)
-    h = run(steps[:-2], x)
+def fused_tail(conv: Any, bn: Any, h: Any, s: Any, act: str) -> Optional[np.ndarray]:
+    """A residual block's last conv and batch norm on the body's h, with the shortcut's s
+    added and ``act`` ('' for none) applied, in one call; None when the data does not allow
+    it (the caller then runs the two modules and the add itself)."""
     if not (_input_ok(h) and isinstance(s, np.ndarray)):
         return None
-    conv, bn = steps[-2], steps[-1]
-    out_dt = np.result_type(h.dtype, conv.weight.dtype, np.float32)
-    if s.dtype != out_dt:
+    if s.dtype != np.result_type(h.dtype, conv.weight.dtype, np.float32):
         return None
     try:
         return _fused_call(conv, bn, h, act or None, residual=s)

@@ -196,14 +196,18 @@ class Residual(Module):
         # inference: the last conv + batch norm, the add and the activation as one call
         steps = [m for _, m in _fusion.expand_tail(self._steps)]
         act = _fusion.residual_tail(steps, self._activation)
+        if act is None:
+            y = x
+            for _, m in self._steps:
+                y = m(y)
+        else:
+            y = _fusion.run(steps[:-2], x)
+        s = x if self._shortcut is None else self._shortcut(x)
         if act is not None:
-            out = _fusion.run_residual(steps, self._shortcut, x, act)
+            out = _fusion.fused_tail(steps[-2], steps[-1], y, s, act)
             if out is not None:
                 return out
-        y = x
-        for _, m in self._steps:
-            y = m(y)
-        s = x if self._shortcut is None else self._shortcut(x)
+            y = steps[-1](steps[-2](y))
         y, s = np.asarray(y), np.asarray(s)
         if y.shape != s.shape:
             raise ValueError(
