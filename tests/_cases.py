@@ -231,3 +231,26 @@ def torch_conv(nd, x, w, b, stride, padding, dilation, groups, padding_mode="zer
         if b is not None:
             layer.bias.copy_(t(b))
         return layer(t(x))
+
+
+def variants(engine: str):
+    """None (the best) and every named conv2d variant of the engine."""
+    from fastconv.backends import _registry
+
+    return (None,) + tuple(getattr(_registry.backend_module(engine), "CONV2D_VARIANTS", ()))
+
+
+def fits(engine: str, variant, w_shape, stride, dilation, nd: int) -> bool:
+    """Whether ``variant`` runs this kernel size, stride and dilation (the C engine's Winograd
+    variants run 3x3 stride-1 layers only and raise ValueError on others)."""
+    def pair(v):
+        t = (v,) * nd if isinstance(v, (int, np.integer)) else tuple(v)
+        return ((1,) + t) if nd == 1 else t
+
+    from fastconv.backends import _registry
+
+    try:
+        k, s, d = pair(tuple(w_shape[2:]) if nd == 2 else w_shape[2]), pair(stride), pair(dilation)
+        return _registry.variant_fits(_registry.backend_module(engine), variant, *k, *s, *d)
+    except (TypeError, ValueError):
+        return False  # an invalid geometry: the call's own check raises

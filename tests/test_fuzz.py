@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import pytest
-from _cases import available_engines, is_simulated, rel_err, torch, torch_conv
+from _cases import available_engines, fits, is_simulated, rel_err, torch, torch_conv, variants
 
 import fastconv as fc
 import fastconv.ops.grad as G
@@ -252,24 +252,6 @@ def check(engine, case: Case):
 
 
 # --- convolutions
-
-
-def variants(engine):
-    return (None,) + tuple(getattr(_registry.backend_module(engine), "CONV2D_VARIANTS", ()))
-
-
-def fits(engine: str, variant, w_shape, stride, dilation, nd: int) -> bool:
-    """Whether ``variant`` runs this kernel size, stride and dilation (the C engine's Winograd
-    variants run 3x3 stride-1 layers only and raise ValueError on others)."""
-    def pair(v):
-        t = (v,) * nd if isinstance(v, (int, np.integer)) else tuple(v)
-        return ((1,) + t) if nd == 1 else t
-
-    try:
-        k, s, d = pair(tuple(w_shape[2:]) if nd == 2 else w_shape[2]), pair(stride), pair(dilation)
-        return _registry.variant_fits(_registry.backend_module(engine), variant, *k, *s, *d)
-    except (TypeError, ValueError):
-        return False  # an invalid geometry: the call's own check raises
 
 
 @st.composite

@@ -26,6 +26,7 @@ import pytest
 from _cases import (
     F,
     available_engines,
+    fits,
     gen_adaptive,
     gen_avg_pool,
     gen_conv,
@@ -37,6 +38,7 @@ from _cases import (
     rel_err,
     torch,
     torch_conv,
+    variants,
 )
 
 import fastconv as fc
@@ -51,24 +53,6 @@ def n_cases(engine: str, variant=None) -> int:
     if is_simulated(engine):
         return 2
     return 10 if variant is not None else 30
-
-
-def variants(engine: str):
-    return (None,) + tuple(getattr(_registry.backend_module(engine), "CONV2D_VARIANTS", ()))
-
-
-def fits(engine: str, variant, w_shape, stride, dilation, nd: int) -> bool:
-    """Whether ``variant`` runs this kernel size, stride and dilation (the C engine's Winograd
-    variants run 3x3 stride-1 layers only and raise ValueError on others)."""
-    def pair(v):
-        t = (v,) * nd if isinstance(v, (int, np.integer)) else tuple(v)
-        return ((1,) + t) if nd == 1 else t
-
-    try:
-        k, s, d = pair(tuple(w_shape[2:]) if nd == 2 else w_shape[2]), pair(stride), pair(dilation)
-        return _registry.variant_fits(_registry.backend_module(engine), variant, *k, *s, *d)
-    except (TypeError, ValueError):
-        return False  # an invalid geometry: the call's own check raises
 
 
 def conv_variants():
