@@ -18,6 +18,10 @@
  *   winograd_f2, winograd_f4  3x3 stride-1 convs by Winograd F(2x2,3x3) / F(4x4,3x3):
  *               transforms around alpha^2 packed GEMMs (winograd.c); chosen by `best` for
  *               float32 layers with enough channels (fc_winograd_choice)
+ *   direct      no im2col: register blocks of output channels x pixel vectors over a padded,
+ *               stride-phased strip of input rows (conv_direct.c); chosen by `best` for
+ *               grouped convs with few output channels per group and for few input channels
+ *               with a large window (fc_direct_choice)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
  *
  * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
@@ -323,6 +327,7 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 /* Which path the default variant takes for this geometry (enum fc_conv_path): what
  * fastconv.cpu_info reports per layer. Must follow the `default:` branch of conv2d_any. */
 int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
+    if (fc_direct_choice(s, IS_F64)) return FC_PATH_DIRECT;
     const int wm = fc_winograd_choice(s, IS_F64, nthreads);
     if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : FC_PATH_WINOGRAD_F4;
     return conv_is_direct(s) ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
@@ -359,7 +364,7 @@ int FN(fc_conv2d_ep)(const T *x, const T *w, const T *b, T *y, const fc_conv_sha
     if (!fc_epilogue_active(ep)) ep = NULL;
     /* the default path fuses the epilogue into its tasks; the ladder steps get it after */
     const int fused = variant == FC_CONV_BEST || variant == FC_CONV_WINOGRAD_F2 ||
-                      variant == FC_CONV_WINOGRAD_F4;
+                      variant == FC_CONV_WINOGRAD_F4 || variant == FC_CONV_DIRECT;
     int rc = FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes,
                             fused ? ep : NULL);
     if (rc || !ep || fused || s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return rc;
@@ -409,8 +414,17 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL, NULL);
     case FC_CONV_WINOGRAD_F2:
     case FC_CONV_WINOGRAD_F4:
+    case FC_CONV_DIRECT:
     default: {
-        /* winograd_f2 / winograd_f4 (winograd.c), explicitly or by the automatic choice
+        /* direct (conv_direct.c), explicitly or by the automatic choice (fc_direct_choice:
+         * few channels per group); a call it declines (workspace bound) goes on below */
+        const int dm = variant == FC_CONV_DIRECT ||
+                       (variant == FC_CONV_BEST && fc_direct_choice(s, IS_F64));
+        if (dm) {
+            int rc = FN(fc_conv2d_direct)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
+            if (rc != FC_DIRECT_DECLINED) return rc;
+        }
+        /* then winograd_f2 / winograd_f4 (winograd.c), explicitly or by the automatic choice
          * (fc_winograd_choice: float32 3x3 stride-1 layers with enough channels); a call it
          * declines (another geometry, a non-finite x or w) runs the best im2col path below. */
         int wm = variant == FC_CONV_WINOGRAD_F2   ? 2

@@ -46,7 +46,8 @@ enum fc_conv_variant {
     FC_CONV_V4_SIMD = 4,
     FC_CONV_V5_THREADS = 5,
     FC_CONV_WINOGRAD_F2 = 6,
-    FC_CONV_WINOGRAD_F4 = 7
+    FC_CONV_WINOGRAD_F4 = 7,
+    FC_CONV_DIRECT = 8
 };
 typedef struct {
     int64_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G;
@@ -104,7 +105,7 @@ int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                   int64_t work_bytes);
 /* The path fc_conv2d's default variant takes for a geometry (fc_conv2d_path_*). */
 enum fc_conv_path { FC_PATH_GEMM_1X1 = 1, FC_PATH_IM2COL_GEMM = 2, FC_PATH_WINOGRAD_F2 = 3,
-                    FC_PATH_WINOGRAD_F4 = 4 };
+                    FC_PATH_WINOGRAD_F4 = 4, FC_PATH_DIRECT = 5 };
 int fc_conv2d_path_f32(const fc_conv_shape *s, int nthreads);
 int fc_conv2d_path_f64(const fc_conv_shape *s, int nthreads);
 /* fc_conv2d with an epilogue (NULL: none); fc_conv2d is this with NULL. */
@@ -167,6 +168,18 @@ void fc_adaptive_avg_pool2d_backward_f32(const float *gy, float *gx, int64_t N, 
                                          int64_t H, int64_t W, int64_t OH, int64_t OW);
 void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N, int64_t C,
                                          int64_t H, int64_t W, int64_t OH, int64_t OW);
+
+/* ---- conv_direct.c: direct conv2d (no im2col) for grouped convs with few output channels per
+ * group and convs with few input channels; fc_conv2d_direct_*: 0, 1 when out of memory, or
+ * FC_DIRECT_DECLINED (workspace bound too small); fc_direct_choice: conv2d's automatic choice. */
+enum fc_direct_status { FC_DIRECT_DECLINED = -1 };
+int fc_direct_choice(const fc_conv_shape *s, int is_f64);
+int fc_conv2d_direct_f32(const float *x, const float *w, const float *b, float *y,
+                         const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
+                         const fc_epilogue *ep);
+int fc_conv2d_direct_f64(const double *x, const double *w, const double *b, double *y,
+                         const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
+                         const fc_epilogue *ep);
 
 /* ---- winograd.c: 3x3 stride-1 dilation-1 conv2d by Winograd F(m x m, 3 x 3), m = 2 or 4 ----
  * fc_winograd_conv2d_*: 0, 1 when out of memory, or FC_WINOGRAD_DECLINED when the call is

@@ -17,7 +17,8 @@ def test_resnet18_layers():
     n_conv = sum(isinstance(m, nn.Conv2d) for _, m in models.resnet18(initialize=False)
                  .named_modules())
     assert sum(r["type"] == "Conv2d" for r in rows) == n_conv
-    assert by["conv1"]["kernel"] == "im2col + packed gemm"
+    assert by["conv1"]["kernel"] == "direct (no im2col)"  # the 7x7/2 stem: 3 input channels
+    assert by["layer3.0.conv2"]["kernel"] == "im2col + packed gemm"  # 3x3/2, 128 channels
     assert by["conv1"]["fused"] == "batch norm + relu"
     assert by["layer1.0.conv2"]["fused"] == "batch norm + residual add + relu"
     assert by["layer2.0.downsample.0"]["fused"] == "batch norm"
@@ -28,9 +29,12 @@ def test_resnet18_layers():
 
 @needs_c
 def test_paths_follow_the_geometry():
-    net = nn.Sequential(nn.Conv2d(8, 16, 1), nn.Conv2d(16, 16, 3, groups=16),
+    net = nn.Sequential(nn.Conv2d(8, 64, 1), nn.Conv2d(64, 64, 3, groups=64),
                         nn.AvgPool2d(6), nn.AdaptiveMaxPool2d(1), nn.AdaptiveAvgPool2d(1))
     rows = fc.cpu_info(net, (8, 8, 8), batch=2)["layers"]
+    thin = fc.cpu_info(nn.Sequential(nn.Conv2d(8, 16, 1), nn.Conv2d(16, 32, 3, groups=4)),
+                       (8, 8, 8))["layers"]
+    assert [r["kernel"] for r in thin] == ["direct (no im2col)"] * 2
     assert [r["kernel"].split(" (")[0] for r in rows] == [
         "gemm 1x1", "depthwise_conv2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
         "adaptive_avg_pool2d"]

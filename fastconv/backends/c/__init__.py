@@ -14,10 +14,15 @@ conv2d variants (``variant=``; None = the best):
   transforms around 16 packed GEMMs (csrc/winograd.c)
 - ``"winograd_f4"`` the same with F(4x4, 3x3): 36 GEMMs, 4x fewer multiplies than the direct
   sum, float32 error up to a few 1e-6 in norm (docs/conv_variants.md)
+- ``"direct"``      no im2col: blocks of output channels x vectors of output pixels held in
+  registers over every tap, the input rows copied once per task into a padded strip split
+  by stride phase (csrc/conv_direct.c); any geometry
 
 None picks winograd_f4 or winograd_f2 by the batch's tile count (docs/conv_variants.md; the
 transformed weights are cached between calls, :func:`set_winograd_cache_limit`) for float32
-3x3 stride-1 layers with at least 32 input and output channels per group, else
+3x3 stride-1 layers with at least 32 input and output channels per group, ``"direct"`` for
+grouped convs with at most 16 output channels per group and for convs with at most 4 input
+channels per group and a window of 9 taps or more (a network's stem), else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
 NaN or Inf runs the im2col path (docs/conv_variants.md).
 
@@ -58,7 +63,8 @@ else:
 
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
 CONV2D_VARIANTS = (
-    "v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads", "winograd_f2", "winograd_f4"
+    "v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads", "winograd_f2", "winograd_f4",
+    "direct",
 )
 #: Variants that run one geometry only: variant -> (KH, KW, sh, sw, dh, dw); the public
 #: conv2d raises ValueError on any other (_registry.check_variant_geometry).
@@ -240,7 +246,8 @@ if AVAILABLE_REASON == "available":
 
     #: enum fc_conv_path (csrc/fastconv.h) -> what cpu_info calls it
     CONV_PATHS = {1: "gemm 1x1 (x read in place)", 2: "im2col + packed gemm",
-                  3: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)"}
+                  3: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)",
+                  5: "direct (no im2col)"}
 
     def conv2d_path(shape: tuple, dtype: Any) -> str:
         """The path the default conv2d takes for ``shape`` (the fc_conv_shape fields: N, C,

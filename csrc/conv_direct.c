@@ -1,0 +1,376 @@
+/* conv_direct.c: direct 2-D convolution, no im2col: the `direct` step of conv2d's ladder,
+ * float32 and float64.
+ *
+ * For the layers where im2col + GEMM wastes most of its work: grouped convs with few output
+ * channels per group (ResNeXt: 8 per group, the GEMM's 14-row micro-tile is then half empty
+ * and its K = 72 too short to pay for the packing) and convs with few input channels and a
+ * large window (a network's 7x7/2 stem: im2col copies the input 49 times for K = 147).
+ *
+ * How: a task is (image, group, block of output rows). It copies the input rows the block
+ * reads, with their zero padding, into a per-thread strip, each row split into its `sw`
+ * stride phases (phase q holds padded columns q, q + sw, q + 2 sw, ...), so that for every
+ * tap (c, kh, kw) the inputs of L consecutive outputs of a row are L consecutive values of
+ * one phase row: a plain vector load at a per-tap offset, whatever the stride and dilation.
+ * Outputs are vectors of L pixels along a row (L = 16 floats with AVX-512); a block of NOB
+ * output channels x NVB such vectors stays in registers over all C/G*KH*KW taps: per tap NVB
+ * loads, NOB broadcasts of a weight (packed per group tap-major) and NOB*NVB multiply-adds.
+ * Shapes: AVX-512 8x3 (or 4x6 when the group has <= 4 output channels), AVX2 and baseline
+ * x86-64 4x3 (2x6); row ends are masked by storing through a small tile. Bias and the fused
+ * epilogue (fc_epilogue) run on the task's rows while they are in cache.
+ *
+ * fc_direct_choice: conv2d's automatic choice takes this path (before Winograd) for groups of
+ * at most 16 output channels (any window; at most 64 input channels unless grouped), for at
+ * most 4 input channels per group with a window of 9 taps or more (a stem), and for windows
+ * wider than 1x1 with at most 32 input and 64 output channels per group: where it measured
+ * faster than im2col + GEMM and Winograd (bench/RESULTS.md, "Direct conv").
+ *
+ * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
+ * FC_DIRECT_DECLINED when one output row per thread needs more than the workspace bound
+ * (conv2d then runs im2col + GEMM, which chunks any geometry).
+ * Build: `python csrc/build_ffi.py`. Test: `pytest tests/test_c_conv.py -k direct`.
+ */
+#ifndef FC_TYPED
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
+#pragma GCC optimize("fp-contract=fast")
+
+/* Largest strip of one task (bytes): the input rows of a block stay in L2 while every output
+ * channel of the group is computed from them. */
+#define FC_DIRECT_STRIP_BYTES (256 * 1024)
+
+typedef struct {
+    int64_t M, Cg, taps;  /* output channels per group, input channels per group, Cg*KH*KW */
+    int64_t L, nvec;      /* vector length (elements), vectors per output row */
+    int64_t Wq;           /* length of one phase row of the strip */
+    int64_t rows, nrb;    /* output rows per task, row blocks per (image, group) */
+    int64_t R;            /* strip rows per channel: the input rows `rows` output rows read */
+    int64_t nob, nvb;     /* register block: output channels x vectors */
+    int64_t strip_elems, wp_elems, ntasks;
+    int nthreads;
+} direct_plan;
+
+int fc_direct_choice(const fc_conv_shape *s, int is_f64) {
+    (void)is_f64; /* the same rule measured well for both */
+    const int64_t Cg = s->C / s->G, M = s->OC / s->G, KK = s->KH * s->KW;
+    if (Cg == 1 && M == 1) return 0;               /* depthwise: depthwise_conv2d.c */
+    if (M <= 16 && (s->G > 1 || Cg <= 64)) return 1; /* grouped (ResNeXt), thin layers */
+    if (KK >= 9 && Cg <= 4) return 1;               /* a network's stem */
+    return KK > 1 && Cg <= 32 && M <= 64;           /* narrow 3x3 layers */
+}
+
+/* The plan of a call on vectors of `vbytes` bytes with register blocks nob x nvb (wide: the
+ * group has more than nob/2 output channels; narrow otherwise). 0, or 1 when the strips and
+ * weights of one output row per thread exceed the workspace bound (the call then declines). */
+static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_t nob_wide,
+                       int64_t nvb_wide, int nthreads, int64_t work_bytes, direct_plan *pl) {
+    pl->M = s->OC / s->G;
+    pl->Cg = s->C / s->G;
+    pl->taps = pl->Cg * s->KH * s->KW;
+    pl->L = vbytes / es;
+    pl->nvec = ceil_div(s->OW, pl->L);
+    pl->Wq = pl->nvec * pl->L + (s->KW - 1) * s->dw / s->sw;
+    if (pl->M <= nob_wide / 2) {
+        pl->nob = nob_wide / 2;
+        pl->nvb = nvb_wide * 2;
+    } else {
+        pl->nob = nob_wide;
+        pl->nvb = nvb_wide;
+    }
+    pl->wp_elems = round_up(pl->M, pl->nob) * pl->taps;
+    const int64_t row_elems = pl->Cg * s->sw * pl->Wq; /* one strip row of every channel */
+    const int64_t bound = min64(FC_DIRECT_STRIP_BYTES, work_bytes / max64(1, nthreads)) / es;
+    /* rows per task: as many as the strip bound allows, fewer when the tasks would not
+     * keep every thread busy (8 tasks per thread), then a multiple of nvb / gcd(nvec, nvb)
+     * where possible so that the register blocks cover the rows without a ragged end */
+    int64_t rows = s->OH;
+    const int64_t per_plane = ceil_div(8 * (int64_t)nthreads, s->N * s->G);
+    if (per_plane > 1) rows = ceil_div(s->OH, per_plane);
+    while (rows > 1 && ((rows - 1) * s->sh + (s->KH - 1) * s->dh + 1) * row_elems > bound)
+        rows = ceil_div(rows, 2);
+    const int64_t q = pl->nvb / gcd64(pl->nvec, pl->nvb);
+    if (rows > q) rows = rows / q * q;
+    pl->rows = rows;
+    pl->R = (rows - 1) * s->sh + (s->KH - 1) * s->dh + 1;
+    pl->strip_elems = pl->R * row_elems;
+    if ((pl->strip_elems + pl->wp_elems) * es * nthreads > work_bytes) return 1;
+    pl->nrb = ceil_div(s->OH, rows);
+    pl->ntasks = s->N * s->G * pl->nrb;
+    pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
+    return 0;
+}
+
+/* Short copy loops stay loops: gcc would otherwise turn them into memcpy / memset calls,
+ * whose call overhead on runs of tens of values was 14% of a ResNeXt layer (perf). */
+#define FC_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+
+#define FC_INSTANTIATE "conv_direct.c"
+#include "common.h"
+
+#else /* ------------------------------------------------------------ typed section */
+
+/* dst[v][a*ys + 0:cnt[v]] = sum over taps t of wp[t*NOB + a] * strip[pb[v] + toff[t] + 0:L]
+ * for a < nm, v < nv: one register block of NOB output channels x NVB output vectors; a
+ * vector cut by the row's end (cnt < L) is stored by PART (a masked store where there is
+ * one: storing it value by value cost a quarter of a layer with 28-wide rows). */
+#define FC_DIRECT_BLOCK(NAME, ATTR, VBYTES, NOB, NVB, PART)                                   \
+    ATTR FC_INLINE void NAME(const T *restrict strip, const int64_t *restrict toff, int64_t taps, \
+                        const T *restrict wp, const int64_t *restrict pb, T *const *dst,     \
+                        const int64_t *restrict cnt, int64_t ys, int64_t nm, int64_t nv)     \
+    {                                                                                        \
+        typedef T vt __attribute__((vector_size(VBYTES), aligned(sizeof(T)), may_alias));   \
+        enum { L = VBYTES / sizeof(T) };                                                     \
+        vt acc[NOB][NVB];                                                                    \
+        const T *p[NVB];                                                                     \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) p[v] = strip + pb[v];          \
+        _Pragma("GCC unroll 8") for (int a = 0; a < NOB; a++)                                \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] = (vt){0};       \
+        for (int64_t t = 0; t < taps; t++) {                                                 \
+            const int64_t o = toff[t];                                                       \
+            vt xv[NVB];                                                                      \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) xv[v] =                    \
+                *(const vt *)(p[v] + o);                                                     \
+            _Pragma("GCC unroll 8") for (int a = 0; a < NOB; a++)                            \
+            {                                                                                \
+                const vt wv = wp[t * NOB + a] - (vt){0};                                     \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] += wv * xv[v]; \
+            }                                                                                \
+        }                                                                                    \
+        _Pragma("GCC unroll 8") for (int a = 0; a < NOB; a++)                                \
+        {                                                                                    \
+            if (a >= nm) break;                                                              \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++)                            \
+            {                                                                                \
+                if (v >= nv) break;                                                          \
+                T *d = dst[v] + a * ys;                                                      \
+                if (cnt[v] == L)                                                             \
+                    *(vt *)d = acc[a][v];                                                    \
+                else                                                                         \
+                    PART(d, acc[a][v], cnt[v]);                                              \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+/* The arguments of the task loop, for fc_parallel_for. */
+typedef struct {
+    const T *x, *w, *b;
+    T *y;
+    const fc_conv_shape *s;
+    const direct_plan *pl;
+    const int64_t *toff; /* per tap: its offset in the strip */
+    const fc_epilogue *ep;
+    int level;           /* instruction set: 2 AVX-512, 1 AVX2+FMA, 0 baseline */
+    T **works;           /* one workspace per pool slot, made by the slot's thread */
+    int64_t *packed_g;   /* per slot: the group whose weights its workspace holds, or -1 */
+    _Atomic int failed;
+} FN(direct_args);
+
+/* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g into the strip,
+ * each row as sw phase rows of Wq values (zero where the padded input is padding). */
+FC_NO_MEMCPY static void FN(direct_fill)(const FN(direct_args) *a, int64_t n, int64_t g,
+                                         int64_t i0, int64_t nr, T *strip) {
+    const fc_conv_shape *s = a->s;
+    const direct_plan *pl = a->pl;
+    const int64_t sw = s->sw, Wq = pl->Wq, R = (nr - 1) * s->sh + (s->KH - 1) * s->dh + 1;
+    for (int64_t f = 0; f < sw; f++) {
+        /* phase f, position q reads input column iw = q*sw + f - pw: inside [qlo, qhi) */
+        int64_t qlo = s->pw > f ? ceil_div(s->pw - f, sw) : 0;
+        int64_t qhi = s->W - 1 + s->pw - f >= 0 ? (s->W - 1 + s->pw - f) / sw + 1 : 0;
+        qlo = min64(qlo, Wq);
+        qhi = min64(max64(qhi, qlo), Wq);
+        for (int64_t c = 0; c < pl->Cg; c++) {
+            const T *xc = a->x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W + f - s->pw;
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t ih = i0 * s->sh - s->ph + r;
+                T *dst = strip + ((c * pl->R + r) * sw + f) * Wq;
+                if (ih < 0 || ih >= s->H) {
+                    for (int64_t q = 0; q < Wq; q++) dst[q] = 0;
+                    continue;
+                }
+                const T *src = xc + ih * s->W;
+                for (int64_t q = 0; q < qlo; q++) dst[q] = 0;
+                if (sw == 1)
+                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q];
+                else if (sw == 2)
+                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[2 * q];
+                else
+                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q * sw];
+                for (int64_t q = qhi; q < Wq; q++) dst[q] = 0;
+            }
+        }
+    }
+}
+
+/* Pack group g's weights tap-major per block of nob output channels (zero past M). */
+static void FN(direct_pack)(const FN(direct_args) *a, int64_t g, T *wp) {
+    const direct_plan *pl = a->pl;
+    const int64_t nob = pl->nob, taps = pl->taps;
+    for (int64_t m0 = 0; m0 < pl->M; m0 += nob)
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t k = 0; k < nob; k++)
+                wp[(m0 + 0) * taps + t * nob + k] =
+                    m0 + k < pl->M ? a->w[(g * pl->M + m0 + k) * taps + t] : (T)0;
+}
+
+/* One task's loop over register blocks: positions (output row r, vector v) of the block's
+ * rows in groups of NVB (the last group repeats its last position and stores only the real
+ * ones), and for each, every block of NOB output channels. */
+#define FC_DIRECT_TASK(NAME, ATTR, BLOCK, VBYTES, NOB, NVB)                                  \
+    ATTR FC_NO_MEMCPY static void NAME(const FN(direct_args) *a, int64_t n, int64_t g,       \
+                                       int64_t i0,                                           \
+                          int64_t nr, const T *strip, const T *wp)                           \
+    {                                                                                        \
+        const fc_conv_shape *s = a->s;                                                       \
+        const direct_plan *pl = a->pl;                                                       \
+        enum { L = VBYTES / sizeof(T) };                                                     \
+        int64_t pb[NVB], cnt[NVB];                                                           \
+        T *dst[NVB];                                                                         \
+        const int64_t npos = nr * pl->nvec, P = s->OH * s->OW;                               \
+        T *yg = a->y + (n * s->OC + g * pl->M) * P + i0 * s->OW;                             \
+        for (int64_t p0 = 0; p0 < npos; p0 += NVB) {                                         \
+            const int64_t nv = min64(NVB, npos - p0);                                        \
+            for (int v = 0; v < NVB; v++) {                                                  \
+                const int64_t p = min64(p0 + v, npos - 1);                                   \
+                const int64_t r = p / pl->nvec, j = p % pl->nvec * L;                        \
+                pb[v] = r * s->sh * s->sw * pl->Wq + j;                                      \
+                cnt[v] = min64(L, s->OW - j);                                                \
+                dst[v] = yg + r * s->OW + j;                                                 \
+            }                                                                                \
+            for (int64_t m0 = 0; m0 < pl->M; m0 += NOB) {                                    \
+                T *dm[NVB];                                                                  \
+                for (int v = 0; v < NVB; v++) dm[v] = dst[v] + m0 * P;                       \
+                BLOCK(strip, a->toff, pl->taps, wp + m0 * pl->taps, pb, dm, cnt, P,          \
+                      min64(NOB, pl->M - m0), nv);                                           \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+/* The first cnt values of vector v (of T) to d: value by value, or masked stores of the
+ * vector's 32-bit lanes (a double is two). */
+#define FC_PART_BASE(d, v, cnt)                                                          \
+    do {                                                                                 \
+        for (int64_t i_ = 0; i_ < (cnt); i_++) (d)[i_] = (v)[i_];                        \
+    } while (0)
+#define FC_LANES(cnt) ((cnt) * (int64_t)sizeof(T) / 4)
+#define FC_PART_512(d, v, cnt)                                                           \
+    _mm512_mask_storeu_ps((float *)(d), (__mmask16)((1u << FC_LANES(cnt)) - 1), (__m512)(v))
+#define FC_PART_256(d, v, cnt)                                                           \
+    _mm256_maskstore_ps((float *)(d),                                                    \
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)FC_LANES(cnt)),          \
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),     \
+                        (__m256)(v))
+
+FC_DIRECT_BLOCK(FN(direct_block_base_w), , 16, 4, 3, FC_PART_BASE)
+FC_DIRECT_BLOCK(FN(direct_block_base_n), , 16, 2, 6, FC_PART_BASE)
+FC_DIRECT_TASK(FN(direct_task_base_w), , FN(direct_block_base_w), 16, 4, 3)
+FC_DIRECT_TASK(FN(direct_task_base_n), , FN(direct_block_base_n), 16, 2, 6)
+#if defined(__x86_64__)
+FC_DIRECT_BLOCK(FN(direct_block_avx2_w), FC_T256, 32, 4, 3, FC_PART_256)
+FC_DIRECT_BLOCK(FN(direct_block_avx2_n), FC_T256, 32, 2, 6, FC_PART_256)
+FC_DIRECT_TASK(FN(direct_task_avx2_w), FC_T256, FN(direct_block_avx2_w), 32, 4, 3)
+FC_DIRECT_TASK(FN(direct_task_avx2_n), FC_T256, FN(direct_block_avx2_n), 32, 2, 6)
+FC_DIRECT_BLOCK(FN(direct_block_avx512_w), FC_T512, 64, 8, 3, FC_PART_512)
+FC_DIRECT_BLOCK(FN(direct_block_avx512_n), FC_T512, 64, 4, 6, FC_PART_512)
+FC_DIRECT_TASK(FN(direct_task_avx512_w), FC_T512, FN(direct_block_avx512_w), 64, 8, 3)
+FC_DIRECT_TASK(FN(direct_task_avx512_n), FC_T512, FN(direct_block_avx512_n), 64, 4, 6)
+#endif
+
+static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
+    FN(direct_args) *a = ctx;
+    const fc_conv_shape *s = a->s;
+    const direct_plan *pl = a->pl;
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(pl->strip_elems + pl->wp_elems + 16) * sizeof(T)))) {
+        a->failed = 1; /* y stays incomplete; the caller reports it */
+        return;
+    }
+    T *strip = a->works[slot], *wp = strip + pl->strip_elems;
+    const int narrow = pl->nvb > 3;
+    for (int64_t task = t0; task < t1; task++) {
+        const int64_t rb = task % pl->nrb, g = task / pl->nrb % s->G, n = task / pl->nrb / s->G;
+        const int64_t i0 = rb * pl->rows, nr = min64(s->OH - i0, pl->rows);
+        if (a->packed_g[slot] != g) {
+            FN(direct_pack)(a, g, wp);
+            a->packed_g[slot] = g;
+        }
+        FN(direct_fill)(a, n, g, i0, nr, strip);
+        switch (a->level) {
+#if defined(__x86_64__)
+        case 2:
+            if (narrow) FN(direct_task_avx512_n)(a, n, g, i0, nr, strip, wp);
+            else FN(direct_task_avx512_w)(a, n, g, i0, nr, strip, wp);
+            break;
+        case 1:
+            if (narrow) FN(direct_task_avx2_n)(a, n, g, i0, nr, strip, wp);
+            else FN(direct_task_avx2_w)(a, n, g, i0, nr, strip, wp);
+            break;
+#endif
+        default:
+            if (narrow) FN(direct_task_base_n)(a, n, g, i0, nr, strip, wp);
+            else FN(direct_task_base_w)(a, n, g, i0, nr, strip, wp);
+        }
+        /* bias and epilogue on the task's rows of each output channel, still in cache */
+        const int64_t P = s->OH * s->OW, run = nr * s->OW;
+        for (int64_t k = 0; k < pl->M; k++) {
+            const int64_t o = g * pl->M + k;
+            T *yo = a->y + (n * s->OC + o) * P + i0 * s->OW;
+            if (a->b)
+                for (int64_t j = 0; j < run; j++) yo[j] += a->b[o];
+            if (a->ep) {
+                const T *res = a->ep->residual;
+                FN(fc_epilogue_row)(a->ep, o, yo,
+                                    res ? (const T *)res + (n * s->OC + o) * P + i0 * s->OW : NULL,
+                                    run);
+            }
+        }
+    }
+}
+
+int FN(fc_conv2d_direct)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
+                         int kernel, int nthreads, int64_t work_bytes, const fc_epilogue *ep) {
+    FC_ASSERT_CONV_SHAPE(s);
+    if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
+    /* the instruction set: the best the CPU runs (capped by FASTCONV_ISA), or at most the
+     * level of an explicit GEMM kernel (isa=) */
+    int level = fc_dwpool_isa(-1);
+    if (kernel >= FC_GEMM_NAIVE && kernel < FC_GEMM_AUTO && kernel < level)
+        level = kernel < 0 ? 0 : kernel;
+#if !defined(__x86_64__)
+    level = 0;
+#endif
+    const int64_t es = sizeof(T);
+    const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
+    const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;
+    const int team = fc_team_for(fc_cost_macs(macs), nthreads);
+    direct_plan pl;
+    if (plan_direct(s, es, vbytes, level == 2 ? 8 : 4, 3, team, work_bytes, &pl))
+        return FC_DIRECT_DECLINED;
+    int64_t *toff = malloc((size_t)pl.taps * sizeof(int64_t));
+    if (!toff) return 1;
+    for (int64_t c = 0, t = 0; c < pl.Cg; c++)
+        for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++, t++)
+                toff[t] = ((c * pl.R + kh * s->dh) * s->sw + kw * s->dw % s->sw) * pl.Wq +
+                          kw * s->dw / s->sw;
+    T *works[FC_POOL_SLOTS] = {0};
+    int64_t packed_g[FC_POOL_SLOTS];
+    for (int i = 0; i < FC_POOL_SLOTS; i++) packed_g[i] = -1;
+    FN(direct_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .pl = &pl, .toff = toff,
+                         .ep = fc_epilogue_active(ep) ? ep : NULL, .level = level,
+                         .works = works, .packed_g = packed_g, .failed = 0};
+    fc_parallel_for(pl.ntasks, 1, pl.nthreads, FN(direct_tasks), &a);
+    for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
+    free(toff);
+    return a.failed;
+}
+
+#endif /* FC_TYPED */

@@ -1,0 +1,228 @@
+"""The C engine's direct conv2d (csrc/conv_direct.c, ``variant="direct"``) and the automatic
+choice that sends narrow and grouped layers to it: random geometries on every instruction set
+and both register-block shapes, row ends, strides 1-4 with dilation, the workspace bound,
+threads, non-finite values, the fused epilogue."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference as ref
+
+c = pytest.importorskip("fastconv.backends.c")
+if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
+    pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
+
+TOL = {np.float32: 1e-5, np.float64: 1e-11}
+ISAS = [k for k in ("portable", "avx2", "avx512") if k in c.cpu_info()["gemm_kernels"]]
+DIRECT = "direct (no im2col)"
+
+
+def _out(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _random_case(rng, dtype):
+    """A geometry the direct kernel may see: few or many output channels per group (both
+    block shapes), rows shorter and longer than a vector, any stride / dilation / padding."""
+    while True:
+        G = int(rng.choice([1, 2, 3, 4, 8]))
+        Cg = int(rng.integers(1, 9))
+        M = int(rng.integers(1, 21))
+        KH, KW = (int(v) for v in rng.integers(1, 8, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 5, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 4, 2))
+        ph, pw = (int(v) for v in rng.integers(0, 5, 2))
+        H, W = int(rng.integers(1, 26)), int(rng.integers(1, 80))
+        N = int(rng.integers(1, 3))
+        OH, OW = _out(H, KH, sh, ph, dh), _out(W, KW, sw, pw, dw)
+        if OH >= 1 and OW >= 1 and not (Cg == 1 and M == 1):
+            break
+    x = rng.standard_normal((N, G * Cg, H, W)).astype(dtype)
+    w = rng.standard_normal((G * M, Cg, KH, KW)).astype(dtype)
+    b = rng.standard_normal(G * M).astype(dtype) if rng.random() < 0.7 else None
+    return x, w, b, dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=G)
+
+
+def _want(x, w, b, kw):
+    return fastconv.conv2d(x.astype(np.float64), w.astype(np.float64),
+                           None if b is None else b.astype(np.float64), backend="reference",
+                           **kw)
+
+
+def _run_c(x, w, b, kw, **extra):
+    """The backend's conv2d itself (it takes ``isa=``), into a NaN-poisoned output."""
+    (sh, sw), (ph, pw), (dh, dw) = kw["stride"], kw["padding"], kw["dilation"]
+    N, _, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    y = np.full((N, OC, _out(H, KH, sh, ph, dh), _out(W, KW, sw, pw, dw)), np.nan, x.dtype)
+    c.conv2d(np.ascontiguousarray(x), w, b, y, sh, sw, ph, pw, dh, dw, kw["groups"], **extra)
+    return y
+
+
+def _close(got, want, dtype):
+    assert got.shape == want.shape and got.dtype == dtype
+    scale = max(float(np.abs(want).max()), 1e-30)
+    assert float(np.abs(got - want).max()) <= TOL[dtype] * scale * 10
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+@pytest.mark.parametrize("isa", ISAS)
+def test_random_geometries_every_isa(isa, dtype):
+    rng = np.random.default_rng(101 + ISAS.index(isa) + (dtype == np.float64) * 7)
+    for i in range(40):
+        x, w, b, kw = _random_case(rng, dtype)
+        if i % 3 == 0:
+            x = x[:, :, ::-1, :]  # not contiguous: the public function copies it
+        got = _run_c(x, w, b, kw, variant="direct", isa=isa)
+        _close(got, _want(x, w, b, kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_cpu_level_cap(dtype, monkeypatch):
+    """FASTCONV_ISA's cap (fc_dwpool_isa) lowers the direct kernel's instruction set too."""
+    rng = np.random.default_rng(5)
+    levels = [lvl for lvl, name in enumerate(("portable", "avx2", "avx512")) if name in ISAS]
+    try:
+        for level in levels:
+            c.lib.fc_dwpool_isa(level)
+            for _ in range(8):
+                x, w, b, kw = _random_case(rng, dtype)
+                got = fastconv.conv2d(x, w, b, backend="c", variant="direct", **kw)
+                _close(got, _want(x, w, b, kw), dtype)
+    finally:
+        c.lib.fc_dwpool_isa(2)
+
+
+@pytest.mark.parametrize("shape, path", [
+    # (C, OC, G, K, stride, hw): ResNeXt groups, stems, narrow 3x3 -> direct
+    ((256, 256, 32, 3, 1, 28), DIRECT),
+    ((512, 512, 32, 3, 2, 28), DIRECT),
+    ((3, 64, 1, 7, 2, 224), DIRECT),
+    ((3, 32, 1, 3, 2, 224), DIRECT),
+    ((32, 64, 1, 3, 1, 56), DIRECT),
+    ((32, 16, 1, 1, 1, 112), DIRECT),
+    # wide layers stay on im2col / Winograd / the 1x1 GEMM
+    ((64, 64, 1, 3, 1, 56), "winograd F(4x4,3x3)"),
+    ((128, 128, 1, 3, 2, 56), "im2col + packed gemm"),
+    ((64, 256, 1, 1, 1, 56), "gemm 1x1 (x read in place)"),
+    ((1024, 16, 1, 1, 1, 14), "gemm 1x1 (x read in place)"),
+])
+def test_automatic_choice(shape, path):
+    C, OC, G, K, s, hw = shape
+    o = _out(hw, K, s, K // 2, 1)
+    geometry = (1, C, hw, hw, OC, K, K, o, o, s, s, K // 2, K // 2, 1, 1, G)
+    assert c.conv2d_path(geometry, np.float32) == path
+
+
+def test_default_variant_takes_it_and_agrees():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 64, 15, 30)).astype(np.float32)
+    w = rng.standard_normal((64, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    kw = dict(padding=1, groups=16)
+    got = fastconv.conv2d(x, w, b, backend="c", **kw)
+    np.testing.assert_array_equal(got, fastconv.conv2d(x, w, b, backend="c", variant="direct",
+                                                       **kw))
+    _close(got, _want(x, w, b, kw), np.float32)
+
+
+def test_tiny_workspace_bound_declines_to_im2col():
+    """A bound below one row's strip: the call runs im2col + GEMM instead, still right."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 16, 20, 300)).astype(np.float32)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    kw = dict(padding=1, groups=2)
+    want = _want(x, w, None, kw)
+    try:
+        for limit in (1, 4096, 64 * 1024):
+            c.set_workspace_limit(limit)
+            _close(fastconv.conv2d(x, w, backend="c", variant="direct", **kw), want,
+                   np.float32)
+    finally:
+        c.set_workspace_limit(None)
+
+
+def test_thread_counts_give_identical_results():
+    """Each output sums its taps in the same order whatever the row blocks: bit-identical."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 96, 37, 41)).astype(np.float32)
+    w = rng.standard_normal((96, 8, 5, 3)).astype(np.float32)
+    kw = dict(padding=(2, 1), stride=(1, 2), groups=12)
+    from fastconv.backends import _registry
+
+    before = c.get_num_threads()
+    try:
+        outs = []
+        for n in sorted({1, 2, _registry.max_threads()}):
+            fastconv.set_num_threads(min(n, _registry.max_threads()))
+            outs.append(fastconv.conv2d(x, w, backend="c", variant="direct", **kw))
+    finally:
+        fastconv.set_num_threads(before)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+
+
+def test_concurrent_callers():
+    rng = np.random.default_rng(6)
+    cases = [_random_case(rng, np.float32) for _ in range(6)]
+    wants = [_want(*case) for case in cases]
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                x, w, b, kw = cases[i]
+                _close(fastconv.conv2d(x, w, b, backend="c", variant="direct", **kw), wants[i],
+                       np.float32)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_non_finite_values_propagate_like_the_reference():
+    """A padded tap multiplies a zero like any other: an Inf weight gives NaN at the border
+    (0 x Inf), as the reference's and im2col's sums do (docs/nonfinite.md)."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 8, 9, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    x[0, 1, 4, 7] = np.nan
+    w[5, 2, 0, 0] = np.inf
+    kw = dict(padding=1, groups=2)
+    got = fastconv.conv2d(x, w, backend="c", variant="direct", **kw)
+    want = np.empty(got.shape, np.float64)
+    ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, want, 1, 1, 1, 1, 1, 1, 2)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    fin = np.isfinite(want)
+    _close(got[fin].reshape(-1), want[fin].reshape(-1), np.float32)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+def test_fused_epilogue(activation):
+    from fastconv import fused
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((64, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    scale = rng.uniform(0.5, 2, 64).astype(np.float32)
+    shift = rng.standard_normal(64).astype(np.float32)
+    res = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
+    got = fused.conv2d(x, w, b, padding=1, groups=8, scale=scale, shift=shift, residual=res,
+                       activation=activation, backend="c")
+    want = _want(x, w, b, dict(padding=1, groups=8)) * scale[:, None, None]
+    want = want + shift[:, None, None] + res
+    if activation:
+        want = np.clip(want, 0, 6 if activation == "relu6" else None)
+    _close(got, want, np.float32)
