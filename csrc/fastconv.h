@@ -181,6 +181,12 @@ int fc_conv2d_direct_f64(const double *x, const double *w, const double *b, doub
                          const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
                          const fc_epilogue *ep);
 
+/* ---- linear.c: y (N, O) = x (N, K) w^T (w: (O, K)) + b, on the thread pool ---- */
+void fc_linear_f32(const float *x, const float *w, const float *b, float *y, int64_t N,
+                   int64_t K, int64_t O, int nthreads);
+void fc_linear_f64(const double *x, const double *w, const double *b, double *y, int64_t N,
+                   int64_t K, int64_t O, int nthreads);
+
 /* ---- winograd.c: 3x3 stride-1 dilation-1 conv2d by Winograd F(m x m, 3 x 3), m = 2 or 4 ----
  * fc_winograd_conv2d_*: 0, 1 when out of memory, or FC_WINOGRAD_DECLINED when the call is
  * left to the im2col path (a geometry it does not cover, a workspace bound below its

@@ -419,6 +419,18 @@ class Flatten(Module):
         return gy.reshape(shape)
 
 
+#: Linear inputs of at most this many rows (batch) run on the C engine's linear kernel.
+_C_LINEAR_ROWS = 16
+
+
+def _c_linear() -> Any:
+    """The C engine's linear kernel, or None where the engine is not built."""
+    from ..backends import _registry
+
+    mod = _registry.backend_module("c")
+    return None if mod is None else getattr(mod, "linear", None)
+
+
 class Linear(Module):
     """y = x @ weight.T + bias, as ``torch.nn.Linear``.
 
@@ -438,7 +450,11 @@ class Linear(Module):
     weight : ndarray, shape (out_features, in_features)
     bias : ndarray, shape (out_features,), or None
 
-    An input (..., in_features) gives (..., out_features).
+    An input (..., in_features) gives (..., out_features). Inputs of at most 16 rows (the
+    product of the leading dimensions) in float32 / float64 run on the C engine's own kernel
+    and threads where it is built (NumPy's BLAS would leave its threads spinning on the cores
+    after the call, slowing the layers that follow: bench/RESULTS.md, "Linear"); larger
+    inputs, and every input without the C engine, use NumPy's matmul.
 
     Examples
     --------
@@ -492,6 +508,16 @@ class Linear(Module):
         self.output_shape(x.shape)
         self._remember(input=x)
         dt = np.result_type(x.dtype, self.weight.dtype)
+        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+        if rows <= _C_LINEAR_ROWS and dt in (np.float32, np.float64) and _c_linear() is not None:
+            # a few rows: fastconv's kernel on its own threads (csrc/linear.c), not BLAS's,
+            # whose threads keep spinning after the call and slow the next layers
+            x2 = np.ascontiguousarray(x.reshape(rows, self.in_features), dt)
+            w = np.ascontiguousarray(self.weight, dt)
+            b = None if self.bias is None else np.ascontiguousarray(self.bias, dt)
+            y = np.empty((rows, self.out_features), dt)
+            _c_linear()(x2, w, b, y)
+            return y.reshape(x.shape[:-1] + (self.out_features,))
         y = np.matmul(x.astype(dt, copy=False), self.weight.T.astype(dt, copy=False))
         if self.bias is not None:
             y += self.bias.astype(dt, copy=False)

@@ -273,6 +273,12 @@ if AVAILABLE_REASON == "available":
         rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, get_num_threads(), _workspace_limit)
         _check(rc, "conv_transpose2d")
 
+    def linear(x, w, b, y):
+        # x is (N, K), w is (O, K), b is (O,) or None, y is (N, O), one floating dtype, all
+        # C-contiguous: y = x w^T + b on the engine's threads (csrc/linear.c)
+        fn = lib.fc_linear_f32 if is_f32(x) else lib.fc_linear_f64
+        fn(ptr(x), ptr(w), ptr(b), ptr(y), x.shape[0], x.shape[1], w.shape[0], get_num_threads())
+
     lib.fc_set_threads(get_num_threads())  # honours FASTCONV_NUM_THREADS from the start
     _cap_isa_from_environment()
 
