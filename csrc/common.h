@@ -10,6 +10,7 @@
  *   fc_epilogue_row_f32 / _f64           the fused epilogue (fc_epilogue) on one run of outputs
  *   fc_win                               the interior-window geometry of depthwise_conv2d.c
  *                                        and pool2d.c
+ *   fc_direct_fill_*, _tap_offsets       the input strip of the direct conv kernels
  *   fc_parallel_for, fc_team_for,        the thread pool of parallel.c (every multi-threaded
  *   fc_chunk_for, fc_cost_mem,           loop of the conv, depthwise and pooling kernels) and
  *   fc_cost_macs                         the work estimates that size its teams and chunks
@@ -206,6 +207,21 @@ static inline fc_win fc_win_make(int64_t H, int64_t W, int64_t OH, int64_t OW, i
     FC_ASSERT(0 <= g.lo && g.lo <= g.hi && g.hi <= OW);
     return g;
 }
+
+/* ------------------------------------------------------------------ direct conv strips */
+
+/* Short copy loops stay loops: gcc would otherwise turn them into memcpy / memset calls,
+ * whose call overhead on runs of tens of values was 14% of a ResNeXt layer (perf). */
+#define FC_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+
+/* The padded, stride-phased strip of input rows that conv_direct.c and conv_igemm.c read
+ * (defined in conv_direct.c): per-tap offsets, and the fill of one task's rows. */
+int64_t *fc_direct_tap_offsets(const fc_conv_shape *s, int64_t Rfull, int64_t Wq);
+void fc_direct_fill_f32(const float *x, const fc_conv_shape *s, int64_t Cg, int64_t Rfull,
+                        int64_t Wq, int64_t n, int64_t g, int64_t i0, int64_t nr, float *strip);
+void fc_direct_fill_f64(const double *x, const fc_conv_shape *s, int64_t Cg, int64_t Rfull,
+                        int64_t Wq, int64_t n, int64_t g, int64_t i0, int64_t nr,
+                        double *strip);
 
 #endif /* FC_COMMON_H */
 

@@ -22,6 +22,8 @@
  *               stride-phased strip of input rows (conv_direct.c); chosen by `best` for
  *               grouped convs with few output channels per group and for few input channels
  *               with a large window (fc_direct_choice)
+ *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
+ *               broadcast from the same strip (conv_igemm.c); explicit only
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
  *
  * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
@@ -364,7 +366,8 @@ int FN(fc_conv2d_ep)(const T *x, const T *w, const T *b, T *y, const fc_conv_sha
     if (!fc_epilogue_active(ep)) ep = NULL;
     /* the default path fuses the epilogue into its tasks; the ladder steps get it after */
     const int fused = variant == FC_CONV_BEST || variant == FC_CONV_WINOGRAD_F2 ||
-                      variant == FC_CONV_WINOGRAD_F4 || variant == FC_CONV_DIRECT;
+                      variant == FC_CONV_WINOGRAD_F4 || variant == FC_CONV_DIRECT ||
+                      variant == FC_CONV_IMPLICIT_GEMM;
     int rc = FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes,
                             fused ? ep : NULL);
     if (rc || !ep || fused || s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return rc;
@@ -415,6 +418,7 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
     case FC_CONV_WINOGRAD_F2:
     case FC_CONV_WINOGRAD_F4:
     case FC_CONV_DIRECT:
+    case FC_CONV_IMPLICIT_GEMM:
     default: {
         /* direct (conv_direct.c), explicitly or by the automatic choice (fc_direct_choice:
          * few channels per group); a call it declines (workspace bound) goes on below */
@@ -422,6 +426,12 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
                        (variant == FC_CONV_BEST && fc_direct_choice(s, IS_F64));
         if (dm) {
             int rc = FN(fc_conv2d_direct)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
+            if (rc != FC_DIRECT_DECLINED) return rc;
+        }
+        /* implicit GEMM (conv_igemm.c), explicitly only (never faster on the measured
+         * layers); a declined call goes on below */
+        if (variant == FC_CONV_IMPLICIT_GEMM) {
+            int rc = FN(fc_conv2d_igemm)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
             if (rc != FC_DIRECT_DECLINED) return rc;
         }
         /* then winograd_f2 / winograd_f4 (winograd.c), explicitly or by the automatic choice

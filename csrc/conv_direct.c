@@ -68,6 +68,20 @@ int fc_direct_choice(const fc_conv_shape *s, int is_f64) {
     return KK > 1 && Cg <= 32 && M <= 64;           /* narrow 3x3 layers */
 }
 
+/* Per tap (c, kh, kw), in the weights' order: the tap's offset in a strip of Rfull rows per
+ * channel and phase rows of Wq values (fc_direct_fill). malloc'ed; NULL when out of memory. */
+int64_t *fc_direct_tap_offsets(const fc_conv_shape *s, int64_t Rfull, int64_t Wq) {
+    const int64_t Cg = s->C / s->G;
+    int64_t *toff = malloc((size_t)(Cg * s->KH * s->KW) * sizeof(int64_t));
+    if (!toff) return NULL;
+    for (int64_t c = 0, t = 0; c < Cg; c++)
+        for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++, t++)
+                toff[t] = ((c * Rfull + kh * s->dh) * s->sw + kw * s->dw % s->sw) * Wq +
+                          kw * s->dw / s->sw;
+    return toff;
+}
+
 /* The plan of a call on vectors of `vbytes` bytes with register blocks nob x nvb (wide: the
  * group has more than nob/2 output channels; narrow otherwise). 0, or 1 when the strips and
  * weights of one output row per thread exceed the workspace bound (the call then declines). */
@@ -108,10 +122,6 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
     pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
     return 0;
 }
-
-/* Short copy loops stay loops: gcc would otherwise turn them into memcpy / memset calls,
- * whose call overhead on runs of tens of values was 14% of a ResNeXt layer (perf). */
-#define FC_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
 
 #define FC_INSTANTIATE "conv_direct.c"
 #include "common.h"
@@ -174,24 +184,24 @@ typedef struct {
     _Atomic int failed;
 } FN(direct_args);
 
-/* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g into the strip,
- * each row as sw phase rows of Wq values (zero where the padded input is padding). */
-FC_NO_MEMCPY static void FN(direct_fill)(const FN(direct_args) *a, int64_t n, int64_t g,
-                                         int64_t i0, int64_t nr, T *strip) {
-    const fc_conv_shape *s = a->s;
-    const direct_plan *pl = a->pl;
-    const int64_t sw = s->sw, Wq = pl->Wq, R = (nr - 1) * s->sh + (s->KH - 1) * s->dh + 1;
+/* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g (Cg channels)
+ * into the strip, each row as sw phase rows of Wq values (zero where the padded input is
+ * padding); channel c's rows start at c * Rfull strip rows. Shared with conv_igemm.c. */
+FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t Cg,
+                                     int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
+                                     int64_t i0, int64_t nr, T *strip) {
+    const int64_t sw = s->sw, R = (nr - 1) * s->sh + (s->KH - 1) * s->dh + 1;
     for (int64_t f = 0; f < sw; f++) {
         /* phase f, position q reads input column iw = q*sw + f - pw: inside [qlo, qhi) */
         int64_t qlo = s->pw > f ? ceil_div(s->pw - f, sw) : 0;
         int64_t qhi = s->W - 1 + s->pw - f >= 0 ? (s->W - 1 + s->pw - f) / sw + 1 : 0;
         qlo = min64(qlo, Wq);
         qhi = min64(max64(qhi, qlo), Wq);
-        for (int64_t c = 0; c < pl->Cg; c++) {
-            const T *xc = a->x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W + f - s->pw;
+        for (int64_t c = 0; c < Cg; c++) {
+            const T *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W + f - s->pw;
             for (int64_t r = 0; r < R; r++) {
                 const int64_t ih = i0 * s->sh - s->ph + r;
-                T *dst = strip + ((c * pl->R + r) * sw + f) * Wq;
+                T *dst = strip + ((c * Rfull + r) * sw + f) * Wq;
                 if (ih < 0 || ih >= s->H) {
                     for (int64_t q = 0; q < Wq; q++) dst[q] = 0;
                     continue;
@@ -302,7 +312,7 @@ static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
             FN(direct_pack)(a, g, wp);
             a->packed_g[slot] = g;
         }
-        FN(direct_fill)(a, n, g, i0, nr, strip);
+        FN(fc_direct_fill)(a->x, s, pl->Cg, pl->R, pl->Wq, n, g, i0, nr, strip);
         switch (a->level) {
 #if defined(__x86_64__)
         case 2:
@@ -354,13 +364,8 @@ int FN(fc_conv2d_direct)(const T *x, const T *w, const T *b, T *y, const fc_conv
     direct_plan pl;
     if (plan_direct(s, es, vbytes, level == 2 ? 8 : 4, 3, team, work_bytes, &pl))
         return FC_DIRECT_DECLINED;
-    int64_t *toff = malloc((size_t)pl.taps * sizeof(int64_t));
+    int64_t *toff = fc_direct_tap_offsets(s, pl.R, pl.Wq);
     if (!toff) return 1;
-    for (int64_t c = 0, t = 0; c < pl.Cg; c++)
-        for (int64_t kh = 0; kh < s->KH; kh++)
-            for (int64_t kw = 0; kw < s->KW; kw++, t++)
-                toff[t] = ((c * pl.R + kh * s->dh) * s->sw + kw * s->dw % s->sw) * pl.Wq +
-                          kw * s->dw / s->sw;
     T *works[FC_POOL_SLOTS] = {0};
     int64_t packed_g[FC_POOL_SLOTS];
     for (int i = 0; i < FC_POOL_SLOTS; i++) packed_g[i] = -1;

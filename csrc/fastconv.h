@@ -47,7 +47,8 @@ enum fc_conv_variant {
     FC_CONV_V5_THREADS = 5,
     FC_CONV_WINOGRAD_F2 = 6,
     FC_CONV_WINOGRAD_F4 = 7,
-    FC_CONV_DIRECT = 8
+    FC_CONV_DIRECT = 8,
+    FC_CONV_IMPLICIT_GEMM = 9
 };
 typedef struct {
     int64_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G;
@@ -180,6 +181,14 @@ int fc_conv2d_direct_f32(const float *x, const float *w, const float *b, float *
 int fc_conv2d_direct_f64(const double *x, const double *w, const double *b, double *y,
                          const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
                          const fc_epilogue *ep);
+
+/* ---- conv_igemm.c: implicit-GEMM conv2d (no im2col), same returns as fc_conv2d_direct_* */
+int fc_conv2d_igemm_f32(const float *x, const float *w, const float *b, float *y,
+                        const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
+                        const fc_epilogue *ep);
+int fc_conv2d_igemm_f64(const double *x, const double *w, const double *b, double *y,
+                        const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
+                        const fc_epilogue *ep);
 
 /* ---- linear.c: y (N, O) = x (N, K) w^T (w: (O, K)) + b, on the thread pool ---- */
 void fc_linear_f32(const float *x, const float *w, const float *b, float *y, int64_t N,

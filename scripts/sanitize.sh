@@ -31,7 +31,7 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests/test_c_conv.py tests/test_c_pool.py tests/test_filter2d.py tests/test_winograd.py
          tests/test_fused.py tests/test_threads.py tests/test_index64.py tests/test_edge.py
-         tests/test_nonfinite.py tests/test_fuzz.py)
+         tests/test_nonfinite.py tests/test_fuzz.py tests/test_conv_direct.py tests/test_linear.py)
 fi
 cd "$work"
 LD_PRELOAD="$asan:$ubsan" python - "$work" <<'PY'

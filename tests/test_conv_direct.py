@@ -1,5 +1,6 @@
-"""The C engine's direct conv2d (csrc/conv_direct.c, ``variant="direct"``) and the automatic
-choice that sends narrow and grouped layers to it: random geometries on every instruction set
+"""The C engine's direct conv2d (csrc/conv_direct.c, ``variant="direct"``), its implicit-GEMM
+twin (csrc/conv_igemm.c, ``variant="implicit_gemm"``) and the automatic choice that sends
+narrow and grouped layers to the direct kernel: random geometries on every instruction set
 and both register-block shapes, row ends, strides 1-4 with dilation, the workspace bound,
 threads, non-finite values, the fused epilogue."""
 
@@ -70,15 +71,16 @@ def _close(got, want, dtype):
     assert float(np.abs(got - want).max()) <= TOL[dtype] * scale * 10
 
 
+@pytest.mark.parametrize("variant", ("direct", "implicit_gemm"))
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 @pytest.mark.parametrize("isa", ISAS)
-def test_random_geometries_every_isa(isa, dtype):
+def test_random_geometries_every_isa(isa, dtype, variant):
     rng = np.random.default_rng(101 + ISAS.index(isa) + (dtype == np.float64) * 7)
     for i in range(40):
         x, w, b, kw = _random_case(rng, dtype)
         if i % 3 == 0:
             x = x[:, :, ::-1, :]  # not contiguous: the public function copies it
-        got = _run_c(x, w, b, kw, variant="direct", isa=isa)
+        got = _run_c(x, w, b, kw, variant=variant, isa=isa)
         _close(got, _want(x, w, b, kw), dtype)
 
 
@@ -131,7 +133,8 @@ def test_default_variant_takes_it_and_agrees():
     _close(got, _want(x, w, b, kw), np.float32)
 
 
-def test_tiny_workspace_bound_declines_to_im2col():
+@pytest.mark.parametrize("variant", ("direct", "implicit_gemm"))
+def test_tiny_workspace_bound_declines_to_im2col(variant):
     """A bound below one row's strip: the call runs im2col + GEMM instead, still right."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 16, 20, 300)).astype(np.float32)
@@ -141,13 +144,14 @@ def test_tiny_workspace_bound_declines_to_im2col():
     try:
         for limit in (1, 4096, 64 * 1024):
             c.set_workspace_limit(limit)
-            _close(fastconv.conv2d(x, w, backend="c", variant="direct", **kw), want,
+            _close(fastconv.conv2d(x, w, backend="c", variant=variant, **kw), want,
                    np.float32)
     finally:
         c.set_workspace_limit(None)
 
 
-def test_thread_counts_give_identical_results():
+@pytest.mark.parametrize("variant", ("direct", "implicit_gemm"))
+def test_thread_counts_give_identical_results(variant):
     """Each output sums its taps in the same order whatever the row blocks: bit-identical."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 96, 37, 41)).astype(np.float32)
@@ -160,7 +164,7 @@ def test_thread_counts_give_identical_results():
         outs = []
         for n in sorted({1, 2, _registry.max_threads()}):
             fastconv.set_num_threads(min(n, _registry.max_threads()))
-            outs.append(fastconv.conv2d(x, w, backend="c", variant="direct", **kw))
+            outs.append(fastconv.conv2d(x, w, backend="c", variant=variant, **kw))
     finally:
         fastconv.set_num_threads(before)
     for y in outs[1:]:
@@ -190,7 +194,8 @@ def test_concurrent_callers():
     assert not errors, errors[0]
 
 
-def test_non_finite_values_propagate_like_the_reference():
+@pytest.mark.parametrize("variant", ("direct", "implicit_gemm"))
+def test_non_finite_values_propagate_like_the_reference(variant):
     """A padded tap multiplies a zero like any other: an Inf weight gives NaN at the border
     (0 x Inf), as the reference's and im2col's sums do (docs/nonfinite.md)."""
     rng = np.random.default_rng(8)
@@ -199,7 +204,7 @@ def test_non_finite_values_propagate_like_the_reference():
     x[0, 1, 4, 7] = np.nan
     w[5, 2, 0, 0] = np.inf
     kw = dict(padding=1, groups=2)
-    got = fastconv.conv2d(x, w, backend="c", variant="direct", **kw)
+    got = fastconv.conv2d(x, w, backend="c", variant=variant, **kw)
     want = np.empty(got.shape, np.float64)
     ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, want, 1, 1, 1, 1, 1, 1, 2)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
@@ -208,8 +213,9 @@ def test_non_finite_values_propagate_like_the_reference():
     _close(got[fin].reshape(-1), want[fin].reshape(-1), np.float32)
 
 
+@pytest.mark.parametrize("variant", (None, "direct", "implicit_gemm"))
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
-def test_fused_epilogue(activation):
+def test_fused_epilogue(activation, variant):
     from fastconv import fused
 
     rng = np.random.default_rng(12)
@@ -220,7 +226,7 @@ def test_fused_epilogue(activation):
     shift = rng.standard_normal(64).astype(np.float32)
     res = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
     got = fused.conv2d(x, w, b, padding=1, groups=8, scale=scale, shift=shift, residual=res,
-                       activation=activation, backend="c")
+                       activation=activation, backend="c", variant=variant)
     want = _want(x, w, b, dict(padding=1, groups=8)) * scale[:, None, None]
     want = want + shift[:, None, None] + res
     if activation:

@@ -17,6 +17,9 @@ conv2d variants (``variant=``; None = the best):
 - ``"direct"``      no im2col: blocks of output channels x vectors of output pixels held in
   registers over every tap, the input rows copied once per task into a padded strip split
   by stride phase (csrc/conv_direct.c); any geometry
+- ``"implicit_gemm"`` no im2col: blocks of 14 output pixels x 32 output channels in
+  registers, the input broadcast from the same strip (csrc/conv_igemm.c); any geometry;
+  explicit only (slower than the default on every layer measured, docs/conv_variants.md)
 
 None picks winograd_f4 or winograd_f2 by the batch's tile count (docs/conv_variants.md; the
 transformed weights are cached between calls, :func:`set_winograd_cache_limit`) for float32
@@ -64,7 +67,7 @@ else:
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
 CONV2D_VARIANTS = (
     "v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads", "winograd_f2", "winograd_f4",
-    "direct",
+    "direct", "implicit_gemm",
 )
 #: Variants that run one geometry only: variant -> (KH, KW, sh, sw, dh, dw); the public
 #: conv2d raises ValueError on any other (_registry.check_variant_geometry).
