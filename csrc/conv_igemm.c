@@ -2,28 +2,27 @@
  * conv2d's ladder, float32 and float64.
  *
  * The GEMM of im2col (output channels x pixels, summed over taps) computed straight from the
- * input: a register block holds NP consecutive output pixels of a row x NV vectors of L
- * output channels (AVX-512 float: 14 pixels x 32 channels, 28 accumulators, the shape of the
- * GEMM micro-kernel); per tap (c, kh, kw) it loads NV vectors of weights (packed once per
- * call as [group][channel block][tap][NV*L], aligned) and broadcasts NP input values, which
- * for consecutive outputs of a row are consecutive values of one phase row of the strip
- * (fc_direct_fill: the input rows with their zero padding, split by stride phase, built per
- * task), whatever the stride, dilation and padding. No copy of the input per tap, no
- * im2col matrix: where im2col + GEMM writes and reads KH*KW copies of the input, this
- * writes one (the strip) and reads it from L1.
+ * input. A task (image, group, chunk of channel blocks whose weights fit in L2, block of
+ * output rows) copies the input rows it reads into phase planes, one per input channel and
+ * stride phase (plane (c, fh, fw) holds padded rows i*sh + fh, columns q*sw + fw), each Wq =
+ * OW + (KW-1)*dw/sw wide. An output at row r, column j is then the flat position o = r*Wq + j
+ * of every plane, and tap (c, kh, kw) reads plane (c, kh*dh % sh, kw*dw % sw) at o plus a
+ * fixed offset: consecutive positions read consecutive values, across rows too (positions
+ * with j >= OW are computed and discarded: 2 of 30 on a 28-wide 3x3 layer).
  *
- * Tasks: (image, group, chunk of channel blocks whose weights fit in L2, block of output
- * rows); in a task, for each NP pixels of each row, every channel block of the chunk; the
- * block's NP x NV*L outputs go to y through a small tile (transposed: y is channel-major).
- * Bias and the fused epilogue (fc_epilogue) run on the task's outputs while they are in cache.
+ * A register block holds NP positions x NV vectors of L output channels (AVX-512 float:
+ * 14 x 32, the shape of the GEMM micro-kernel; AVX2 and baseline 6 x 16 / 6 x 8); per tap it
+ * loads NV vectors of weights (packed once per call as [group][channel block][tap][NV*L])
+ * and broadcasts NP input values. Taps go in chunks whose weights stay in L1 (16 KiB) while
+ * every position block of the task passes, accumulating in a position-major buffer that is
+ * transposed into y (channel-major) at the end of the channel block. Bias and the fused
+ * epilogue (fc_epilogue) run on the task's outputs while they are in cache.
  *
- * Measured (bench/RESULTS.md, "Direct and implicit-GEMM conv"): about 150 GFLOP/s on one
- * core on 3x3 layers with 64-128 channels (70% of the FMA peak), below im2col + GEMM and
- * Winograd except on some stride-2 layers, and far below on 7x7 images (a 14-pixel block
- * of a 7-wide row is half empty) and large dilations (the strip holds every padded row
- * between the taps). So the automatic choice never takes it; `variant="implicit_gemm"` runs
- * it. What it lacks, measured: the weights of a channel block stream from L2 for every 14
- * pixels (no blocking of the taps that would keep them in L1 across pixel blocks).
+ * Measured (bench/RESULTS.md, "Direct and implicit-GEMM conv"; docs/conv_variants.md):
+ * 145-160 GFLOP/s on one core on 3x3 layers with 64-128 channels (70-75% of the FMA peak),
+ * below Winograd and im2col + GEMM except on a stride-2 3x3 layer (128@56: 1.17x); far below
+ * on large dilations (the planes hold every padded row between the taps). So the automatic
+ * choice never takes it; `variant="implicit_gemm"` runs it.
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when the packed weights or one task's strip exceed the workspace bound
@@ -41,16 +40,20 @@
 /* -std=c11 turns floating-point contraction off; a*b + c may become one FMA here. */
 #pragma GCC optimize("fp-contract=fast")
 
-#define FC_IG_STRIP_BYTES (512 * 1024)  /* one task's strip: in L2 */
+#define FC_IG_STRIP_BYTES (512 * 1024)  /* one task's phase planes: in L2 */
 #define FC_IG_WCHUNK_BYTES (1024 * 1024) /* one task's packed weights: in L2 */
+#define FC_IG_KC_BYTES (16 * 1024)       /* one tap chunk of a channel block's weights: in L1 */
+#define FC_IG_ACC_BYTES (256 * 1024)     /* one task's accumulators (positions x channels) */
 
 typedef struct {
     int64_t M, Cg, taps;   /* output channels per group, input channels per group, taps */
-    int64_t np, L, nv;     /* register block: np pixels x nv vectors of L channels */
+    int64_t np, L, nv;     /* register block: np positions x nv vectors of L channels */
     int64_t mbw, nmb;      /* channels per channel block (nv*L), blocks per group */
     int64_t mchunk, nmc;   /* channel blocks per task, chunks per group */
-    int64_t Wq, rows, nrb, R;
-    int64_t strip_elems, wq_elems, ntasks;
+    int64_t kc;            /* taps per tap chunk */
+    int64_t Wq, Rq, PS;    /* phase plane: row length, rows, size with its slack */
+    int64_t rows, nrb;     /* output rows per task, row blocks per (image, group) */
+    int64_t strip_elems, acc_elems, wq_elems, ntasks;
     int nthreads;
 } igemm_plan;
 
@@ -67,22 +70,48 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     pl->wq_elems = s->G * pl->nmb * pl->taps * pl->mbw;
     pl->mchunk = max64(1, min64(pl->nmb, FC_IG_WCHUNK_BYTES / (pl->taps * pl->mbw * es)));
     pl->nmc = ceil_div(pl->nmb, pl->mchunk);
-    pl->Wq = round_up(s->OW, np) + (s->KW - 1) * s->dw / s->sw;
-    const int64_t row_elems = pl->Cg * s->sw * pl->Wq;
+    pl->kc = max64(1, min64(pl->taps, FC_IG_KC_BYTES / (pl->mbw * es)));
+    pl->kc = ceil_div(pl->taps, ceil_div(pl->taps, pl->kc)); /* equal chunks */
+    pl->Wq = s->OW + (s->KW - 1) * s->dw / s->sw;
+    const int64_t extra_rows = (s->KH - 1) * s->dh / s->sh;
+    const int64_t planes = pl->Cg * s->sh * s->sw;
     int64_t rows = s->OH;
-    const int64_t per_plane = ceil_div(8 * (int64_t)nthreads, s->N * s->G * pl->nmc);
+    /* 4 tasks per thread (each task's positions are rounded up to np: few long tasks waste
+     * less), within the bounds below */
+    const int64_t per_plane = ceil_div(4 * (int64_t)nthreads, s->N * s->G * pl->nmc);
     if (per_plane > 1) rows = ceil_div(s->OH, per_plane);
-    while (rows > 1 &&
-           ((rows - 1) * s->sh + (s->KH - 1) * s->dh + 1) * row_elems * es > FC_IG_STRIP_BYTES)
+    for (;;) { /* the strip (every phase plane) and the accumulators within their bounds */
+        const int64_t ps = (rows + extra_rows) * pl->Wq + pl->Wq + np;
+        const int64_t acc = round_up(rows * pl->Wq, np) * pl->mbw;
+        if (rows == 1 || (planes * ps * es <= FC_IG_STRIP_BYTES && acc * es <= FC_IG_ACC_BYTES))
+            break;
         rows = ceil_div(rows, 2);
+    }
     pl->rows = rows;
-    pl->R = (rows - 1) * s->sh + (s->KH - 1) * s->dh + 1;
-    pl->strip_elems = pl->R * row_elems;
+    pl->Rq = rows + extra_rows;
+    pl->PS = pl->Rq * pl->Wq + pl->Wq + np;
+    pl->strip_elems = planes * pl->PS;
+    pl->acc_elems = round_up(rows * pl->Wq, np) * pl->mbw;
     pl->nrb = ceil_div(s->OH, rows);
     pl->ntasks = s->N * s->G * pl->nmc * pl->nrb;
     pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
-    const int64_t tile = np * pl->mbw + 16;
-    return (pl->wq_elems + 16 + (pl->strip_elems + tile) * pl->nthreads) * es > work_bytes;
+    const int64_t per_thread = pl->strip_elems + pl->acc_elems + 32;
+    return (pl->wq_elems + 16 + per_thread * pl->nthreads) * es > work_bytes;
+}
+
+/* Per tap (c, kh, kw): its offset in the strip of phase planes (plane (c, kh*dh % sh,
+ * kw*dw % sw), then kh*dh / sh rows and kw*dw / sw columns into it). */
+static int64_t *igemm_tap_offsets(const fc_conv_shape *s, const igemm_plan *pl) {
+    int64_t *toff = malloc((size_t)pl->taps * sizeof(int64_t));
+    if (!toff) return NULL;
+    for (int64_t c = 0, t = 0; c < pl->Cg; c++)
+        for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++, t++) {
+                const int64_t fh = kh * s->dh % s->sh, fw = kw * s->dw % s->sw;
+                toff[t] = ((c * s->sh + fh) * s->sw + fw) * pl->PS +
+                          kh * s->dh / s->sh * pl->Wq + kw * s->dw / s->sw;
+            }
+    return toff;
 }
 
 #define FC_INSTANTIATE "conv_igemm.c"
@@ -90,18 +119,60 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
 
 #else /* ------------------------------------------------------------ typed section */
 
-/* tile[p*NV*L + v*L + l] = sum over taps t of s[toff[t] + p] * wq[t*NV*L + v*L + l]: one
- * register block of NP pixels x NV vectors of L output channels. */
+/* The phase planes of output rows [i0, i0 + nr) of image n, group g: plane (c, fh, fw) row a,
+ * column q holds padded input (row (i0 + a)*sh + fh, column q*sw + fw), zero in the padding;
+ * rows past what nr output rows read are left as they are (only discarded outputs read
+ * them). */
+FC_NO_MEMCPY static void FN(ig_fill)(const T *x, const fc_conv_shape *s, const igemm_plan *pl,
+                                     int64_t n, int64_t g, int64_t i0, int64_t nr, T *strip) {
+    const int64_t sh = s->sh, sw = s->sw, Wq = pl->Wq;
+    const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
+    for (int64_t fw = 0; fw < sw; fw++) {
+        /* column q reads input column iw = q*sw + fw - pw: inside [qlo, qhi) */
+        int64_t qlo = s->pw > fw ? ceil_div(s->pw - fw, sw) : 0;
+        int64_t qhi = s->W - 1 + s->pw - fw >= 0 ? (s->W - 1 + s->pw - fw) / sw + 1 : 0;
+        qlo = min64(qlo, Wq);
+        qhi = min64(max64(qhi, qlo), Wq);
+        for (int64_t c = 0; c < pl->Cg; c++) {
+            const T *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W + fw - s->pw;
+            for (int64_t fh = 0; fh < sh; fh++) {
+                T *plane = strip + ((c * sh + fh) * sw + fw) * pl->PS;
+                for (int64_t r = 0; r < rows; r++) {
+                    const int64_t ih = (i0 + r) * sh + fh - s->ph;
+                    T *dst = plane + r * Wq;
+                    if (ih < 0 || ih >= s->H) {
+                        for (int64_t q = 0; q < Wq; q++) dst[q] = 0;
+                        continue;
+                    }
+                    const T *src = xc + ih * s->W;
+                    for (int64_t q = 0; q < qlo; q++) dst[q] = 0;
+                    if (sw == 1)
+                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q];
+                    else if (sw == 2)
+                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[2 * q];
+                    else
+                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q * sw];
+                    for (int64_t q = qhi; q < Wq; q++) dst[q] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* acc[p*NV*L + v*L + l] (+)= sum over taps t < kc of s[toff[t] + p] * wq[t*NV*L + v*L + l]:
+ * one register block of NP positions x NV vectors of L output channels over one tap chunk
+ * (first: start from zero instead of acc). */
 #define FC_IG_BLOCK(NAME, ATTR, VBYTES, NP, NV)                                               \
-    ATTR FC_INLINE void NAME(const T *restrict s, const int64_t *restrict toff, int64_t taps, \
-                             const T *restrict wq, T *restrict tile)                         \
+    ATTR FC_INLINE void NAME(const T *restrict s, const int64_t *restrict toff, int64_t kc,   \
+                             const T *restrict wq, T *restrict accb, int first)              \
     {                                                                                        \
         typedef T vt __attribute__((vector_size(VBYTES), aligned(sizeof(T)), may_alias));   \
         enum { L = VBYTES / sizeof(T) };                                                     \
         vt acc[NP][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (vt){0};        \
-        for (int64_t t = 0; t < taps; t++) {                                                 \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] =                 \
+                first ? (vt){0} : *(const vt *)(accb + (p * NV + v) * L);                    \
+        for (int64_t t = 0; t < kc; t++) {                                                   \
             const T *sp = s + toff[t];                                                       \
             /* sp in one register: the NP broadcasts then address it with constant           \
              * displacements (without this gcc rebuilt each address from stack slots) */    \
@@ -118,7 +189,7 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
         }                                                                                    \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                             \
-                *(vt *)(tile + (p * NV + v) * L) = acc[p][v];                                \
+                *(vt *)(accb + (p * NV + v) * L) = acc[p][v];                                \
     }
 
 /* The arguments of the task loop, for fc_parallel_for. */
@@ -135,29 +206,30 @@ typedef struct {
     _Atomic int failed;
 } FN(ig_args);
 
-/* One task's register blocks: rows, NP pixels at a time, every channel block of the chunk;
- * each block's outputs from the tile to y (channel-major), the last pixels of a row cut. */
+/* One channel block of a task: for each tap chunk (its weights stay in L1), every block of NP
+ * flat positions o = r*Wq + j of the task's rows (positions with j >= OW are computed and
+ * discarded), accumulated in accb; then accb (position-major) to y (channel-major). */
 #define FC_IG_TASK(NAME, ATTR, BLOCK, NP)                                                    \
     ATTR FC_NO_MEMCPY static void NAME(const FN(ig_args) *a, int64_t n, int64_t g,           \
-                                       int64_t mb0, int64_t mb1, int64_t i0, int64_t nr,     \
-                                       const T *strip, T *tile)                              \
+                                       int64_t mb, int64_t i0, int64_t nr, const T *strip,   \
+                                       T *accb)                                              \
     {                                                                                        \
         const fc_conv_shape *s = a->s;                                                       \
         const igemm_plan *pl = a->pl;                                                        \
-        const int64_t P = s->OH * s->OW, mbw = pl->mbw;                                      \
-        for (int64_t r = 0; r < nr; r++)                                                     \
-            for (int64_t j0 = 0; j0 < s->OW; j0 += NP) {                                     \
-                const T *sp = strip + r * s->sh * s->sw * pl->Wq + j0;                       \
-                const int64_t npv = min64(NP, s->OW - j0);                                   \
-                for (int64_t mb = mb0; mb < mb1; mb++) {                                     \
-                    BLOCK(sp, a->toff, pl->taps, a->wq + (g * pl->nmb + mb) * pl->taps * mbw, \
-                          tile);                                                             \
-                    const int64_t m0 = mb * mbw, nm = min64(mbw, pl->M - m0);                \
-                    T *yb = a->y + (n * s->OC + g * pl->M + m0) * P + (i0 + r) * s->OW + j0; \
-                    for (int64_t k = 0; k < nm; k++)                                         \
-                        for (int64_t p = 0; p < npv; p++) yb[k * P + p] = tile[p * mbw + k]; \
-                }                                                                            \
-            }                                                                                \
+        const int64_t mbw = pl->mbw, Wq = pl->Wq, npos = round_up(nr * Wq, NP);              \
+        const T *wblk = a->wq + (g * pl->nmb + mb) * pl->taps * mbw;                         \
+        for (int64_t t0 = 0; t0 < pl->taps; t0 += pl->kc) {                                  \
+            const int64_t kc = min64(pl->kc, pl->taps - t0);                                 \
+            for (int64_t o = 0; o < npos; o += NP)                                           \
+                BLOCK(strip + o, a->toff + t0, kc, wblk + t0 * mbw, accb + o * mbw, t0 == 0); \
+        }                                                                                    \
+        const int64_t P = s->OH * s->OW, m0 = mb * mbw, nm = min64(mbw, pl->M - m0);         \
+        for (int64_t k = 0; k < nm; k++) {                                                   \
+            T *yk = a->y + (n * s->OC + g * pl->M + m0 + k) * P + i0 * s->OW;                \
+            for (int64_t r = 0; r < nr; r++)                                                 \
+                for (int64_t j = 0; j < s->OW; j++)                                          \
+                    yk[r * s->OW + j] = accb[(r * Wq + j) * mbw + k];                        \
+        }                                                                                    \
     }
 
 #define FC_IG_NP512 14
@@ -179,16 +251,23 @@ FC_IG_TASK(FN(ig_task_avx512), FC_T512, FN(ig_block_avx512), FC_IG_NP512)
 static void FN(ig_pack)(void *ctx, int64_t q0, int64_t q1, int slot) {
     const FN(ig_args) *a = ctx;
     const igemm_plan *pl = a->pl;
-    const T *w = a->w;
     T *wq = (T *)a->wq;
     (void)slot;
     for (int64_t q = q0; q < q1; q++) {
         const int64_t g = q / pl->nmb, m0 = q % pl->nmb * pl->mbw;
         T *dst = wq + q * pl->taps * pl->mbw;
-        for (int64_t t = 0; t < pl->taps; t++)
-            for (int64_t k = 0; k < pl->mbw; k++)
-                dst[t * pl->mbw + k] =
-                    m0 + k < pl->M ? w[(g * pl->M + m0 + k) * pl->taps + t] : (T)0;
+        /* 16 taps at a time: each channel's 16 weights read in a row, written into a block
+         * of 16 x mbw values that stays in L1 (tap by tap, the reads would be strided) */
+        for (int64_t t0 = 0; t0 < pl->taps; t0 += 16) {
+            const int64_t t1 = min64(pl->taps, t0 + 16);
+            for (int64_t k = 0; k < pl->mbw; k++) {
+                const T *src = a->w + (g * pl->M + m0 + k) * pl->taps;
+                if (m0 + k < pl->M)
+                    for (int64_t t = t0; t < t1; t++) dst[t * pl->mbw + k] = src[t];
+                else
+                    for (int64_t t = t0; t < t1; t++) dst[t * pl->mbw + k] = 0;
+            }
+        }
     }
 }
 
@@ -196,14 +275,16 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     FN(ig_args) *a = ctx;
     const fc_conv_shape *s = a->s;
     const igemm_plan *pl = a->pl;
-    const int64_t tile_elems = pl->np * pl->mbw + 16;
-    if (!a->works[slot] &&
-        !(a->works[slot] = malloc((size_t)(pl->strip_elems + tile_elems + 16) * sizeof(T)))) {
-        a->failed = 1;
-        return;
+    if (!a->works[slot]) {
+        /* zeroed once: the slack past the planes' rows is read only for discarded outputs */
+        a->works[slot] = calloc((size_t)(pl->strip_elems + pl->acc_elems + 32), sizeof(T));
+        if (!a->works[slot]) {
+            a->failed = 1;
+            return;
+        }
     }
     T *strip = a->works[slot];
-    T *tile = (T *)(((uintptr_t)(strip + pl->strip_elems) + 63) & ~(uintptr_t)63);
+    T *accb = (T *)(((uintptr_t)(strip + pl->strip_elems) + 63) & ~(uintptr_t)63);
     for (int64_t task = t0; task < t1; task++) {
         int64_t q = task;
         const int64_t rb = q % pl->nrb;
@@ -213,13 +294,15 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
         const int64_t g = q % s->G, n = q / s->G;
         const int64_t i0 = rb * pl->rows, nr = min64(s->OH - i0, pl->rows);
         const int64_t mb0 = mc * pl->mchunk, mb1 = min64(pl->nmb, mb0 + pl->mchunk);
-        FN(fc_direct_fill)(a->x, s, pl->Cg, pl->R, pl->Wq, n, g, i0, nr, strip);
-        switch (a->level) {
+        FN(ig_fill)(a->x, s, pl, n, g, i0, nr, strip);
+        for (int64_t mb = mb0; mb < mb1; mb++) {
+            switch (a->level) {
 #if defined(__x86_64__)
-        case 2: FN(ig_task_avx512)(a, n, g, mb0, mb1, i0, nr, strip, tile); break;
-        case 1: FN(ig_task_avx2)(a, n, g, mb0, mb1, i0, nr, strip, tile); break;
+            case 2: FN(ig_task_avx512)(a, n, g, mb, i0, nr, strip, accb); break;
+            case 1: FN(ig_task_avx2)(a, n, g, mb, i0, nr, strip, accb); break;
 #endif
-        default: FN(ig_task_base)(a, n, g, mb0, mb1, i0, nr, strip, tile);
+            default: FN(ig_task_base)(a, n, g, mb, i0, nr, strip, accb);
+            }
         }
         /* bias and epilogue on the task's rows of its output channels, still in cache */
         const int64_t P = s->OH * s->OW, run = nr * s->OW;
@@ -256,7 +339,7 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
     const int team = fc_team_for(fc_cost_macs(macs), nthreads);
     igemm_plan pl;
     if (plan_igemm(s, es, vbytes, np, nv, team, work_bytes, &pl)) return FC_DIRECT_DECLINED;
-    int64_t *toff = fc_direct_tap_offsets(s, pl.R, pl.Wq);
+    int64_t *toff = igemm_tap_offsets(s, &pl);
     T *wbuf = malloc((size_t)(pl.wq_elems + 16) * sizeof(T));
     if (!toff || !wbuf) {
         free(toff);
