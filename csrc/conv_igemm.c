@@ -309,8 +309,11 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
         for (int64_t k = mb0 * pl->mbw; k < min64(pl->M, mb1 * pl->mbw); k++) {
             const int64_t o = g * pl->M + k;
             T *yo = a->y + (n * s->OC + o) * P + i0 * s->OW;
-            if (a->b)
-                for (int64_t j = 0; j < run; j++) yo[j] += a->b[o];
+            if (a->b) { /* b[o] in a local: a store to yo could change it otherwise */
+                const T bo = a->b[o];
+                T *restrict yr = yo;
+                for (int64_t j = 0; j < run; j++) yr[j] += bo;
+            }
             if (a->ep) {
                 const T *res = a->ep->residual;
                 FN(fc_epilogue_row)(a->ep, o, yo,
