@@ -222,6 +222,48 @@ void fc_direct_fill_f32(const float *x, const fc_conv_shape *s, int64_t Cg, int6
 void fc_direct_fill_f64(const double *x, const fc_conv_shape *s, int64_t Cg, int64_t Rfull,
                         int64_t Wq, int64_t n, int64_t g, int64_t i0, int64_t nr,
                         double *strip);
+/* The positions q in [0, Wq) of stride phase f (q reads padded column q*sw + f, i.e. input
+ * column q*sw + f - pw) that fall inside the input: [*qlo, *qhi). */
+static inline void fc_phase_span(int64_t W, int64_t pw, int64_t f, int64_t sw, int64_t Wq,
+                                 int64_t *qlo, int64_t *qhi) {
+    int64_t lo = pw > f ? ceil_div(pw - f, sw) : 0;
+    int64_t hi = W - 1 + pw - f >= 0 ? (W - 1 + pw - f) / sw + 1 : 0;
+    *qlo = min64(lo, Wq);
+    *qhi = min64(max64(hi, *qlo), Wq);
+}
+
+/* dst[q] = src[q*sw] for q in [qlo, qhi), 0 elsewhere in [0, Wq), or 0 everywhere when src is
+ * NULL (a padding row): one phase row of a strip (src = the input row + f - pw). */
+#define FC_STRIP_ROW(T, SUF)                                                                 \
+    FC_NO_MEMCPY static inline void fc_strip_row_##SUF(T *restrict dst,                     \
+                                                      const T *restrict src, int64_t sw,    \
+                                                      int64_t Wq, int64_t qlo, int64_t qhi) \
+    {                                                                                        \
+        if (!src) {                                                                          \
+            for (int64_t q = 0; q < Wq; q++) dst[q] = 0;                                     \
+            return;                                                                          \
+        }                                                                                    \
+        for (int64_t q = 0; q < qlo; q++) dst[q] = 0;                                        \
+        if (sw == 1)                                                                         \
+            for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q];                             \
+        else if (sw == 2)                                                                    \
+            for (int64_t q = qlo; q < qhi; q++) dst[q] = src[2 * q];                         \
+        else                                                                                 \
+            for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q * sw];                        \
+        for (int64_t q = qhi; q < Wq; q++) dst[q] = 0;                                       \
+    }
+FC_STRIP_ROW(float, f32)
+FC_STRIP_ROW(double, f64)
+#undef FC_STRIP_ROW
+
+/* Their instruction-set level, and the bias + fused epilogue on a task's output rows. */
+int fc_direct_level(int kernel);
+void fc_direct_finish_f32(float *y, const float *b, const fc_epilogue *ep,
+                          const fc_conv_shape *s, int64_t n, int64_t o0, int64_t o1, int64_t i0,
+                          int64_t nr);
+void fc_direct_finish_f64(double *y, const double *b, const fc_epilogue *ep,
+                          const fc_conv_shape *s, int64_t n, int64_t o0, int64_t o1, int64_t i0,
+                          int64_t nr);
 
 #endif /* FC_COMMON_H */
 

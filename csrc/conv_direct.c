@@ -82,6 +82,18 @@ int64_t *fc_direct_tap_offsets(const fc_conv_shape *s, int64_t Rfull, int64_t Wq
     return toff;
 }
 
+/* The instruction set of the direct kernels (2 AVX-512, 1 AVX2+FMA, 0 baseline): the best the
+ * CPU runs (capped by FASTCONV_ISA), or at most the level of an explicit GEMM kernel (isa=). */
+int fc_direct_level(int kernel) {
+    int level = fc_dwpool_isa(-1);
+    if (kernel >= FC_GEMM_NAIVE && kernel < FC_GEMM_AUTO && kernel < level)
+        level = kernel < 0 ? 0 : kernel;
+#if !defined(__x86_64__)
+    level = 0;
+#endif
+    return level;
+}
+
 /* The plan of a call on vectors of `vbytes` bytes with register blocks nob x nvb (wide: the
  * group has more than nob/2 output channels; narrow otherwise). 0, or 1 when the strips and
  * weights of one output row per thread exceed the workspace bound (the call then declines). */
@@ -192,29 +204,14 @@ FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t
                                      int64_t i0, int64_t nr, T *strip) {
     const int64_t sw = s->sw, R = (nr - 1) * s->sh + (s->KH - 1) * s->dh + 1;
     for (int64_t f = 0; f < sw; f++) {
-        /* phase f, position q reads input column iw = q*sw + f - pw: inside [qlo, qhi) */
-        int64_t qlo = s->pw > f ? ceil_div(s->pw - f, sw) : 0;
-        int64_t qhi = s->W - 1 + s->pw - f >= 0 ? (s->W - 1 + s->pw - f) / sw + 1 : 0;
-        qlo = min64(qlo, Wq);
-        qhi = min64(max64(qhi, qlo), Wq);
+        int64_t qlo, qhi;
+        fc_phase_span(s->W, s->pw, f, sw, Wq, &qlo, &qhi);
         for (int64_t c = 0; c < Cg; c++) {
             const T *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W + f - s->pw;
             for (int64_t r = 0; r < R; r++) {
                 const int64_t ih = i0 * s->sh - s->ph + r;
-                T *dst = strip + ((c * Rfull + r) * sw + f) * Wq;
-                if (ih < 0 || ih >= s->H) {
-                    for (int64_t q = 0; q < Wq; q++) dst[q] = 0;
-                    continue;
-                }
-                const T *src = xc + ih * s->W;
-                for (int64_t q = 0; q < qlo; q++) dst[q] = 0;
-                if (sw == 1)
-                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q];
-                else if (sw == 2)
-                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[2 * q];
-                else
-                    for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q * sw];
-                for (int64_t q = qhi; q < Wq; q++) dst[q] = 0;
+                FN(fc_strip_row)(strip + ((c * Rfull + r) * sw + f) * Wq,
+                                 ih < 0 || ih >= s->H ? NULL : xc + ih * s->W, sw, Wq, qlo, qhi);
             }
         }
     }
@@ -294,6 +291,27 @@ FC_DIRECT_TASK(FN(direct_task_avx512_w), FC_T512, FN(direct_block_avx512_w), 64,
 FC_DIRECT_TASK(FN(direct_task_avx512_n), FC_T512, FN(direct_block_avx512_n), 64, 4, 6)
 #endif
 
+/* Bias and fused epilogue on output rows [i0, i0 + nr) of channels [o0, o1) of image n, while
+ * a task's outputs are in cache. Shared with conv_igemm.c. */
+void FN(fc_direct_finish)(T *y, const T *b, const fc_epilogue *ep, const fc_conv_shape *s,
+                          int64_t n, int64_t o0, int64_t o1, int64_t i0, int64_t nr) {
+    const int64_t P = s->OH * s->OW, run = nr * s->OW;
+    for (int64_t o = o0; o < o1; o++) {
+        T *yo = y + (n * s->OC + o) * P + i0 * s->OW;
+        if (b) { /* b[o] in a local: a store to yo could change it otherwise */
+            const T bo = b[o];
+            T *restrict yr = yo;
+            for (int64_t j = 0; j < run; j++) yr[j] += bo;
+        }
+        if (ep) {
+            const T *res = ep->residual;
+            FN(fc_epilogue_row)(ep, o, yo,
+                                res ? (const T *)res + (n * s->OC + o) * P + i0 * s->OW : NULL,
+                                run);
+        }
+    }
+}
+
 static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     FN(direct_args) *a = ctx;
     const fc_conv_shape *s = a->s;
@@ -329,22 +347,7 @@ static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
             else FN(direct_task_base_w)(a, n, g, i0, nr, strip, wp);
         }
         /* bias and epilogue on the task's rows of each output channel, still in cache */
-        const int64_t P = s->OH * s->OW, run = nr * s->OW;
-        for (int64_t k = 0; k < pl->M; k++) {
-            const int64_t o = g * pl->M + k;
-            T *yo = a->y + (n * s->OC + o) * P + i0 * s->OW;
-            if (a->b) { /* b[o] in a local: a store to yo could change it otherwise */
-                const T bo = a->b[o];
-                T *restrict yr = yo;
-                for (int64_t j = 0; j < run; j++) yr[j] += bo;
-            }
-            if (a->ep) {
-                const T *res = a->ep->residual;
-                FN(fc_epilogue_row)(a->ep, o, yo,
-                                    res ? (const T *)res + (n * s->OC + o) * P + i0 * s->OW : NULL,
-                                    run);
-            }
-        }
+        FN(fc_direct_finish)(a->y, a->b, a->ep, s, n, g * pl->M, (g + 1) * pl->M, i0, nr);
     }
 }
 
@@ -352,14 +355,7 @@ int FN(fc_conv2d_direct)(const T *x, const T *w, const T *b, T *y, const fc_conv
                          int kernel, int nthreads, int64_t work_bytes, const fc_epilogue *ep) {
     FC_ASSERT_CONV_SHAPE(s);
     if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
-    /* the instruction set: the best the CPU runs (capped by FASTCONV_ISA), or at most the
-     * level of an explicit GEMM kernel (isa=) */
-    int level = fc_dwpool_isa(-1);
-    if (kernel >= FC_GEMM_NAIVE && kernel < FC_GEMM_AUTO && kernel < level)
-        level = kernel < 0 ? 0 : kernel;
-#if !defined(__x86_64__)
-    level = 0;
-#endif
+    const int level = fc_direct_level(kernel);
     const int64_t es = sizeof(T);
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
     const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;

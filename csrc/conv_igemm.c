@@ -128,31 +128,16 @@ FC_NO_MEMCPY static void FN(ig_fill)(const T *x, const fc_conv_shape *s, const i
     const int64_t sh = s->sh, sw = s->sw, Wq = pl->Wq;
     const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
     for (int64_t fw = 0; fw < sw; fw++) {
-        /* column q reads input column iw = q*sw + fw - pw: inside [qlo, qhi) */
-        int64_t qlo = s->pw > fw ? ceil_div(s->pw - fw, sw) : 0;
-        int64_t qhi = s->W - 1 + s->pw - fw >= 0 ? (s->W - 1 + s->pw - fw) / sw + 1 : 0;
-        qlo = min64(qlo, Wq);
-        qhi = min64(max64(qhi, qlo), Wq);
+        int64_t qlo, qhi;
+        fc_phase_span(s->W, s->pw, fw, sw, Wq, &qlo, &qhi);
         for (int64_t c = 0; c < pl->Cg; c++) {
             const T *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W + fw - s->pw;
             for (int64_t fh = 0; fh < sh; fh++) {
                 T *plane = strip + ((c * sh + fh) * sw + fw) * pl->PS;
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t ih = (i0 + r) * sh + fh - s->ph;
-                    T *dst = plane + r * Wq;
-                    if (ih < 0 || ih >= s->H) {
-                        for (int64_t q = 0; q < Wq; q++) dst[q] = 0;
-                        continue;
-                    }
-                    const T *src = xc + ih * s->W;
-                    for (int64_t q = 0; q < qlo; q++) dst[q] = 0;
-                    if (sw == 1)
-                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q];
-                    else if (sw == 2)
-                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[2 * q];
-                    else
-                        for (int64_t q = qlo; q < qhi; q++) dst[q] = src[q * sw];
-                    for (int64_t q = qhi; q < Wq; q++) dst[q] = 0;
+                    FN(fc_strip_row)(plane + r * Wq, ih < 0 || ih >= s->H ? NULL : xc + ih * s->W,
+                                     sw, Wq, qlo, qhi);
                 }
             }
         }
@@ -305,22 +290,8 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
             }
         }
         /* bias and epilogue on the task's rows of its output channels, still in cache */
-        const int64_t P = s->OH * s->OW, run = nr * s->OW;
-        for (int64_t k = mb0 * pl->mbw; k < min64(pl->M, mb1 * pl->mbw); k++) {
-            const int64_t o = g * pl->M + k;
-            T *yo = a->y + (n * s->OC + o) * P + i0 * s->OW;
-            if (a->b) { /* b[o] in a local: a store to yo could change it otherwise */
-                const T bo = a->b[o];
-                T *restrict yr = yo;
-                for (int64_t j = 0; j < run; j++) yr[j] += bo;
-            }
-            if (a->ep) {
-                const T *res = a->ep->residual;
-                FN(fc_epilogue_row)(a->ep, o, yo,
-                                    res ? (const T *)res + (n * s->OC + o) * P + i0 * s->OW : NULL,
-                                    run);
-            }
-        }
+        FN(fc_direct_finish)(a->y, a->b, a->ep, s, n, g * pl->M + mb0 * pl->mbw,
+                             g * pl->M + min64(pl->M, mb1 * pl->mbw), i0, nr);
     }
 }
 
@@ -328,12 +299,7 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
                         int kernel, int nthreads, int64_t work_bytes, const fc_epilogue *ep) {
     FC_ASSERT_CONV_SHAPE(s);
     if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
-    int level = fc_dwpool_isa(-1); /* capped by an explicit GEMM kernel (isa=), as direct */
-    if (kernel >= FC_GEMM_NAIVE && kernel < FC_GEMM_AUTO && kernel < level)
-        level = kernel < 0 ? 0 : kernel;
-#if !defined(__x86_64__)
-    level = 0;
-#endif
+    const int level = fc_direct_level(kernel);
     const int64_t es = sizeof(T);
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
     const int64_t np = level == 2 ? FC_IG_NP512 : FC_IG_NP256;
