@@ -25,6 +25,9 @@ def test_resnet18_layers():
     assert by["layer2.0.downsample.0"]["input"] == (1, 64, 16, 16)
     assert by["maxpool"]["kernel"] == "max_pool2d"
     assert by["avgpool"]["kernel"].startswith("adaptive_avg_pool2d")
+    assert by["fc"]["kernel"] == "linear (C kernel, the engine's threads)"
+    big = {r["layer"]: r for r in fc.cpu_info("resnet18", (3, 64, 64), batch=17)["layers"]}
+    assert big["fc"]["kernel"] == "numpy matmul (BLAS)"  # more than 16 rows
 
 
 @needs_c

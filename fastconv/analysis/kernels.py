@@ -41,6 +41,7 @@ class _Kernels(Tracer):
 
     def leaf(self, name, module, in_shape, out_shape, state):
         from ..nn.conv import Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d
+        from ..nn.layers import _C_LINEAR_ROWS, Linear
         from ..nn.pooling import AvgPool2d, MaxPool2d, _AdaptivePool2d
 
         kernel = None
@@ -60,6 +61,13 @@ class _Kernels(Tracer):
             kernel = "separable_conv2d (depthwise + pointwise per tile)"
         elif isinstance(module, (MaxPool2d, AvgPool2d, _AdaptivePool2d)):
             kernel = _pool_kernel(module, in_shape)
+        elif isinstance(module, Linear):
+            rows = 1
+            for d in in_shape[:-1]:
+                rows *= int(d)
+            kernel = ("linear (C kernel, the engine's threads)"
+                      if self.c is not None and rows <= _C_LINEAR_ROWS
+                      else "numpy matmul (BLAS)")
         if kernel is not None:
             self.rows.append({"layer": name, "type": type(module).__name__,
                               "input": tuple(in_shape), "output": tuple(out_shape),
@@ -97,7 +105,7 @@ def _fused_names(model: Any) -> Dict[str, str]:
 
 def kernel_plan(model: Any, input_shape: Sequence[int], dtype: Any = "float32",
                 batch: int = 1) -> List[Dict[str, Any]]:
-    """One record per conv / pooling layer of ``model`` (an nn.Module) for an input of
+    """One record per conv / pooling / linear layer of ``model`` (an nn.Module) for an input of
     ``input_shape`` (C, H, W) and ``batch``: ``layer``, ``type``, ``input``, ``output``,
     ``kernel`` (the C backend's path), ``fused`` (what inference fusion adds, or "")."""
     from ..backends._registry import _load
