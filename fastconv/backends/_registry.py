@@ -170,8 +170,9 @@ def cpu_info(model: Any = None, input_shape: Any = (3, 224, 224), *, batch: int 
         ``available`` (bool); with the C backend: ``features`` (ISA extensions found),
         ``gemm_kernel`` (the GEMM micro-kernel in use), ``gemm_kernels`` (those built),
         ``micro_tile`` (rows x columns per dtype), ``num_threads``, ...; without it,
-        ``reason``. With ``model``: ``layers``, one dict per conv / pooling / linear layer (``layer``,
-        ``type``, ``input``, ``output``, ``kernel``, ``fused``: what inference fusion adds).
+        ``reason``. With ``model``: ``layers``, one dict per conv / pooling / linear layer
+        (``layer``, ``type``, ``input``, ``output``, ``kernel``, ``fused``: what inference
+        fusion adds).
 
     Examples
     --------
