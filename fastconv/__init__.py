@@ -18,7 +18,14 @@ import importlib.util
 import sys
 from typing import Any
 
-from .backends._registry import available_backends, cpu_info, get_num_threads, set_num_threads
+from .backends._registry import (
+    available_backends,
+    buffer_pool_info,
+    cpu_info,
+    get_num_threads,
+    set_buffer_pool_limit,
+    set_num_threads,
+)
 from .ops.conv import (
     conv1d,
     conv2d,
@@ -117,6 +124,7 @@ __all__ = [
     "adaptive_max_pool2d",
     "available_backends",
     "avg_pool1d",
+    "buffer_pool_info",
     "avg_pool2d",
     "conv1d",
     "conv2d",
@@ -137,6 +145,7 @@ __all__ = [
     "nn",
     "receptive_field",
     "separable_conv2d",
+    "set_buffer_pool_limit",
     "set_num_threads",
     "signal",
     "summary",

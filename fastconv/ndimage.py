@@ -34,6 +34,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from ._filters import casting, direct, plan
+from .backends import _bigbuf
 from ._filters.errors import ArgumentRuntimeError, ArgumentZeroDivisionError, AxisError
 from ._filters.plan import Problem
 
@@ -190,7 +191,7 @@ def _output(
 
 def _real(out: np.ndarray) -> np.ndarray:
     """out, or an array for it when it is a placeholder (see ``_output``)."""
-    return out if out.flags.writeable else np.empty(out.shape, out.dtype)
+    return out if out.flags.writeable else _bigbuf.empty(out.shape, out.dtype)
 
 
 def _check_types(input: np.ndarray, output: np.ndarray) -> None:

@@ -40,6 +40,8 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
+from ..backends import _bigbuf
+
 #: Cost constants (seconds, one thread, float32), see the module docstring.
 DENSE_MAC = 0.021e-9
 DENSE_PIXEL = 0.30e-9
@@ -96,7 +98,7 @@ class Problem:
     def materialize(self) -> np.ndarray:
         """p.out, allocated now if it is a ``placeholder``."""
         if not self.out.flags.writeable:
-            self.out = np.empty(self.out.shape, self.out.dtype)
+            self.out = _bigbuf.empty(self.out.shape, self.out.dtype)
         return self.out
 
     def filtered_axes(self) -> List[int]:
