@@ -34,9 +34,9 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from ._filters import casting, direct, plan
-from .backends import _bigbuf
 from ._filters.errors import ArgumentRuntimeError, ArgumentZeroDivisionError, AxisError
 from ._filters.plan import Problem
+from .backends import _bigbuf
 
 __all__ = [
     "convolve",

@@ -33,7 +33,7 @@ DEFAULT_LIMIT = 512 * 2**20
 
 _lock = threading.Lock()
 #: id -> buffer (1-D uint8), least recently handed out first
-_buffers: "OrderedDict[int, np.ndarray]" = OrderedDict()
+_buffers: OrderedDict[int, np.ndarray] = OrderedDict()
 _held = 0
 _limit = 0 if os.environ.get("FASTCONV_BUFFER_POOL", "").strip() == "0" else DEFAULT_LIMIT
 _stats = {"hits": 0, "misses": 0}
