@@ -186,6 +186,8 @@ SPECS = {
                                                          return_indices=False,
                                                          backend="reference"), {}),
     "set_num_threads": (fc.set_num_threads, dict(n=None), {}),  # its valid call is not run
+    "set_buffer_pool_limit": (fc.set_buffer_pool_limit, dict(nbytes=None),
+                              {"nbytes": [-1, "abc", 1.5, True, [1]]}),
     "set_fusion": (nn.set_fusion, dict(enabled=True), {"enabled": FLAG}),
     "batch_norm_scale_shift": (
         fc.fused.batch_norm_scale_shift,
@@ -517,7 +519,7 @@ def test_every_public_name_has_a_spec():
     public += [n for n in nn.__all__ if n not in ("Module", "Tracer", "IncompatibleKeys")]
     public += [n for n in models.__all__ if callable(getattr(models, n))
                and not isinstance(getattr(models, n), dict)]
-    skip = {"available_backends", "cpu_info", "get_num_threads"}  # no arguments
+    skip = {"available_backends", "cpu_info", "get_num_threads", "buffer_pool_info"}  # no args
     missing = sorted(set(public) - set(SPECS) - skip)
     assert not missing
 

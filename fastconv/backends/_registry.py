@@ -223,8 +223,25 @@ def set_buffer_pool_limit(nbytes: Optional[int]) -> None:
     one); a result you still hold, or any view of it, is never reused
     (``fastconv/backends/_bigbuf.py``). ``FASTCONV_BUFFER_POOL=0`` starts with it off.
 
+    Parameters
+    ----------
+    nbytes : int >= 0 or None
+        The most bytes the pool keeps (its buffers in use included).
+
+    Returns
+    -------
+    None
+
     Raises ``TypeError`` when ``nbytes`` is not an integer or None, ``ValueError`` when it is
     negative.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_buffer_pool_limit(0)     # off: every large output gets fresh memory
+    >>> fastconv.buffer_pool_info()["entries"]
+    0
+    >>> fastconv.set_buffer_pool_limit(None)  # back to the default, 512 MiB
     """
     from .._shapes import as_int
 
@@ -233,8 +250,21 @@ def set_buffer_pool_limit(nbytes: Optional[int]) -> None:
 
 
 def buffer_pool_info() -> Dict[str, int]:
-    """The pool of very large output buffers: ``entries``, ``bytes`` held (buffers in use
-    included), ``hits``, ``misses`` and ``limit``."""
+    """The pool of very large output buffers (see :func:`set_buffer_pool_limit`).
+
+    Returns
+    -------
+    dict of str to int
+        ``entries`` and ``bytes`` held (buffers in use included), ``hits`` and ``misses``
+        (outputs of 32 MiB and more served from the pool or freshly allocated, since the
+        process started) and ``limit``.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> sorted(fastconv.buffer_pool_info())
+    ['bytes', 'entries', 'hits', 'limit', 'misses']
+    """
     return _bigbuf.info()
 
 
