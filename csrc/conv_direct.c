@@ -224,7 +224,7 @@ static void FN(direct_pack)(const FN(direct_args) *a, int64_t g, T *wp) {
     for (int64_t m0 = 0; m0 < pl->M; m0 += nob)
         for (int64_t t = 0; t < taps; t++)
             for (int64_t k = 0; k < nob; k++)
-                wp[(m0 + 0) * taps + t * nob + k] =
+                wp[m0 * taps + t * nob + k] =
                     m0 + k < pl->M ? a->w[(g * pl->M + m0 + k) * taps + t] : (T)0;
 }
 

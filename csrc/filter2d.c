@@ -383,39 +383,35 @@ static T *FN(f2_buf)(FN(fc_f2_args) *a, int slot)
     return a->bufs[slot];
 }
 
-static void FN(f2_dense_items)(void *ctx, int64_t b0, int64_t b1, int slot)
-{
-    FN(fc_f2_args) *a = ctx;
-    T *buf = FN(f2_buf)(a, slot);
-    if (!buf)
-        return;
+/* The pool's loop body of one kernel family (dense or sep): this slot's buffer, then the copy
+ * compiled for the instruction set the call picked. */
 #if defined(__x86_64__)
-    switch (a->isa) {
-    case 2: FN(f2_dense_avx512)(a, b0, b1, buf); break;
-    case 1: FN(f2_dense_avx2)(a, b0, b1, buf); break;
-    default: FN(f2_dense_base)(a, b0, b1, buf);
+#define FC_F2_ITEMS(FAM)                                                                     \
+    static void FN(f2_##FAM##_items)(void *ctx, int64_t b0, int64_t b1, int slot)            \
+    {                                                                                        \
+        FN(fc_f2_args) *a = ctx;                                                             \
+        T *buf = FN(f2_buf)(a, slot);                                                        \
+        if (!buf)                                                                            \
+            return;                                                                          \
+        switch (a->isa) {                                                                    \
+        case 2: FN(f2_##FAM##_avx512)(a, b0, b1, buf); break;                                \
+        case 1: FN(f2_##FAM##_avx2)(a, b0, b1, buf); break;                                  \
+        default: FN(f2_##FAM##_base)(a, b0, b1, buf);                                        \
+        }                                                                                    \
     }
 #else
-    FN(f2_dense128)(a, b0, b1, buf);
-#endif
-}
-
-static void FN(f2_sep_items)(void *ctx, int64_t b0, int64_t b1, int slot)
-{
-    FN(fc_f2_args) *a = ctx;
-    T *buf = FN(f2_buf)(a, slot);
-    if (!buf)
-        return;
-#if defined(__x86_64__)
-    switch (a->isa) {
-    case 2: FN(f2_sep_avx512)(a, b0, b1, buf); break;
-    case 1: FN(f2_sep_avx2)(a, b0, b1, buf); break;
-    default: FN(f2_sep_base)(a, b0, b1, buf);
+#define FC_F2_ITEMS(FAM)                                                                     \
+    static void FN(f2_##FAM##_items)(void *ctx, int64_t b0, int64_t b1, int slot)            \
+    {                                                                                        \
+        FN(fc_f2_args) *a = ctx;                                                             \
+        T *buf = FN(f2_buf)(a, slot);                                                        \
+        if (buf)                                                                             \
+            FN(f2_##FAM##128)(a, b0, b1, buf);                                               \
     }
-#else
-    FN(f2_sep128)(a, b0, b1, buf);
 #endif
-}
+FC_F2_ITEMS(dense)
+FC_F2_ITEMS(sep)
+#undef FC_F2_ITEMS
 
 /* The shape's preconditions (fastconv.h): sizes >= 1, strides large enough that rows and
  * planes do not overlap. */

@@ -383,16 +383,15 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
  * blocks of tstep (the last one short) go to nthr threads in turn (the pool hands tasks out
  * in order; a thread that finishes early takes the next). */
 static int64_t wino_imbalance(int64_t ntiles, int64_t tstep, int64_t G, int64_t nthr) {
-    int64_t load[64] = {0}, most = 0, task = 0;
+    int64_t load[64] = {0}, most = 0;
     if (nthr > 64) nthr = 64;
     for (int64_t g = 0; g < G; g++)
-        for (int64_t t0 = 0; t0 < ntiles; t0 += tstep, task++) {
+        for (int64_t t0 = 0; t0 < ntiles; t0 += tstep) {
             int64_t k = 0; /* the least loaded thread takes the next task */
             for (int64_t j = 1; j < nthr; j++)
                 if (load[j] < load[k]) k = j;
             load[k] += min64(tstep, ntiles - t0);
         }
-    (void)task;
     for (int64_t j = 0; j < nthr; j++) most = max64(most, load[j]);
     return most * nthr * 100 / max64(1, G * ntiles);
 }
