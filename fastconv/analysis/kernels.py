@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
+import numpy as np
+
 from .. import _shapes
 from ..nn.module import Tracer
 
@@ -41,7 +43,7 @@ class _Kernels(Tracer):
 
     def leaf(self, name, module, in_shape, out_shape, state):
         from ..nn.conv import Conv2d, ConvTranspose2d, DepthwiseSeparableConv2d
-        from ..nn.layers import _C_LINEAR_ROWS, Linear
+        from ..nn.layers import Linear, c_linear_for
         from ..nn.pooling import AvgPool2d, MaxPool2d, _AdaptivePool2d
 
         kernel = None
@@ -62,12 +64,9 @@ class _Kernels(Tracer):
         elif isinstance(module, (MaxPool2d, AvgPool2d, _AdaptivePool2d)):
             kernel = _pool_kernel(module, in_shape)
         elif isinstance(module, Linear):
-            rows = 1
-            for d in in_shape[:-1]:
-                rows *= int(d)
+            rows = int(np.prod(in_shape[:-1], dtype=np.int64))
             kernel = ("linear (C kernel, the engine's threads)"
-                      if self.c is not None and rows <= _C_LINEAR_ROWS
-                      else "numpy matmul (BLAS)")
+                      if c_linear_for(rows, self.dtype) is not None else "numpy matmul (BLAS)")
         if kernel is not None:
             self.rows.append({"layer": name, "type": type(module).__name__,
                               "input": tuple(in_shape), "output": tuple(out_shape),

@@ -431,6 +431,15 @@ def _c_linear() -> Any:
     return None if mod is None else getattr(mod, "linear", None)
 
 
+def c_linear_for(rows: int, dtype: Any) -> Any:
+    """The C engine's linear kernel when Linear runs an input of ``rows`` rows in ``dtype`` on
+    it (at most 16 rows, float32 / float64, the engine built), else None (NumPy's matmul):
+    the one rule Linear.forward follows and cpu_info reports."""
+    if rows > _C_LINEAR_ROWS or np.dtype(dtype) not in (np.float32, np.float64):
+        return None
+    return _c_linear()
+
+
 class Linear(Module):
     """y = x @ weight.T + bias, as ``torch.nn.Linear``.
 
@@ -509,14 +518,15 @@ class Linear(Module):
         self._remember(input=x)
         dt = np.result_type(x.dtype, self.weight.dtype)
         rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-        if rows <= _C_LINEAR_ROWS and dt in (np.float32, np.float64) and _c_linear() is not None:
+        kernel = c_linear_for(rows, dt)
+        if kernel is not None:
             # a few rows: fastconv's kernel on its own threads (csrc/linear.c), not BLAS's,
             # whose threads keep spinning after the call and slow the next layers
             x2 = np.ascontiguousarray(x.reshape(rows, self.in_features), dt)
             w = np.ascontiguousarray(self.weight, dt)
             b = None if self.bias is None else np.ascontiguousarray(self.bias, dt)
             y = np.empty((rows, self.out_features), dt)
-            _c_linear()(x2, w, b, y)
+            kernel(x2, w, b, y)
             return y.reshape(x.shape[:-1] + (self.out_features,))
         y = np.matmul(x.astype(dt, copy=False), self.weight.T.astype(dt, copy=False))
         if self.bias is not None:
