@@ -26,6 +26,29 @@ def available_engines():
     return [n for n, r in fastconv.available_backends().items() if r.startswith("available")]
 
 
+def isa_fixture(name: str = "isa"):
+    """A fixture that runs a test once per instruction-set level the C engine's own kernels
+    (depthwise, pooling, filters, direct conv) may use here: 0 (portable) up to the level in
+    force (the CPU's, or FASTCONV_ISA's cap), each by capping them there, then puts back the
+    level it found (so an AVX2-only run stays AVX2-only). Use: ``isa = isa_fixture()`` (the
+    fixture's name is ``name``, as pytest takes it from the decorator, not the variable)."""
+    import pytest
+
+    from fastconv.backends.c import pool
+
+    levels = range(pool.ISA_NAMES.index(pool.isa_level()) + 1)
+
+    @pytest.fixture(name=name, params=levels, ids=lambda lvl: pool.ISA_NAMES[lvl])
+    def isa(request):
+        before = pool.ISA_NAMES.index(pool.isa_level())
+        pool.isa_level(request.param)
+        assert pool.isa_level() == pool.ISA_NAMES[request.param]
+        yield request.param
+        pool.isa_level(before)
+
+    return isa
+
+
 def is_simulated(engine: str) -> bool:
     return engine == "cuda" and "simulator" in fastconv.available_backends()["cuda"]
 

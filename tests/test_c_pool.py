@@ -21,21 +21,16 @@ from fastconv.backends import reference as R
 if not fastconv.available_backends()["c"].startswith("available"):
     pytest.skip("the C engine is not built", allow_module_level=True)
 
+from _cases import isa_fixture  # noqa: E402
+
 from fastconv.backends.c import pool as C  # noqa: E402
 
 DTYPES = (np.float32, np.float64)
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 SENTINEL = -123456789
-SUPPORTED = ("portable", "avx2", "avx512").index(C.isa_level())
 
 
-@pytest.fixture(params=range(SUPPORTED + 1), ids=lambda lvl: C.ISA_NAMES[lvl])
-def isa(request):
-    """Run the test on one compiled copy of the kernels, then restore the best one."""
-    C.isa_level(request.param)
-    assert C.isa_level() == C.ISA_NAMES[request.param]
-    yield request.param
-    C.isa_level(2)
+isa = isa_fixture()  # one run per compiled copy of the kernels
 
 
 def poisoned(shape, dtype):

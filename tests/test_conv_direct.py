@@ -18,6 +18,8 @@ c = pytest.importorskip("fastconv.backends.c")
 if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
     pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
 
+from _cases import isa_fixture  # noqa: E402
+
 TOL = {np.float32: 1e-5, np.float64: 1e-11}
 ISAS = [k for k in ("portable", "avx2", "avx512") if k in c.cpu_info()["gemm_kernels"]]
 DIRECT = "direct (no im2col)"
@@ -84,20 +86,17 @@ def test_random_geometries_every_isa(isa, dtype, variant):
         _close(got, _want(x, w, b, kw), dtype)
 
 
+isa_level = isa_fixture("isa_level")
+
+
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
-def test_cpu_level_cap(dtype, monkeypatch):
+def test_cpu_level_cap(dtype, isa_level):
     """FASTCONV_ISA's cap (fc_dwpool_isa) lowers the direct kernel's instruction set too."""
-    rng = np.random.default_rng(5)
-    levels = [lvl for lvl, name in enumerate(("portable", "avx2", "avx512")) if name in ISAS]
-    try:
-        for level in levels:
-            c.lib.fc_dwpool_isa(level)
-            for _ in range(8):
-                x, w, b, kw = _random_case(rng, dtype)
-                got = fastconv.conv2d(x, w, b, backend="c", variant="direct", **kw)
-                _close(got, _want(x, w, b, kw), dtype)
-    finally:
-        c.lib.fc_dwpool_isa(2)
+    rng = np.random.default_rng(5 + isa_level)
+    for _ in range(8):
+        x, w, b, kw = _random_case(rng, dtype)
+        got = fastconv.conv2d(x, w, b, backend="c", variant="direct", **kw)
+        _close(got, _want(x, w, b, kw), dtype)
 
 
 @pytest.mark.parametrize("shape, path", [

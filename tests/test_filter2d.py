@@ -21,9 +21,10 @@ import fastconv
 if not fastconv.available_backends()["c"].startswith("available"):
     pytest.skip("the C engine is not built", allow_module_level=True)
 
+from _cases import isa_fixture  # noqa: E402
+
 import fastconv._filters.direct as D  # noqa: E402
 from fastconv.backends.c import filter2d as F  # noqa: E402
-from fastconv.backends.c import pool as C  # noqa: E402
 
 sn = pytest.importorskip("scipy.ndimage")
 ss = pytest.importorskip("scipy.signal")
@@ -36,17 +37,10 @@ PAD = {
     "mirror": "reflect",
     "wrap": "wrap",
 }
-SUPPORTED = ("portable", "avx2", "avx512").index(C.isa_level())
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-@pytest.fixture(params=range(SUPPORTED + 1), ids=lambda lvl: C.ISA_NAMES[lvl])
-def isa(request):
-    """Run the test on one compiled copy of the kernels, then restore the best one."""
-    C.isa_level(request.param)
-    assert C.isa_level() == C.ISA_NAMES[request.param]
-    yield request.param
-    C.isa_level(2)
+isa = isa_fixture()  # one run per compiled copy of the kernels
 
 
 @pytest.fixture
