@@ -19,6 +19,7 @@ the least recently used buffers leave the pool (any still in use live on with th
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -78,7 +79,7 @@ def empty(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array, on a pooled buffer when it is large."""
     global _held
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # np.prod took 2.5 us of every op's call
     if nbytes < MIN_BYTES or _limit <= 0 or dtype.hasobject:
         return np.empty(shape, dtype)
     with _lock:

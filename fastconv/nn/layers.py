@@ -6,6 +6,7 @@
 - Linear: y = x @ weight.T + bias
 """
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -517,7 +518,7 @@ class Linear(Module):
         self.output_shape(x.shape)
         self._remember(input=x)
         dt = np.result_type(x.dtype, self.weight.dtype)
-        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+        rows = math.prod(x.shape[:-1])
         kernel = c_linear_for(rows, dt)
         if kernel is not None:
             # a few rows: fastconv's kernel on its own threads (csrc/linear.c), not BLAS's,
