@@ -13,8 +13,9 @@
  *   v5_threads  v4 run by the thread pool (parallel.c) over (image, group, output-channel
  *               block, pixel block)
  *   best (0)    v5 with im2col writing straight into the GEMM's packed-B layout (one copy
- *               of the input instead of two) and the weights packed once per chunk; a 1x1
- *               stride-1 unpadded conv multiplies x itself (no im2col at all)
+ *               of the input instead of two), the weights packed once per call (or per
+ *               chunk in L2 when no two tasks share them), bias and epilogue in the GEMM's
+ *               tiles; a 1x1 stride-1 unpadded conv multiplies x itself (no im2col)
  *   winograd_f2, winograd_f4  3x3 stride-1 convs by Winograd F(2x2,3x3) / F(4x4,3x3):
  *               transforms around alpha^2 packed GEMMs (winograd.c); chosen by `best` for
  *               float32 layers with enough channels (fc_winograd_choice)
@@ -60,8 +61,10 @@ typedef struct {
 
 /* How a task gets its B operand (the column matrix).
  *   MODE_COL     im2col into a plain row-major chunk, then the GEMM packs it  (v2 .. v5)
- *   MODE_PACKED  im2col straight into the packed-B layout, weights packed once per chunk,
- *                then the macro-kernel loops only                               (best)
+ *   MODE_PACKED  im2col straight into the packed-B layout, weights packed once per call
+ *                (or per chunk, see plan_conv), then the macro-kernel loops only  (best)
+ * In MODE_PACKED and MODE_DIRECT the GEMM applies bias and epilogue to each micro-tile as it
+ * stores the tile's last K block (fc_gemm_tail); MODE_COL adds them after its GEMMs. */
  *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best) */
 enum { MODE_COL, MODE_PACKED, MODE_DIRECT };
 
@@ -110,10 +113,13 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
         int64_t nk = ceil_div(pl->K * round_up(pl->pstep, nr) * es, COL_TARGET_BYTES);
         pl->kstep = ceil_div(pl->K, nk);
     }
-    /* Pack the weights once per call (shared by all tasks) when they take at most half the
-     * bound; else every task packs its block per chunk. */
+    /* Pack the weights once per call (shared by all tasks) when several tasks use the same
+     * rows (several images or pixel blocks) and they take at most half the bound; else every
+     * task packs its rows per chunk into its workspace, which stays in L2 (writing the whole
+     * packed copy out and reading it back measured 6-10% slower on 3x3 512@7, batch 1). */
     pl->a_elems = 0;
-    if (mode == MODE_PACKED && s->G * round_up(pl->M, mr) * pl->K * es <= work_bytes / 2)
+    const int shared = s->N * ceil_div(pl->P, pl->pstep) > 1;
+    if (mode == MODE_PACKED && shared && s->G * round_up(pl->M, mr) * pl->K * es <= work_bytes / 2)
         pl->a_elems = s->G * round_up(pl->M, mr) * pl->K + 32;
 
     /* Enough tasks for the threads: with N*G*nm*np a multiple of nthreads (or many tasks)
@@ -135,6 +141,11 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     pl->np = ceil_div(pl->P, pl->pstep);
     pl->ntasks = s->N * s->G * pl->nm * pl->np;
     pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
+    if (mode == MODE_PACKED && !pl->a_elems) { /* both chunks of a step together in L2 */
+        const int64_t rows = (round_up(pl->mstep, mr) + round_up(pl->pstep, nr)) * es;
+        const int64_t kmax = max64(1, 2 * COL_TARGET_BYTES / rows);
+        if (pl->kstep > kmax) pl->kstep = ceil_div(pl->K, ceil_div(pl->K, kmax));
+    }
 
     /* The bound: each thread holds one col chunk (kstep x pstep) and the GEMM panels. Shrink
      * the pixel block first (down to one micro-tile), then the rows per chunk, then pixels to 1. */
@@ -213,9 +224,22 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
     /* the task's block lies inside the (image, group) and its chunks inside the workspace */
     FC_ASSERT(0 <= p0 && p0 < p1 && p1 <= pl->P && np <= pl->pstep);
     FC_ASSERT(0 <= m0 && m >= 1 && m <= pl->mstep && m0 + m <= pl->M);
+    /* The default path's bias and epilogue run in the GEMM, on each tile of its last K block
+     * while the tile is in L1 (fc_gemm_tail); the ladder's MODE_COL adds them after. */
+    const fc_gemm_tail tail = {
+        .bias = b ? b + g * pl->M + m0 : NULL,
+        .scale = ep && ep->scale ? (const T *)ep->scale + g * pl->M + m0 : NULL,
+        .shift = ep && ep->shift ? (const T *)ep->shift + g * pl->M + m0 : NULL,
+        .residual = ep && ep->residual
+                        ? (const T *)ep->residual + (n * s->OC + g * pl->M + m0) * pl->P + p0
+                        : NULL,
+        .ldr = pl->P,
+        .activation = ep ? ep->activation : FC_ACT_NONE};
+    const fc_gemm_tail *tl = b || ep ? &tail : NULL;
     if (mode == MODE_DIRECT) {
         FC_ASSERT(fc_gemm_work_elems(kernel, IS_F64, m, np, pl->K) <= pl->work_elems);
-        FN(fc_gemm)(kernel, m, np, pl->K, A, pl->K, 1, xg + p0, s->H * s->W, C, pl->P, 0, work);
+        FN(fc_gemm_ep)(kernel, m, np, pl->K, A, pl->K, 1, xg + p0, s->H * s->W, C, pl->P, 0,
+                       work, tl);
     } else if (mode == MODE_COL) {
         T *col = work, *gw = work + pl->kstep * pl->pstep;
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
@@ -226,6 +250,22 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
             FN(fc_im2col)(xg, s, k0, k1, p0, p1, col);
             FN(fc_gemm)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0, gw);
         }
+        if (b) /* locals and restrict: with -fno-strict-aliasing a store to C could change
+                * pl->P or b, and the loop then reloaded them per element instead of
+                * vectorising (measured: a third of a 1x1 64->256 @56 call) */
+            for (int64_t i = 0; i < m; i++) {
+                const T bi = b[g * pl->M + m0 + i];
+                T *restrict Ci = C + i * pl->P;
+                for (int64_t j = 0; j < np; j++) Ci[j] += bi;
+            }
+        if (ep) { /* the fused epilogue, while the block is in cache */
+            const T *res = ep->residual;
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t o = g * pl->M + m0 + i;
+                FN(fc_epilogue_row)(ep, o, C + i * pl->P,
+                                    res ? res + (n * s->OC + o) * pl->P + p0 : NULL, np);
+            }
+        }
     } else {
         const int64_t mr = fc_gemm_mr(kernel, IS_F64), nr = fc_gemm_nr(kernel, IS_F64);
         T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
@@ -234,29 +274,15 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
         FC_ASSERT((Bp - work) + round_up(np, nr) * pl->kstep <= pl->work_elems);
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
             int64_t k1 = min64(pl->K, k0 + pl->kstep);
+            const fc_gemm_tail *tk = k1 == pl->K ? tl : NULL;
             if (!Aall) FN(fc_pack_a)(kernel, m, k1 - k0, A + k0, pl->K, 1, Ap);
             FN(fc_im2col_packed)(xg, s, k0, k1, p0, p1, nr, Bp);
             if (Aall)
-                FN(fc_gemm_packed)(kernel, m, np, k1 - k0, Ablk + k0 * mr, pl->K, Bp, C, pl->P,
-                                   k0 > 0);
+                FN(fc_gemm_packed_ep)(kernel, m, np, k1 - k0, Ablk + k0 * mr, pl->K, Bp, C,
+                                      pl->P, k0 > 0, tk);
             else
-                FN(fc_gemm_packed)(kernel, m, np, k1 - k0, Ap, k1 - k0, Bp, C, pl->P, k0 > 0);
-        }
-    }
-    if (b) /* locals and restrict: with -fno-strict-aliasing a store to C could change pl->P
-            * or b, and the loop then reloaded them per element instead of vectorising
-            * (measured: a third of a 1x1 64->256 @56 call) */
-        for (int64_t i = 0; i < m; i++) {
-            const T bi = b[g * pl->M + m0 + i];
-            T *restrict Ci = C + i * pl->P;
-            for (int64_t j = 0; j < np; j++) Ci[j] += bi;
-        }
-    if (ep) { /* the fused epilogue, while the block is in cache */
-        const T *res = ep->residual;
-        for (int64_t i = 0; i < m; i++) {
-            const int64_t o = g * pl->M + m0 + i;
-            FN(fc_epilogue_row)(ep, o, C + i * pl->P,
-                                res ? res + (n * s->OC + o) * pl->P + p0 : NULL, np);
+                FN(fc_gemm_packed_ep)(kernel, m, np, k1 - k0, Ap, k1 - k0, Bp, C, pl->P, k0 > 0,
+                                      tk);
         }
     }
 }

@@ -74,6 +74,28 @@ void fc_gemm_packed_f32(int kernel, int64_t M, int64_t N, int64_t K, const float
 void fc_gemm_packed_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *Ap,
                         int64_t a_k, const double *Bp, double *C, int64_t ldc, int accumulate);
 
+/* What fc_gemm_ep / fc_gemm_packed_ep do to C once it holds the whole product, tile by tile
+ * while each is in L1: C = act(scale[i] * (C + bias[i]) + shift[i] + residual[i, j]) for row
+ * i, column j (the fc_epilogue of a conv, per GEMM row). Pointers of the GEMM's dtype, NULL
+ * for none; residual is C-shaped with row stride ldr; activation: enum fc_activation. */
+typedef struct {
+    const void *bias, *scale, *shift, *residual;
+    int64_t ldr;
+    int activation;
+} fc_gemm_tail;
+void fc_gemm_ep_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
+                    int64_t csa, const float *B, int64_t ldb, float *C, int64_t ldc,
+                    int accumulate, float *work, const fc_gemm_tail *t);
+void fc_gemm_ep_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
+                    int64_t csa, const double *B, int64_t ldb, double *C, int64_t ldc,
+                    int accumulate, double *work, const fc_gemm_tail *t);
+void fc_gemm_packed_ep_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *Ap,
+                           int64_t a_k, const float *Bp, float *C, int64_t ldc, int accumulate,
+                           const fc_gemm_tail *t);
+void fc_gemm_packed_ep_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *Ap,
+                           int64_t a_k, const double *Bp, double *C, int64_t ldc,
+                           int accumulate, const fc_gemm_tail *t);
+
 void fc_im2col_f32(const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                    int64_t p0, int64_t p1, float *col);
 void fc_im2col_f64(const double *x, const fc_conv_shape *s, int64_t r0, int64_t r1,

@@ -339,6 +339,41 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
     }
 }
 
+/* The GEMM tail (fc_gemm_tail) for the float AVX-512 kernel: a tile row is at most 32 floats,
+ * two masked vectors, each taken through every step in registers (the plain loops of
+ * tail_body spent more on their per-row set-up than on the 2 vectors of work). Same
+ * operations in the same order as tail_body, so the same results bit for bit. */
+__attribute__((target("avx512f"))) static void tail_avx512_f32x(const fc_gemm_tail *t,
+                                                                float *c, int64_t ldc,
+                                                                int64_t i0, int64_t j0,
+                                                                int64_t m, int64_t n) {
+    const float *bias = t->bias, *scale = t->scale, *shift = t->shift, *res = t->residual;
+    const int act = t->activation;
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        for (int64_t i = 0; i < m; i++) {
+            float *ci = c + i * ldc + j;
+            __m512 v = _mm512_maskz_loadu_ps(k, ci);
+            if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[i0 + i]));
+            if (scale)
+                v = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(scale[i0 + i]), v),
+                                  _mm512_set1_ps(shift ? shift[i0 + i] : 0.0f));
+            else if (shift)
+                v = _mm512_add_ps(v, _mm512_set1_ps(shift[i0 + i]));
+            if (res)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + (i0 + i) * t->ldr + j0 + j));
+            if (act == FC_ACT_RELU)
+                v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+            else if (act == FC_ACT_RELU6) {
+                v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+                v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), v, six);
+            }
+            _mm512_mask_storeu_ps(ci, k, v);
+        }
+    }
+}
+
 #endif /* __x86_64__ */
 
 /* The same source, compiled once per dtype: the section below (after #else) is included twice
@@ -424,14 +459,85 @@ static void FN(pack_b)(int64_t kc, int64_t nc, const T *B, int64_t ldb, T *Bp, i
     }
 }
 
+/* The tail (fc_gemm_tail, fastconv.h) on the m x n tile of C at row i0, column j0 of the whole
+ * product, right after the micro-kernel stored its last K block (the tile is in L1): bias,
+ * then scale and shift, residual, activation, each step written as the separate passes of
+ * conv2d.c and fc_epilogue_row write it (no contraction into FMA under -std=c11), so the
+ * results are the same bit for bit. One body, compiled for the baseline ISA and inlined into
+ * AVX2 / AVX-512 copies so that its loops vectorise at the kernel's width. */
+static inline __attribute__((always_inline)) void FN(tail_body)(const fc_gemm_tail *t,
+                                                                T *restrict c, int64_t ldc,
+                                                                int64_t i0, int64_t j0,
+                                                                int64_t m, int64_t n) {
+    const T *bias = t->bias, *scale = t->scale, *shift = t->shift, *res = t->residual;
+    const int act = t->activation;
+    for (int64_t i = 0; i < m; i++) {
+        T *restrict ci = c + i * ldc;
+        if (bias) {
+            const T bi = bias[i0 + i];
+            for (int64_t j = 0; j < n; j++) ci[j] += bi;
+        }
+        if (scale) {
+            const T a = scale[i0 + i], s = shift ? shift[i0 + i] : (T)0;
+            for (int64_t j = 0; j < n; j++) ci[j] = a * ci[j] + s;
+        } else if (shift) {
+            const T s = shift[i0 + i];
+            for (int64_t j = 0; j < n; j++) ci[j] += s;
+        }
+        if (res) {
+            const T *restrict ri = res + (i0 + i) * t->ldr + j0;
+            for (int64_t j = 0; j < n; j++) ci[j] += ri[j];
+        }
+        if (act == FC_ACT_RELU)
+            for (int64_t j = 0; j < n; j++) ci[j] = ci[j] < (T)0 ? (T)0 : ci[j];
+        else if (act == FC_ACT_RELU6)
+            for (int64_t j = 0; j < n; j++)
+                ci[j] = ci[j] < (T)0 ? (T)0 : ci[j] > (T)6 ? (T)6 : ci[j];
+    }
+}
+
+typedef void (*FN(tail_fn))(const fc_gemm_tail *t, T *c, int64_t ldc, int64_t i0, int64_t j0,
+                            int64_t m, int64_t n);
+static void FN(tail_base)(const fc_gemm_tail *t, T *c, int64_t ldc, int64_t i0, int64_t j0,
+                          int64_t m, int64_t n) {
+    FN(tail_body)(t, c, ldc, i0, j0, m, n);
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void FN(tail_avx2)(const fc_gemm_tail *t, T *c,
+                                                          int64_t ldc, int64_t i0, int64_t j0,
+                                                          int64_t m, int64_t n) {
+    FN(tail_body)(t, c, ldc, i0, j0, m, n);
+}
+__attribute__((target("avx512f"))) static void FN(tail_avx512)(const fc_gemm_tail *t, T *c,
+                                                               int64_t ldc, int64_t i0,
+                                                               int64_t j0, int64_t m,
+                                                               int64_t n) {
+    FN(tail_body)(t, c, ldc, i0, j0, m, n);
+}
+#endif
+
+/* The tail's copy for a (resolved) kernel: the kernel's ISA is one the CPU runs. */
+static FN(tail_fn) FN(tail_for)(int kernel) {
+#if defined(__x86_64__)
+    if (kernel == FC_GEMM_AVX512) return IS_F64 ? FN(tail_avx512) : (FN(tail_fn))tail_avx512_f32x;
+    if (kernel == FC_GEMM_AVX2) return FN(tail_avx2);
+#endif
+    (void)kernel;
+    return FN(tail_base);
+}
+
 /* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time;
- * the micro-kernel itself clips the edge tiles. */
+ * the micro-kernel itself clips the edge tiles. t (or NULL): the tail, on each tile as soon as
+ * it is stored, the block being at row i0, column j0 of the whole product. */
 static void FN(macro_kernel)(FN(ukr_fn) ukr, blocking bk, int64_t mc, int64_t nc, int64_t kc,
-                             const T *Ap, const T *Bp, T *C, int64_t ldc, int acc) {
+                             const T *Ap, const T *Bp, T *C, int64_t ldc, int acc,
+                             const fc_gemm_tail *t, FN(tail_fn) tf, int64_t i0, int64_t j0) {
     for (int64_t jr = 0; jr < nc; jr += bk.nr)
-        for (int64_t ir = 0; ir < mc; ir += bk.mr)
-            ukr(kc, Ap + ir * kc, Bp + jr * kc, C + ir * ldc + jr, ldc, acc,
-                min64(bk.mr, mc - ir), min64(bk.nr, nc - jr));
+        for (int64_t ir = 0; ir < mc; ir += bk.mr) {
+            const int64_t m = min64(bk.mr, mc - ir), n = min64(bk.nr, nc - jr);
+            ukr(kc, Ap + ir * kc, Bp + jr * kc, C + ir * ldc + jr, ldc, acc, m, n);
+            if (t) tf(t, C + ir * ldc + jr, ldc, i0 + ir, j0 + jr, m, n);
+        }
 }
 
 static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa, int64_t csa,
@@ -448,9 +554,9 @@ static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t 
     }
 }
 
-void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
-                 int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
-                 T *work) {
+static void FN(gemm_impl)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
+                          int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc,
+                          int accumulate, T *work, const fc_gemm_tail *t) {
     /* M, N >= 0; K >= 0 (K = 0 gives C = 0 or leaves C); ldb, ldc >= N; work has
      * fc_gemm_work_elems(kernel, IS_F64, M, N, K) elements (none for NAIVE). */
     FC_ASSERT(M >= 0 && N >= 0 && K >= 0);
@@ -460,10 +566,12 @@ void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_
     FC_ASSERT(kernel == FC_GEMM_NAIVE || K <= 0 || work != NULL);
     if (kernel == FC_GEMM_NAIVE || K <= 0) {
         FN(gemm_naive)(M, N, K, A, rsa, csa, B, ldb, C, ldc, accumulate);
+        if (t) FN(tail_base)(t, C, ldc, 0, 0, M, N);
         return;
     }
     blocking bk = blocking_of(kernel, IS_F64);
     FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
+    const FN(tail_fn) tf = FN(tail_for)(kernel);
     int64_t mc_max = min64(bk.mc, round_up(M, bk.mr));
     int64_t kc_max = min64(bk.kc, K);
     const int64_t kc_even = even_block(K, bk.kc);
@@ -478,10 +586,23 @@ void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_
                 int64_t mc = min64(bk.mc, M - ic);
                 FN(pack_a)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap, bk.mr);
                 FN(macro_kernel)(ukr, bk, mc, nc, kc, Ap, Bp, C + ic * ldc + jc, ldc,
-                                 accumulate || pc > 0);
+                                 accumulate || pc > 0, pc + kc == K ? t : NULL, tf, ic, jc);
             }
         }
     }
+}
+
+void FN(fc_gemm)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
+                 int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
+                 T *work) {
+    FN(gemm_impl)(kernel, M, N, K, A, rsa, csa, B, ldb, C, ldc, accumulate, work, NULL);
+}
+
+/* fc_gemm, then the tail on every tile of C once it holds the whole product (t NULL: none). */
+void FN(fc_gemm_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
+                    int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
+                    T *work, const fc_gemm_tail *t) {
+    FN(gemm_impl)(kernel, M, N, K, A, rsa, csa, B, ldb, C, ldc, accumulate, work, t);
 }
 
 /* Entry points for callers that pack their own operands (conv2d's best path packs the
@@ -497,8 +618,11 @@ void FN(fc_pack_a)(int kernel, int64_t M, int64_t K, const T *A, int64_t rsa, in
     FN(pack_a)(M, K, A, rsa, csa, Ap, blocking_of(kernel, IS_F64).mr);
 }
 
-void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
-                        int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
+/* fc_gemm_packed with the tail (fc_gemm_tail) applied on every tile at its last K block; t
+ * NULL: none. A caller that splits K into chunks passes t with its last chunk only. */
+void FN(fc_gemm_packed_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
+                           int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate,
+                           const fc_gemm_tail *t) {
     /* kernel as given to fc_pack_a / fc_im2col_packed (same mr, nr); M, N, K >= 1; Ap's
      * slivers are a_k >= K long (a K-slice of a bigger packed A starts at Ap + k0*mr) */
     FC_ASSERT(M >= 1 && N >= 1 && K >= 1 && a_k >= K && ldc >= N);
@@ -506,17 +630,26 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
     if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE;
     const blocking bk = blocking_of(kernel, IS_F64);
     const FN(ukr_fn) ukr = FN(micro_kernel)(kernel);
+    const FN(tail_fn) tf = FN(tail_for)(kernel);
     const int64_t kc_even = even_block(K, bk.kc);
     for (int64_t pc = 0; pc < K; pc += kc_even) {
         const int64_t kc = min64(kc_even, K - pc);
         const int acc = accumulate || pc > 0;
+        const fc_gemm_tail *tl = pc + kc == K ? t : NULL;
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             const T *b = Bp + jr * K + pc * bk.nr; /* sliver jr / nr, rows from pc */
-            for (int64_t ir = 0; ir < M; ir += bk.mr)
-                ukr(kc, Ap + ir * a_k + pc * bk.mr, b, C + ir * ldc + jr, ldc, acc,
-                    min64(bk.mr, M - ir), min64(bk.nr, N - jr));
+            for (int64_t ir = 0; ir < M; ir += bk.mr) {
+                const int64_t m = min64(bk.mr, M - ir), n = min64(bk.nr, N - jr);
+                ukr(kc, Ap + ir * a_k + pc * bk.mr, b, C + ir * ldc + jr, ldc, acc, m, n);
+                if (tl) tf(tl, C + ir * ldc + jr, ldc, ir, jr, m, n);
+            }
         }
     }
+}
+
+void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
+                        int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
+    FN(fc_gemm_packed_ep)(kernel, M, N, K, Ap, a_k, Bp, C, ldc, accumulate, NULL);
 }
 
 #endif /* FC_TYPED */

@@ -458,6 +458,88 @@ def test_gemm_against_numpy(kernel, dtype):
     assert name == kernel
 
 
+def _tail_want(P, bias, scale, shift, res, act):
+    """The GEMM tail in float64, step by step as fc_gemm_tail defines it."""
+    y = P + (bias[:, None] if bias is not None else 0)
+    if scale is not None:
+        y = scale[:, None] * y + (shift[:, None] if shift is not None else 0)
+    elif shift is not None:
+        y = y + shift[:, None]
+    if res is not None:
+        y = y + res
+    if act == 1:
+        y = np.maximum(y, 0)
+    elif act == 2:
+        y = np.clip(y, 0, 6)
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["naive"] + ISAS)
+def test_gemm_tail_against_numpy(kernel, dtype):
+    """fc_gemm_ep and fc_gemm_packed_ep: the product, then bias / scale / shift / residual /
+    activation (every combination, each part present or not) on every tile, on edge tiles
+    and several K blocks, with ldc and the residual's row stride past N; nothing written
+    past N, and a NULL tail is the plain GEMM bit for bit."""
+    lib, ffi = c.lib, c.ffi
+    code = c.GEMM_KERNELS[kernel]
+    f64 = dtype == np.float64
+    sfx = "f64" if f64 else "f32"
+    gemm_ep, gemm = getattr(lib, f"fc_gemm_ep_{sfx}"), getattr(lib, f"fc_gemm_{sfx}")
+    packed_ep, pack = getattr(lib, f"fc_gemm_packed_ep_{sfx}"), getattr(lib, f"fc_pack_a_{sfx}")
+    rng = np.random.default_rng(code + 40)
+    combos = [(b, sc, sh, r, act) for b in (0, 1) for sc in (0, 1) for sh in (0, 1)
+              for r in (0, 1) for act in (0, 1, 2)]
+    for M, N, K in [(1, 1, 1), (13, 31, 7), (15, 33, 257), (29, 70, 600)]:
+        A = rng.standard_normal((M, K)).astype(dtype)
+        B = rng.standard_normal((K, N + 3)).astype(dtype)
+        want_p = A.astype(np.float64) @ B[:, :N].astype(np.float64)
+        work = np.empty(max(1, lib.fc_gemm_work_elems(code, f64, M, N, K)), dtype)
+        if kernel != "naive":
+            mr, nr = lib.fc_gemm_mr(code, f64), lib.fc_gemm_nr(code, f64)
+            Ap = np.zeros(-(-M // mr) * mr * K + 16, dtype)
+            pack(code, M, K, ptr(A), K, 1, ptr(Ap))
+            Bp = np.zeros((-(-N // nr), K, nr), dtype)
+            for s in range(Bp.shape[0]):
+                blk = B[:, s * nr:min(N, (s + 1) * nr)]
+                Bp[s, :, :blk.shape[1]] = blk
+        for i, (b, sc, sh, r, act) in enumerate(combos):
+            if i % 3 != M % 3 and (M, N, K) != (15, 33, 257):
+                continue  # every combination on the edge-tile case, a third on the others
+            bias = rng.standard_normal(M).astype(dtype) if b else None
+            scale = rng.standard_normal(M).astype(dtype) if sc else None
+            shift = rng.standard_normal(M).astype(dtype) if sh else None
+            resf = rng.standard_normal((M, N + 5)).astype(dtype) if r else None
+            res = resf[:, :N] if r else None
+            keep = [v for v in (bias, scale, shift, resf) if v is not None]
+            tail = ffi.new("fc_gemm_tail *", {
+                "bias": ptr(bias) if b else ffi.NULL, "scale": ptr(scale) if sc else ffi.NULL,
+                "shift": ptr(shift) if sh else ffi.NULL,
+                "residual": ptr(resf) if r else ffi.NULL, "ldr": N + 5, "activation": act})
+            want = _tail_want(want_p, *[None if v is None else v.astype(np.float64)
+                                        for v in (bias, scale, shift, res)], act)
+            tol = TOL[dtype] * (np.abs(want).max() + 1) * 4
+            runs = [lambda C: gemm_ep(code, M, N, K, ptr(A), K, 1, ptr(B), N + 3, ptr(C), N + 2,
+                                      0, ptr(work), tail)]
+            if kernel != "naive":
+                runs.append(lambda C: packed_ep(code, M, N, K, ptr(Ap), K, ptr(Bp), ptr(C),
+                                                N + 2, 0, tail))
+            for run in runs:
+                C = np.full((M, N + 2), np.nan, dtype)
+                C[:, N:] = 7
+                run(C)
+                assert (C[:, N:] == 7).all(), "wrote past N"
+                assert np.abs(C[:, :N] - want).max() <= tol, (M, N, K, b, sc, sh, r, act)
+            del keep
+        C1 = np.zeros((M, N + 2), dtype)
+        C2 = np.ones((M, N + 2), dtype)
+        gemm(code, M, N, K, ptr(A), K, 1, ptr(B), N + 3, ptr(C1), N + 2, 0, ptr(work))
+        gemm_ep(code, M, N, K, ptr(A), K, 1, ptr(B), N + 3, ptr(C2), N + 2, 0, ptr(work),
+                ffi.NULL)
+        assert np.array_equal(C1[:, :N], C2[:, :N])
+    assert ffi.string(lib.fc_gemm_kernel_name(code)).decode() == kernel
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", ISAS)
 def test_pack_a_layout(kernel, dtype):
