@@ -63,9 +63,9 @@ typedef struct {
  *   MODE_COL     im2col into a plain row-major chunk, then the GEMM packs it  (v2 .. v5)
  *   MODE_PACKED  im2col straight into the packed-B layout, weights packed once per call
  *                (or per chunk, see plan_conv), then the macro-kernel loops only  (best)
+ *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best)
  * In MODE_PACKED and MODE_DIRECT the GEMM applies bias and epilogue to each micro-tile as it
  * stores the tile's last K block (fc_gemm_tail); MODE_COL adds them after its GEMMs. */
- *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best) */
 enum { MODE_COL, MODE_PACKED, MODE_DIRECT };
 
 /* A 1x1, stride-1, unpadded conv: x already is the column matrix (MODE_DIRECT). */
@@ -128,8 +128,17 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     int64_t base = s->N * s->G * ceil_div(pl->P, pl->pstep);
     if (nthreads > 1 && base % nthreads != 0 && base < 8 * nthreads) {
         int64_t parts = nthreads / gcd64(base, nthreads);
+        const int64_t np0 = ceil_div(pl->P, pl->pstep), ng = s->N * s->G;
+        int64_t even = 0; /* pixel blocks of at least 2 micro-tiles, as many as share evenly */
+        if (np0 > 1)
+            for (int64_t nb = np0 + 1; nb <= 2 * np0 && !even; nb++) {
+                const int64_t ps = round_up(ceil_div(pl->P, nb), nr);
+                if (ps >= 2 * nr && ng * ceil_div(pl->P, ps) % nthreads == 0) even = ps;
+            }
         if (ceil_div(pl->P, pl->pstep) == 1 && pl->P >= parts * 4 * nr)
             pl->pstep = round_up(ceil_div(pl->P, parts), nr);
+        else if (even)
+            pl->pstep = even;
         else if (pl->M >= parts * 2 * mr)
             pl->mstep = round_up(ceil_div(pl->M, parts), mr);
         else if (pl->P >= parts * nr && ceil_div(pl->P, pl->pstep) == 1)

@@ -22,6 +22,8 @@ if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
 
 from fastconv.backends.c._cffi import ptr  # noqa: E402
 
+from _cases import isa_fixture  # noqa: E402
+
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 DTYPES = (np.float32, np.float64)
 #: GEMM micro-kernels this CPU runs (the engine steps an unsupported request down).
@@ -538,6 +540,47 @@ def test_gemm_tail_against_numpy(kernel, dtype):
                 ffi.NULL)
         assert np.array_equal(C1[:, :N], C2[:, :N])
     assert ffi.string(lib.fc_gemm_kernel_name(code)).decode() == kernel
+
+
+isa_level = isa_fixture("isa_level")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_packed_matches_im2col(isa_level, dtype):
+    """fc_im2col_packed (the default path's column matrix, in the GEMM's sliver layout) holds
+    fc_im2col's values, zero past the last pixel, on random geometries: unequal strides, dilations and paddings (padding past the
+    window included), row and pixel ranges cut anywhere, slivers of 8, 16 and 32."""
+    lib = c.lib
+    sfx = "f64" if dtype == np.float64 else "f32"
+    im2col, packed = getattr(lib, f"fc_im2col_{sfx}"), getattr(lib, f"fc_im2col_packed_{sfx}")
+    rng = np.random.default_rng(91 + isa_level)
+    for _ in range(60):
+        C, H, W = (int(v) for v in rng.integers(1, [5, 20, 40]))
+        KH, KW = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.choice([1, 1, 2, 3], 2))
+        dh, dw = (int(v) for v in rng.choice([1, 1, 2, 5], 2))
+        ph, pw = (int(v) for v in rng.integers(0, 7, 2))
+        OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, sw, pw, pw, dw)
+        if OH < 1 or OW < 1:
+            continue
+        s = c.conv_shape((1, C, H, W, C, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, 1))
+        x = rng.standard_normal((C, H, W)).astype(dtype)
+        K, P = C * KH * KW, OH * OW
+        r0 = int(rng.integers(0, K))
+        r1 = int(rng.integers(r0 + 1, K + 1))
+        p0 = int(rng.integers(0, P))
+        p1 = int(rng.integers(p0 + 1, P + 1))
+        col = np.empty((r1 - r0, p1 - p0), dtype)
+        im2col(ptr(x), s, r0, r1, p0, p1, ptr(col))
+        nr = int(rng.choice([8, 16, 32]))
+        nsl = -(-(p1 - p0) // nr)
+        Bp = np.full((nsl, r1 - r0, nr), np.nan, dtype)
+        packed(ptr(x), s, r0, r1, p0, p1, nr, ptr(Bp))
+        want = np.zeros((r1 - r0, nsl * nr), dtype)
+        want[:, :p1 - p0] = col
+        got = Bp.transpose(1, 0, 2).reshape(r1 - r0, nsl * nr)
+        assert np.array_equal(got, want), (C, H, W, KH, KW, sh, sw, dh, dw, ph, pw, r0, r1,
+                                           p0, p1, nr)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
