@@ -20,9 +20,9 @@ c = pytest.importorskip("fastconv.backends.c")
 if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
     pytest.skip(c.AVAILABLE_REASON, allow_module_level=True)
 
-from fastconv.backends.c._cffi import ptr  # noqa: E402
-
 from _cases import isa_fixture  # noqa: E402
+
+from fastconv.backends.c._cffi import ptr  # noqa: E402
 
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 DTYPES = (np.float32, np.float64)
