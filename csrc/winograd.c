@@ -27,7 +27,10 @@
  *            the fused epilogue, if any, on what it wrote (wino_epilogue)
  * The tile blocks are sized so that V (alpha^2 x C/G x tiles) stays in L2 between the
  * input transform and the GEMMs; each thread holds one V, one block of M and row buffers,
- * all inside `work_bytes` with the packed weights.
+ * all inside `work_bytes` with the packed weights. When there are too few tile blocks for
+ * the threads and the output channels are split into parts instead, the parts share one V
+ * per (group, tile block), transformed once by all threads in channel pieces
+ * (wino_input_pieces), if it fits a quarter of the bound.
  *
  * Weight cache: inference calls a layer with the same weights again and again, and on small
  * images the weights' transform was 80-95% of a call; so the packed U of every chunk is kept
@@ -700,6 +703,8 @@ typedef struct {
     T *Up;            /* its packed U: [G][alpha^2][round_up(chunk, mr)][Cg] in slivers */
     T **works;
     const fc_epilogue *ep; /* the fused epilogue, or NULL */
+    T *Vs;            /* shared V of every (group, tile block), or NULL: each task its own */
+    int64_t cpieces;  /* channel pieces of the shared input transform per (group, block) */
     _Atomic int failed, nonfinite;
 } FN(wino_args);
 
@@ -763,7 +768,49 @@ static void FN(wino_pack_u)(void *ctx, int64_t q0, int64_t q1, int slot) {
     if (bad) a->nonfinite = 1;
 }
 
-/* One task: group g, tiles [t0, t1), output channels [oc0 + part*pstep, ...) of the chunk. */
+/* The input transform of group g, tiles [t0, t1), channels [c0, c1) into Vp (V of the
+ * block: alpha^2 planes of vst), with the lanes past the block zeroed and the non-finite
+ * check on what it wrote; rb, zd: row buffers. Returns 0, or 1 if a value is not finite. */
+static int FN(wino_input)(FN(wino_args) *a, int64_t g, int64_t t0, int64_t t1, int64_t c0,
+                          int64_t c1, T *Vp, T *rb, T *zd) {
+    const wino_plan *pl = a->pl;
+    const fc_conv_shape *s = a->s;
+    const int m = pl->m;
+    const int64_t nr = fc_gemm_nr(a->kernel, IS_F64), Cg = pl->Cg, nt = t1 - t0;
+    const int64_t per_img = pl->TH * pl->TW;
+    /* one row segment of tiles at a time */
+    for (int64_t t = t0; t < t1;) {
+        const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW, tj0 = r % pl->TW;
+        const int64_t seg = min64(pl->TW - tj0, t1 - t);
+        FC_ASSERT(seg + 1 <= pl->qmax);
+        const T *xg = a->x + (n * s->C + g * Cg) * s->H * s->W;
+        for (int64_t c = c0; c < c1; c++) {
+            if (m == 2)
+                FN(wino_input_row2)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
+                                    pl->vst, Vp, rb, zd);
+            else
+                FN(wino_input_row4)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
+                                    pl->vst, Vp, rb, zd);
+        }
+        t += seg;
+    }
+    /* lanes past the block in the last sliver: zero (the GEMM multiplies them, never stores) */
+    if (nt % nr)
+        for (int64_t e = 0; e < pl->alpha2; e++)
+            for (int64_t c = c0; c < c1; c++)
+                memset(Vp + e * pl->vst + (nt / nr) * Cg * nr + c * nr + nt % nr, 0,
+                       (size_t)(nr - nt % nr) * sizeof(T));
+    /* only what this call wrote: a shorter last block leaves the end of each plane as
+     * malloc left it, and a NaN there made a finite call decline */
+    for (int64_t e = 0; e < pl->alpha2; e++)
+        for (int64_t sl = 0; sl < ceil_div(nt, nr); sl++)
+            if (FN(wino_nonfinite)(Vp + e * pl->vst + sl * Cg * nr + c0 * nr, (c1 - c0) * nr))
+                return 1;
+    return 0;
+}
+
+/* One task: group g, tiles [t0, t1), part `part` of the chunk's output channels; its V is
+ * the shared one (a->Vs) or transformed here into its workspace. */
 static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     const wino_plan *pl = a->pl;
     const fc_conv_shape *s = a->s;
@@ -783,36 +830,12 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     T *zd = rb + alpha * m * pl->qmax;
     T *pa = zd + alpha * m * pl->qmax;
     FC_ASSERT((pa + m * alpha * pl->qmax) - work <= pl->work_elems);
-
-    /* input transform, one row segment of tiles at a time */
-    for (int64_t t = t0; t < t1;) {
-        const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW, tj0 = r % pl->TW;
-        const int64_t seg = min64(pl->TW - tj0, t1 - t);
-        FC_ASSERT(seg + 1 <= pl->qmax);
-        const T *xg = a->x + (n * s->C + g * Cg) * s->H * s->W;
-        for (int64_t c = 0; c < Cg; c++) {
-            if (m == 2)
-                FN(wino_input_row2)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
-                                    pl->vst, Vp, rb, zd);
-            else
-                FN(wino_input_row4)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
-                                    pl->vst, Vp, rb, zd);
-        }
-        t += seg;
+    if (a->Vs) {
+        Vp = a->Vs + (g * pl->nb + blk) * pl->alpha2 * pl->vst;
+    } else if (FN(wino_input)(a, g, t0, t1, 0, Cg, Vp, rb, zd)) {
+        a->nonfinite = 1;
+        return;
     }
-    /* lanes past the block in the last sliver: zero (the GEMM multiplies them, never stores) */
-    if (nt % nr)
-        for (int64_t e = 0; e < pl->alpha2; e++)
-            for (int64_t c = 0; c < Cg; c++)
-                memset(Vp + e * pl->vst + (nt / nr) * Cg * nr + c * nr + nt % nr, 0,
-                       (size_t)(nr - nt % nr) * sizeof(T));
-    /* only what this block wrote: a shorter last block leaves the end of each plane as
-     * malloc left it, and a NaN there made a finite call decline */
-    for (int64_t e = 0; e < pl->alpha2; e++)
-        if (FN(wino_nonfinite)(Vp + e * pl->vst, round_up(nt, nr) * Cg)) {
-            a->nonfinite = 1;
-            return;
-        }
 
     /* GEMMs and output transform, a block of output channels at a time */
     for (int64_t ob = p0; ob < p1; ob += pl->ostep) {
@@ -849,6 +872,32 @@ static void FN(wino_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     }
     for (int64_t task = t0; task < t1 && !a->nonfinite; task++)
         FN(wino_task)(a, task, a->works[slot]);
+}
+
+/* The shared input transform: piece q = (group, tile block, channel piece) into a->Vs. */
+static void FN(wino_input_pieces)(void *ctx, int64_t q0, int64_t q1, int slot) {
+    FN(wino_args) *a = ctx;
+    const wino_plan *pl = a->pl;
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(pl->work_elems + 1) * sizeof(T)))) {
+        a->failed = 1;
+        return;
+    }
+    /* the row buffers where a task keeps them (after its V and M) */
+    T *w = a->works[slot];
+    T *Vp = (T *)(((uintptr_t)w + 63) & ~(uintptr_t)63);
+    T *Mb = (T *)(((uintptr_t)(Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
+    T *rb = (T *)(((uintptr_t)(Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
+    T *zd = rb + pl->alpha * pl->m * pl->qmax;
+    for (int64_t q = q0; q < q1 && !a->nonfinite; q++) {
+        const int64_t piece = q % a->cpieces, gb = q / a->cpieces;
+        const int64_t blk = gb % pl->nb, g = gb / pl->nb;
+        const int64_t t0 = blk * pl->tstep, t1 = min64(pl->ntiles, t0 + pl->tstep);
+        const int64_t c0 = piece * pl->Cg / a->cpieces, c1 = (piece + 1) * pl->Cg / a->cpieces;
+        if (c1 > c0 && FN(wino_input)(a, g, t0, t1, c0, c1,
+                                      a->Vs + gb * pl->alpha2 * pl->vst, rb, zd))
+            a->nonfinite = 1;
+    }
 }
 
 /* Transform and pack the weights of the chunk [a->oc0, a->oc1) into a->Up, on the pool. */
@@ -904,7 +953,7 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
         wino_cache_insert(e);
     }
     /* without an entry (cache off, over its budget, no memory): one chunk's U at a time */
-    T *ubuf = NULL;
+    T *ubuf = NULL, *vshared = NULL;
     if (!e && !(ubuf = malloc((size_t)pl.u_elems * sizeof(T)))) return 1;
 
     for (int64_t k = 0; k < nchunks && !a.failed && !a.nonfinite; k++) {
@@ -921,10 +970,25 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
         wino_plan plc = pl; /* the last chunk may have fewer parts */
         plc.nparts = ceil_div(a.oc1 - a.oc0, pl.pstep);
         a.pl = &plc;
+        /* Output channels split into parts (few tile blocks for the threads): each part's
+         * task would transform the same input again (ResNet-50's 256@14 under F2: 15% of the
+         * call, twice); instead the threads transform it once, by channel pieces, into one
+         * shared V per (group, tile block), when that fits a quarter of the bound. */
+        const int64_t vs_elems = s->G * pl.nb * pl.alpha2 * pl.vst;
+        if (plc.nparts > 1 && pl.nthreads > 1 && k == 0 &&
+            (vs_elems + 16) * (int64_t)sizeof(T) <= work_bytes / 4 &&
+            (vshared = malloc((size_t)(vs_elems + 16) * sizeof(T)))) {
+            a.Vs = (T *)(((uintptr_t)vshared + 63) & ~(uintptr_t)63);
+            a.cpieces = min64(pl.Cg, 4 * (int64_t)pl.nthreads);
+            const int64_t npieces = s->G * pl.nb * a.cpieces;
+            fc_parallel_for(npieces, 1, pl.nthreads, FN(wino_input_pieces), &a);
+            if (a.failed || a.nonfinite) break;
+        }
         fc_parallel_for(ntasks, 1, pl.nthreads, FN(wino_tasks), &a);
     }
     for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
     free(ubuf);
+    free(vshared);
     if (e) wino_cache_release(e, 0);
     if (a.nonfinite) return FC_WINOGRAD_DECLINED;
     return a.failed;

@@ -92,6 +92,38 @@ def test_random_layers(variant, threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_few_tiles_many_channels_same_on_any_thread_count(variant, dtype):
+    """Layers with too few tiles for the threads split their output channels into parts; the
+    parts then share one input transform, made by all threads in channel pieces. Results:
+    the definition, and bit for bit the one-thread results (each value is transformed and
+    summed the same way); a NaN in x still makes the call follow the definition; a bound
+    too small for the shared transform gives the same results too."""
+    rng = np.random.default_rng(17)
+    for N, C, OC, H, W, pad, G in [(1, 128, 128, 14, 14, (1, 1), 1), (1, 96, 200, 7, 7, (1, 1), 1),
+                                   (1, 64, 96, 9, 11, (0, 2), 2), (2, 72, 130, 5, 6, (1, 0), 1)]:
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = (rng.standard_normal((OC, C // G, 3, 3)) / 10).astype(dtype)
+        b = rng.standard_normal(OC).astype(dtype)
+        want = conv_ref(x, w, b, pad, G)
+        got = {}
+        for threads in (1, 2):
+            c.set_num_threads(threads)
+            got[threads] = run_kernel(x, w, b, want.shape, pad, G, variant=variant)
+        assert rel_err(got[2], want) <= TOL[dtype], (N, C, OC, H, W)
+        assert np.array_equal(got[1], got[2]), (N, C, OC, H, W)
+        c.set_workspace_limit(4 << 20)
+        small = run_kernel(x, w, b, want.shape, pad, G, variant=variant)
+        c.set_workspace_limit(None)
+        assert rel_err(small, want) <= TOL[dtype]
+        x[0, C - 1, H // 2, W // 2] = np.nan
+        got = run_kernel(x, w, b, want.shape, pad, G, variant=variant)
+        bad = np.isnan(got)
+        assert bad[0, :, max(0, H // 2 + pad[0] - 2):H // 2 + pad[0] + 1].any()
+        assert bad.sum() <= OC * 9 and np.isfinite(got[N - 1 if N > 1 else 0]).sum() >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("variant", WINOGRAD)
 def test_each_micro_kernel(variant, isa, dtype):
