@@ -118,6 +118,12 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
             pl->pstep = round_up(ceil_div(pl->P, ceil_div(pl->P, pl->pstep)), nr);
         }
         int64_t nk = ceil_div(pl->K * round_up(pl->pstep, nr) * es, COL_TARGET_BYTES);
+        /* and a chunk's weights (all M rows) with its columns within twice the target, so
+         * that a task packing its own rows keeps both in L2. From M and this pstep only,
+         * never from the thread split or the batch below: K is summed chunk by chunk, and
+         * the same chunks keep results bit-identical across thread counts and batches. */
+        nk = max64(nk, ceil_div(pl->K * (round_up(pl->M, mr) + round_up(pl->pstep, nr)) * es,
+                                2 * COL_TARGET_BYTES));
         pl->kstep = ceil_div(pl->K, nk);
     }
     /* Pack the weights once per call (shared by all tasks) when several tasks use the same
@@ -157,11 +163,6 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     pl->np = ceil_div(pl->P, pl->pstep);
     pl->ntasks = s->N * s->G * pl->nm * pl->np;
     pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
-    if (mode == MODE_PACKED && !pl->a_elems) { /* both chunks of a step together in L2 */
-        const int64_t rows = (round_up(pl->mstep, mr) + round_up(pl->pstep, nr)) * es;
-        const int64_t kmax = max64(1, 2 * COL_TARGET_BYTES / rows);
-        if (pl->kstep > kmax) pl->kstep = ceil_div(pl->K, ceil_div(pl->K, kmax));
-    }
 
     /* The bound: each thread holds one col chunk (kstep x pstep) and the GEMM panels. Shrink
      * the pixel block first (down to one micro-tile), then the rows per chunk, then pixels to 1. */

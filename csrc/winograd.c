@@ -30,7 +30,7 @@
  * all inside `work_bytes` with the packed weights. When there are too few tile blocks for
  * the threads and the output channels are split into parts instead, the parts share one V
  * per (group, tile block), transformed once by all threads in channel pieces
- * (wino_input_pieces), if it fits a quarter of the bound.
+ * (wino_input_pieces), if it fits the bound beside U and the workspaces.
  *
  * Weight cache: inference calls a layer with the same weights again and again, and on small
  * images the weights' transform was 80-95% of a call; so the packed U of every chunk is kept
@@ -973,10 +973,12 @@ int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_co
         /* Output channels split into parts (few tile blocks for the threads): each part's
          * task would transform the same input again (ResNet-50's 256@14 under F2: 15% of the
          * call, twice); instead the threads transform it once, by channel pieces, into one
-         * shared V per (group, tile block), when that fits a quarter of the bound. */
+         * shared V per (group, tile block), when it fits the bound beside U and every
+         * thread's workspace (the plan sized those without it). */
         const int64_t vs_elems = s->G * pl.nb * pl.alpha2 * pl.vst;
         if (plc.nparts > 1 && pl.nthreads > 1 && k == 0 &&
-            (vs_elems + 16) * (int64_t)sizeof(T) <= work_bytes / 4 &&
+            (vs_elems + 16 + pl.u_elems + pl.nthreads * (pl.work_elems + 1)) *
+                    (int64_t)sizeof(T) <= work_bytes &&
             (vshared = malloc((size_t)(vs_elems + 16) * sizeof(T)))) {
             a.Vs = (T *)(((uintptr_t)vshared + 63) & ~(uintptr_t)63);
             a.cpieces = min64(pl.Cg, 4 * (int64_t)pl.nthreads);

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv.backends import _registry
 from fastconv.backends import reference as ref
 from fastconv.backends._registry import check_isa, variant_fits
 
@@ -540,6 +541,35 @@ def test_gemm_tail_against_numpy(kernel, dtype):
                 ffi.NULL)
         assert np.array_equal(C1[:, :N], C2[:, :N])
     assert ffi.string(lib.fc_gemm_kernel_name(code)).decode() == kernel
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_default_path_same_bits_on_any_thread_count_and_batch(dtype):
+    """The default path sums each output's K the same way however the call is cut: the same
+    bits on 1 to 4 threads (as many as this process may use, at least 2), and an image alone gives the bits it gets inside a batch (how
+    dask chunks and tiles stay exact). Layers of each path: im2col with weights packed per
+    task or once per call, 1x1 in place, dilated, strided, grouped, Winograd, direct."""
+    rng = np.random.default_rng(5)
+    # up to the CPUs this process may use (more would leave extra pool workers behind)
+    counts = list(range(1, min(4, max(2, _registry.max_threads())) + 1))
+    layers = [  # (C, OC, k, hw, stride, pad, dilation, groups)
+        (512, 512, 3, 7, 1, 1, 1, 1), (2048, 512, 1, 7, 1, 0, 1, 1),
+        (128, 96, 3, 33, 1, 6, 6, 1), (64, 80, 3, 40, 2, 1, 1, 1), (96, 96, 3, 19, 1, 1, 1, 3),
+        (256, 256, 3, 14, 1, 1, 1, 1), (3, 32, 7, 48, 2, 3, 1, 1), (40, 300, 1, 25, 1, 0, 1, 1),
+    ]
+    for C, OC, k, hw, st, pad, dil, G in layers:
+        x = rng.standard_normal((2, C, hw, hw)).astype(dtype)
+        w = (rng.standard_normal((OC, C // G, k, k)) / np.sqrt(C * k * k)).astype(dtype)
+        b = rng.standard_normal(OC).astype(dtype)
+        got = {}
+        for threads in counts:
+            c.set_num_threads(threads)
+            got[threads] = fastconv.conv2d(x, w, b, st, pad, dil, G, backend="c")
+        c.set_num_threads(2)
+        alone = fastconv.conv2d(x[:1], w, b, st, pad, dil, G, backend="c")
+        for threads in counts[1:]:
+            assert np.array_equal(got[threads], got[1]), (C, OC, k, hw, threads)
+        assert np.array_equal(alone[0], got[1][0]), (C, OC, k, hw, "batch")
 
 
 isa_level = isa_fixture("isa_level")
