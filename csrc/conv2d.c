@@ -64,8 +64,8 @@ typedef struct {
  *   MODE_PACKED  im2col straight into the packed-B layout, weights packed once per call
  *                (or per chunk, see plan_conv), then the macro-kernel loops only  (best)
  *   MODE_DIRECT  1x1, stride 1, no padding: x already is the column matrix      (best)
- * In MODE_PACKED and MODE_DIRECT the GEMM applies bias and epilogue to each micro-tile as it
- * stores the tile's last K block (fc_gemm_tail); MODE_COL adds them after its GEMMs. */
+ * In every mode the GEMM applies bias and epilogue to each micro-tile as it stores the
+ * tile's last K block (fc_gemm_tail). */
 enum { MODE_COL, MODE_PACKED, MODE_DIRECT };
 
 /* A 1x1, stride-1, unpadded conv: x already is the column matrix (MODE_DIRECT). */
@@ -138,23 +138,22 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     /* Enough tasks for the threads: with N*G*nm*np a multiple of nthreads (or many tasks)
      * every thread gets the same work. Split pixels while blocks stay >= 4 micro-tiles wide,
      * else output channels while blocks stay >= 2 micro-tiles tall. */
-    int64_t base = s->N * s->G * ceil_div(pl->P, pl->pstep);
+    const int64_t ng = s->N * s->G, np0 = ceil_div(pl->P, pl->pstep), base = ng * np0;
     if (nthreads > 1 && base % nthreads != 0 && base < 8 * nthreads) {
         int64_t parts = nthreads / gcd64(base, nthreads);
-        const int64_t np0 = ceil_div(pl->P, pl->pstep), ng = s->N * s->G;
         int64_t even = 0; /* pixel blocks of at least 2 micro-tiles, as many as share evenly */
         if (np0 > 1)
             for (int64_t nb = np0 + 1; nb <= 2 * np0 && !even; nb++) {
                 const int64_t ps = round_up(ceil_div(pl->P, nb), nr);
                 if (ps >= 2 * nr && ng * ceil_div(pl->P, ps) % nthreads == 0) even = ps;
             }
-        if (ceil_div(pl->P, pl->pstep) == 1 && pl->P >= parts * 4 * nr)
+        if (np0 == 1 && pl->P >= parts * 4 * nr)
             pl->pstep = round_up(ceil_div(pl->P, parts), nr);
         else if (even)
             pl->pstep = even;
         else if (pl->M >= parts * 2 * mr)
             pl->mstep = round_up(ceil_div(pl->M, parts), mr);
-        else if (pl->P >= parts * nr && ceil_div(pl->P, pl->pstep) == 1)
+        else if (pl->P >= parts * nr && np0 == 1)
             pl->pstep = round_up(ceil_div(pl->P, parts), nr);
         else if (round_up(ceil_div(pl->M, parts), mr) < pl->M)
             pl->mstep = round_up(ceil_div(pl->M, parts), mr);
@@ -241,8 +240,8 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
     /* the task's block lies inside the (image, group) and its chunks inside the workspace */
     FC_ASSERT(0 <= p0 && p0 < p1 && p1 <= pl->P && np <= pl->pstep);
     FC_ASSERT(0 <= m0 && m >= 1 && m <= pl->mstep && m0 + m <= pl->M);
-    /* The default path's bias and epilogue run in the GEMM, on each tile of its last K block
-     * while the tile is in L1 (fc_gemm_tail); the ladder's MODE_COL adds them after. */
+    /* Bias and epilogue run in the GEMM, on each tile of its last K block while the tile is
+     * in registers or L1 (fc_gemm_tail). */
     const fc_gemm_tail tail = {
         .bias = b ? b + g * pl->M + m0 : NULL,
         .scale = ep && ep->scale ? (const T *)ep->scale + g * pl->M + m0 : NULL,
@@ -265,23 +264,8 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
                           fc_gemm_work_elems(kernel, IS_F64, m, np, k1 - k0) <=
                       pl->work_elems);
             FN(fc_im2col)(xg, s, k0, k1, p0, p1, col);
-            FN(fc_gemm)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0, gw);
-        }
-        if (b) /* locals and restrict: with -fno-strict-aliasing a store to C could change
-                * pl->P or b, and the loop then reloaded them per element instead of
-                * vectorising (measured: a third of a 1x1 64->256 @56 call) */
-            for (int64_t i = 0; i < m; i++) {
-                const T bi = b[g * pl->M + m0 + i];
-                T *restrict Ci = C + i * pl->P;
-                for (int64_t j = 0; j < np; j++) Ci[j] += bi;
-            }
-        if (ep) { /* the fused epilogue, while the block is in cache */
-            const T *res = ep->residual;
-            for (int64_t i = 0; i < m; i++) {
-                const int64_t o = g * pl->M + m0 + i;
-                FN(fc_epilogue_row)(ep, o, C + i * pl->P,
-                                    res ? res + (n * s->OC + o) * pl->P + p0 : NULL, np);
-            }
+            FN(fc_gemm_ep)(kernel, m, np, k1 - k0, A + k0, pl->K, 1, col, np, C, pl->P, k0 > 0,
+                           gw, k1 == pl->K ? tl : NULL);
         }
     } else {
         const int64_t mr = fc_gemm_mr(kernel, IS_F64), nr = fc_gemm_nr(kernel, IS_F64);

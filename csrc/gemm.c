@@ -419,15 +419,6 @@ static void FN(ukr_portable)(int64_t kc, const T *restrict a, const T *restrict 
         for (int64_t j = 0; j < n; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + r[i][j] : r[i][j];
 }
 
-static FN(ukr_fn) FN(micro_kernel)(int kernel) {
-#if defined(__x86_64__)
-    if (kernel == FC_GEMM_AVX512) return FN(ukr_avx512);
-    if (kernel == FC_GEMM_AVX2) return FN(ukr_avx2);
-#endif
-    (void)kernel;
-    return FN(ukr_portable);
-}
-
 /* pack_a: the mc x kc block of A at (0, 0) into slivers of mr rows, each k-major
  * (Ap[s*mr*kc + k*mr + i] = A(s*mr + i, k)); rows past mc are zero so that the micro-kernel
  * always works on full tiles. */
@@ -473,39 +464,25 @@ static void FN(pack_b)(int64_t kc, int64_t nc, const T *B, int64_t ldb, T *Bp, i
 }
 
 /* The tail (fc_gemm_tail, fastconv.h) on the m x n tile of C at row i0, column j0 of the whole
- * product, right after the micro-kernel stored its last K block (the tile is in L1): bias,
- * then scale and shift, residual, activation, each step written as the separate passes of
- * conv2d.c and fc_epilogue_row write it (no contraction into FMA under -std=c11), so the
- * results are the same bit for bit. One body, compiled for the baseline ISA and inlined into
- * AVX2 / AVX-512 copies so that its loops vectorise at the kernel's width. */
+ * product, right after the micro-kernel stored its last K block (the tile is in L1): the
+ * bias, then the conv epilogue's own row function (fc_epilogue_row, common.h) with the
+ * tail's per-row scale, shift and activation (no contraction into FMA under -std=c11), so
+ * the results equal separate passes bit for bit. One body, compiled for the baseline ISA and
+ * inlined into AVX2 / AVX-512 copies so that its loops vectorise at the kernel's width. */
 static inline __attribute__((always_inline)) void FN(tail_body)(const fc_gemm_tail *t,
                                                                 T *restrict c, int64_t ldc,
                                                                 int64_t i0, int64_t j0,
                                                                 int64_t m, int64_t n) {
-    const T *bias = t->bias, *scale = t->scale, *shift = t->shift, *res = t->residual;
-    const int act = t->activation;
+    const fc_epilogue e = {.scale = t->scale, .shift = t->shift, .residual = t->residual,
+                           .activation = t->activation};
+    const T *bias = t->bias, *res = t->residual;
     for (int64_t i = 0; i < m; i++) {
         T *restrict ci = c + i * ldc;
         if (bias) {
             const T bi = bias[i0 + i];
             for (int64_t j = 0; j < n; j++) ci[j] += bi;
         }
-        if (scale) {
-            const T a = scale[i0 + i], s = shift ? shift[i0 + i] : (T)0;
-            for (int64_t j = 0; j < n; j++) ci[j] = a * ci[j] + s;
-        } else if (shift) {
-            const T s = shift[i0 + i];
-            for (int64_t j = 0; j < n; j++) ci[j] += s;
-        }
-        if (res) {
-            const T *restrict ri = res + (i0 + i) * t->ldr + j0;
-            for (int64_t j = 0; j < n; j++) ci[j] += ri[j];
-        }
-        if (act == FC_ACT_RELU)
-            for (int64_t j = 0; j < n; j++) ci[j] = ci[j] < (T)0 ? (T)0 : ci[j];
-        else if (act == FC_ACT_RELU6)
-            for (int64_t j = 0; j < n; j++)
-                ci[j] = ci[j] < (T)0 ? (T)0 : ci[j] > (T)6 ? (T)6 : ci[j];
+        FN(fc_epilogue_row)(&e, i0 + i, ci, res ? res + (i0 + i) * t->ldr + j0 : NULL, n);
     }
 }
 
@@ -529,42 +506,35 @@ __attribute__((target("avx512f"))) static void FN(tail_avx512)(const fc_gemm_tai
 }
 #endif
 
-/* A micro-kernel that applies the tail itself, in registers before its store, or NULL (then
- * the tail runs on the stored tile): float AVX-512 only, the kernel of every AVX-512 CPU. */
+/* A micro-kernel that applies the tail itself, in registers before its store. */
 typedef void (*FN(ukt_fn))(int64_t kc, const T *restrict a, const T *restrict b,
                            T *restrict c, int64_t ldc, int acc, int64_t m, int64_t n,
                            const fc_gemm_tail *t, int64_t i0, int64_t j0);
-static FN(ukt_fn) FN(micro_kernel_tail)(int kernel) {
-#if defined(__x86_64__) && !IS_F64
-    if (kernel == FC_GEMM_AVX512) return ukr_avx512_f32_tail;
-#endif
-    (void)kernel;
-    return NULL;
-}
 
-/* The tail's copy for a (resolved) kernel: the kernel's ISA is one the CPU runs. */
-static FN(tail_fn) FN(tail_for)(int kernel) {
-#if defined(__x86_64__)
-    if (kernel == FC_GEMM_AVX512) return FN(tail_avx512);
-    if (kernel == FC_GEMM_AVX2) return FN(tail_avx2);
-#endif
-    (void)kernel;
-    return FN(tail_base);
-}
-
-/* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time;
- * the micro-kernel itself clips the edge tiles. t (or NULL): the tail, on each tile as soon as
- * it is stored, the block being at row i0, column j0 of the whole product. */
-/* The micro-kernel of a resolved kernel, with its tail: fused (ukt) or run after (tf). */
+/* The micro-kernel of a resolved kernel (one the CPU runs) and its tail: fused into the
+ * micro-kernel (ukt; float AVX-512, the kernel of every AVX-512 CPU) or else run on the
+ * stored tile (tf), compiled for the kernel's ISA. */
 typedef struct {
     FN(ukr_fn) ukr;
-    FN(ukt_fn) ukt;
+    FN(ukt_fn) ukt; /* or NULL */
     FN(tail_fn) tf;
 } FN(tile_kernels);
 
 static FN(tile_kernels) FN(tile_kernels_for)(int kernel) {
-    FN(tile_kernels) k = {FN(micro_kernel)(kernel), FN(micro_kernel_tail)(kernel),
-                          FN(tail_for)(kernel)};
+    FN(tile_kernels) k = {FN(ukr_portable), NULL, FN(tail_base)};
+#if defined(__x86_64__)
+    if (kernel == FC_GEMM_AVX512) {
+        k.ukr = FN(ukr_avx512);
+        k.tf = FN(tail_avx512);
+#if !IS_F64
+        k.ukt = ukr_avx512_f32_tail;
+#endif
+    } else if (kernel == FC_GEMM_AVX2) {
+        k.ukr = FN(ukr_avx2);
+        k.tf = FN(tail_avx2);
+    }
+#endif
+    (void)kernel;
     return k;
 }
 
@@ -580,6 +550,9 @@ static inline void FN(run_tile)(const FN(tile_kernels) *k, int64_t kc, const T *
     }
 }
 
+/* macro-kernel: C (mc x nc) (+)= packed A block * packed B panel, one micro-tile at a time;
+ * the micro-kernel itself clips the edge tiles. t (or NULL): the tail, on each tile as soon as
+ * it is stored, the block being at row i0, column j0 of the whole product. */
 static void FN(macro_kernel)(const FN(tile_kernels) *k, blocking bk, int64_t mc, int64_t nc,
                              int64_t kc, const T *Ap, const T *Bp, T *C, int64_t ldc, int acc,
                              const fc_gemm_tail *t, int64_t i0, int64_t j0) {

@@ -768,6 +768,22 @@ static void FN(wino_pack_u)(void *ctx, int64_t q0, int64_t q1, int slot) {
     if (bad) a->nonfinite = 1;
 }
 
+/* A task's workspace, carved: its V, its block of M, two row buffers for the input transform
+ * (rb, zd) and one for the output's (pa). */
+typedef struct {
+    T *Vp, *Mb, *rb, *zd, *pa;
+} FN(wino_bufs);
+static FN(wino_bufs) FN(wino_carve)(const wino_plan *pl, T *work) {
+    FN(wino_bufs) w;
+    w.Vp = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    w.Mb = (T *)(((uintptr_t)(w.Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
+    w.rb = (T *)(((uintptr_t)(w.Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
+    w.zd = w.rb + pl->alpha * pl->m * pl->qmax;
+    w.pa = w.zd + pl->alpha * pl->m * pl->qmax;
+    FC_ASSERT((w.pa + pl->m * pl->alpha * pl->qmax) - work <= pl->work_elems);
+    return w;
+}
+
 /* The input transform of group g, tiles [t0, t1), channels [c0, c1) into Vp (V of the
  * block: alpha^2 planes of vst), with the lanes past the block zeroed and the non-finite
  * check on what it wrote; rb, zd: row buffers. Returns 0, or 1 if a value is not finite. */
@@ -814,7 +830,7 @@ static int FN(wino_input)(FN(wino_args) *a, int64_t g, int64_t t0, int64_t t1, i
 static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     const wino_plan *pl = a->pl;
     const fc_conv_shape *s = a->s;
-    const int m = pl->m, alpha = pl->alpha;
+    const int m = pl->m;
     const int64_t mr = fc_gemm_mr(a->kernel, IS_F64), nr = fc_gemm_nr(a->kernel, IS_F64);
     const int64_t part = task % pl->nparts, blk = task / pl->nparts % pl->nb;
     const int64_t g = task / pl->nparts / pl->nb;
@@ -824,15 +840,11 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     const int64_t per_img = pl->TH * pl->TW;
     FC_ASSERT(0 <= t0 && t0 < t1 && nt <= pl->tstep && g < s->G && p0 < p1);
     FC_ASSERT(round_up(nt, nr) * Cg <= pl->vst && nt <= pl->ldm && pl->qmax >= 2);
-    T *Vp = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    T *Mb = (T *)(((uintptr_t)(Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
-    T *rb = (T *)(((uintptr_t)(Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
-    T *zd = rb + alpha * m * pl->qmax;
-    T *pa = zd + alpha * m * pl->qmax;
-    FC_ASSERT((pa + m * alpha * pl->qmax) - work <= pl->work_elems);
+    const FN(wino_bufs) wb = FN(wino_carve)(pl, work);
+    T *Vp = wb.Vp, *Mb = wb.Mb, *pa = wb.pa;
     if (a->Vs) {
         Vp = a->Vs + (g * pl->nb + blk) * pl->alpha2 * pl->vst;
-    } else if (FN(wino_input)(a, g, t0, t1, 0, Cg, Vp, rb, zd)) {
+    } else if (FN(wino_input)(a, g, t0, t1, 0, Cg, Vp, wb.rb, wb.zd)) {
         a->nonfinite = 1;
         return;
     }
@@ -883,19 +895,14 @@ static void FN(wino_input_pieces)(void *ctx, int64_t q0, int64_t q1, int slot) {
         a->failed = 1;
         return;
     }
-    /* the row buffers where a task keeps them (after its V and M) */
-    T *w = a->works[slot];
-    T *Vp = (T *)(((uintptr_t)w + 63) & ~(uintptr_t)63);
-    T *Mb = (T *)(((uintptr_t)(Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
-    T *rb = (T *)(((uintptr_t)(Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
-    T *zd = rb + pl->alpha * pl->m * pl->qmax;
+    const FN(wino_bufs) wb = FN(wino_carve)(pl, a->works[slot]); /* its row buffers */
     for (int64_t q = q0; q < q1 && !a->nonfinite; q++) {
         const int64_t piece = q % a->cpieces, gb = q / a->cpieces;
         const int64_t blk = gb % pl->nb, g = gb / pl->nb;
         const int64_t t0 = blk * pl->tstep, t1 = min64(pl->ntiles, t0 + pl->tstep);
         const int64_t c0 = piece * pl->Cg / a->cpieces, c1 = (piece + 1) * pl->Cg / a->cpieces;
         if (c1 > c0 && FN(wino_input)(a, g, t0, t1, c0, c1,
-                                      a->Vs + gb * pl->alpha2 * pl->vst, rb, zd))
+                                      a->Vs + gb * pl->alpha2 * pl->vst, wb.rb, wb.zd))
             a->nonfinite = 1;
     }
 }
