@@ -1,11 +1,12 @@
 """Winograd conv2d (C engine, csrc/winograd.c) against the im2col path and torch, per layer.
 
-    python bench/winograd.py [--threads 2] [--rounds 5] [--suite all|resnet50|vgg16|other]
+    python bench/winograd.py [--threads 2] [--rounds 5]
+                             [--suite all|resnet50|vgg16|aspp|other]
                              [--split] [--no-torch]
 
 For each layer (float32): ms of the C engine's im2col path ("best(im2col)", the automatic
-choice with Winograd switched off, ``c.set_auto_winograd(False)``), ``winograd_f2`` and
-``winograd_f4`` twice: "1st" is a first call (the cache of transformed weights emptied
+choice with Winograd switched off, ``c.set_auto_winograd(False)``), ``winograd_f2``,
+``winograd_f3`` and ``winograd_f4`` twice: "1st" is a first call (the cache of transformed weights emptied
 before it: the call transforms the weights and stores them) and "cached" the steady state (the
 weights already cached: what inference sees from the 2nd call on), the automatic choice
 (``auto``, steady state) and ``torch.nn.functional.conv2d`` under
@@ -14,7 +15,8 @@ every method once (best of 3 calls) in an order that rotates from round to round
 shows the median over the rounds, GFLOP/s = 2 * direct-conv MACs / time (fastconv's own MAC
 count, the same for every method), and each method's relative error in norm
 ||y - y_ref|| / ||y_ref|| against the float64 reference (the C engine's float64 v1..v5 sum,
-which matches ``backend="reference"`` to 1e-15). Ineligible layers (dilated, strided) show "-".
+which matches ``backend="reference"`` to 1e-15). Dilated layers (DeepLab's ASPP, ``--suite
+aspp``) run every variant: each phase of the dilation is tiled on its own.
 
 ``--no-cache`` sets the cache's budget to 0 (every call transforms its weights).
 """
@@ -46,15 +48,20 @@ VGG16: List[Layer] = [
     ("vgg16 conv4_2 512@28", 1, 512, 512, 28, 28, 1, 1, 1),
     ("vgg16 conv5_2 512@14", 1, 512, 512, 14, 14, 1, 1, 1),
 ]
+ASPP: List[Layer] = [
+    (f"aspp 256@33 d={d}", 1, 256, 256, 33, 33, 1, d, d) for d in (2, 6, 12)
+]
 OTHER: List[Layer] = [
-    ("aspp 256@28 d=6 (not eligible)", 1, 256, 256, 28, 28, 1, 6, 6),
+    ("3x3 256@33, no dilation", 1, 256, 256, 33, 33, 1, 1, 1),
     ("resnext 128@28 g=32 N=1", 1, 128, 128, 28, 28, 32, 1, 1),
     ("resnext 128@28 g=32 N=8", 8, 128, 128, 28, 28, 32, 1, 1),
 ]
-SUITES = {"resnet50": RESNET50, "vgg16": VGG16, "other": OTHER}
+SUITES = {"resnet50": RESNET50, "vgg16": VGG16, "aspp": ASPP, "other": OTHER}
 
-METHODS = ("best(im2col)", "f2 1st", "f2 cached", "f4 1st", "f4 cached", "auto", "torch")
-FIRST = ("f2 1st", "f4 1st")
+METHODS = ("best(im2col)", "f2 1st", "f2 cached", "f3 1st", "f3 cached", "f4 1st", "f4 cached",
+           "auto", "torch")
+FIRST = ("f2 1st", "f3 1st", "f4 1st")
+CACHED = ("f2 cached", "f3 cached", "f4 cached")
 
 
 def empty_cache() -> None:
@@ -71,7 +78,6 @@ def macs(layer: Layer) -> int:
 
 def runners(layer: Layer, x, w, b, torch) -> Dict[str, Callable[[], np.ndarray]]:
     _, N, C, OC, H, W, G, d, p = layer
-    eligible = d == 1
 
     def fc(variant: Optional[str], auto: bool) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
@@ -84,10 +90,9 @@ def runners(layer: Layer, x, w, b, torch) -> Dict[str, Callable[[], np.ndarray]]
         return run
 
     out: Dict[str, Callable[[], np.ndarray]] = {"best(im2col)": fc(None, False)}
-    if eligible:
-        for k in ("f2", "f4"):
-            out[f"{k} 1st"] = fc(f"winograd_{k}", True)
-            out[f"{k} cached"] = fc(f"winograd_{k}", True)
+    for k in ("f2", "f3", "f4"):
+        out[f"{k} 1st"] = fc(f"winograd_{k}", True)
+        out[f"{k} cached"] = fc(f"winograd_{k}", True)
     out["auto"] = fc(None, True)
     if torch is not None:
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
@@ -149,7 +154,7 @@ def bench(layers: List[Layer], rounds: int, torch) -> None:
         print(f"{'  rel. error':34s}" + "".join(cell(k, lambda k: f"{errs[k]:.1e}")
                                                 for k in METHODS))
         if "f4 cached" in ms:
-            best = min(ms[k] for k in ("f2 cached", "f4 cached"))
+            best = min(ms[k] for k in CACHED)
             print(f"{'  im2col / best cached winograd':34s}{ms['best(im2col)'] / best:14.2f}")
 
 

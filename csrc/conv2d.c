@@ -16,16 +16,18 @@
  *               of the input instead of two), the weights packed once per call (or per
  *               chunk in L2 when no two tasks share them), bias and epilogue in the GEMM's
  *               tiles; a 1x1 stride-1 unpadded conv multiplies x itself (no im2col)
- *   winograd_f2, winograd_f4  3x3 stride-1 convs by Winograd F(2x2,3x3) / F(4x4,3x3):
- *               transforms around alpha^2 packed GEMMs (winograd.c); chosen by `best` for
- *               float32 layers with enough channels (fc_winograd_choice)
+ *   winograd_f2, winograd_f3, winograd_f4  3x3 stride-1 convs (any dilation) by Winograd
+ *               F(2x2,3x3) / F(3x3,3x3) / F(4x4,3x3): transforms around alpha^2 packed GEMMs
+ *               (winograd.c); chosen by `best` for float32 layers with enough channels
+ *               (fc_winograd_choice)
  *   direct      no im2col: register blocks of output channels x pixel vectors over a padded,
  *               stride-phased strip of input rows (conv_direct.c); chosen by `best` for
  *               grouped convs with few output channels per group and for few input channels
  *               with a large window (fc_direct_choice)
  *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
  *               broadcast from the same strip (conv_igemm.c); explicit only
- * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col.
+ * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col (and in
+ * the other variants' own indexing).
  *
  * Returns 0, or 1 when a workspace could not be allocated (the output is then incomplete).
  * `work_bytes` bounds the memory a call allocates (im2col chunks and packed panels, all
@@ -361,7 +363,8 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
     if (fc_direct_choice(s, IS_F64)) return FC_PATH_DIRECT;
     const int wm = fc_winograd_choice(s, IS_F64, nthreads);
-    if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : FC_PATH_WINOGRAD_F4;
+    if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : wm == 3 ? FC_PATH_WINOGRAD_F3
+                                                            : FC_PATH_WINOGRAD_F4;
     return conv_is_direct(s) ? FC_PATH_GEMM_1X1 : FC_PATH_IM2COL_GEMM;
 }
 
@@ -396,7 +399,8 @@ int FN(fc_conv2d_ep)(const T *x, const T *w, const T *b, T *y, const fc_conv_sha
     if (!fc_epilogue_active(ep)) ep = NULL;
     /* the default path fuses the epilogue into its tasks; the ladder steps get it after */
     const int fused = variant == FC_CONV_BEST || variant == FC_CONV_WINOGRAD_F2 ||
-                      variant == FC_CONV_WINOGRAD_F4 || variant == FC_CONV_DIRECT ||
+                      variant == FC_CONV_WINOGRAD_F3 || variant == FC_CONV_WINOGRAD_F4 ||
+                      variant == FC_CONV_DIRECT ||
                       variant == FC_CONV_IMPLICIT_GEMM;
     int rc = FN(conv2d_any)(x, w, b, y, s, variant, kernel, nthreads, work_bytes,
                             fused ? ep : NULL);
@@ -446,6 +450,7 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
          * enough tasks that every thread gets the same share. Why faster: all cores. */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, nthreads, work_bytes, MODE_COL, NULL);
     case FC_CONV_WINOGRAD_F2:
+    case FC_CONV_WINOGRAD_F3:
     case FC_CONV_WINOGRAD_F4:
     case FC_CONV_DIRECT:
     case FC_CONV_IMPLICIT_GEMM:
@@ -464,10 +469,11 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
             int rc = FN(fc_conv2d_igemm)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
             if (rc != FC_DIRECT_DECLINED) return rc;
         }
-        /* then winograd_f2 / winograd_f4 (winograd.c), explicitly or by the automatic choice
+        /* then winograd_f2 / f3 / f4 (winograd.c), explicitly or by the automatic choice
          * (fc_winograd_choice: float32 3x3 stride-1 layers with enough channels); a call it
          * declines (another geometry, a non-finite x or w) runs the best im2col path below. */
         int wm = variant == FC_CONV_WINOGRAD_F2   ? 2
+                 : variant == FC_CONV_WINOGRAD_F3 ? 3
                  : variant == FC_CONV_WINOGRAD_F4 ? 4
                  : variant == FC_CONV_BEST        ? fc_winograd_choice(s, IS_F64, nthreads)
                                                   : 0;

@@ -48,7 +48,8 @@ enum fc_conv_variant {
     FC_CONV_WINOGRAD_F2 = 6,
     FC_CONV_WINOGRAD_F4 = 7,
     FC_CONV_DIRECT = 8,
-    FC_CONV_IMPLICIT_GEMM = 9
+    FC_CONV_IMPLICIT_GEMM = 9,
+    FC_CONV_WINOGRAD_F3 = 10
 };
 typedef struct {
     int64_t N, C, H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G;
@@ -128,7 +129,7 @@ int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                   int64_t work_bytes);
 /* The path fc_conv2d's default variant takes for a geometry (fc_conv2d_path_*). */
 enum fc_conv_path { FC_PATH_GEMM_1X1 = 1, FC_PATH_IM2COL_GEMM = 2, FC_PATH_WINOGRAD_F2 = 3,
-                    FC_PATH_WINOGRAD_F4 = 4, FC_PATH_DIRECT = 5 };
+                    FC_PATH_WINOGRAD_F4 = 4, FC_PATH_DIRECT = 5, FC_PATH_WINOGRAD_F3 = 6 };
 int fc_conv2d_path_f32(const fc_conv_shape *s, int nthreads);
 int fc_conv2d_path_f64(const fc_conv_shape *s, int nthreads);
 /* fc_conv2d with an epilogue (NULL: none); fc_conv2d is this with NULL. */
@@ -218,10 +219,11 @@ void fc_linear_f32(const float *x, const float *w, const float *b, float *y, int
 void fc_linear_f64(const double *x, const double *w, const double *b, double *y, int64_t N,
                    int64_t K, int64_t O, int nthreads);
 
-/* ---- winograd.c: 3x3 stride-1 dilation-1 conv2d by Winograd F(m x m, 3 x 3), m = 2 or 4 ----
+/* ---- winograd.c: 3x3 stride-1 conv2d (any dilation) by Winograd F(m x m, 3 x 3), m = 2..4 ----
  * fc_winograd_conv2d_*: 0, 1 when out of memory, or FC_WINOGRAD_DECLINED when the call is
  * left to the im2col path (a geometry it does not cover, a workspace bound below its
- * smallest, a non-finite x or w); fc_winograd_choice: conv2d's automatic choice, 0, 2 or 4. */
+ * smallest, a non-finite x or w); fc_winograd_choice: conv2d's automatic choice, 0 (none)
+ * or m. */
 enum fc_winograd_status { FC_WINOGRAD_DECLINED = -1 };
 int fc_winograd_eligible(const fc_conv_shape *s);
 int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads);

@@ -1,4 +1,4 @@
-/* winograd.c: 3x3, stride-1, dilation-1 conv2d by Winograd's minimal filtering algorithm
+/* winograd.c: 3x3 stride-1 conv2d (any dilation) by Winograd's minimal filtering algorithm
  * F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
  *
  * x is (N, C, H, W), w is (OC, C/G, 3, 3), b is (OC,) or NULL, y is (N, OC, OH, OW), any
@@ -6,6 +6,8 @@
  *
  * Variants (conv2d's `variant`, enum fc_conv_variant in fastconv.h; conv2d.c calls in):
  *   winograd_f2  F(2x2, 3x3): 4x4 input tiles, 16 multiplies per 2x2 outputs instead of 36
+ *   winograd_f3  F(3x3, 3x3): 5x5 input tiles, 25 multiplies per 3x3 outputs instead of 81
+ *                (points 0, 1, -1, 2, infinity)
  *   winograd_f4  F(4x4, 3x3): 6x6 input tiles, 36 multiplies per 4x4 outputs instead of 144
  * With alpha = m + 2, one output tile Y (m x m) of one channel o is
  *     Y = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A
@@ -20,11 +22,14 @@
  *            half the workspace bound; without the cache one chunk at a time, per call)
  *   per task (group, block of tiles, part of the output channels), on the thread pool:
  *     input  V_e = (B^T d B)_e of every channel and tile of the block, in the packed-B layout
- *            (two 1-D passes vectorised along the tile row: B^T down the alpha input rows,
- *            then B across, from a de-interleaved copy)
+ *            (wino_gather_row: 32 tiles side by side, vectorised across tiles, each reading
+ *            its inputs from zero-padded copies of its tile row's input rows)
  *     GEMMs  M_e = U_e V_e for the alpha^2 positions, a block of output channels at a time
- *     output Y = A^T M A + bias into y (wino_store: the one place that writes y), then
- *            the fused epilogue, if any, on what it wrote (wino_epilogue)
+ *     output Y = A^T M A + bias of 32 tiles side by side into a buffer (wino_store_gather),
+ *            the fused epilogue, if any, there, then into y (wino_scatter: the one place
+ *            that writes y)
+ * Tiles: each phase of the dilation (per axis, the outputs o with the same o mod d) is an
+ * undilated conv over every d-th input, tiled on its own (wino_axis); d = 1 is one phase.
  * The tile blocks are sized so that V (alpha^2 x C/G x tiles) stays in L2 between the
  * input transform and the GEMMs; each thread holds one V, one block of M and row buffers,
  * all inside `work_bytes` with the packed weights. When there are too few tile blocks for
@@ -49,8 +54,11 @@
  * user). fork(): the lock is taken around it, the child reinitialises it.
  *
  * Numerics: the transforms cost accuracy (F4's B and A hold 4, 5 and 8, G holds 1/6 and
- * 1/24): see docs/conv_variants.md for the measured errors; conv2d's automatic choice uses
- * F4 / F2 for float32 only where that error stays within 1e-5 (fc_winograd_choice). A NaN
+ * 1/24; F3's 2, 3 and 4, G 1/2 and 1/6): see docs/conv_variants.md for the measured errors;
+ * conv2d's automatic choice uses F4 / F3 / F2 for float32 only where that error stays
+ * within 1e-5 (fc_winograd_choice). Every tap's weight enters each output's transform, the
+ * taps on the zero padding included (their terms cancel only in exact arithmetic), so an
+ * output whose few valid taps cancel has a larger relative error than the im2col sum's. A NaN
  * or Inf in x or w would spread over its whole tile (and 0 x Inf over the tile's other
  * outputs), unlike the direct definition (docs/nonfinite.md): when a transformed weight or
  * input is not finite the call returns FC_WINOGRAD_DECLINED and conv2d.c runs the im2col
@@ -70,32 +78,75 @@
 /* Target bytes of one task's transformed input V (alpha^2 x C/G x tiles): within L2 (2 MiB on
  * the machine of bench/RESULTS.md) together with a block of M. */
 #define WINO_V_TARGET (1280 * 1024)
+/* Tiles per step of the dilated-column transforms (wino_gather_row, wino_store_gather). */
+#define WINO_GCHUNK 32
+/* Tile rows one such step of the input transform spans at most (each holds its padded rows). */
+#define WINO_GROWS 4
 /* Target bytes of one block of GEMM outputs M (alpha^2 x channels x tiles). */
 #define WINO_M_TARGET (256 * 1024)
+
+/* The tiles along one axis (rows or columns) of an output of O values, dilation d: output
+ * o depends only on inputs o - pad + d*k, so the outputs of one phase (o mod d) form an
+ * undilated conv of their own, and each phase is tiled on its own (d = 1: one phase). With
+ * O = q*d + r, phases p < r hold q + 1 outputs in T1 tiles of m, the others q in T0; the
+ * axis has T = r*T1 + (d - r)*T0 tiles, phase after phase. */
+typedef struct {
+    int64_t d, q, r, T1, T0, T;
+} wino_axis;
+
+static wino_axis wino_axis_make(int64_t O, int64_t d, int m) {
+    wino_axis ax = {.d = d, .q = O / d, .r = O % d};
+    ax.T1 = ceil_div(ax.q + 1, m);
+    ax.T0 = ceil_div(ax.q, m);
+    ax.T = ax.r * ax.T1 + (d - ax.r) * ax.T0;
+    return ax;
+}
+
+/* Tile v of the axis (v < T): returns its first output o0; *nout: the outputs of its phase
+ * from that one on (the tile holds min(m, *nout)). The tile's outputs are o0 + d*j (j < m)
+ * and its inputs o0 - pad + d*i (i < m + 2). */
+static inline int64_t wino_axis_at(const wino_axis *ax, int m, int64_t v, int64_t *nout) {
+    int64_t p, t, cnt;
+    if (v < ax->r * ax->T1) {
+        p = v / ax->T1, t = v % ax->T1, cnt = ax->q + 1;
+    } else {
+        const int64_t u = v - ax->r * ax->T1;
+        p = ax->r + u / ax->T0, t = u % ax->T0, cnt = ax->q;
+    }
+    *nout = cnt - t * m;
+    return p + ax->d * t * m;
+}
+
+/* Where the outputs of a step's tiles go (wino_scatter): tile v's first
+ * output at plane offset at[v] (image and position, without the channel), its nrow[v] x
+ * ncol[v] outputs unclipped. */
+typedef struct {
+    int64_t at[WINO_GCHUNK], nrow[WINO_GCHUNK], ncol[WINO_GCHUNK];
+} wino_tiles;
 
 /* How one call is cut into tasks; every field is fixed before the tasks run. */
 typedef struct {
     int m, alpha, alpha2;  /* output tile m x m, input tile alpha x alpha, alpha^2 GEMMs */
     int64_t Cg, M;         /* C/G, OC/G */
+    wino_axis ah, aw;      /* the tiles along the output's rows and columns */
     int64_t TH, TW, ntiles;/* tile rows and columns of one image; N*TH*TW tiles per group */
     int64_t tstep, nb;     /* tiles per task (a multiple of nr unless all tiles), blocks */
     int64_t ochunk;        /* output channels whose packed U is held at a time (mult. of mr) */
     int64_t ostep;         /* output channels per round of GEMMs inside a task (mult. of mr) */
     int64_t pstep, nparts; /* output channels of the chunk per task (mult. of mr), parts */
     int64_t vst, ldm;      /* elements of one V_e plane; row stride of M */
-    int64_t qmax;          /* tile columns + 1 of the longest row segment of a block */
+    int64_t rpl;           /* one zero-padded input row of the input transform */
     int64_t u_elems;       /* packed U of one chunk, all groups */
     int64_t work_elems;    /* per-thread workspace */
     int nthreads;
 } wino_plan;
 
-static int64_t wino_task_work(const wino_plan *p, int64_t nr) {
-    (void)nr;
+static int64_t wino_task_work(const wino_plan *p) {
     return p->alpha2 * p->vst                  /* V */
            + p->alpha2 * p->ostep * p->ldm     /* M */
-           + 2 * p->alpha * p->m * p->qmax     /* row buffer, de-interleaved B^T pass */
-           + p->m * p->alpha * p->qmax         /* A^T pass of the output */
-           + 4 * 16;                           /* alignment of the four buffers */
+           + WINO_GROWS * p->alpha * p->rpl    /* padded input rows */
+           + p->m * p->m * WINO_GCHUNK         /* the residual of a step's outputs */
+           + 4 * 16;                           /* alignment of the buffers */
 }
 
 /* ---- the cache of packed transformed weights ----
@@ -336,7 +387,7 @@ static void wino_cache_release(wino_entry *e, int stale) {
 #endif
 
 int fc_winograd_eligible(const fc_conv_shape *s) {
-    return s->KH == 3 && s->KW == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+    return s->KH == 3 && s->KW == 3 && s->sh == 1 && s->sw == 1 && s->dh >= 1 && s->dw >= 1 &&
            s->OH >= 1 && s->OW >= 1 && s->N >= 1 && s->OC >= 1;
 }
 
@@ -372,6 +423,25 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     if (!fc_winograd_auto_on || is_f64 || !fc_winograd_eligible(s)) return 0;
     const int64_t Cg = s->C / s->G, M = s->OC / s->G;
     if (Cg < 32 || M < 32 || Cg > 1024) return 0;
+    if (s->dh > 1 || s->dw > 1) {
+        /* Dilated: each phase is tiled on its own (wino_axis), so the edge waste depends on
+         * the phases' lengths; the m with the fewest GEMM multiplies (alpha^2 per tile)
+         * wins, if that is at most 0.4 of the direct sum's 9 per output (transforms and the
+         * weights' traffic cost the rest). DeepLab's ASPP, 256 -> 256 @33, 2 threads (the
+         * transforms still along tile rows): d2 F4 2.58 ms (im2col 4.8), d6 F3 3.12 (F2
+         * 3.81, F4 4.57), d12 F3 2.99 (F4 4.38); bench/RESULTS.md has the figures of the
+         * transforms across tiles. More than 256 x 256 channels: not measured, im2col. */
+        if (Cg * M > 256 * 256) return 0;
+        int best = 0;
+        int64_t best_e = 0;
+        for (int m = 2; m <= 4; m++) {
+            const wino_axis ah = wino_axis_make(s->OH, s->dh, m);
+            const wino_axis aw = wino_axis_make(s->OW, s->dw, m);
+            const int64_t e = s->N * ah.T * aw.T * (m + 2) * (m + 2);
+            if (s->N * ah.T * aw.T >= 48 && (!best || e < best_e)) best = m, best_e = e;
+        }
+        return best && best_e * 10 <= s->N * s->OH * s->OW * 9 * 4 ? best : 0;
+    }
     const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
                                                                        ceil_div(s->OW, 2);
     const int tight = t4 * 16 * 100 <= s->OH * s->OW * 115; /* edge waste <= 15% */
@@ -408,8 +478,12 @@ static int wino_plan_make(const fc_conv_shape *s, int m, int kernel, int is_f64,
     p->alpha2 = p->alpha * p->alpha;
     p->Cg = s->C / s->G;
     p->M = s->OC / s->G;
-    p->TH = ceil_div(s->OH, m);
-    p->TW = ceil_div(s->OW, m);
+    p->ah = wino_axis_make(s->OH, s->dh, m);
+    p->aw = wino_axis_make(s->OW, s->dw, m);
+    /* a padded row: pw zeros, the W inputs, zeros up to the last column a tile reads */
+    p->rpl = max64(s->pw + s->W, s->OW + s->dw * (m + 1)) + 1;
+    p->TH = p->ah.T;
+    p->TW = p->aw.T;
     p->ntiles = s->N * p->TH * p->TW;
     const int64_t Mr = round_up(p->M, mr);
 
@@ -460,8 +534,7 @@ static int wino_plan_make(const fc_conv_shape *s, int m, int kernel, int is_f64,
             int64_t o = WINO_M_TARGET / (p->alpha2 * p->ldm * es) / mr * mr;
             p->ostep = min64(p->pstep, max64(mr, o));
         }
-        p->qmax = min64(p->tstep, p->TW) + 1;
-        p->work_elems = wino_task_work(p, nr);
+        p->work_elems = wino_task_work(p);
         if (p->work_elems <= budget) break;
         if (p->tstep > nr) {
             p->tstep = max64(nr, p->tstep / 2 / nr * nr);
@@ -489,6 +562,12 @@ FC_INLINE void FN(wino_bt)(int m, const T *d, T *t) {
         t[1] = d[1] + d[2];
         t[2] = d[2] - d[1];
         t[3] = d[1] - d[3];
+    } else if (m == 3) {
+        t[0] = (T)2 * (d[0] - d[2]) - d[1] + d[3];
+        t[1] = d[3] - (T)2 * d[1] - d[2];
+        t[2] = (T)2 * d[1] - (T)3 * d[2] + d[3];
+        t[3] = d[3] - d[1];
+        t[4] = (T)2 * (d[1] - d[3]) - d[2] + d[4];
     } else {
         t[0] = (T)4 * d[0] - (T)5 * d[2] + d[4];
         t[1] = -(T)4 * (d[1] + d[2]) + d[3] + d[4];
@@ -504,6 +583,10 @@ FC_INLINE void FN(wino_at)(int m, const T *v, T *o) {
     if (m == 2) {
         o[0] = v[0] + v[1] + v[2];
         o[1] = v[1] - v[2] - v[3];
+    } else if (m == 3) {
+        o[0] = v[0] + v[1] + v[2] + v[3];
+        o[1] = v[1] - v[2] + (T)2 * v[3];
+        o[2] = v[1] + v[2] + (T)4 * v[3] + v[4];
     } else {
         const T a = v[1] + v[2], bb = v[1] - v[2], c = v[3] + v[4], d = v[3] - v[4];
         o[0] = v[0] + a + c;
@@ -520,6 +603,13 @@ FC_INLINE void FN(wino_g)(int m, const double *g, double *u) {
         u[1] = 0.5 * (g[0] + g[1] + g[2]);
         u[2] = 0.5 * (g[0] - g[1] + g[2]);
         u[3] = g[2];
+    } else if (m == 3) {
+        const double s6 = 1.0 / 6;
+        u[0] = 0.5 * g[0];
+        u[1] = -0.5 * (g[0] + g[1] + g[2]);
+        u[2] = s6 * (g[1] - g[0] - g[2]);
+        u[3] = s6 * (g[0] + 2 * g[1] + 4 * g[2]);
+        u[4] = g[2];
     } else {
         /* multiplies by the reciprocals: five divisions a call made the weights' transform
          * cost more than the GEMMs on small images */
@@ -535,147 +625,124 @@ FC_INLINE void FN(wino_g)(int m, const double *g, double *u) {
 
 /* ---- input transform ---- */
 
-/* V_e for one channel c of the row segment of tiles (n, ti, tj0 .. tj0+seg-1), which sit at
- * lanes lane0 .. lane0+seg-1 of the block: Vp[e*vst + (lane/nr)*Cg*nr + c*nr + lane%nr].
- * xc is the channel's (H, W) plane; rb holds alpha x Q*m, zd alpha x m x Q values (Q = seg+1). */
-FC_INLINE void FN(wino_input_row_body)(int m, const T *xc, const fc_conv_shape *s, int64_t ti,
-                                       int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
-                                       int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb,
-                                       T *zd) {
+/* The input transform of channel c for nv <= WINO_GCHUNK consecutive tiles, whatever their
+ * phase and tile row, side by side (vectorised across tiles), tile v reading its input
+ * (i, u) from rp[col[v] + i*rpl + dw*u], rp holding the zero-padded input rows of its tile
+ * row; V_e at lanes lane0 .. lane0+nv-1: Vp[e*vst + (lane/nr)*Cg*nr + c*nr + lane%nr].
+ * (The transforms once ran along one tile row at a time, sharing the overlapping columns of
+ * neighbouring tiles; a dilated layer's phases hold 2 tiles per row on 33x33 at dilation 6,
+ * which ran at half the rate, and across tiles measured 5-15% faster on undilated layers.) */
+FC_INLINE void FN(wino_gather_row_body)(int m, const T *rp, int64_t rpl, int64_t dw,
+                                        const int64_t *col, int64_t nv, int64_t lane0,
+                                        int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp) {
     const int alpha = m + 2;
-    const int64_t Q = seg + 1, L = Q * m;
-    /* the alpha input rows the tiles read, zero outside the image: no bounds tests below */
-    const int64_t u_lo = min64(L, max64(0, s->pw - tj0 * m));
-    const int64_t u_hi = max64(u_lo, min64(L, s->W + s->pw - tj0 * m));
-    for (int i = 0; i < alpha; i++) {
-        T *r = rb + i * L;
-        const int64_t ih = ti * m - s->ph + i;
-        if (ih < 0 || ih >= s->H) {
-            memset(r, 0, (size_t)L * sizeof(T));
-            continue;
-        }
-        memset(r, 0, (size_t)u_lo * sizeof(T));
-        memcpy(r + u_lo, xc + ih * s->W + (tj0 * m - s->pw + u_lo),
-               (size_t)(u_hi - u_lo) * sizeof(T));
-        memset(r + u_hi, 0, (size_t)(L - u_hi) * sizeof(T));
-    }
-    /* B^T down the rows, de-interleaved: zd[(k*m + r)*Q + q] = (B^T d)[k] at column q*m + r */
-    for (int64_t q = 0; q < Q; q++)
-#pragma GCC unroll 4
-        for (int r = 0; r < m; r++) {
+    T E[6][6][WINO_GCHUNK]; /* E[k][u][v] = (B^T d)[k] of column u of tile v */
+    for (int u = 0; u < alpha; u++)
+        for (int64_t v = 0; v < nv; v++) {
             T d[6], t[6];
+            const T *r = rp + col[v] + dw * u;
 #pragma GCC unroll 6
-            for (int i = 0; i < alpha; i++) d[i] = rb[i * L + q * m + r];
+            for (int i = 0; i < alpha; i++) d[i] = r[i * rpl];
             FN(wino_bt)(m, d, t);
 #pragma GCC unroll 6
-            for (int k = 0; k < alpha; k++) zd[(k * m + r) * Q + q] = t[k];
+            for (int k = 0; k < alpha; k++) E[k][u][v] = t[k];
         }
-    /* B across: column j of tile q is zd[k][j % m][q + j / m]; runs of lanes in one sliver */
-    for (int64_t q0 = 0; q0 < seg;) {
-        const int64_t lane = lane0 + q0, run = min64(seg - q0, nr - lane % nr);
-        T *v = Vp + (lane / nr) * Cg * nr + c * nr + lane % nr;
-#pragma GCC unroll 6
-        for (int k = 0; k < alpha; k++) {
-            const T *z = zd + k * m * Q + q0;
-            for (int64_t q = 0; q < run; q++) {
+    for (int64_t v0 = 0; v0 < nv;) { /* B across; runs of lanes in one sliver */
+        const int64_t lane = lane0 + v0, run = min64(nv - v0, nr - lane % nr);
+        T *vp = Vp + (lane / nr) * Cg * nr + c * nr + lane % nr;
+        for (int k = 0; k < alpha; k++)
+            for (int64_t v = 0; v < run; v++) {
                 T d[6], t[6];
 #pragma GCC unroll 6
-                for (int j = 0; j < alpha; j++) d[j] = z[(j % m) * Q + j / m + q];
+                for (int u = 0; u < alpha; u++) d[u] = E[k][u][v0 + v];
                 FN(wino_bt)(m, d, t);
 #pragma GCC unroll 6
-                for (int l = 0; l < alpha; l++) v[(k * alpha + l) * vst + q] = t[l];
+                for (int l = 0; l < alpha; l++) vp[(k * alpha + l) * vst + v] = t[l];
             }
-        }
-        q0 += run;
+        v0 += run;
     }
 }
-
-FC_INLINE void FC_CAT(FN(wino_input_row2), _body)(const T *xc, const fc_conv_shape *s, int64_t ti,
-                                     int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
-                                     int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd) {
-    FN(wino_input_row_body)(2, xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd);
+#define WINO_GA_PARAMS                                                                     \
+    (const T *rp, int64_t rpl, int64_t dw, const int64_t *col, int64_t nv, int64_t lane0,  \
+     int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp)
+#define WINO_GA_ARGS (rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp)
+FC_INLINE void FC_CAT(FN(wino_gather_row2), _body) WINO_GA_PARAMS {
+    FN(wino_gather_row_body)(2, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
 }
-FC_INLINE void FC_CAT(FN(wino_input_row4), _body)(const T *xc, const fc_conv_shape *s, int64_t ti,
-                                     int64_t tj0, int64_t seg, int64_t lane0, int64_t c,
-                                     int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd) {
-    FN(wino_input_row_body)(4, xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd);
+FC_INLINE void FC_CAT(FN(wino_gather_row3), _body) WINO_GA_PARAMS {
+    FN(wino_gather_row_body)(3, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
 }
-#define WINO_IN_PARAMS                                                                     \
-    (const T *xc, const fc_conv_shape *s, int64_t ti, int64_t tj0, int64_t seg,           \
-     int64_t lane0, int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp, T *rb, T *zd)
-#define WINO_IN_ARGS (xc, s, ti, tj0, seg, lane0, c, Cg, nr, vst, Vp, rb, zd)
-FC_MULTIVERSION(FN(wino_input_row2), WINO_IN_PARAMS, WINO_IN_ARGS)
-FC_MULTIVERSION(FN(wino_input_row4), WINO_IN_PARAMS, WINO_IN_ARGS)
-#undef WINO_IN_PARAMS
-#undef WINO_IN_ARGS
+FC_INLINE void FC_CAT(FN(wino_gather_row4), _body) WINO_GA_PARAMS {
+    FN(wino_gather_row_body)(4, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
+}
+FC_MULTIVERSION(FN(wino_gather_row2), WINO_GA_PARAMS, WINO_GA_ARGS)
+FC_MULTIVERSION(FN(wino_gather_row3), WINO_GA_PARAMS, WINO_GA_ARGS)
+FC_MULTIVERSION(FN(wino_gather_row4), WINO_GA_PARAMS, WINO_GA_ARGS)
+static void FN(wino_gather_row)(int m, const T *rp, int64_t rpl, int64_t dw, const int64_t *col,
+                                int64_t nv, int64_t lane0, int64_t c, int64_t Cg, int64_t nr,
+                                int64_t vst, T *Vp) {
+    if (m == 2)
+        FN(wino_gather_row2) WINO_GA_ARGS;
+    else if (m == 3)
+        FN(wino_gather_row3) WINO_GA_ARGS;
+    else
+        FN(wino_gather_row4) WINO_GA_ARGS;
+}
+#undef WINO_GA_PARAMS
+#undef WINO_GA_ARGS
 
 /* ---- output transform ---- */
 
-/* The one function that writes y: Y = A^T M A + bias for output channel o (y's channel
- * index), its GEMM outputs Mo[e*mst + lane] (e < alpha^2), over the row segment of tiles
- * (n, ti, tj0 .. tj0+seg-1) at lanes lane0 ..; tiles past OH / OW are clipped. pa holds
- * m x alpha x seg values. */
-FC_INLINE void FN(wino_store_body)(int m, const T *Mo, int64_t mst, const T *b, T *y,
-                                   const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
-                                   int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
+/* The output transform of nv <= WINO_GCHUNK consecutive tiles side by side
+ * (as wino_gather_row): Yb[(a*m + j)*nv + v] = output (a, j) of tile v + bias. */
+FC_INLINE void FN(wino_store_gather_body)(int m, const T *Mo, int64_t mst, T bias, int64_t nv,
+                                          int64_t lane0, T *Yb) {
     const int alpha = m + 2;
-    const T bias = b ? b[o] : (T)0;
-    T *yo = y + (n * s->OC + o) * s->OH * s->OW;
-    /* A^T down the columns: pa[(a*alpha + l)*seg + q] */
+    T P[4][6][WINO_GCHUNK]; /* P[a][l][v] = (A^T M)[a][l] of tile v */
+    for (int l = 0; l < alpha; l++)
+        for (int64_t v = 0; v < nv; v++) {
+            T w[6], r[4];
 #pragma GCC unroll 6
-    for (int l = 0; l < alpha; l++) {
-        const T *mv = Mo + l * mst + lane0;
-        for (int64_t q = 0; q < seg; q++) {
-            T v[6], r[4];
-#pragma GCC unroll 6
-            for (int k = 0; k < alpha; k++) v[k] = mv[k * alpha * mst + q];
-            FN(wino_at)(m, v, r);
+            for (int k = 0; k < alpha; k++) w[k] = Mo[(k * alpha + l) * mst + lane0 + v];
+            FN(wino_at)(m, w, r);
 #pragma GCC unroll 4
-            for (int a = 0; a < m; a++) pa[(a * alpha + l) * seg + q] = r[a];
+            for (int a = 0; a < m; a++) P[a][l][v] = r[a];
         }
-    }
-    /* A across, + bias: tiles wholly inside OW in one loop, the clipped last one after it */
-    const int64_t full = min64(seg, s->OW / m - tj0);
-    for (int a = 0; a < m; a++) {
-        const int64_t oh = ti * m + a;
-        if (oh >= s->OH) break;
-        T *yr = yo + oh * s->OW + tj0 * m;
-        const T *p = pa + a * alpha * seg;
-        for (int64_t q = 0; q < full; q++) {
-            T v[6], r[4];
+    for (int a = 0; a < m; a++)
+        for (int64_t v = 0; v < nv; v++) {
+            T w[6], r[4];
 #pragma GCC unroll 6
-            for (int l = 0; l < alpha; l++) v[l] = p[l * seg + q];
-            FN(wino_at)(m, v, r);
+            for (int l = 0; l < alpha; l++) w[l] = P[a][l][v];
+            FN(wino_at)(m, w, r);
 #pragma GCC unroll 4
-            for (int j = 0; j < m; j++) yr[q * m + j] = r[j] + bias;
+            for (int j = 0; j < m; j++) Yb[(a * m + j) * nv + v] = r[j] + bias;
         }
-        for (int64_t q = full > 0 ? full : 0; q < seg; q++) {
-            T v[6], r[4];
-            for (int l = 0; l < alpha; l++) v[l] = p[l * seg + q];
-            FN(wino_at)(m, v, r);
-            for (int j = 0; j < m && (tj0 + q) * m + j < s->OW; j++) yr[q * m + j] = r[j] + bias;
-        }
-    }
 }
-
-FC_INLINE void FC_CAT(FN(wino_store2), _body)(const T *Mo, int64_t mst, const T *b, T *y,
-                                 const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
-                                 int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
-    FN(wino_store_body)(2, Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa);
+#define WINO_SG_PARAMS (const T *Mo, int64_t mst, T bias, int64_t nv, int64_t lane0, T *Yb)
+#define WINO_SG_ARGS (Mo, mst, bias, nv, lane0, Yb)
+FC_INLINE void FC_CAT(FN(wino_store_gather2), _body) WINO_SG_PARAMS {
+    FN(wino_store_gather_body)(2, Mo, mst, bias, nv, lane0, Yb);
 }
-FC_INLINE void FC_CAT(FN(wino_store4), _body)(const T *Mo, int64_t mst, const T *b, T *y,
-                                 const fc_conv_shape *s, int64_t n, int64_t o, int64_t ti,
-                                 int64_t tj0, int64_t seg, int64_t lane0, T *pa) {
-    FN(wino_store_body)(4, Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa);
+FC_INLINE void FC_CAT(FN(wino_store_gather3), _body) WINO_SG_PARAMS {
+    FN(wino_store_gather_body)(3, Mo, mst, bias, nv, lane0, Yb);
 }
-#define WINO_ST_PARAMS                                                                     \
-    (const T *Mo, int64_t mst, const T *b, T *y, const fc_conv_shape *s, int64_t n,        \
-     int64_t o, int64_t ti, int64_t tj0, int64_t seg, int64_t lane0, T *pa)
-#define WINO_ST_ARGS (Mo, mst, b, y, s, n, o, ti, tj0, seg, lane0, pa)
-FC_MULTIVERSION(FN(wino_store2), WINO_ST_PARAMS, WINO_ST_ARGS)
-FC_MULTIVERSION(FN(wino_store4), WINO_ST_PARAMS, WINO_ST_ARGS)
-#undef WINO_ST_PARAMS
-#undef WINO_ST_ARGS
+FC_INLINE void FC_CAT(FN(wino_store_gather4), _body) WINO_SG_PARAMS {
+    FN(wino_store_gather_body)(4, Mo, mst, bias, nv, lane0, Yb);
+}
+FC_MULTIVERSION(FN(wino_store_gather2), WINO_SG_PARAMS, WINO_SG_ARGS)
+FC_MULTIVERSION(FN(wino_store_gather3), WINO_SG_PARAMS, WINO_SG_ARGS)
+FC_MULTIVERSION(FN(wino_store_gather4), WINO_SG_PARAMS, WINO_SG_ARGS)
+static void FN(wino_store_gather)(int m, const T *Mo, int64_t mst, T bias, int64_t nv,
+                                  int64_t lane0, T *Yb) {
+    if (m == 2)
+        FN(wino_store_gather2) WINO_SG_ARGS;
+    else if (m == 3)
+        FN(wino_store_gather3) WINO_SG_ARGS;
+    else
+        FN(wino_store_gather4) WINO_SG_ARGS;
+}
+#undef WINO_SG_PARAMS
+#undef WINO_SG_ARGS
 
 /* 1 when some element of v[0 .. n) is NaN or +-Inf: the largest magnitude, compared as
  * integers (an integer max vectorises; a float reduction would need -ffast-math). */
@@ -708,17 +775,30 @@ typedef struct {
     _Atomic int failed, nonfinite;
 } FN(wino_args);
 
-/* The fused epilogue on what wino_store just wrote for channel o: output rows ti*m .. of
- * image n, columns tj0*m .. (tj0 + seg)*m, clipped to the output; still in cache. */
-static void FN(wino_epilogue)(const FN(wino_args) *a, int m, int64_t n, int64_t o, int64_t ti,
-                              int64_t tj0, int64_t seg) {
+/* The outputs wino_store_gather left in Yb for nv tiles go to y (tile v's
+ * output (i, j) at y[o*OH*OW + at[v] + dh*OW*i + dw*j], i < nrow[v], j < ncol[v]), the
+ * fused epilogue applied first in Yb (on the residual's matching values, gathered into rr;
+ * zero at the clipped positions, which are not stored). */
+static void FN(wino_scatter)(const FN(wino_args) *a, int64_t o, int64_t m,
+                             const wino_tiles *tl, int64_t nv, T *Yb, T *rr) {
     const fc_conv_shape *s = a->s;
-    const int64_t c0 = tj0 * m, c1 = min64(s->OW, (tj0 + seg) * m), plane = s->OH * s->OW;
-    const T *res = a->ep->residual;
-    for (int64_t oh = ti * m; oh < min64(s->OH, ti * m + m); oh++) {
-        const int64_t at = (n * s->OC + o) * plane + oh * s->OW + c0;
-        FN(fc_epilogue_row)(a->ep, o, a->y + at, res ? res + at : NULL, c1 - c0);
+    const T *res = a->ep ? a->ep->residual : NULL;
+    const int64_t dw = s->dw, rs = s->dh * s->OW, plane = o * s->OH * s->OW;
+    if (a->ep) {
+        if (res)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < m; j++)
+                    for (int64_t v = 0; v < nv; v++)
+                        rr[(i * m + j) * nv + v] = i < tl->nrow[v] && j < tl->ncol[v]
+                                                       ? res[plane + tl->at[v] + rs * i + dw * j]
+                                                       : (T)0;
+        FN(fc_epilogue_row)(a->ep, o, Yb, res ? rr : NULL, m * m * nv);
     }
+    T *yo = a->y + plane;
+    for (int64_t v = 0; v < nv; v++)
+        for (int64_t i = 0; i < tl->nrow[v]; i++)
+            for (int64_t j = 0; j < tl->ncol[v]; j++)
+                yo[tl->at[v] + rs * i + dw * j] = Yb[(i * m + j) * nv + v];
 }
 
 /* Transform and pack the weights of output channels [oc0, oc1) of every group, slivers
@@ -768,47 +848,73 @@ static void FN(wino_pack_u)(void *ctx, int64_t q0, int64_t q1, int slot) {
     if (bad) a->nonfinite = 1;
 }
 
-/* A task's workspace, carved: its V, its block of M, two row buffers for the input transform
- * (rb, zd) and one for the output's (pa). */
+/* A task's workspace, carved: its V, its block of M, the padded input rows of the input
+ * transform (rp) and the residual buffer of the output's (rr). */
 typedef struct {
-    T *Vp, *Mb, *rb, *zd, *pa;
+    T *Vp, *Mb, *rp, *rr;
 } FN(wino_bufs);
 static FN(wino_bufs) FN(wino_carve)(const wino_plan *pl, T *work) {
     FN(wino_bufs) w;
     w.Vp = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     w.Mb = (T *)(((uintptr_t)(w.Vp + pl->alpha2 * pl->vst) + 63) & ~(uintptr_t)63);
-    w.rb = (T *)(((uintptr_t)(w.Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
-    w.zd = w.rb + pl->alpha * pl->m * pl->qmax;
-    w.pa = w.zd + pl->alpha * pl->m * pl->qmax;
-    FC_ASSERT((w.pa + pl->m * pl->alpha * pl->qmax) - work <= pl->work_elems);
+    w.rp = (T *)(((uintptr_t)(w.Mb + pl->alpha2 * pl->ostep * pl->ldm) + 63) & ~(uintptr_t)63);
+    w.rr = w.rp + WINO_GROWS * pl->alpha * pl->rpl;
+    FC_ASSERT((w.rr + pl->m * pl->m * WINO_GCHUNK) - work <= pl->work_elems);
     return w;
 }
 
 /* The input transform of group g, tiles [t0, t1), channels [c0, c1) into Vp (V of the
  * block: alpha^2 planes of vst), with the lanes past the block zeroed and the non-finite
- * check on what it wrote; rb, zd: row buffers. Returns 0, or 1 if a value is not finite. */
+ * check on what it wrote. Returns 0, or 1 if a value is not finite. */
 static int FN(wino_input)(FN(wino_args) *a, int64_t g, int64_t t0, int64_t t1, int64_t c0,
-                          int64_t c1, T *Vp, T *rb, T *zd) {
+                          int64_t c1, T *Vp, const FN(wino_bufs) *wb) {
     const wino_plan *pl = a->pl;
     const fc_conv_shape *s = a->s;
     const int m = pl->m;
     const int64_t nr = fc_gemm_nr(a->kernel, IS_F64), Cg = pl->Cg, nt = t1 - t0;
     const int64_t per_img = pl->TH * pl->TW;
-    /* one row segment of tiles at a time */
+    /* WINO_GCHUNK tiles at a time (fewer where they would span over WINO_GROWS tile rows) */
+    const int64_t rpl = pl->rpl, rows = pl->alpha * rpl;
+    T *rp = wb->rp;
+    memset(rp, 0, (size_t)(WINO_GROWS * rows) * sizeof(T)); /* the margins stay zero */
     for (int64_t t = t0; t < t1;) {
-        const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW, tj0 = r % pl->TW;
-        const int64_t seg = min64(pl->TW - tj0, t1 - t);
-        FC_ASSERT(seg + 1 <= pl->qmax);
-        const T *xg = a->x + (n * s->C + g * Cg) * s->H * s->W;
-        for (int64_t c = c0; c < c1; c++) {
-            if (m == 2)
-                FN(wino_input_row2)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
-                                    pl->vst, Vp, rb, zd);
-            else
-                FN(wino_input_row4)(xg + c * s->H * s->W, s, ti, tj0, seg, t - t0, c, Cg, nr,
-                                    pl->vst, Vp, rb, zd);
+        int64_t nv = 0, nk = 0, key[WINO_GROWS], ih0[WINO_GROWS], col[WINO_GCHUNK];
+        int64_t lo[WINO_GROWS], hi[WINO_GROWS];
+        for (; nv < WINO_GCHUNK && t + nv < t1; nv++) {
+            const int64_t tt = t + nv, r = tt % per_img; /* tt / TW: image and tile row */
+            int64_t nh, nw;
+            if (nk == 0 || key[nk - 1] != tt / pl->TW) {
+                if (nk == WINO_GROWS) break;
+                key[nk] = tt / pl->TW;
+                ih0[nk++] = wino_axis_at(&pl->ah, m, r / pl->TW, &nh) - s->ph;
+            }
+            /* the tile's first padded column (iw0 + pw), in its tile row's rows */
+            col[nv] = (nk - 1) * rows + wino_axis_at(&pl->aw, m, r % pl->TW, &nw);
         }
-        t += seg;
+        /* the input columns the tiles of each tile row read: [lo, hi) of the W */
+        for (int64_t k = 0; k < nk; k++) lo[k] = s->W, hi[k] = 0;
+        for (int64_t v = 0; v < nv; v++) {
+            const int64_t k = col[v] / rows, iw0 = col[v] % rows - s->pw;
+            lo[k] = min64(lo[k], max64(0, iw0));
+            hi[k] = max64(hi[k], min64(s->W, iw0 + s->dw * (m + 1) + 1));
+        }
+        for (int64_t c = c0; c < c1; c++) {
+            for (int64_t k = 0; k < nk; k++) {
+                const int64_t n = key[k] / pl->TH;
+                const T *xc = a->x + ((n * s->C + g * Cg + c) * s->H) * s->W;
+                if (hi[k] <= lo[k]) continue; /* every tap on the zero margins */
+                for (int i = 0; i < pl->alpha; i++) {
+                    const int64_t ih = ih0[k] + s->dh * i;
+                    T *row = rp + k * rows + i * rpl + s->pw + lo[k];
+                    if (ih < 0 || ih >= s->H)
+                        memset(row, 0, (size_t)(hi[k] - lo[k]) * sizeof(T));
+                    else
+                        memcpy(row, xc + ih * s->W + lo[k], (size_t)(hi[k] - lo[k]) * sizeof(T));
+                }
+            }
+            FN(wino_gather_row)(m, rp, rpl, s->dw, col, nv, t - t0, c, Cg, nr, pl->vst, Vp);
+        }
+        t += nv;
     }
     /* lanes past the block in the last sliver: zero (the GEMM multiplies them, never stores) */
     if (nt % nr)
@@ -839,12 +945,12 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     const int64_t p0 = part * pl->pstep, p1 = min64(len, p0 + pl->pstep);
     const int64_t per_img = pl->TH * pl->TW;
     FC_ASSERT(0 <= t0 && t0 < t1 && nt <= pl->tstep && g < s->G && p0 < p1);
-    FC_ASSERT(round_up(nt, nr) * Cg <= pl->vst && nt <= pl->ldm && pl->qmax >= 2);
+    FC_ASSERT(round_up(nt, nr) * Cg <= pl->vst && nt <= pl->ldm);
     const FN(wino_bufs) wb = FN(wino_carve)(pl, work);
-    T *Vp = wb.Vp, *Mb = wb.Mb, *pa = wb.pa;
+    T *Vp = wb.Vp, *Mb = wb.Mb;
     if (a->Vs) {
         Vp = a->Vs + (g * pl->nb + blk) * pl->alpha2 * pl->vst;
-    } else if (FN(wino_input)(a, g, t0, t1, 0, Cg, Vp, wb.rb, wb.zd)) {
+    } else if (FN(wino_input)(a, g, t0, t1, 0, Cg, Vp, &wb)) {
         a->nonfinite = 1;
         return;
     }
@@ -856,21 +962,27 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
             FN(fc_gemm_packed)(a->kernel, mo, nt, Cg, a->Up + (g * pl->alpha2 + e) * Mrc * Cg +
                                                           ob * Cg,
                                Cg, Vp + e * pl->vst, Mb + e * pl->ostep * pl->ldm, pl->ldm, 0);
-        for (int64_t i = 0; i < mo; i++) {
-            const int64_t o = g * pl->M + a->oc0 + ob + i;
-            const T *Mo = Mb + i * pl->ldm;
-            for (int64_t t = t0; t < t1;) {
-                const int64_t n = t / per_img, r = t % per_img, ti = r / pl->TW;
-                const int64_t tj0 = r % pl->TW, seg = min64(pl->TW - tj0, t1 - t);
-                if (m == 2)
-                    FN(wino_store2)(Mo, pl->ostep * pl->ldm, a->b, a->y, s, n, o, ti, tj0, seg,
-                                    t - t0, pa);
-                else
-                    FN(wino_store4)(Mo, pl->ostep * pl->ldm, a->b, a->y, s, n, o, ti, tj0, seg,
-                                    t - t0, pa);
-                if (a->ep) FN(wino_epilogue)(a, m, n, o, ti, tj0, seg);
-                t += seg;
+        /* the output transform, WINO_GCHUNK tiles at a time, into y */
+        for (int64_t t = t0; t < t1;) {
+            const int64_t nv = min64(WINO_GCHUNK, t1 - t);
+            wino_tiles tl;
+            for (int64_t v = 0; v < nv; v++) {
+                const int64_t r = (t + v) % per_img;
+                int64_t nh, nw;
+                const int64_t oh0 = wino_axis_at(&pl->ah, m, r / pl->TW, &nh);
+                const int64_t ow0 = wino_axis_at(&pl->aw, m, r % pl->TW, &nw);
+                tl.at[v] = (t + v) / per_img * s->OC * s->OH * s->OW + oh0 * s->OW + ow0;
+                tl.nrow[v] = min64(m, nh);
+                tl.ncol[v] = min64(m, nw);
             }
+            for (int64_t i = 0; i < mo; i++) {
+                T Yb[16 * WINO_GCHUNK];
+                const int64_t o = g * pl->M + a->oc0 + ob + i;
+                FN(wino_store_gather)(m, Mb + i * pl->ldm, pl->ostep * pl->ldm,
+                                      a->b ? a->b[o] : (T)0, nv, t - t0, Yb);
+                FN(wino_scatter)(a, o, m, &tl, nv, Yb, wb.rr);
+            }
+            t += nv;
         }
     }
 }
@@ -902,7 +1014,7 @@ static void FN(wino_input_pieces)(void *ctx, int64_t q0, int64_t q1, int slot) {
         const int64_t t0 = blk * pl->tstep, t1 = min64(pl->ntiles, t0 + pl->tstep);
         const int64_t c0 = piece * pl->Cg / a->cpieces, c1 = (piece + 1) * pl->Cg / a->cpieces;
         if (c1 > c0 && FN(wino_input)(a, g, t0, t1, c0, c1,
-                                      a->Vs + gb * pl->alpha2 * pl->vst, wb.rb, wb.zd))
+                                      a->Vs + gb * pl->alpha2 * pl->vst, &wb))
             a->nonfinite = 1;
     }
 }
@@ -922,11 +1034,11 @@ static void FN(wino_pack_chunk)(FN(wino_args) *a, const fc_conv_shape *s, const 
 int FN(fc_winograd_conv2d)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                            int m, int kernel, int nthreads, int64_t work_bytes,
                            const fc_epilogue *ep) {
-    /* m is 2 or 4; any shape (one Winograd does not cover returns FC_WINOGRAD_DECLINED);
+    /* m is 2, 3 or 4; any shape (one Winograd does not cover returns FC_WINOGRAD_DECLINED);
      * returns 0, 1 when out of memory, FC_WINOGRAD_DECLINED: y is for the caller to fill */
     FC_ASSERT_CONV_SHAPE(s);
-    FC_ASSERT(m == 2 || m == 4);
-    if (!fc_winograd_eligible(s) || (m != 2 && m != 4)) return FC_WINOGRAD_DECLINED;
+    FC_ASSERT(m >= 2 && m <= 4);
+    if (!fc_winograd_eligible(s) || m < 2 || m > 4) return FC_WINOGRAD_DECLINED;
     if (kernel == FC_GEMM_NAIVE) kernel = FC_GEMM_PORTABLE; /* the packed GEMM only */
     const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * 9;
     const int team = fc_team_for(fc_cost_macs(macs / (m == 2 ? 2 : 3)), nthreads);

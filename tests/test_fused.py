@@ -126,22 +126,24 @@ def test_fused_large_call_on_threads_is_exact(backend, restore_threads):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("variant", ["winograd_f2", "winograd_f4", None])
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("variant", ["winograd_f2", "winograd_f3", "winograd_f4", None])
+@pytest.mark.parametrize("seed", range(4))
 def test_fused_winograd(variant, seed, restore_threads):
-    # the Winograd paths apply the epilogue per output row segment they write
+    # the Winograd paths apply the epilogue per output row segment they write; on dilated
+    # columns to the segment's rows before they are spread over the output
     rng = np.random.default_rng(200 + seed)
     N, C, OC, H, W = 2, 40, 48, int(rng.integers(9, 30)), int(rng.integers(9, 30))
+    dh, dw = (1, 1) if seed == 0 else (int(v) for v in rng.integers(1, 5, size=2))
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = rng.standard_normal((OC, C, 3, 3)).astype(np.float32)
     scale, shift = rng.random(OC).astype(np.float32) + .5, rng.standard_normal(OC).astype(
         np.float32)
     res = rng.standard_normal((N, OC, H, W)).astype(np.float32)
     fc.set_num_threads(int(rng.integers(1, _registry.max_threads() + 1)))
-    got = fc.fused.conv2d(x, w, padding=1, scale=scale, shift=shift, residual=res,
-                          activation="relu6", backend="c", variant=variant)
-    plain = fc.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1,
-                      backend="reference")
+    got = fc.fused.conv2d(x, w, padding=(dh, dw), dilation=(dh, dw), scale=scale, shift=shift,
+                          residual=res, activation="relu6", backend="c", variant=variant)
+    plain = fc.conv2d(x.astype(np.float64), w.astype(np.float64), padding=(dh, dw),
+                      dilation=(dh, dw), backend="reference")
     want = _expected(plain, scale, shift, res, "relu6")
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 

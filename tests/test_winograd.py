@@ -1,6 +1,7 @@
-"""The C engine's Winograd conv2d variants (csrc/winograd.c): winograd_f2 and winograd_f4
-against the float64 reference on random 3x3 stride-1 layers, the automatic choice, the
-workspace bound, threads, capped ISAs, non-finite inputs and the refusal of other geometries.
+"""The C engine's Winograd conv2d variants (csrc/winograd.c): winograd_f2, winograd_f3 and
+winograd_f4 against the float64 reference on random 3x3 stride-1 layers, dilated ones
+included (tiled phase by phase), the automatic choice, the workspace bound, threads, capped
+ISAs, non-finite inputs and the refusal of other geometries.
 
 Errors are relative in norm, ||y - y_ref|| / ||y_ref||: float32 within 1e-5 (the bound the
 automatic choice keeps), float64 within 1e-10.
@@ -21,7 +22,7 @@ if c.AVAILABLE_REASON != "available":  # pragma: no cover - depends on the build
 
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 DTYPES = (np.float32, np.float64)
-WINOGRAD = ("winograd_f2", "winograd_f4")
+WINOGRAD = ("winograd_f2", "winograd_f3", "winograd_f4")
 ISAS = [k for k in ("portable", "avx2", "avx512") if k in c.cpu_info()["gemm_kernels"]]
 
 
@@ -43,39 +44,57 @@ def rel_err(got, want) -> float:
     return float(np.linalg.norm(got.astype(np.float64) - want)) / (den if den else 1.0)
 
 
-def conv_ref(x, w, b, pad, G, pb=None):
+def conv_ref(x, w, b, pad, G, pb=None, dil=(1, 1)):
     """float64 reference of a 3x3 stride-1 conv; pb: (bottom, right) padding, default pad."""
     ph, pw = pad
     pbh, pbw = pb if pb is not None else pad
     N, C, H, W = x.shape
-    y = np.empty((N, w.shape[0], H + ph + pbh - 2, W + pw + pbw - 2))
+    y = np.empty((N, w.shape[0], H + ph + pbh - 2 * dil[0], W + pw + pbw - 2 * dil[1]))
     ref.conv2d(x.astype(np.float64), w.astype(np.float64),
-               None if b is None else b.astype(np.float64), y, 1, 1, ph, pw, 1, 1, G)
+               None if b is None else b.astype(np.float64), y, 1, 1, ph, pw, dil[0], dil[1], G)
     return y
 
 
-def run_kernel(x, w, b, yshape, pad, G, **kw):
+def run_kernel(x, w, b, yshape, pad, G, dil=(1, 1), **kw):
     """The kernel itself, NaN-poisoned output (a skipped element fails)."""
     y = np.full(yshape, np.nan, x.dtype)
-    c.conv2d(x, w, b, y, 1, 1, pad[0], pad[1], 1, 1, G, **kw)
+    c.conv2d(x, w, b, y, 1, 1, pad[0], pad[1], dil[0], dil[1], G, **kw)
     return y
 
 
-def random_layer(rng, dtype, big=False):
+def layer_err(got, want, x, w, b) -> float:
+    """rel_err; where that is over the bound because the outputs cancel far below their terms
+    (a random layer with one output of a few taps, most on the padding, can sum to a
+    thousandth of them), the largest error of an output of channel o against
+    sum |w[o]| * max |x| + |b[o]|: the transforms mix every tap's weight into each output,
+    the padded ones included (their terms cancel exactly only in exact arithmetic), so that
+    is the scale of the rounding errors, while a wrong tap is off by about 1/K of it."""
+    err = rel_err(got, want)
+    if err <= TOL[got.dtype.type]:
+        return err
+    scale = np.abs(w).reshape(w.shape[0], -1).sum(1) * np.abs(x).max()
+    if b is not None:
+        scale = scale + np.abs(b)
+    return float(np.max(np.abs(got - want) / scale[None, :, None, None]))
+
+
+def random_layer(rng, dtype, big=False, dilated=False):
+    """A random layer: (x, w, b, padding, bottom / right padding, groups, dilation); dilated:
+    dilations 1..7 per axis, padding up to twice the dilation (an output of at least 1)."""
     G = int(rng.choice([1, 1, 1, 2, 3]))
     Cg = int(rng.integers(1, 68 // G if big else 9))
     OCg = int(rng.integers(1, 68 // G if big else 9))
     H, W = (int(v) for v in rng.integers(1, 41 if big else 12, 2))
     N = int(rng.choice([1, 1, 3]))
-    ph, pw = (int(v) for v in rng.integers(0, 4, 2))
-    pbh, pbw = (int(v) for v in rng.integers(0, 4, 2))
-    if H + ph + pbh < 3 or W + pw + pbw < 3:
-        ph = pw = pbh = pbw = 1
-        H, W = max(H, 1), max(W, 1)
+    dh, dw = (int(v) for v in rng.integers(1, 8, 2)) if dilated else (1, 1)
+    ph, pbh = (int(v) for v in rng.integers(0, 2 * dh + 2, 2))
+    pw, pbw = (int(v) for v in rng.integers(0, 2 * dw + 2, 2))
+    H = max(H, 2 * dh + 1 - ph - pbh)
+    W = max(W, 2 * dw + 1 - pw - pbw)
     x = rng.standard_normal((N, G * Cg, H, W)).astype(dtype)
     w = rng.standard_normal((G * OCg, Cg, 3, 3)).astype(dtype)
     b = rng.standard_normal(G * OCg).astype(dtype) if rng.random() < 0.7 else None
-    return x, w, b, (ph, pw), (pbh, pbw), G
+    return x, w, b, (ph, pw), (pbh, pbw), G, (dh, dw)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -84,11 +103,12 @@ def random_layer(rng, dtype, big=False):
 def test_random_layers(variant, threads, dtype):
     c.set_num_threads(threads)
     rng = np.random.default_rng(hash((variant, threads, np.dtype(dtype).name)) % 2**32)
-    for i in range(30):
-        x, w, b, pad, pb, G = random_layer(rng, dtype, big=i % 4 == 0)
-        want = conv_ref(x, w, b, pad, G, pb)
-        got = run_kernel(x, w, b, want.shape, pad, G, variant=variant)
-        assert rel_err(got, want) <= TOL[dtype], (x.shape, w.shape, pad, pb, G)
+    for i in range(40):
+        x, w, b, pad, pb, G, dil = random_layer(rng, dtype, big=i % 4 == 0, dilated=i % 2 == 1)
+        want = conv_ref(x, w, b, pad, G, pb, dil)
+        got = run_kernel(x, w, b, want.shape, pad, G, dil, variant=variant)
+        err = layer_err(got, want, x, w, b)
+        assert err <= TOL[dtype], (x.shape, w.shape, pad, pb, G, dil)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -129,10 +149,10 @@ def test_few_tiles_many_channels_same_on_any_thread_count(variant, dtype):
 def test_each_micro_kernel(variant, isa, dtype):
     rng = np.random.default_rng(5 + ISAS.index(isa))
     for i in range(8):
-        x, w, b, pad, pb, G = random_layer(rng, dtype, big=i % 2 == 0)
-        want = conv_ref(x, w, b, pad, G, pb)
-        got = run_kernel(x, w, b, want.shape, pad, G, variant=variant, isa=isa)
-        assert rel_err(got, want) <= TOL[dtype]
+        x, w, b, pad, pb, G, dil = random_layer(rng, dtype, big=i % 2 == 0, dilated=i % 4 > 1)
+        want = conv_ref(x, w, b, pad, G, pb, dil)
+        got = run_kernel(x, w, b, want.shape, pad, G, dil, variant=variant, isa=isa)
+        assert layer_err(got, want, x, w, b) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
@@ -239,10 +259,62 @@ def test_automatic_rule_on_resnet_and_vgg_layers(N, ch, hw, path):
     """The steady-state rule of fc_winograd_choice (bench/RESULTS.md, "Winograd"); narrow
     layers (32 channels) take the direct kernel first (fc_direct_choice), in both dtypes."""
     names = {0: "im2col + packed gemm", 2: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)",
-             5: "direct (no im2col)"}
+             5: "direct (no im2col)", 3: "winograd F(3x3,3x3)"}
     shape = (N, ch, hw, hw, ch, 3, 3, hw, hw, 1, 1, 1, 1, 1, 1, 1)
     assert c.conv2d_path(shape, np.float32) == names[path]
     assert c.conv2d_path(shape, np.float64) == names[5 if path == 5 else 0]
+
+
+@pytest.mark.parametrize("N, ch, hw, d, m", [
+    (1, 256, 33, 2, 4), (1, 256, 33, 6, 3), (1, 256, 33, 12, 3), (1, 256, 33, 24, 0),
+    (1, 256, 65, 4, 4), (1, 512, 33, 6, 0), (1, 24, 33, 6, 0), (1, 64, 8, 2, 0),
+])
+def test_automatic_rule_on_dilated_layers(N, ch, hw, d, m):
+    """Dilated layers (DeepLab's ASPP): the m with the fewest multiplies once each phase is
+    tiled on its own, if that is at most 0.4 of the direct sum (d24 on 33x33: phases of 1-2
+    outputs, im2col), at most 256 x 256 channels, at least 32 per group, 48 tiles."""
+    shape = (N, ch, hw, hw, ch, 3, 3, hw, hw, 1, 1, d, d, d, d, 1)
+    s = c.conv_shape(shape)
+    assert c.lib.fc_winograd_choice(s, 0, 2) == m
+    assert c.lib.fc_winograd_choice(s, 1, 2) == 0
+    if m == 3:
+        assert c.conv2d_path(shape, np.float32) == "winograd F(3x3,3x3)"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dilated_default_path_same_bits_on_any_thread_count(dtype):
+    """ASPP-like layers (the automatic choice, float32: Winograd tiled by phase) give the
+    definition and the same bits on 1 and 2 threads, with a fused epilogue too."""
+    rng = np.random.default_rng(21)
+    for d, hw in ((2, 21), (6, 25), (5, 17)):
+        x = rng.standard_normal((1, 64, hw, hw)).astype(dtype)
+        w = (rng.standard_normal((64, 64, 3, 3)) / 20).astype(dtype)
+        b = rng.standard_normal(64).astype(dtype)
+        res = rng.standard_normal((1, 64, hw, hw)).astype(dtype)
+        want = conv_ref(x, w, b, (d, d), 1, dil=(d, d))
+        got = {}
+        for threads in (1, 2):
+            c.set_num_threads(threads)
+            got[threads] = fastconv.conv2d(x, w, b, padding=d, dilation=d, backend="c")
+            fused = fastconv.fused.conv2d(x, w, b, padding=d, dilation=d, residual=res,
+                                          activation="relu", backend="c")
+            assert np.array_equal(fused, np.maximum(got[threads] + res, 0))
+        assert rel_err(got[1], want) <= TOL[dtype], d
+        assert np.array_equal(got[1], got[2]), d
+
+
+@pytest.mark.parametrize("limit", [1, 20_000, 300_000])
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_dilated_under_a_workspace_bound(variant, limit):
+    """Tile blocks down to one sliver (several steps of a tile row's phases in one block,
+    blocks cutting tile rows), or the im2col path below the smallest workspace."""
+    c.set_workspace_limit(limit)
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((2, 40, 30, 47)).astype(np.float32)
+    w = rng.standard_normal((36, 40, 3, 3)).astype(np.float32)
+    want = conv_ref(x, w, None, (3, 7), 1, (2, 6), dil=(3, 5))
+    got = run_kernel(x, w, None, want.shape, (3, 7), 1, (3, 5), variant=variant)
+    assert rel_err(got, want) <= TOL[np.float32]
 
 
 @pytest.mark.parametrize("variant", (None,) + WINOGRAD)
@@ -269,13 +341,15 @@ def test_other_geometries_raise_naming_variant(variant):
     x = np.ones((1, 4, 9, 9), np.float32)
     for w_shape, kw in [
         ((4, 4, 3, 3), {"stride": 2}),
-        ((4, 4, 3, 3), {"dilation": 2}),
+        ((4, 4, 3, 3), {"stride": (1, 2), "dilation": 2}),
         ((4, 4, 5, 5), {}),
         ((4, 4, 3, 1), {}),
     ]:
-        with pytest.raises(ValueError, match="variant"):
+        with pytest.raises(ValueError, match=f"variant '{variant}' runs only 3x3 kernels with "
+                                             r"stride \(1, 1\), got"):
             fastconv.conv2d(x, np.ones(w_shape, np.float32), backend="c", variant=variant, **kw)
     assert variant_fits(c, variant, 3, 3, 1, 1, 1, 1)
+    assert variant_fits(c, variant, 3, 3, 1, 1, 2, 5)  # any dilation
     assert not variant_fits(c, variant, 3, 3, 2, 2, 1, 1)
     assert variant_fits(c, "v5_threads", 5, 5, 2, 2, 3, 3)
 

@@ -573,10 +573,11 @@ def variant_fits(backend_module: Any, variant: Any, KH: int, KW: int, sh: int, s
                  dh: int, dw: int) -> bool:
     """Whether ``variant`` runs a conv2d with this kernel size, stride and dilation: a backend
     lists the variants that run only one geometry in ``CONV2D_VARIANT_GEOMETRY`` (variant ->
-    (KH, KW, sh, sw, dh, dw)), e.g. the C backend's Winograd variants (3x3, stride 1,
-    dilation 1); every other variant runs any geometry."""
+    (KH, KW, sh, sw, dh, dw), None where any value runs), e.g. the C backend's Winograd
+    variants (3x3, stride 1, any dilation); every other variant runs any geometry."""
     need = getattr(backend_module, "CONV2D_VARIANT_GEOMETRY", {}).get(variant)
-    return need is None or tuple(need) == (KH, KW, sh, sw, dh, dw)
+    return need is None or all(
+        n is None or n == v for n, v in zip(need, (KH, KW, sh, sw, dh, dw)))
 
 
 def check_variant_geometry(backend_module: Any, variant: Any, g: Any, op: str = "") -> None:
@@ -586,10 +587,12 @@ def check_variant_geometry(backend_module: Any, variant: Any, g: Any, op: str = 
                                        g.dw):
         return
     KH, KW, sh, sw, dh, dw = backend_module.CONV2D_VARIANT_GEOMETRY[variant]
+    runs = f"{KH}x{KW} kernels with stride ({sh}, {sw})"
+    if dh is not None or dw is not None:
+        runs += f" and dilation ({dh}, {dw})"
     raise ValueError(
-        f"{_at(op)}variant {variant!r} runs only {KH}x{KW} kernels with stride ({sh}, {sw}) and "
-        f"dilation ({dh}, {dw}), got a {g.KH}x{g.KW} kernel, stride ({g.sh}, {g.sw}) and "
-        f"dilation ({g.dh}, {g.dw}); use variant=None or another variant"
+        f"{_at(op)}variant {variant!r} runs only {runs}, got a {g.KH}x{g.KW} kernel, stride "
+        f"({g.sh}, {g.sw}) and dilation ({g.dh}, {g.dw}); use variant=None or another variant"
     )
 
 

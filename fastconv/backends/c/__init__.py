@@ -10,10 +10,12 @@ conv2d variants (``variant=``; None = the best):
 - ``"v3_blocked"``  im2col + packed, cache-blocked GEMM (portable C micro-kernel)
 - ``"v4_simd"``     v3 with the CPU's vector micro-kernel (AVX-512, AVX2+FMA or portable)
 - ``"v5_threads"``  v4 on the engine's threads
-- ``"winograd_f2"`` 3x3 stride-1 dilation-1 convs by Winograd F(2x2, 3x3): input / output
-  transforms around 16 packed GEMMs (csrc/winograd.c)
+- ``"winograd_f2"`` 3x3 stride-1 convs (any dilation) by Winograd F(2x2, 3x3): input / output
+  transforms around 16 packed GEMMs (csrc/winograd.c); a dilated conv is tiled phase by phase
 - ``"winograd_f4"`` the same with F(4x4, 3x3): 36 GEMMs, 4x fewer multiplies than the direct
   sum, float32 error up to a few 1e-6 in norm (docs/conv_variants.md)
+- ``"winograd_f3"`` the same with F(3x3, 3x3): 25 GEMMs, 3.24x fewer multiplies; its tiles fit
+  the short phases of dilated convs (docs/conv_variants.md)
 - ``"direct"``      no im2col: blocks of output channels x vectors of output pixels held in
   registers over every tap, the input rows copied once per task into a padded strip split
   by stride phase (csrc/conv_direct.c); any geometry
@@ -21,9 +23,10 @@ conv2d variants (``variant=``; None = the best):
   registers, the input broadcast from the same strip (csrc/conv_igemm.c); any geometry;
   explicit only (slower than the default on every layer measured, docs/conv_variants.md)
 
-None picks winograd_f4 or winograd_f2 by the batch's tile count (docs/conv_variants.md; the
-transformed weights are cached between calls, :func:`set_winograd_cache_limit`) for float32
-3x3 stride-1 layers with at least 32 input and output channels per group, ``"direct"`` for
+None picks winograd_f4 or winograd_f2 by the batch's tile count, and for dilated layers the
+one of f2, f3, f4 with the fewest multiplies (docs/conv_variants.md; the transformed weights
+are cached between calls, :func:`set_winograd_cache_limit`) for float32 3x3 stride-1 layers
+with at least 32 input and output channels per group, ``"direct"`` for
 grouped convs with at most 16 output channels per group and for convs with at most 4 input
 channels per group and a window of 9 taps or more (a network's stem), else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
@@ -50,7 +53,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -67,13 +70,14 @@ else:
 #: conv2d variants, in ladder order (the C enum fc_conv_variant numbers them from 1).
 CONV2D_VARIANTS = (
     "v1_direct", "v2_im2col", "v3_blocked", "v4_simd", "v5_threads", "winograd_f2", "winograd_f4",
-    "direct", "implicit_gemm",
+    "direct", "implicit_gemm", "winograd_f3",
 )
-#: Variants that run one geometry only: variant -> (KH, KW, sh, sw, dh, dw); the public
+#: Variants that run one geometry only: variant -> (KH, KW, sh, sw, dh, dw), None: any; the public
 #: conv2d raises ValueError on any other (_registry.check_variant_geometry).
 CONV2D_VARIANT_GEOMETRY = {
-    "winograd_f2": (3, 3, 1, 1, 1, 1),
-    "winograd_f4": (3, 3, 1, 1, 1, 1),
+    "winograd_f2": (3, 3, 1, 1, None, None),
+    "winograd_f3": (3, 3, 1, 1, None, None),
+    "winograd_f4": (3, 3, 1, 1, None, None),
 }
 #: GEMM micro-kernels (the C enum fc_gemm_kernel), by name: the values ``isa=`` accepts.
 GEMM_KERNELS = {"naive": -1, "portable": 0, "avx2": 1, "avx512": 2}
@@ -250,7 +254,7 @@ if AVAILABLE_REASON == "available":
     #: enum fc_conv_path (csrc/fastconv.h) -> what cpu_info calls it
     CONV_PATHS = {1: "gemm 1x1 (x read in place)", 2: "im2col + packed gemm",
                   3: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)",
-                  5: "direct (no im2col)"}
+                  5: "direct (no im2col)", 6: "winograd F(3x3,3x3)"}
 
     def conv2d_path(shape: tuple, dtype: Any) -> str:
         """The path the default conv2d takes for ``shape`` (the fc_conv_shape fields: N, C,
