@@ -1,5 +1,5 @@
-"""The pool of very large output buffers (fastconv/backends/_bigbuf.py): a new output of 32 MiB
-or more reuses the buffer of an earlier one only when no array refers to it any more; the
+"""The pool of large output buffers (fastconv/backends/_bigbuf.py): a new output of 1 MiB or
+more reuses the buffer of an earlier one only when no array refers to it any more; the
 results stay right; bounded; off with limit 0."""
 
 from __future__ import annotations
@@ -133,3 +133,34 @@ def test_take_prefers_the_most_recent_free_buffer():
     del a, b
     c = _bigbuf.empty((_bigbuf.MIN_BYTES // 4,), np.float32)
     assert _addr(c) == addr_b
+
+
+def test_network_sized_outputs_are_pooled_by_size():
+    """Outputs of a few MiB (a batch-8 network's activations) are pooled too: with sizes
+    interleaved, a dropped output's buffer serves the next one of its size only, a held one
+    never, and trimming to a smaller limit lets the least recently used sizes go."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 128, 128)).astype(np.float32)  # conv outputs: 2-4 MiB
+    w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    assert 2 * 16 * 128 * 128 * 4 >= _bigbuf.MIN_BYTES
+    want1 = fc.conv2d(x, w1, padding=1, backend="reference")
+    want2 = fc.conv2d(x, w2, padding=1, backend="reference")
+    held, hits0 = [], fc.buffer_pool_info()["hits"]
+    for i in range(6):
+        y1 = fc.conv2d(x, w1, padding=1, backend="c")
+        y2 = fc.conv2d(x, w2, padding=1, backend="c")
+        np.testing.assert_allclose(y1, want1, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(y2, want2, rtol=1e-4, atol=1e-3)
+        if i % 2:
+            held.append((y1, y2, y1.copy(), y2.copy()))
+    addrs = {_addr(a) for h in held for a in h[:2]}
+    assert len(addrs) == 2 * len(held)  # a held output's buffer was never handed out again
+    for y1, y2, c1, c2 in held:
+        assert np.array_equal(y1, c1) and np.array_equal(y2, c2)
+    info = fc.buffer_pool_info()
+    assert info["hits"] - hits0 >= 4 and info["entries"] >= 6  # 2 per round dropped, reused
+    fc.set_buffer_pool_limit(y1.nbytes)
+    assert fc.buffer_pool_info()["bytes"] <= y1.nbytes
+    y3 = fc.conv2d(x, w2, padding=1, backend="c")
+    np.testing.assert_allclose(y3, want2, rtol=1e-4, atol=1e-3)

@@ -1,13 +1,18 @@
-"""Reuse of very large output buffers that nobody holds any more.
+"""Reuse of large output buffers that nobody holds any more.
 
 The C library serves allocations of 32 MiB and more with fresh memory from the OS every time
 (glibc's mmap threshold never rises above that) and returns it on free: each new output of
 that size is faulted in and zeroed by the kernel page by page while fastconv's kernel first
 writes it. Measured on the Intel Xeon of bench/RESULTS.md: a 3x3 filter of a 4096 x 4096
 float32 image took 7.0 ms into an existing output and 14.6 ms into a new one. Loops over
-large images or batches allocate the same output size again and again.
+large images or batches allocate the same output size again and again. Smaller outputs fare
+little better: glibc gives the top of its heap back to the OS once enough of it is free, and
+NumPy asks for huge pages from 4 MiB on, which the kernel then zeroes 2 MiB at a time on
+the first write: a ResNet-50 forward at batch 8 spent 22% of its time in the kernel's
+clear_page (perf), and took 600-650 ms with the pool from 32 MiB, 334 ms from 4 MiB and
+315 ms from 1 MiB (2 threads; torch 390-410).
 
-So outputs of at least :data:`MIN_BYTES` come from a small pool: a buffer is handed out again
+So outputs of at least :data:`MIN_BYTES` come from a pool: a buffer is handed out again
 only when no array refers to it any more (CPython's reference count: the output, every view
 of it and every buffer export hold a reference), so a result the caller still holds is never
 overwritten. The most recently handed-out free buffer of the exact size goes first. The pool
@@ -29,12 +34,14 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 #: Outputs smaller than this are plain np.empty (the C library recycles them itself).
-MIN_BYTES = 32 * 2**20
+MIN_BYTES = 2**20
 DEFAULT_LIMIT = 512 * 2**20
 
 _lock = threading.Lock()
 #: id -> buffer (1-D uint8), least recently handed out first
 _buffers: OrderedDict[int, np.ndarray] = OrderedDict()
+#: nbytes -> the ids of the buffers of that size, in the order of _buffers
+_by_size: Dict[int, OrderedDict[int, None]] = {}
 _held = 0
 _limit = 0 if os.environ.get("FASTCONV_BUFFER_POOL", "").strip() == "0" else DEFAULT_LIMIT
 _stats = {"hits": 0, "misses": 0}
@@ -62,15 +69,21 @@ def info() -> Dict[str, int]:
 def _trim() -> None:
     global _held
     while _held > _limit and _buffers:
-        _, buf = _buffers.popitem(last=False)
+        key, buf = _buffers.popitem(last=False)
+        same = _by_size[buf.nbytes]
+        del same[key]
+        if not same:
+            del _by_size[buf.nbytes]
         _held -= buf.nbytes
 
 
 def _take(nbytes: int) -> Optional[np.ndarray]:
     # most recently used first; no local name is bound to a buffer while its count is read
-    for key in [k for k, b in reversed(_buffers.items()) if b.nbytes == nbytes]:
+    same = _by_size.get(nbytes)
+    for key in reversed(same) if same else ():
         if sys.getrefcount(_buffers[key]) == _FREE_REFS:
             _buffers.move_to_end(key)
+            same.move_to_end(key)
             return _buffers[key]
     return None
 
@@ -92,6 +105,7 @@ def empty(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         out = buf.view(dtype).reshape(shape)  # holds buf before _trim may let it go
         if nbytes <= _limit:
             _buffers[id(buf)] = buf
+            _by_size.setdefault(nbytes, OrderedDict())[id(buf)] = None
             _held += nbytes
             _trim()
         return out
