@@ -1,4 +1,4 @@
-"""The pool of large output buffers (fastconv/backends/_bigbuf.py): a new output of 1 MiB or
+"""The pool of large output buffers (fastconv/backends/_bigbuf.py): a new output of 4 MiB or
 more reuses the buffer of an earlier one only when no array refers to it any more; the
 results stay right; bounded; off with limit 0."""
 
@@ -140,10 +140,10 @@ def test_network_sized_outputs_are_pooled_by_size():
     interleaved, a dropped output's buffer serves the next one of its size only, a held one
     never, and trimming to a smaller limit lets the least recently used sizes go."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 16, 128, 128)).astype(np.float32)  # conv outputs: 2-4 MiB
+    x = rng.standard_normal((4, 16, 128, 128)).astype(np.float32)  # conv outputs: 4-8 MiB
     w1 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     w2 = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
-    assert 2 * 16 * 128 * 128 * 4 >= _bigbuf.MIN_BYTES
+    assert 4 * 16 * 128 * 128 * 4 >= _bigbuf.MIN_BYTES
     want1 = fc.conv2d(x, w1, padding=1, backend="reference")
     want2 = fc.conv2d(x, w2, padding=1, backend="reference")
     held, hits0 = [], fc.buffer_pool_info()["hits"]

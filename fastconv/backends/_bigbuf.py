@@ -10,7 +10,10 @@ little better: glibc gives the top of its heap back to the OS once enough of it 
 NumPy asks for huge pages from 4 MiB on, which the kernel then zeroes 2 MiB at a time on
 the first write: a ResNet-50 forward at batch 8 spent 22% of its time in the kernel's
 clear_page (perf), and took 600-650 ms with the pool from 32 MiB, 334 ms from 4 MiB and
-315 ms from 1 MiB (2 threads; torch 390-410).
+315 ms from 1 MiB (2 threads; torch 390-410), in a phase of the guest where faults were
+dear; in a quieter one 296-321 ms either way. Below NumPy's 4 MiB the pool measured slower
+(a 3.2 MB conv output, 1 thread: 0.61-0.66 ms into np.empty, 0.71-0.76 into a pooled
+buffer; cause not found), so it starts there.
 
 So outputs of at least :data:`MIN_BYTES` come from a pool: a buffer is handed out again
 only when no array refers to it any more (CPython's reference count: the output, every view
@@ -33,8 +36,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-#: Outputs smaller than this are plain np.empty (the C library recycles them itself).
-MIN_BYTES = 2**20
+#: Outputs smaller than this are plain np.empty (below NumPy's huge-page threshold the C
+#: library recycles them well enough).
+MIN_BYTES = 4 * 2**20
 DEFAULT_LIMIT = 512 * 2**20
 
 _lock = threading.Lock()

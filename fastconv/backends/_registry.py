@@ -216,11 +216,11 @@ def set_buffer_pool_limit(nbytes: Optional[int]) -> None:
     """Bound the memory of the pool of large output buffers (None: the default, 512 MiB;
     0: off, and the buffers it holds are let go).
 
-    New outputs of 1 MiB and more (conv, pooling, the ndimage / signal filters) reuse the
+    New outputs of 4 MiB and more (conv, pooling, the ndimage / signal filters) reuse the
     buffer of an earlier output of the same size once no array refers to it any more, so
     that a loop over large images, or a network's forward, does not fault fresh memory in
     on every call (a 3x3 filter of a 4096 x 4096 float32 image: 14.6 ms into a new output,
-    7.0 ms into an existing one; ResNet-50 at batch 8: 600 -> 315 ms); a result you still
+    7.0 ms into an existing one; ResNet-50 at batch 8: 600 -> 334 ms); a result you still
     hold, or any view of it, is never reused
     (``fastconv/backends/_bigbuf.py``). ``FASTCONV_BUFFER_POOL=0`` starts with it off.
 
@@ -257,7 +257,7 @@ def buffer_pool_info() -> Dict[str, int]:
     -------
     dict of str to int
         ``entries`` and ``bytes`` held (buffers in use included), ``hits`` and ``misses``
-        (outputs of 1 MiB and more served from the pool or freshly allocated, since the
+        (outputs of 4 MiB and more served from the pool or freshly allocated, since the
         process started) and ``limit``.
 
     Examples
@@ -440,7 +440,7 @@ class Call:
         alloc = self._hooks[1]
         if alloc is not None:
             return alloc(shape, dtype)
-        y = _bigbuf.empty(shape, dtype)  # 1 MiB and more: a reused buffer nobody holds
+        y = _bigbuf.empty(shape, dtype)  # 4 MiB and more: a reused buffer nobody holds
         if POISON:
             y.fill(np.nan if dtype.kind == "f" else -7)
         return y
