@@ -409,7 +409,8 @@ void fc_winograd_set_auto(int on) { fc_winograd_auto_on = on != 0; }
  *    tiles: 1.9x im2col), or from 128 tiles whatever the waste (14x14 and 7x7 images waste
  *    31%: 256@14 N=8, 128 tiles, F4 2.2x against F2 1.75x; 512@7 N=8, 32 tiles, F2 1.66x
  *    beat F4's 1.37x);
- *  - else F2 from 48 F2 tiles (256@14 N=1, 49 tiles: 1.45x);
+ *  - else F2 from 48 F2 tiles (256@14 N=1, 49 tiles: 1.45x), or F3 where its tiles need fewer
+ *    multiplies (256@14 N=1 again: 25 F3 tiles, 10-12% faster than F2);
  *  - more than 256 x 256 channels (C/G x OC/G; U of F2 over 16 MB, F4's over 37 MB): F2 only,
  *    from 128 F2 tiles on images of at most 14x14 (512@7 N=8, 128 tiles: F2 1.66x, F4
  *    1.37x), since im2col runs these at 190-230 GFLOP/s on larger images: VGG-16 512@28 N=1
@@ -448,7 +449,11 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     if (Cg * M > 256 * 256) /* U over the caches: im2col at its best on larger images */
         return s->N * t2 >= 128 && s->OH * s->OW <= 196 ? 2 : 0;
     if ((s->N * t4 >= 48 && tight) || s->N * t4 >= 128) return 4;
-    if (s->N * t2 >= 48) return 2;
+    /* F2 or F3, whichever multiplies less (ResNet-50's 256@14 at batch 1: F3 25 tiles of 25
+     * against F2 49 of 16; 2 threads 0.76-0.78 ms against 0.86-0.91 hot, 1.05-1.13 against
+     * 1.12-1.18 after a 128 MB read; 1 thread 1.15-1.17 against 1.31-1.34) */
+    const int64_t t3 = ceil_div(s->OH, 3) * ceil_div(s->OW, 3);
+    if (s->N * t2 >= 48) return t3 * 25 < t2 * 16 ? 3 : 2;
     return 0;
 }
 

@@ -248,11 +248,16 @@ def test_automatic_choice_and_its_error():
     thin = c._shape(x, want, (64, 4, 3, 3), 1, 1, 1, 1, 1, 1, 16, 64)
     assert lib.fc_winograd_choice(thin, 0, 2) == 0
     small = c._shape(x[:, :, :20, :20], want[:, :, :20, :20], w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
-    assert lib.fc_winograd_choice(small, 0, 2) == 2  # 25 F4 tiles, 100 F2 tiles
+    # 25 F4 tiles (too few), 100 F2 tiles of 16 multiplies, 49 F3 tiles of 25: F3
+    assert lib.fc_winograd_choice(small, 0, 2) == 3
+    x10 = np.zeros((2, 64, 10, 10), np.float32)
+    even = c._shape(x10, x10, w.shape, 1, 1, 1, 1, 1, 1, 1, 64)
+    assert lib.fc_winograd_choice(even, 0, 2) == 2  # 50 F2 tiles (800), 32 F3 tiles (800)
+
 
 
 @pytest.mark.parametrize("N, ch, hw, path", [
-    (1, 64, 56, 4), (1, 128, 28, 4), (1, 256, 14, 2), (1, 512, 7, 0), (8, 256, 14, 4),
+    (1, 64, 56, 4), (1, 128, 28, 4), (1, 256, 14, 3), (1, 512, 7, 0), (8, 256, 14, 4),
     (8, 512, 7, 2), (1, 512, 28, 0), (1, 512, 14, 0), (1, 32, 4, 5), (1, 1024, 7, 0),
 ])
 def test_automatic_rule_on_resnet_and_vgg_layers(N, ch, hw, path):
