@@ -6,8 +6,9 @@
 
 For each layer (float32): ms of the C engine's im2col path ("best(im2col)", the automatic
 choice with Winograd switched off, ``c.set_auto_winograd(False)``), ``winograd_f2``,
-``winograd_f3`` and ``winograd_f4`` twice: "1st" is a first call (the cache of transformed weights emptied
-before it: the call transforms the weights and stores them) and "cached" the steady state (the
+``winograd_f3`` and ``winograd_f4`` twice: "1st" is a first call (the cache of transformed
+weights emptied before it: the call transforms the weights and stores them) and "cached" the
+steady state (the
 weights already cached: what inference sees from the 2nd call on), the automatic choice
 (``auto``, steady state) and ``torch.nn.functional.conv2d`` under
 ``torch.inference_mode()`` with ``torch.set_num_threads`` = ``--threads``. Each round times

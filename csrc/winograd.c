@@ -558,6 +558,26 @@ static int wino_plan_make(const fc_conv_shape *s, int m, int kernel, int is_f64,
 
 #else /* ------------------------------------------------------------ typed section */
 
+/* The per-m copies of a transform: from FN(name_body)(int m, ...), name2 / name3 / name4
+ * (m a constant: the body's loops unroll), each compiled per instruction set
+ * (FC_MULTIVERSION), and FN(name)(m, ...), which runs the one of m. */
+#define WINO_UNPAREN(...) __VA_ARGS__
+#define WINO_PER_M(name, params, args)                                                       \
+    FC_INLINE void FC_CAT(FN(name##2), _body) params { FN(name##_body)(2, WINO_UNPAREN args); } \
+    FC_INLINE void FC_CAT(FN(name##3), _body) params { FN(name##_body)(3, WINO_UNPAREN args); } \
+    FC_INLINE void FC_CAT(FN(name##4), _body) params { FN(name##_body)(4, WINO_UNPAREN args); } \
+    FC_MULTIVERSION(FN(name##2), params, args)                                               \
+    FC_MULTIVERSION(FN(name##3), params, args)                                               \
+    FC_MULTIVERSION(FN(name##4), params, args)                                               \
+    static void FN(name)(int m, WINO_UNPAREN params) {                                       \
+        if (m == 2)                                                                          \
+            FN(name##2) args;                                                                \
+        else if (m == 3)                                                                     \
+            FN(name##3) args;                                                                \
+        else                                                                                 \
+            FN(name##4) args;                                                                \
+    }
+
 /* ---- the 1-D transforms (the 2-D ones apply them to rows, then columns) ---- */
 
 /* t = B^T d, d of alpha values. */
@@ -667,34 +687,10 @@ FC_INLINE void FN(wino_gather_row_body)(int m, const T *rp, int64_t rpl, int64_t
         v0 += run;
     }
 }
-#define WINO_GA_PARAMS                                                                     \
-    (const T *rp, int64_t rpl, int64_t dw, const int64_t *col, int64_t nv, int64_t lane0,  \
-     int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp)
-#define WINO_GA_ARGS (rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp)
-FC_INLINE void FC_CAT(FN(wino_gather_row2), _body) WINO_GA_PARAMS {
-    FN(wino_gather_row_body)(2, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
-}
-FC_INLINE void FC_CAT(FN(wino_gather_row3), _body) WINO_GA_PARAMS {
-    FN(wino_gather_row_body)(3, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
-}
-FC_INLINE void FC_CAT(FN(wino_gather_row4), _body) WINO_GA_PARAMS {
-    FN(wino_gather_row_body)(4, rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp);
-}
-FC_MULTIVERSION(FN(wino_gather_row2), WINO_GA_PARAMS, WINO_GA_ARGS)
-FC_MULTIVERSION(FN(wino_gather_row3), WINO_GA_PARAMS, WINO_GA_ARGS)
-FC_MULTIVERSION(FN(wino_gather_row4), WINO_GA_PARAMS, WINO_GA_ARGS)
-static void FN(wino_gather_row)(int m, const T *rp, int64_t rpl, int64_t dw, const int64_t *col,
-                                int64_t nv, int64_t lane0, int64_t c, int64_t Cg, int64_t nr,
-                                int64_t vst, T *Vp) {
-    if (m == 2)
-        FN(wino_gather_row2) WINO_GA_ARGS;
-    else if (m == 3)
-        FN(wino_gather_row3) WINO_GA_ARGS;
-    else
-        FN(wino_gather_row4) WINO_GA_ARGS;
-}
-#undef WINO_GA_PARAMS
-#undef WINO_GA_ARGS
+WINO_PER_M(wino_gather_row,
+           (const T *rp, int64_t rpl, int64_t dw, const int64_t *col, int64_t nv, int64_t lane0,
+            int64_t c, int64_t Cg, int64_t nr, int64_t vst, T *Vp),
+           (rp, rpl, dw, col, nv, lane0, c, Cg, nr, vst, Vp))
 
 /* ---- output transform ---- */
 
@@ -723,31 +719,9 @@ FC_INLINE void FN(wino_store_gather_body)(int m, const T *Mo, int64_t mst, T bia
             for (int j = 0; j < m; j++) Yb[(a * m + j) * nv + v] = r[j] + bias;
         }
 }
-#define WINO_SG_PARAMS (const T *Mo, int64_t mst, T bias, int64_t nv, int64_t lane0, T *Yb)
-#define WINO_SG_ARGS (Mo, mst, bias, nv, lane0, Yb)
-FC_INLINE void FC_CAT(FN(wino_store_gather2), _body) WINO_SG_PARAMS {
-    FN(wino_store_gather_body)(2, Mo, mst, bias, nv, lane0, Yb);
-}
-FC_INLINE void FC_CAT(FN(wino_store_gather3), _body) WINO_SG_PARAMS {
-    FN(wino_store_gather_body)(3, Mo, mst, bias, nv, lane0, Yb);
-}
-FC_INLINE void FC_CAT(FN(wino_store_gather4), _body) WINO_SG_PARAMS {
-    FN(wino_store_gather_body)(4, Mo, mst, bias, nv, lane0, Yb);
-}
-FC_MULTIVERSION(FN(wino_store_gather2), WINO_SG_PARAMS, WINO_SG_ARGS)
-FC_MULTIVERSION(FN(wino_store_gather3), WINO_SG_PARAMS, WINO_SG_ARGS)
-FC_MULTIVERSION(FN(wino_store_gather4), WINO_SG_PARAMS, WINO_SG_ARGS)
-static void FN(wino_store_gather)(int m, const T *Mo, int64_t mst, T bias, int64_t nv,
-                                  int64_t lane0, T *Yb) {
-    if (m == 2)
-        FN(wino_store_gather2) WINO_SG_ARGS;
-    else if (m == 3)
-        FN(wino_store_gather3) WINO_SG_ARGS;
-    else
-        FN(wino_store_gather4) WINO_SG_ARGS;
-}
-#undef WINO_SG_PARAMS
-#undef WINO_SG_ARGS
+WINO_PER_M(wino_store_gather,
+           (const T *Mo, int64_t mst, T bias, int64_t nv, int64_t lane0, T *Yb),
+           (Mo, mst, bias, nv, lane0, Yb))
 
 /* 1 when some element of v[0 .. n) is NaN or +-Inf: the largest magnitude, compared as
  * integers (an integer max vectorises; a float reduction would need -ffast-math). */
