@@ -78,7 +78,7 @@
 /* Target bytes of one task's transformed input V (alpha^2 x C/G x tiles): within L2 (2 MiB on
  * the machine of bench/RESULTS.md) together with a block of M. */
 #define WINO_V_TARGET (1280 * 1024)
-/* Tiles per step of the dilated-column transforms (wino_gather_row, wino_store_gather). */
+/* Tiles per step of the input and output transforms (wino_gather_row, wino_store_gather). */
 #define WINO_GCHUNK 32
 /* Tile rows one such step of the input transform spans at most (each holds its padded rows). */
 #define WINO_GROWS 4
@@ -115,6 +115,11 @@ static inline int64_t wino_axis_at(const wino_axis *ax, int m, int64_t v, int64_
     }
     *nout = cnt - t * m;
     return p + ax->d * t * m;
+}
+
+/* Tiles of F(m x m, 3 x 3) on one image of s, each phase of the dilation tiled on its own. */
+static int64_t wino_image_tiles(const fc_conv_shape *s, int m) {
+    return wino_axis_make(s->OH, s->dh, m).T * wino_axis_make(s->OW, s->dw, m).T;
 }
 
 /* Where the outputs of a step's tiles go (wino_scatter): tile v's first
@@ -436,15 +441,13 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
         int best = 0;
         int64_t best_e = 0;
         for (int m = 2; m <= 4; m++) {
-            const wino_axis ah = wino_axis_make(s->OH, s->dh, m);
-            const wino_axis aw = wino_axis_make(s->OW, s->dw, m);
-            const int64_t e = s->N * ah.T * aw.T * (m + 2) * (m + 2);
-            if (s->N * ah.T * aw.T >= 48 && (!best || e < best_e)) best = m, best_e = e;
+            const int64_t tiles = s->N * wino_image_tiles(s, m), e = tiles * (m + 2) * (m + 2);
+            if (tiles >= 48 && (!best || e < best_e)) best = m, best_e = e;
         }
         return best && best_e * 10 <= s->N * s->OH * s->OW * 9 * 4 ? best : 0;
     }
-    const int64_t t4 = ceil_div(s->OH, 4) * ceil_div(s->OW, 4), t2 = ceil_div(s->OH, 2) *
-                                                                       ceil_div(s->OW, 2);
+    const int64_t t2 = wino_image_tiles(s, 2), t3 = wino_image_tiles(s, 3);
+    const int64_t t4 = wino_image_tiles(s, 4);
     const int tight = t4 * 16 * 100 <= s->OH * s->OW * 115; /* edge waste <= 15% */
     if (Cg * M > 256 * 256) /* U over the caches: im2col at its best on larger images */
         return s->N * t2 >= 128 && s->OH * s->OW <= 196 ? 2 : 0;
@@ -452,7 +455,6 @@ int fc_winograd_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     /* F2 or F3, whichever multiplies less (ResNet-50's 256@14 at batch 1: F3 25 tiles of 25
      * against F2 49 of 16; 2 threads 0.76-0.78 ms against 0.86-0.91 hot, 1.05-1.13 against
      * 1.12-1.18 after a 128 MB read; 1 thread 1.15-1.17 against 1.31-1.34) */
-    const int64_t t3 = ceil_div(s->OH, 3) * ceil_div(s->OW, 3);
     if (s->N * t2 >= 48) return t3 * 25 < t2 * 16 ? 3 : 2;
     return 0;
 }
@@ -966,27 +968,29 @@ static void FN(wino_task)(FN(wino_args) *a, int64_t task, T *work) {
     }
 }
 
+/* The pool slot's workspace, allocated on its first use in the call; NULL (and the call
+ * failed) when out of memory. */
+static T *FN(wino_work)(FN(wino_args) *a, int slot) {
+    if (!a->works[slot] &&
+        !(a->works[slot] = malloc((size_t)(a->pl->work_elems + 1) * sizeof(T))))
+        a->failed = 1;
+    return a->works[slot];
+}
+
 static void FN(wino_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     FN(wino_args) *a = ctx;
-    if (!a->works[slot] &&
-        !(a->works[slot] = malloc((size_t)(a->pl->work_elems + 1) * sizeof(T)))) {
-        a->failed = 1;
-        return;
-    }
-    for (int64_t task = t0; task < t1 && !a->nonfinite; task++)
-        FN(wino_task)(a, task, a->works[slot]);
+    T *work = FN(wino_work)(a, slot);
+    for (int64_t task = t0; task < t1 && work && !a->nonfinite; task++)
+        FN(wino_task)(a, task, work);
 }
 
 /* The shared input transform: piece q = (group, tile block, channel piece) into a->Vs. */
 static void FN(wino_input_pieces)(void *ctx, int64_t q0, int64_t q1, int slot) {
     FN(wino_args) *a = ctx;
     const wino_plan *pl = a->pl;
-    if (!a->works[slot] &&
-        !(a->works[slot] = malloc((size_t)(pl->work_elems + 1) * sizeof(T)))) {
-        a->failed = 1;
-        return;
-    }
-    const FN(wino_bufs) wb = FN(wino_carve)(pl, a->works[slot]); /* its row buffers */
+    T *work = FN(wino_work)(a, slot);
+    if (!work) return;
+    const FN(wino_bufs) wb = FN(wino_carve)(pl, work); /* its row buffers */
     for (int64_t q = q0; q < q1 && !a->nonfinite; q++) {
         const int64_t piece = q % a->cpieces, gb = q / a->cpieces;
         const int64_t blk = gb % pl->nb, g = gb / pl->nb;

@@ -44,8 +44,6 @@ DEFAULT_LIMIT = 512 * 2**20
 _lock = threading.Lock()
 #: id -> buffer (1-D uint8), least recently handed out first
 _buffers: OrderedDict[int, np.ndarray] = OrderedDict()
-#: nbytes -> the ids of the buffers of that size, in the order of _buffers
-_by_size: Dict[int, OrderedDict[int, None]] = {}
 _held = 0
 _limit = 0 if os.environ.get("FASTCONV_BUFFER_POOL", "").strip() == "0" else DEFAULT_LIMIT
 _stats = {"hits": 0, "misses": 0}
@@ -73,21 +71,15 @@ def info() -> Dict[str, int]:
 def _trim() -> None:
     global _held
     while _held > _limit and _buffers:
-        key, buf = _buffers.popitem(last=False)
-        same = _by_size[buf.nbytes]
-        del same[key]
-        if not same:
-            del _by_size[buf.nbytes]
+        _, buf = _buffers.popitem(last=False)
         _held -= buf.nbytes
 
 
 def _take(nbytes: int) -> Optional[np.ndarray]:
     # most recently used first; no local name is bound to a buffer while its count is read
-    same = _by_size.get(nbytes)
-    for key in reversed(same) if same else ():
+    for key in [k for k, b in reversed(_buffers.items()) if b.nbytes == nbytes]:
         if sys.getrefcount(_buffers[key]) == _FREE_REFS:
             _buffers.move_to_end(key)
-            same.move_to_end(key)
             return _buffers[key]
     return None
 
@@ -109,7 +101,6 @@ def empty(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         out = buf.view(dtype).reshape(shape)  # holds buf before _trim may let it go
         if nbytes <= _limit:
             _buffers[id(buf)] = buf
-            _by_size.setdefault(nbytes, OrderedDict())[id(buf)] = None
             _held += nbytes
             _trim()
         return out
