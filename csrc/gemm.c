@@ -167,21 +167,25 @@ __attribute__((target("avx512f"))) static inline __m512 tail_vec_f32(
  * loading it back for the tail stalled on every row (masked stores do not forward to loads),
  * 4% of a ResNet-50 forward. The two entry points below inline it with t NULL or not. */
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-ukr_avx512_f32_body(int64_t kc, const float *restrict a, const float *restrict b,
-                    float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n,
-                    const fc_gemm_tail *t, int64_t i0, int64_t j0) {
+ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
+                    const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
+                    int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0) {
     __m512 r0[AVX512_MR], r1[AVX512_MR];
 #pragma GCC unroll 14
     for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_ps();
+    /* rows 7..13 from a second base: offsets 0..6 x ars fit in three registers (x86 scales
+     * 1, 2, 4 of ars, 3 ars and 5 ars) where 0..13 x ars spilled to the stack */
+    const float *restrict ah = a + 7 * ars;
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
         for (int i = 0; i < AVX512_MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
+            __m512 ai = _mm512_set1_ps(i < 7 ? a[i * ars] : ah[(i - 7) * ars]);
             r0[i] = _mm512_fmadd_ps(ai, b0, r0[i]);
             r1[i] = _mm512_fmadd_ps(ai, b1, r1[i]);
         }
-        a += AVX512_MR;
+        a += aks;
+        ah += aks;
         b += 32;
     }
     /* Edge tiles: rows past m are not stored, columns past n are masked off (a masked load
@@ -210,14 +214,28 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, const float *restrict b
 __attribute__((target("avx512f"))) static void ukr_avx512_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx512_f32_body(kc, a, b, c, ldc, acc, m, n, NULL, 0, 0);
+    ukr_avx512_f32_body(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0);
 }
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f32_tail(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t, int64_t i0,
     int64_t j0) {
-    ukr_avx512_f32_body(kc, a, b, c, ldc, acc, m, n, t, i0, j0);
+    ukr_avx512_f32_body(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
+}
+
+/* The same micro-kernel reading A in place, row-major with row stride rsa (A(i, k) =
+ * a[i*rsa + k], all AVX512_MR rows present): for an A block that meets only one or two B
+ * slivers, packing it costs more than the multiply saves (ResNet-50's 1x1 2048->512 at 7x7,
+ * 49 output pixels: pack_a 21% of the call, its 4 MB of weights streamed from L3 and written
+ * again before the multiply reads them). Each k step broadcasts one value of each of the 14
+ * rows; the 14 cache lines of a 16-value step stay in L1. Same products in the same order,
+ * so the same bits as the packed kernel. t NULL or not, as ukr_avx512_f32_tail. */
+__attribute__((target("avx512f"))) static void ukr_avx512_f32_rows(
+    int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
+    float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t,
+    int64_t i0, int64_t j0) {
+    ukr_avx512_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0);
 }
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f64(
@@ -301,9 +319,11 @@ __attribute__((target("avx512f"))) static void pack_a_avx512_f32(int64_t kc, con
 /* AVX2: 16 ymm registers, so 6 rows x 2 vectors = 12 for C, 2 for the B row, 1 broadcast. */
 #define AVX2_MR 6
 
-__attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
-    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-    int64_t ldc, int acc, int64_t m, int64_t n) {
+/* A(i, k) = a[i*ars + k*aks]: packed (1, AVX2_MR) or in place (rsa, 1), as the AVX-512 body. */
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+ukr_avx2_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
+                  const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
+                  int64_t n) {
     __m256 r0[AVX2_MR], r1[AVX2_MR];
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_ps();
@@ -311,11 +331,11 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < AVX2_MR; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + i);
+            __m256 ai = _mm256_broadcast_ss(a + i * ars);
             r0[i] = _mm256_fmadd_ps(ai, b0, r0[i]);
             r1[i] = _mm256_fmadd_ps(ai, b1, r1[i]);
         }
-        a += AVX2_MR;
+        a += aks;
         b += 16;
     }
     /* Edge tiles: rows past m are not stored; columns past n are masked off (maskload /
@@ -343,6 +363,18 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
             _mm256_maskstore_ps(ci + 8, k1, r1[i]);
         }
     }
+}
+
+__attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
+    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+    int64_t ldc, int acc, int64_t m, int64_t n) {
+    ukr_avx2_f32_body(kc, a, 1, AVX2_MR, b, c, ldc, acc, m, n);
+}
+
+__attribute__((target("avx2,fma"))) static void ukr_avx2_f32_rows(
+    int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
+    float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n) {
+    ukr_avx2_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n);
 }
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(
@@ -576,6 +608,45 @@ static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t 
     }
 }
 
+#if defined(__x86_64__) && !IS_F64
+/* The float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16 AVX2 B slivers)
+ * on a vector kernel: A is read in place (ukr_avx512_f32_rows / ukr_avx2_f32_rows), each
+ * strip of mr rows against every sliver while its kc slice (14 or 6 KB) is in L1; only a
+ * last strip of fewer rows is packed (into Ap). Same K blocks and tiles as the packed loops,
+ * so the same bits. */
+#define IN_PLACE_MAX_N 256
+static void FN(gemm_a_in_place)(const FN(tile_kernels) *tk, blocking bk, int avx512,
+                                int64_t M, int64_t N,
+                                int64_t K, const T *A, int64_t rsa, const T *B, int64_t ldb,
+                                T *C, int64_t ldc, int accumulate, T *Ap, T *Bp,
+                                const fc_gemm_tail *t) {
+    const int64_t kc_even = even_block(K, bk.kc);
+    for (int64_t pc = 0; pc < K; pc += kc_even) {
+        const int64_t kc = min64(kc_even, K - pc);
+        const int acc = accumulate || pc > 0;
+        const fc_gemm_tail *tl = pc + kc == K ? t : NULL;
+        FN(pack_b)(kc, N, B + pc * ldb, ldb, Bp, bk.nr);
+        for (int64_t ir = 0; ir < M; ir += bk.mr) {
+            const int64_t m = min64(bk.mr, M - ir);
+            const T *a = A + ir * rsa + pc;
+            if (m < bk.mr) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
+            for (int64_t jr = 0; jr < N; jr += bk.nr) {
+                T *c = C + ir * ldc + jr;
+                const int64_t n = min64(bk.nr, N - jr);
+                if (m < bk.mr) {
+                    FN(run_tile)(tk, kc, Ap, Bp + jr * kc, c, ldc, acc, m, n, tl, ir, jr);
+                } else if (avx512) {
+                    ukr_avx512_f32_rows(kc, a, rsa, Bp + jr * kc, c, ldc, acc, m, n, tl, ir, jr);
+                } else {
+                    ukr_avx2_f32_rows(kc, a, rsa, Bp + jr * kc, c, ldc, acc, m, n);
+                    if (tl) tk->tf(tl, c, ldc, ir, jr, m, n);
+                }
+            }
+        }
+    }
+}
+#endif
+
 static void FN(gemm_impl)(int kernel, int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
                           int64_t csa, const T *B, int64_t ldb, T *C, int64_t ldc,
                           int accumulate, T *work, const fc_gemm_tail *t) {
@@ -598,6 +669,12 @@ static void FN(gemm_impl)(int kernel, int64_t M, int64_t N, int64_t K, const T *
     const int64_t kc_even = even_block(K, bk.kc);
     T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     T *Bp = (T *)(((uintptr_t)(Ap + mc_max * kc_max) + 63) & ~(uintptr_t)63);
+#if defined(__x86_64__) && !IS_F64
+    if ((kernel == FC_GEMM_AVX512 || kernel == FC_GEMM_AVX2) && csa == 1 && N <= IN_PLACE_MAX_N) {
+        FN(gemm_a_in_place)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, K, A, rsa, B, ldb, C, ldc, accumulate, Ap, Bp, t);
+        return;
+    }
+#endif
     for (int64_t jc = 0; jc < N; jc += bk.nc) {
         int64_t nc = min64(bk.nc, N - jc);
         for (int64_t pc = 0; pc < K; pc += kc_even) {

@@ -543,6 +543,44 @@ def test_gemm_tail_against_numpy(kernel, dtype):
     assert ffi.string(lib.fc_gemm_kernel_name(code)).decode() == kernel
 
 
+@pytest.mark.parametrize("kernel", ISAS)
+def test_gemm_a_in_place_same_bits_as_packed(kernel):
+    """A float GEMM with few columns (N <= 256) on a vector kernel reads A in place (gemm.c,
+    gemm_a_in_place) instead of packing it: the same bits as the packed loops of a wider B
+    whose first N columns are the same, on random sizes with A a row-strided block (rsa > K),
+    edge strips of fewer rows, several K blocks, accumulating or not, with and without a
+    tail; nothing written past N."""
+    lib, ffi = c.lib, c.ffi
+    code = c.GEMM_KERNELS[kernel]
+    rng = np.random.default_rng(code + 70)
+    for trial in range(12):
+        M, N, K = int(rng.integers(1, 60)), int(rng.integers(1, 257)), int(rng.integers(1, 700))
+        Nw = 300 + int(rng.integers(0, 40))  # wide enough for the packed loops
+        rsa = K + int(rng.integers(0, 9))
+        Abuf = rng.standard_normal((M, rsa)).astype(np.float32)
+        B = rng.standard_normal((K, Nw)).astype(np.float32)
+        C0 = rng.standard_normal((M, Nw)).astype(np.float32)
+        bias = rng.standard_normal(M).astype(np.float32)
+        tail = ffi.new("fc_gemm_tail *", {"bias": ptr(bias), "scale": ffi.NULL,
+                                          "shift": ffi.NULL, "residual": ffi.NULL, "ldr": 0,
+                                          "activation": 1})
+        work = np.empty(lib.fc_gemm_work_elems(code, 0, M, Nw, K), np.float32)
+        for acc in (0, 1):
+            for tl in (ffi.NULL, tail):
+                narrow, wide = C0.copy(), C0.copy()
+                narrow[:, N:] = 7
+                lib.fc_gemm_ep_f32(code, M, N, K, ptr(Abuf), rsa, 1, ptr(B), Nw, ptr(narrow),
+                                   Nw, acc, ptr(work), tl)
+                lib.fc_gemm_ep_f32(code, M, Nw, K, ptr(Abuf), rsa, 1, ptr(B), Nw, ptr(wide),
+                                   Nw, acc, ptr(work), tl)
+                assert (narrow[:, N:] == 7).all(), "wrote past N"
+                assert np.array_equal(narrow[:, :N], wide[:, :N]), (trial, M, N, K, acc)
+        # and the value: the last call accumulated onto C0 with bias and ReLU
+        want = Abuf[:, :K].astype(np.float64) @ B[:, :N].astype(np.float64)
+        want = np.maximum(C0[:, :N] + want + bias[:, None], 0)
+        assert np.abs(narrow[:, :N] - want).max() <= TOL[np.float32] * (np.abs(want).max() + 1)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_default_path_same_bits_on_any_thread_count_and_batch(dtype):
     """The default path sums each output's K the same way however the call is cut: the same
