@@ -96,6 +96,14 @@ void fc_gemm_packed_ep_f32(int kernel, int64_t M, int64_t N, int64_t K, const fl
 void fc_gemm_packed_ep_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *Ap,
                            int64_t a_k, const double *Bp, double *C, int64_t ldc,
                            int accumulate, const fc_gemm_tail *t);
+int fc_gemm_a_in_place_ok_f32(int kernel, int64_t N);
+int fc_gemm_a_in_place_ok_f64(int kernel, int64_t N);
+void fc_gemm_a_in_place_ep_f32(int kernel, int64_t M, int64_t N, int64_t K, const float *A,
+                               int64_t rsa, const float *Bp, float *C, int64_t ldc,
+                               int accumulate, const fc_gemm_tail *t, float *Ap);
+void fc_gemm_a_in_place_ep_f64(int kernel, int64_t M, int64_t N, int64_t K, const double *A,
+                               int64_t rsa, const double *Bp, double *C, int64_t ldc,
+                               int accumulate, const fc_gemm_tail *t, double *Ap);
 
 void fc_im2col_f32(const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1,
                    int64_t p0, int64_t p1, float *col);

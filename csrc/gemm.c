@@ -608,41 +608,50 @@ static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t 
     }
 }
 
-#if defined(__x86_64__) && !IS_F64
-/* The float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16 AVX2 B slivers)
- * on a vector kernel: A is read in place (ukr_avx512_f32_rows / ukr_avx2_f32_rows), each
- * strip of mr rows against every sliver while its kc slice (14 or 6 KB) is in L1; only a
- * last strip of fewer rows is packed (into Ap). Same K blocks and tiles as the packed loops,
- * so the same bits. */
 #define IN_PLACE_MAX_N 256
+
+#if defined(__x86_64__) && !IS_F64
+/* One K block (kc) of the float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16
+ * AVX2 B slivers) on a vector kernel: A is read in place (ukr_avx512_f32_rows /
+ * ukr_avx2_f32_rows), each strip of mr rows against every sliver while its kc slice (14 or
+ * 6 KB) is in L1; only a last strip of fewer rows is packed (into Ap, mr x kc). a: the
+ * block's first column of A (row stride rsa); b: its first row of the packed B, slivers bsl
+ * elements apart. The tiles of the packed loops, so the same bits. */
+static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int avx512,
+                                 int64_t M, int64_t N, int64_t kc, const T *A, int64_t rsa,
+                                 const T *b, int64_t bsl, T *C, int64_t ldc, int acc, T *Ap,
+                                 const fc_gemm_tail *tl) {
+    for (int64_t ir = 0; ir < M; ir += bk.mr) {
+        const int64_t m = min64(bk.mr, M - ir);
+        const T *a = A + ir * rsa;
+        if (m < bk.mr) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
+        for (int64_t jr = 0; jr < N; jr += bk.nr) {
+            T *c = C + ir * ldc + jr;
+            const T *bj = b + jr / bk.nr * bsl;
+            const int64_t n = min64(bk.nr, N - jr);
+            if (m < bk.mr) {
+                FN(run_tile)(tk, kc, Ap, bj, c, ldc, acc, m, n, tl, ir, jr);
+            } else if (avx512) {
+                ukr_avx512_f32_rows(kc, a, rsa, bj, c, ldc, acc, m, n, tl, ir, jr);
+            } else {
+                ukr_avx2_f32_rows(kc, a, rsa, bj, c, ldc, acc, m, n);
+                if (tl) tk->tf(tl, c, ldc, ir, jr, m, n);
+            }
+        }
+    }
+}
+
+/* The blocked GEMM's K loop with A in place: B packed one K block at a time into Bp. */
 static void FN(gemm_a_in_place)(const FN(tile_kernels) *tk, blocking bk, int avx512,
-                                int64_t M, int64_t N,
-                                int64_t K, const T *A, int64_t rsa, const T *B, int64_t ldb,
-                                T *C, int64_t ldc, int accumulate, T *Ap, T *Bp,
-                                const fc_gemm_tail *t) {
+                                int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
+                                const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
+                                T *Ap, T *Bp, const fc_gemm_tail *t) {
     const int64_t kc_even = even_block(K, bk.kc);
     for (int64_t pc = 0; pc < K; pc += kc_even) {
         const int64_t kc = min64(kc_even, K - pc);
-        const int acc = accumulate || pc > 0;
-        const fc_gemm_tail *tl = pc + kc == K ? t : NULL;
         FN(pack_b)(kc, N, B + pc * ldb, ldb, Bp, bk.nr);
-        for (int64_t ir = 0; ir < M; ir += bk.mr) {
-            const int64_t m = min64(bk.mr, M - ir);
-            const T *a = A + ir * rsa + pc;
-            if (m < bk.mr) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
-            for (int64_t jr = 0; jr < N; jr += bk.nr) {
-                T *c = C + ir * ldc + jr;
-                const int64_t n = min64(bk.nr, N - jr);
-                if (m < bk.mr) {
-                    FN(run_tile)(tk, kc, Ap, Bp + jr * kc, c, ldc, acc, m, n, tl, ir, jr);
-                } else if (avx512) {
-                    ukr_avx512_f32_rows(kc, a, rsa, Bp + jr * kc, c, ldc, acc, m, n, tl, ir, jr);
-                } else {
-                    ukr_avx2_f32_rows(kc, a, rsa, Bp + jr * kc, c, ldc, acc, m, n);
-                    if (tl) tk->tf(tl, c, ldc, ir, jr, m, n);
-                }
-            }
-        }
+        FN(a_in_place_block)(tk, bk, avx512, M, N, kc, A + pc, rsa, Bp, kc * bk.nr, C, ldc,
+                             accumulate || pc > 0, Ap, pc + kc == K ? t : NULL);
     }
 }
 #endif
@@ -745,6 +754,38 @@ void FN(fc_gemm_packed_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T 
 void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
                         int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
     FN(fc_gemm_packed_ep)(kernel, M, N, K, Ap, a_k, Bp, C, ldc, accumulate, NULL);
+}
+
+/* Whether fc_gemm_a_in_place_ep runs for this kernel and N (a float vector kernel, N <=
+ * IN_PLACE_MAX_N); else the caller packs A and calls fc_gemm_packed_ep. */
+int FN(fc_gemm_a_in_place_ok)(int kernel, int64_t N) {
+    kernel = resolve_kernel(kernel);
+    return !IS_F64 && (kernel == FC_GEMM_AVX512 || kernel == FC_GEMM_AVX2) && N >= 1 &&
+           N <= IN_PLACE_MAX_N;
+}
+
+/* fc_gemm_packed_ep with A row-major in place (A(i, k) = A[i*rsa + k]) instead of packed:
+ * for a caller that would pack A only to multiply it by a few B slivers (conv2d's tasks
+ * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows.
+ * Only where fc_gemm_a_in_place_ok; the same bits as packing A and fc_gemm_packed_ep. */
+void FN(fc_gemm_a_in_place_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *A,
+                               int64_t rsa, const T *Bp, T *C, int64_t ldc, int accumulate,
+                               const fc_gemm_tail *t, T *Ap) {
+    FC_ASSERT(M >= 1 && K >= 1 && rsa >= K && ldc >= N && FN(fc_gemm_a_in_place_ok)(kernel, N));
+#if defined(__x86_64__) && !IS_F64
+    kernel = resolve_kernel(kernel);
+    const blocking bk = blocking_of(kernel, IS_F64);
+    const FN(tile_kernels) tk = FN(tile_kernels_for)(kernel);
+    const int64_t kc_even = even_block(K, bk.kc);
+    for (int64_t pc = 0; pc < K; pc += kc_even) {
+        const int64_t kc = min64(kc_even, K - pc);
+        FN(a_in_place_block)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, kc, A + pc, rsa,
+                             Bp + pc * bk.nr, K * bk.nr, C, ldc, accumulate || pc > 0, Ap,
+                             pc + kc == K ? t : NULL);
+    }
+#else
+    (void)M, (void)K, (void)A, (void)rsa, (void)Bp, (void)C, (void)accumulate, (void)t, (void)Ap;
+#endif
 }
 
 #endif /* FC_TYPED */

@@ -546,10 +546,11 @@ def test_gemm_tail_against_numpy(kernel, dtype):
 @pytest.mark.parametrize("kernel", ISAS)
 def test_gemm_a_in_place_same_bits_as_packed(kernel):
     """A float GEMM with few columns (N <= 256) on a vector kernel reads A in place (gemm.c,
-    gemm_a_in_place) instead of packing it: the same bits as the packed loops of a wider B
-    whose first N columns are the same, on random sizes with A a row-strided block (rsa > K),
-    edge strips of fewer rows, several K blocks, accumulating or not, with and without a
-    tail; nothing written past N."""
+    gemm_a_in_place; fc_gemm_a_in_place_ep for conv2d's tasks) instead of packing it: the
+    same bits as the packed loops (of a wider B whose first N columns are the same; of A
+    packed by fc_pack_a), on random sizes with A a row-strided block (rsa > K), edge strips
+    of fewer rows, several K blocks, accumulating or not, with and without a tail; nothing
+    written past N."""
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]
     rng = np.random.default_rng(code + 70)
@@ -575,6 +576,29 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
                                    Nw, acc, ptr(work), tl)
                 assert (narrow[:, N:] == 7).all(), "wrote past N"
                 assert np.array_equal(narrow[:, :N], wide[:, :N]), (trial, M, N, K, acc)
+        # fc_gemm_a_in_place_ep (conv2d's tasks that would pack their own rows) against
+        # packing A and fc_gemm_packed_ep, on the same packed B
+        if lib.fc_gemm_a_in_place_ok_f32(code, N):
+            mr, nr = lib.fc_gemm_mr(code, 0), lib.fc_gemm_nr(code, 0)
+            A = np.ascontiguousarray(Abuf[:, :K])
+            Ap = np.zeros(-(-M // mr) * mr * K + 16, np.float32)
+            lib.fc_pack_a_f32(code, M, K, ptr(A), K, 1, ptr(Ap))
+            Bp = np.zeros((-(-N // nr), K, nr), np.float32)
+            for q in range(Bp.shape[0]):
+                blk = B[:, q * nr:min(N, (q + 1) * nr)]
+                Bp[q, :, :blk.shape[1]] = blk
+            edge = np.empty(mr * K + 16, np.float32)
+            for acc in (0, 1):
+                got, ref = C0.copy(), C0.copy()
+                got[:, N:] = 7
+                lib.fc_gemm_a_in_place_ep_f32(code, M, N, K, ptr(Abuf), rsa, ptr(Bp), ptr(got),
+                                              Nw, acc, tail, ptr(edge))
+                lib.fc_gemm_packed_ep_f32(code, M, N, K, ptr(Ap), K, ptr(Bp), ptr(ref), Nw, acc,
+                                          tail)
+                assert (got[:, N:] == 7).all(), "wrote past N"
+                assert np.array_equal(got[:, :N], ref[:, :N]), (trial, M, N, K, acc)
+        else:
+            assert kernel == "portable"
         # and the value: the last call accumulated onto C0 with bias and ReLU
         want = Abuf[:, :K].astype(np.float64) @ B[:, :N].astype(np.float64)
         want = np.maximum(C0[:, :N] + want + bias[:, None], 0)
