@@ -610,6 +610,15 @@ static void FN(gemm_naive)(int64_t M, int64_t N, int64_t K, const T *A, int64_t 
 
 #define IN_PLACE_MAX_N 256
 
+/* Whether a GEMM reads A in place (fc_gemm_ep with csa = 1 does then; fc_gemm_a_in_place_ep
+ * runs only then): a float vector kernel and N <= IN_PLACE_MAX_N. Else the caller packs A
+ * and calls fc_gemm_packed_ep. */
+int FN(fc_gemm_a_in_place_ok)(int kernel, int64_t N) {
+    kernel = resolve_kernel(kernel);
+    return !IS_F64 && (kernel == FC_GEMM_AVX512 || kernel == FC_GEMM_AVX2) && N >= 1 &&
+           N <= IN_PLACE_MAX_N;
+}
+
 #if defined(__x86_64__) && !IS_F64
 /* One K block (kc) of the float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16
  * AVX2 B slivers) on a vector kernel: A is read in place (ukr_avx512_f32_rows /
@@ -679,8 +688,9 @@ static void FN(gemm_impl)(int kernel, int64_t M, int64_t N, int64_t K, const T *
     T *Ap = (T *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     T *Bp = (T *)(((uintptr_t)(Ap + mc_max * kc_max) + 63) & ~(uintptr_t)63);
 #if defined(__x86_64__) && !IS_F64
-    if ((kernel == FC_GEMM_AVX512 || kernel == FC_GEMM_AVX2) && csa == 1 && N <= IN_PLACE_MAX_N) {
-        FN(gemm_a_in_place)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, K, A, rsa, B, ldb, C, ldc, accumulate, Ap, Bp, t);
+    if (csa == 1 && FN(fc_gemm_a_in_place_ok)(kernel, N)) {
+        FN(gemm_a_in_place)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, K, A, rsa, B, ldb, C, ldc,
+                            accumulate, Ap, Bp, t);
         return;
     }
 #endif
@@ -754,14 +764,6 @@ void FN(fc_gemm_packed_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T 
 void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap,
                         int64_t a_k, const T *Bp, T *C, int64_t ldc, int accumulate) {
     FN(fc_gemm_packed_ep)(kernel, M, N, K, Ap, a_k, Bp, C, ldc, accumulate, NULL);
-}
-
-/* Whether fc_gemm_a_in_place_ep runs for this kernel and N (a float vector kernel, N <=
- * IN_PLACE_MAX_N); else the caller packs A and calls fc_gemm_packed_ep. */
-int FN(fc_gemm_a_in_place_ok)(int kernel, int64_t N) {
-    kernel = resolve_kernel(kernel);
-    return !IS_F64 && (kernel == FC_GEMM_AVX512 || kernel == FC_GEMM_AVX2) && N >= 1 &&
-           N <= IN_PLACE_MAX_N;
 }
 
 /* fc_gemm_packed_ep with A row-major in place (A(i, k) = A[i*rsa + k]) instead of packed:
