@@ -146,6 +146,51 @@ def test_depthwise_large_plane_direct_path(dtype, stride):
     assert_close(y, ref, dtype)
 
 
+def test_depthwise_3x3_row_kernel(isa):
+    """3x3, stride 1, padding 1 on rows of 16 and more: the AVX-512 float32 copy runs these
+    a row pair at a time with lane shifts (fc_dw3x3_plane_f32_avx512): random planes (widths
+    a multiple of 16 or not, 1 to 4 vectors and more, odd and even heights, one row), NaN
+    and inf inputs that reach only their own windows, a non-finite weight on a padded tap
+    (NaN on the border it reads, as the other paths), channel multipliers, bias and the
+    fused epilogue (scale, shift, residual, ReLU6)."""
+    rng = np.random.default_rng(31 + isa)
+    sizes = [(1, 16), (2, 16), (3, 17), (16, 32), (5, 33), (9, 48), (4, 63), (7, 64), (2, 65),
+             (11, 100), (6, 129)]
+    sizes += [(int(rng.integers(1, 40)), int(rng.integers(16, 150))) for _ in range(8)]
+    for k, (H, W) in enumerate(sizes):
+        N, Cin, m = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        x = pool_input(rng, (N, Cin, H, W), np.float32, special=k % 3 == 0)
+        w = rand(rng, (Cin * m, 1, 3, 3), np.float32)
+        b = rand(rng, (Cin * m,), np.float32) if k % 2 else None
+        ref = np.empty((N, Cin * m, H, W), np.float32)
+        R.depthwise_conv2d(x, w, b, ref, 1, 1, 1, 1, 1, 1)
+        y = poisoned(ref.shape, np.float32)
+        C.depthwise_conv2d(x, w, b, y, 1, 1, 1, 1, 1, 1)
+        assert_close(y, ref, np.float32)
+    # an inf weight on tap (0, 0): the outputs of the top row and left column read the
+    # padding there (0 x inf = NaN), the others a finite nonzero input (+-inf)
+    x = rand(rng, (1, 1, 5, 40), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    y = poisoned((1, 1, 5, 40), np.float32)
+    C.depthwise_conv2d(x, w, None, y, 1, 1, 1, 1, 1, 1)
+    assert np.isnan(y[0, 0, 0, :]).all() and np.isnan(y[0, 0, :, 0]).all()
+    assert np.isinf(y[0, 0, 1:, 1:]).all()
+    # the fused epilogue on the row kernel's planes
+    x = rand(rng, (2, 3, 20, 37), np.float32)
+    w = rand(rng, (6, 1, 3, 3), np.float32)
+    b = rand(rng, (6,), np.float32)
+    res = rand(rng, (2, 6, 20, 37), np.float32)
+    got = fastconv.fused.depthwise_conv2d(x, w, b, padding=1, scale=np.linspace(0.5, 2, 6),
+                                          shift=np.arange(6.0), residual=res,
+                                          activation="relu6", backend="c")
+    ref = np.empty((2, 6, 20, 37), np.float32)
+    R.depthwise_conv2d(x, w, b, ref, 1, 1, 1, 1, 1, 1)
+    want = np.clip(np.linspace(0.5, 2, 6)[:, None, None] * ref + np.arange(6.0)[:, None, None]
+                   + res, 0, 6)
+    assert_close(got, want, np.float32)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_depthwise_inf_input_stays_local(dtype):
     # padding reads as zero even next to inf (no 0 * inf = NaN leaks into other outputs)
