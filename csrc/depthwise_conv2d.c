@@ -576,6 +576,7 @@ static inline void FN(dw_plane_epilogue)(const FN(fc_dw_args) *a, int64_t p, int
 }
 
 #if defined(__x86_64__)
+/* The AVX-512 float32 plane kernels: the flat one (a->flat) or else the 3x3 one. */
 static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
     const FN(fc_dw_args) *a = ctx;
@@ -587,28 +588,12 @@ static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
     (void)slot;
     for (int64_t p = p0; p < p1; p++) {
         const int64_t n = p / OC, o = p % OC;
-        fc_dws_plane_f32_avx512(xf + (n * s->C + o / m) * in_sz, wf + o * s->KH * s->KW,
-                                bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
+        const float *xp = xf + (n * s->C + o / m) * in_sz, *wp = wf + o * s->KH * s->KW;
+        if (a->flat)
+            fc_dws_plane_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
+        else
+            fc_dw3x3_plane_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, s->H, s->W);
         FN(dw_plane_epilogue)(a, p, o, out_sz);
-    }
-}
-#endif
-
-#if defined(__x86_64__)
-static void FN(dw_3x3_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
-{
-    const FN(fc_dw_args) *a = ctx;
-    const fc_conv_shape *s = a->s;
-    const int64_t OC = s->OC, m = OC / s->C, in_sz = s->H * s->W;
-    const float *xf = (const float *)(const void *)a->x, *wf = (const float *)(const void *)a->w;
-    const float *bf = (const float *)(const void *)a->b;
-    float *yf = (float *)(void *)a->y;
-    (void)slot;
-    for (int64_t p = p0; p < p1; p++) {
-        const int64_t n = p / OC, o = p % OC;
-        fc_dw3x3_plane_f32_avx512(xf + (n * s->C + o / m) * in_sz, wf + o * 9,
-                                  bf ? bf[o] : 0.0f, yf + p * in_sz, s->H, s->W);
-        FN(dw_plane_epilogue)(a, p, o, in_sz);
     }
 }
 #endif
@@ -656,7 +641,7 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
     if (!IS_F64 && fc_dwpool_isa(-1) == 2 && s->KH == 3 && s->KW == 3 && s->sh == 1 &&
         s->sw == 1 && s->dh == 1 && s->dw == 1 && s->ph == 1 && s->pw == 1 && s->OH == s->H &&
         s->OW == s->W && s->W >= DW3X3_MIN_W) {
-        fc_parallel_for(planes, chunk, team, FN(dw_3x3_planes), &a);
+        fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a); /* a.flat NULL */
         return;
     }
     if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
