@@ -449,7 +449,8 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
         /* v4_simd: what changed from v3: the micro-kernel is written with the CPU's vector
          * instructions, chosen at run time (AVX-512 14x32, AVX2+FMA 6x16, else portable).
          * Why faster: fused multiply-adds on 8 or 16 lanes, 24-28 accumulator registers that
-         * hide the FMA latency, and a tile large enough that loads stay below the FMA rate. */
+         * hide the FMA latency, and a tile large enough that loads stay below the FMA rate.
+         * (A chunk of at most 256 pixels multiplies the weights in place, unpacked: gemm.c.) */
         return FN(conv2d_gemm)(x, w, b, y, s, kernel, 1, work_bytes, MODE_COL, NULL);
     case FC_CONV_V5_THREADS:
         /* v5_threads: what changed from v4: threads take independent tasks (image, group,

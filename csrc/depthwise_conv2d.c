@@ -17,12 +17,14 @@
  *            so every output goes through the vector loops; with stride 1 and narrow rows
  *            (7x7, 14x14 planes) the padded rows are processed as one long row, so the
  *            vectors stay full instead of running a scalar tail per short row.
- *   flat     (AVX-512, float32) stride 1 and OW == W ('same' width: 3x3 pad 1 at any
- *            size): the plane as one row of 16-output blocks read with masked loads, in
+ *   flat     (AVX-512, float32) stride 1 and OW == W ('same' width, e.g. 3x3 pad 1 on
+ *            rows narrower than 16): the plane as one row of 16-output blocks read with
+ *            masked loads, in
  *            chunks of 16 blocks, no padded copy and no per-row work (see fc_dws_make).
  *   3x3      (AVX-512, float32) 3x3, stride 1, padding 1, rows of 16 and more (MobileNet's
  *            stride-1 layers from 28x28 up): two output rows at a time, each input vector
- *            loaded once and shifted a lane left and right in registers
+ *            loaded once per row pair (the one after a step's last vectors twice) and
+ *            shifted a lane left and right in registers
  *            (fc_dw3x3_plane_f32_avx512); the flat path's sums, bit for bit. One thread,
  *            from L2: a 56x56 plane 0.65 -> 0.49 us, 112x112 2.6-2.8 -> 1.6 us; narrower
  *            rows stay flat (7x7: 34 against 45 us for 960 planes).
@@ -108,9 +110,6 @@ static int64_t fc_dw_buf_elems(const fc_win *g, int64_t rows, int64_t elem)
  * FC_DWS_MAXMASK entries).
  * Against the padded path this drops the per-plane copy and the per-row tails: on
  * 56x56 planes 3x3 it is ~1.4x faster. */
-#ifndef DW3X3_MIN_W
-#define DW3X3_MIN_W 16
-#endif
 #define FC_DWS_CHUNK 16          /* blocks of 16 outputs per chunk (accumulator registers) */
 #define FC_DWS_MAXTAP 64         /* taps (KH*KW) */
 #define FC_DWS_MAXMASK (1 << 20) /* entries of the mask table (2 MiB) */
@@ -224,13 +223,20 @@ FC_T512 FC_INLINE void fc_dws_chunk(const float *x, const float *w, float bias, 
     }
 }
 
-/* 3x3, stride 1, dilation 1, padding 1 (OH = H, OW = W): one output row at a time, 16
- * columns per vector. Each of the three input rows is loaded once per vector, and its
- * neighbours one column left and right come from two lane shifts (valignd) of it and the
- * vectors beside it, zero past either end of the row, as are rows above and below the
- * image: 3 loads, 6 shifts and 9 FMAs per 16 outputs, where the flat path (fc_dws_chunk)
- * loads each of the 9 taps and its mask. The taps are summed in the flat path's order (kh,
- * then kw, from the bias) with the same zeros on the padding, so the same bits. */
+/* 3x3, stride 1, dilation 1, padding 1 (OH = H, OW = W): two output rows at a time from
+ * four input rows, 16 columns per vector. Each input vector is loaded once per row pair,
+ * and its neighbours one column left and right come from two lane shifts (valignd) of it
+ * and the vectors beside it, zero past either end of the row, as are rows above and below
+ * the image: per 16 outputs of a row pair 4 loads, 8 shifts and 18 FMAs, where the flat
+ * path (fc_dws_chunk) loads each of the 9 taps and its mask for every output vector. The
+ * taps are summed in the flat path's order (kh, then kw, from the bias) with the same zeros
+ * on the padding, so the same bits. The loads past a row's last vector have a zero mask:
+ * they read nothing (AVX-512 masked loads do not fault on masked-off lanes), although their
+ * address may lie past the end of x. */
+
+/* The narrowest rows that take this kernel: on 7x7 planes the flat path is faster (960
+ * planes: 34 against 45 us), on 14x14 they are even. */
+#define DW3X3_MIN_W 16
 
 /* The mask of vector j of a row of nv vectors whose last one holds `last`'s lanes (0 past
  * the row: such lanes load zero and are not stored). */
@@ -576,7 +582,8 @@ static inline void FN(dw_plane_epilogue)(const FN(fc_dw_args) *a, int64_t p, int
 }
 
 #if defined(__x86_64__)
-/* The AVX-512 float32 plane kernels: the flat one (a->flat) or else the 3x3 one. */
+/* The AVX-512 float32 plane kernels: the flat one (a->flat), or the 3x3 one where the caller
+ * left a->flat NULL. */
 static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
     const FN(fc_dw_args) *a = ctx;

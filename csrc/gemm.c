@@ -29,6 +29,9 @@
  * The micro-kernel keeps an MR x NR tile of C in registers for all KC steps; each step loads
  * one row of the B sliver (NR values) and MR values of the A sliver and does MR x NR
  * multiply-adds, so it runs from registers and L1 at the FMA units' rate.
+ * With at most IN_PLACE_MAX_N (256) columns, a row-major A (csa = 1) and a vector kernel, A
+ * is not packed: the micro-kernel broadcasts its values from the rows in place
+ * (gemm_a_in_place), as packing would cost more than the few B slivers save.
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
  * Test: `pytest tests/test_c_conv.py -k gemm`; `pytest bench/bench_gemm.py --benchmark-enable`
@@ -175,7 +178,7 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_ps();
     /* rows 7..13 from a second base: offsets 0..6 x ars fit in three registers (x86 scales
      * 1, 2, 4 of ars, 3 ars and 5 ars) where 0..13 x ars spilled to the stack */
-    const float *restrict ah = a + 7 * ars;
+    const float *ah = a + 7 * ars;
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
@@ -769,7 +772,8 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
 /* fc_gemm_packed_ep with A row-major in place (A(i, k) = A[i*rsa + k]) instead of packed:
  * for a caller that would pack A only to multiply it by a few B slivers (conv2d's tasks
  * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows.
- * Only where fc_gemm_a_in_place_ok; the same bits as packing A and fc_gemm_packed_ep. */
+ * The same bits as packing A and fc_gemm_packed_ep. Only where fc_gemm_a_in_place_ok (the
+ * caller checks; elsewhere, e.g. for doubles, this does nothing and C is not written). */
 void FN(fc_gemm_a_in_place_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *A,
                                int64_t rsa, const T *Bp, T *C, int64_t ldc, int accumulate,
                                const fc_gemm_tail *t, T *Ap) {
