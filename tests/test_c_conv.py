@@ -700,6 +700,41 @@ def test_pack_a_layout(kernel, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_col2im_stride_2_pairs(dtype):
+    """col2im with column stride 2 and dilation 1 adds rows kw and kw + 1 together (even and
+    odd input columns, gemm.c's transposed conv and conv2d's input gradient): exactly the
+    scatter of the definition, on small integers (exact sums) over random geometries, with
+    row blocks that start or end inside a pair, pixel blocks cut anywhere, paddings past the
+    window, and odd KW (a last row alone)."""
+    lib, ffi = c.lib, c.ffi
+    col2im = lib.fc_col2im_f64 if dtype == np.float64 else lib.fc_col2im_f32
+    rng = np.random.default_rng(61)
+    for _ in range(40):
+        C, H, W = (int(v) for v in rng.integers(1, [4, 12, 30]))
+        KH, KW = int(rng.integers(1, 4)), int(rng.integers(2, 6))
+        sh, dh = int(rng.choice([1, 2])), int(rng.choice([1, 2]))
+        ph, pw = int(rng.integers(0, 4)), int(rng.integers(0, 6))
+        OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, 2, pw, pw, 1)
+        if OH < 1 or OW < 1:
+            continue
+        s = c.conv_shape((1, C, H, W, C, KH, KW, OH, OW, sh, 2, ph, pw, dh, 1, 1))
+        R, P = C * KH * KW, OH * OW
+        r0, p0 = int(rng.integers(0, R)), int(rng.integers(0, P))
+        r1, p1 = int(rng.integers(r0 + 1, R + 1)), int(rng.integers(p0 + 1, P + 1))
+        u = rng.integers(-4, 5, (r1 - r0, p1 - p0)).astype(dtype)
+        want = np.zeros((C, H, W), dtype)
+        for r in range(r0, r1):
+            cc, kh, kw = r // (KH * KW), r % (KH * KW) // KW, r % KW
+            for q in range(p0, p1):
+                ih, iw = q // OW * sh - ph + kh * dh, q % OW * 2 - pw + kw
+                if 0 <= ih < H and 0 <= iw < W:
+                    want[cc, ih, iw] += u[r - r0, q - p0]
+        got = np.zeros((C, H, W), dtype)
+        col2im(ptr(u), p1 - p0, 1, s, r0, r1, p0, p1, ptr(got))
+        assert np.array_equal(got, want), (C, H, W, KH, KW, sh, dh, ph, pw, r0, r1, p0, p1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_col2im_blocks(dtype):
     """im2col on any block of rows x pixels equals the same block of the full matrix (built
     here from the definition), and col2im is its adjoint."""
