@@ -702,11 +702,11 @@ def test_pack_a_layout(kernel, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_col2im_stride_2_pairs(dtype):
     """col2im with column stride 2 and dilation 1 adds rows kw and kw + 1 together (even and
-    odd input columns, gemm.c's transposed conv and conv2d's input gradient): exactly the
+    odd input columns: conv_transpose2d.c and conv2d's input gradient): exactly the
     scatter of the definition, on small integers (exact sums) over random geometries, with
     row blocks that start or end inside a pair, pixel blocks cut anywhere, paddings past the
     window, and odd KW (a last row alone)."""
-    lib, ffi = c.lib, c.ffi
+    lib = c.lib
     col2im = lib.fc_col2im_f64 if dtype == np.float64 else lib.fc_col2im_f32
     rng = np.random.default_rng(61)
     for _ in range(40):
