@@ -19,13 +19,13 @@
  *            vectors stay full instead of running a scalar tail per short row.
  *   flat     (AVX-512, float32) stride 1 and OW == W ('same' width, e.g. 3x3 pad 1 on
  *            rows narrower than 16): the plane as one row of 16-output blocks read with
- *            masked loads, in
- *            chunks of 16 blocks, no padded copy and no per-row work (see fc_dws_make).
+ *            masked loads, in chunks of 16 blocks, no padded copy and no per-row work (see
+ *            fc_dws_make).
  *   3x3      (AVX-512, float32) 3x3, stride 1, padding 1, rows of 16 and more (MobileNet's
  *            stride-1 layers from 28x28 up): two output rows at a time, each input vector
  *            loaded once per row pair (the one after a step's last vectors twice) and
- *            shifted a lane left and right in registers
- *            (fc_dw3x3_plane_f32_avx512); the flat path's sums, bit for bit. One thread,
+ *            shifted a lane left and right in registers (fc_dw3x3_plane_f32_avx512); the
+ *            flat path's sums, bit for bit. One thread,
  *            from L2: a 56x56 plane 0.65 -> 0.49 us, 112x112 2.6-2.8 -> 1.6 us; narrower
  *            rows stay flat (7x7: 34 against 45 us for 960 planes).
  * In direct and padded, a 3x3 window (dilation 1) is one fused pass of 9 taps with the

@@ -653,16 +653,21 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
     }
 }
 
-/* The blocked GEMM's K loop with A in place: B packed one K block at a time into Bp. */
-static void FN(gemm_a_in_place)(const FN(tile_kernels) *tk, blocking bk, int avx512,
-                                int64_t M, int64_t N, int64_t K, const T *A, int64_t rsa,
-                                const T *B, int64_t ldb, T *C, int64_t ldc, int accumulate,
-                                T *Ap, T *Bp, const fc_gemm_tail *t) {
+/* The blocked GEMM's K loop with A in place, for a resolved float vector kernel. B (row
+ * stride ldb) is packed one K block at a time into Bbuf; B NULL: Bp holds all of B packed,
+ * slivers of K rows ([sliver][K][nr], fc_gemm_a_in_place_ep). The tail t on the last block. */
+static void FN(gemm_a_in_place)(int kernel, int64_t M, int64_t N, int64_t K, const T *A,
+                                int64_t rsa, const T *B, int64_t ldb, T *Bbuf, const T *Bp,
+                                T *C, int64_t ldc, int accumulate, T *Ap,
+                                const fc_gemm_tail *t) {
+    const blocking bk = blocking_of(kernel, IS_F64);
+    const FN(tile_kernels) tk = FN(tile_kernels_for)(kernel);
     const int64_t kc_even = even_block(K, bk.kc);
     for (int64_t pc = 0; pc < K; pc += kc_even) {
         const int64_t kc = min64(kc_even, K - pc);
-        FN(pack_b)(kc, N, B + pc * ldb, ldb, Bp, bk.nr);
-        FN(a_in_place_block)(tk, bk, avx512, M, N, kc, A + pc, rsa, Bp, kc * bk.nr, C, ldc,
+        if (B) FN(pack_b)(kc, N, B + pc * ldb, ldb, Bbuf, bk.nr);
+        FN(a_in_place_block)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, kc, A + pc, rsa,
+                             B ? Bbuf : Bp + pc * bk.nr, (B ? kc : K) * bk.nr, C, ldc,
                              accumulate || pc > 0, Ap, pc + kc == K ? t : NULL);
     }
 }
@@ -692,8 +697,8 @@ static void FN(gemm_impl)(int kernel, int64_t M, int64_t N, int64_t K, const T *
     T *Bp = (T *)(((uintptr_t)(Ap + mc_max * kc_max) + 63) & ~(uintptr_t)63);
 #if defined(__x86_64__) && !IS_F64
     if (csa == 1 && FN(fc_gemm_a_in_place_ok)(kernel, N)) {
-        FN(gemm_a_in_place)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, K, A, rsa, B, ldb, C, ldc,
-                            accumulate, Ap, Bp, t);
+        FN(gemm_a_in_place)(kernel, M, N, K, A, rsa, B, ldb, Bp, NULL, C, ldc, accumulate, Ap,
+                            t);
         return;
     }
 #endif
@@ -779,16 +784,8 @@ void FN(fc_gemm_a_in_place_ep)(int kernel, int64_t M, int64_t N, int64_t K, cons
                                const fc_gemm_tail *t, T *Ap) {
     FC_ASSERT(M >= 1 && K >= 1 && rsa >= K && ldc >= N && FN(fc_gemm_a_in_place_ok)(kernel, N));
 #if defined(__x86_64__) && !IS_F64
-    kernel = resolve_kernel(kernel);
-    const blocking bk = blocking_of(kernel, IS_F64);
-    const FN(tile_kernels) tk = FN(tile_kernels_for)(kernel);
-    const int64_t kc_even = even_block(K, bk.kc);
-    for (int64_t pc = 0; pc < K; pc += kc_even) {
-        const int64_t kc = min64(kc_even, K - pc);
-        FN(a_in_place_block)(&tk, bk, kernel == FC_GEMM_AVX512, M, N, kc, A + pc, rsa,
-                             Bp + pc * bk.nr, K * bk.nr, C, ldc, accumulate || pc > 0, Ap,
-                             pc + kc == K ? t : NULL);
-    }
+    FN(gemm_a_in_place)(resolve_kernel(kernel), M, N, K, A, rsa, NULL, 0, NULL, Bp, C, ldc,
+                        accumulate, Ap, t);
 #else
     (void)M, (void)K, (void)A, (void)rsa, (void)Bp, (void)C, (void)accumulate, (void)t, (void)Ap;
 #endif

@@ -185,56 +185,45 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
         T *xc = x + c * s->H * s->W;
         const int64_t off = kw * s->dw - s->pw;
         const T *src = col + (r - r0) * ldr;
-        if (s->sw == 2 && s->dw == 1 && kw + 1 < s->KW && r + 1 < r1) {
-            /* Stride 2: rows kw and kw + 1 add to the even and the odd columns of the same
-             * input rows, so they run together, their two values side by side (a loop gcc
-             * vectorises; one row alone is a stride-2 scatter). No element gets a value from
-             * both, so each element's sum is in the same order as one row after the other. */
-            int64_t lo1, hi1;
-            valid_columns(s, kw + 1, &lo1, &hi1);
-            const T *src1 = src + ldr;
-            int64_t oh = p0 / s->OW, a = p0 % s->OW;
-            for (int64_t p = p0; p < p1;) {
-                int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
-                int64_t ih = oh * s->sh - s->ph + kh * s->dh;
-                if (ih >= 0 && ih < s->H) {
-                    T *restrict row = xc + ih * s->W + off;
-                    const T *restrict s0 = src - a, *restrict s1 = src1 - a;
-                    /* tap kw + 1 reaches one column further right: its valid outputs
-                     * [l1, h1) start and end at or before kw's [l0, h0) */
-                    const int64_t l0 = lo > a ? lo : a, h0 = hi < e ? hi : e;
-                    const int64_t l1 = lo1 > a ? lo1 : a, h1 = hi1 < e ? hi1 : e;
-                    FC_ASSERT(l1 <= l0 && h1 <= h0);
-                    for (int64_t ow = l1; ow < h1 && ow < l0; ow++) row[2 * ow + 1] += s1[ow];
-                    for (int64_t ow = l0; ow < h1; ow++) {
-                        row[2 * ow] += s0[ow];
-                        row[2 * ow + 1] += s1[ow];
-                    }
-                    for (int64_t ow = l0 > h1 ? l0 : h1; ow < h0; ow++) row[2 * ow] += s0[ow];
-                }
-                src += e - a;
-                src1 += e - a;
-                p += e - a;
-                a = 0;
-                oh++;
-            }
-            r++;
-            continue;
-        }
+        /* Stride 2: rows kw and kw + 1 add to the even and the odd columns of the same input
+         * rows, so they run together, their two values side by side (a loop gcc vectorises;
+         * one row alone is a stride-2 scatter). No element gets a value from both, so each
+         * element's sum is in the same order as one row after the other. (ldp is 1 here:
+         * a transposed col of several rows took the branch above.) */
+        const int pair = s->sw == 2 && s->dw == 1 && kw + 1 < s->KW && r + 1 < r1;
+        int64_t lo1 = 0, hi1 = 0;
+        if (pair) valid_columns(s, kw + 1, &lo1, &hi1);
         int64_t oh = p0 / s->OW, a = p0 % s->OW;
         for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
             int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
             int64_t ih = oh * s->sh - s->ph + kh * s->dh;
             if (ih >= 0 && ih < s->H) {
                 T *row = xc + ih * s->W;
-                int64_t l = lo > a ? lo : a, h = hi < e ? hi : e;
-                for (int64_t ow = l; ow < h; ow++) row[ow * s->sw + off] += src[(ow - a) * ldp];
+                const int64_t l0 = lo > a ? lo : a, h0 = hi < e ? hi : e;
+                if (pair) {
+                    T *restrict rw = row + off;
+                    const T *restrict s0 = src - a, *restrict s1 = src + ldr - a;
+                    /* tap kw + 1 reaches one column further right: its valid outputs
+                     * [l1, h1) start and end at or before kw's [l0, h0) */
+                    const int64_t l1 = lo1 > a ? lo1 : a, h1 = hi1 < e ? hi1 : e;
+                    FC_ASSERT(ldp == 1 && l1 <= l0 && h1 <= h0);
+                    for (int64_t ow = l1; ow < h1 && ow < l0; ow++) rw[2 * ow + 1] += s1[ow];
+                    for (int64_t ow = l0; ow < h1; ow++) {
+                        rw[2 * ow] += s0[ow];
+                        rw[2 * ow + 1] += s1[ow];
+                    }
+                    for (int64_t ow = l0 > h1 ? l0 : h1; ow < h0; ow++) rw[2 * ow] += s0[ow];
+                } else {
+                    for (int64_t ow = l0; ow < h0; ow++)
+                        row[ow * s->sw + off] += src[(ow - a) * ldp];
+                }
             }
             src += (e - a) * ldp;
             p += e - a;
             a = 0;
             oh++;
         }
+        r += pair; /* row kw + 1 is done too */
     }
 }
 

@@ -255,7 +255,6 @@ def test_automatic_choice_and_its_error():
     assert lib.fc_winograd_choice(even, 0, 2) == 2  # 50 F2 tiles (800), 32 F3 tiles (800)
 
 
-
 @pytest.mark.parametrize("N, ch, hw, path", [
     (1, 64, 56, 4), (1, 128, 28, 4), (1, 256, 14, 3), (1, 512, 7, 0), (8, 256, 14, 4),
     (8, 512, 7, 2), (1, 512, 28, 0), (1, 512, 14, 0), (1, 32, 4, 5), (1, 1024, 7, 0),
