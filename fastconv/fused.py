@@ -161,11 +161,19 @@ def batch_norm_scale_shift(
     dtype = np.result_type(*given.values(), np.float32)
     if dtype.kind != "f":
         dtype = np.dtype(np.float64)
-    mean = given["running_mean"].astype(dtype)
-    scale = 1 / np.sqrt(given["running_var"].astype(dtype) + dtype.type(eps))
-    if "weight" in given:
-        scale = scale * given["weight"].astype(dtype)
-    shift = -mean * scale
-    if "bias" in given:
-        shift = shift + given["bias"].astype(dtype)
-    return scale.astype(dtype), shift.astype(dtype)
+    return _scale_shift(given["running_mean"], given["running_var"], given.get("weight"),
+                        given.get("bias"), eps, dtype)
+
+
+def _scale_shift(mean: np.ndarray, var: np.ndarray, weight: Optional[np.ndarray],
+                 bias: Optional[np.ndarray], eps: Any, dtype: np.dtype) -> Tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """:func:`batch_norm_scale_shift`'s arithmetic on checked 1-D arrays, in ``dtype``
+    (fastconv.nn's fused inference calls it directly, for the same bits)."""
+    scale = 1 / np.sqrt(var.astype(dtype) + dtype.type(eps))
+    if weight is not None:
+        scale = scale * weight.astype(dtype)
+    shift = -mean.astype(dtype) * scale
+    if bias is not None:
+        shift = shift + bias.astype(dtype)
+    return scale.astype(dtype, copy=False), shift.astype(dtype, copy=False)

@@ -39,16 +39,19 @@ def _both(model, x):
     return a, b
 
 
-def _calls(monkeypatch):
-    """Count fastconv.fused.conv2d calls."""
+def _calls(monkeypatch, residuals=None):
+    """Count fused conv -> batch norm calls (checked or planned); append whether each had a
+    residual to ``residuals`` if given."""
     n = {"fused": 0}
-    real = fc.fused.conv2d
+    real = _fusion._fused_call
 
-    def counting(*a, **k):
+    def counting(conv, bn, x, activation, residual=None):
         n["fused"] += 1
-        return real(*a, **k)
+        if residuals is not None:
+            residuals.append(residual is not None)
+        return real(conv, bn, x, activation, residual)
 
-    monkeypatch.setattr(fc.fused, "conv2d", counting)
+    monkeypatch.setattr(_fusion, "_fused_call", counting)
     return n
 
 
@@ -59,9 +62,11 @@ def _random_net(rng, dtype):
         OC = int(rng.integers(1, 7))
         g = int(rng.choice([d for d in range(1, min(C, OC) + 1) if C % d == 0 and OC % d == 0]))
         k = int(rng.choice([1, 3]))
-        layers += [nn.Conv2d(C, OC, k, padding=k // 2, groups=g, bias=bool(rng.random() < .5),
-                             dtype=dtype, generator=int(rng.integers(1 << 30))),
-                   nn.BatchNorm2d(OC, affine=bool(rng.random() < 0.8), dtype=dtype)]
+        layers.append(nn.Conv2d(C, OC, k, padding=k // 2, groups=g,
+                                bias=bool(rng.random() < .5), dtype=dtype,
+                                generator=int(rng.integers(1 << 30))))
+        if rng.random() < 0.7:  # else conv -> activation (or nothing), as in VGG
+            layers.append(nn.BatchNorm2d(OC, affine=bool(rng.random() < 0.8), dtype=dtype))
         r = rng.random()
         if r < 0.4:
             layers.append(nn.ReLU())
@@ -115,9 +120,7 @@ def test_resnet_block_fuses_its_add(monkeypatch):
     _randomise_bn(model, rng)
     model.eval()
     seen = []
-    real = fc.fused.conv2d
-    monkeypatch.setattr(fc.fused, "conv2d",
-                        lambda *a, **k: seen.append(k.get("residual") is not None) or real(*a, **k))
+    _calls(monkeypatch, seen)
     model(rng.standard_normal((1, 3, 32, 32)).astype(np.float32))
     assert sum(seen) == 8  # one per BasicBlock
 
@@ -131,9 +134,7 @@ def test_inverted_residual_fuses_its_add(monkeypatch):
     x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
     a, _ = _both(model, x)
     seen = []
-    real = fc.fused.conv2d
-    monkeypatch.setattr(fc.fused, "conv2d",
-                        lambda *a, **k: seen.append(k.get("residual") is not None) or real(*a, **k))
+    _calls(monkeypatch, seen)
     b = model(x)
     assert sum(seen) == 10  # the stride-1 blocks whose input and output channels agree
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
@@ -168,3 +169,202 @@ def test_no_fusion_in_training_or_when_inputs_are_kept(monkeypatch):
 def test_set_fusion_rejects_non_bool():
     with pytest.raises(TypeError, match="set_fusion: enabled must be a bool"):
         _fusion.set_fusion("yes")
+
+
+# ---------------------------------------------------------------- planned calls (_fusion._Plan)
+
+
+def _checked(conv, bn, x, act, res):
+    """The fused call through the checked public path (what _fused_call runs first)."""
+    scale = shift = None
+    if bn is not None:
+        scale, shift = fc.fused.batch_norm_scale_shift(bn.running_mean, bn.running_var,
+                                                       bn.weight, bn.bias, bn.eps)
+        dt = np.result_type(x.dtype, conv.weight.dtype, np.float32)
+        scale, shift = scale.astype(dt), shift.astype(dt)
+    return fc.fused.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                           conv.groups, scale=scale, shift=shift, residual=res, activation=act,
+                           padding_mode=conv.padding_mode, backend=conv.backend)
+
+
+def _planned(monkeypatch):
+    """Record whether each fused call ran a plan."""
+    used = []
+    real = _fusion._Plan.run
+
+    def spy(self, *a):
+        y = real(self, *a)
+        used.append(y is not None)
+        return y
+
+    monkeypatch.setattr(_fusion._Plan, "run", spy)
+    return used
+
+
+def _random_layer(rng, dtype, backend):
+    C = int(rng.integers(1, 9))
+    depthwise = rng.random() < 0.3
+    OC = C * int(rng.integers(1, 3)) if depthwise else int(rng.integers(1, 9))
+    g = C if depthwise else int(rng.choice([d for d in range(1, min(C, OC) + 1)
+                                             if C % d == 0 and OC % d == 0]))
+    k = int(rng.choice([1, 2, 3, 5]))
+    conv = nn.Conv2d(C, OC, k, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, 3)),
+                     dilation=int(rng.integers(1, 3)), groups=g, bias=bool(rng.random() < .5),
+                     dtype=dtype, generator=int(rng.integers(1 << 30)))
+    bn = nn.BatchNorm2d(OC, affine=bool(rng.random() < 0.7), dtype=dtype)
+    _randomise_bn(nn.Sequential(conv, bn), rng)
+    conv.set_backend(backend)
+    x = rng.standard_normal((int(rng.integers(1, 3)), C, int(rng.integers(9, 16)),
+                             int(rng.integers(9, 16)))).astype(dtype)
+    act = [None, "relu", "relu6"][int(rng.integers(3))]
+    return conv, bn, x, act
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(12))
+def test_planned_calls_equal_checked_calls(backend, seed, monkeypatch):
+    rng = np.random.default_rng(100 + seed)
+    dtype = np.float32 if seed % 3 else np.float64
+    conv, bn, x, act = _random_layer(rng, dtype, backend)
+    if seed % 4 == 3:
+        bn = None  # conv -> activation
+    y0 = _checked(conv, bn, x, act, None)
+    res = rng.standard_normal(y0.shape).astype(dtype) if seed % 2 else None
+    used = _planned(monkeypatch)
+    threads = fc.get_num_threads()
+    fc.set_num_threads(1)  # the same bits, call after call
+    try:
+        first = _fusion._fused_call(conv, bn, x, act, res)
+        second = _fusion._fused_call(conv, bn, x, act, res)
+        again = _fusion._fused_call(conv, bn, x.copy(), act, res)
+        want = _checked(conv, bn, x, act, res)
+    finally:
+        fc.set_num_threads(threads)
+    assert used == ([True, True] if backend == "c" else [])
+    for y in (first, second, again):
+        assert y.dtype == want.dtype and y.shape == want.shape
+        assert np.array_equal(y, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_plans_follow_every_change(seed, monkeypatch):
+    # whatever changes between calls, the planned path gives the checked path's result
+    rng = np.random.default_rng(200 + seed)
+    dtype = np.float32 if seed % 2 else np.float64
+    conv, bn, x, act = _random_layer(rng, dtype, "c")
+    used = _planned(monkeypatch)
+    threads = fc.get_num_threads()
+    fc.set_num_threads(1)
+
+    def check(x, act="relu", res=None):
+        y = _fusion._fused_call(conv, bn, x, act, res)
+        assert np.array_equal(y, _checked(conv, bn, x, act, res))
+
+    try:
+        check(x)
+        check(x)
+        bn.running_var[...] = rng.random(bn.num_features) + 0.1  # statistics set in place
+        check(x)
+        bn.running_mean += 1.0
+        check(x)
+        bn.eps = 0.25
+        check(x)
+        if bn.weight is not None:
+            bn.weight *= -1
+            check(x)
+            bn.bias = bn.bias + 2  # a new array
+            check(x)
+        conv.weight[...] = rng.standard_normal(conv.weight.shape)  # weights in place
+        check(x)
+        conv.weight = conv.weight * 0.5  # a new weight array
+        check(x)
+        conv.bias = rng.standard_normal(conv.out_channels).astype(dtype)
+        check(x)
+        check(x, act=None)
+        check(x, act="relu6")
+        y = _fusion._fused_call(conv, bn, x, "relu", None)
+        r = rng.standard_normal(y.shape).astype(dtype)
+        check(x, res=r)
+        check(x, res=r)
+        with pytest.raises(ValueError, match="residual"):  # the checks see another shape
+            _fusion._fused_call(conv, bn, x, "relu", np.ascontiguousarray(r[..., :1]))
+        check(x)
+        check(np.concatenate([x, x]))  # another batch
+        check(x[:, :, 1:])  # another size
+        check(x[:, :, ::-1])  # not contiguous
+        check(x.astype(np.float64 if dtype == np.float32 else np.float32))
+        conv.stride = (1, 1)
+        check(x)
+        conv.padding = (1, 0)
+        check(x)
+        conv.padding_mode = "reflect"
+        check(x)
+        conv.padding_mode = "zeros"
+        conv.set_backend("reference")
+        check(x)
+        conv.set_backend("c")
+        check(x)
+        bn.running_mean.shape = (bn.num_features, 1)  # reshaped in place: the checks run
+        with pytest.raises(ValueError, match="running_mean must be 1-D"):
+            _fusion._fused_call(conv, bn, x, "relu")
+    finally:
+        fc.set_num_threads(threads)
+    assert any(used) and not all(used)
+
+
+def test_a_plan_goes_with_its_module():
+    import gc
+    import weakref
+
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    x = np.ones((1, 3, 5, 5), np.float32)
+    _fusion._fused_call(conv, bn, x, "relu")
+    assert _fusion._plans.get(conv) is not None
+    ref = weakref.ref(conv)
+    del conv
+    gc.collect()
+    assert ref() is None  # the plan kept neither the conv nor itself alive
+
+
+def test_conv_activation_pairs_fuse(monkeypatch):
+    # VGG's Conv2d -> ReLU (no batch norm): one fused call each, planned from the second
+    # forward on, with the module-by-module result; cpu_info reports them
+    rng = np.random.default_rng(7)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU6(), nn.MaxPool2d(2), nn.Conv2d(8, 4, 1), nn.ReLU())
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32) * 3
+    a, b = _both(net, x)
+    seen = []
+    n = _calls(monkeypatch, seen)
+    used = _planned(monkeypatch)
+    c = net(x)
+    assert n["fused"] == 3 and used == [True] * 3
+    for y in (b, c):
+        np.testing.assert_allclose(y, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    rows = fc.cpu_info(net, (3, 12, 12))["layers"]
+    assert [r["fused"] for r in rows if r["type"] == "Conv2d"] == ["relu", "relu6", "relu"]
+
+
+def test_plans_of_conv_activation_pairs_follow_changes():
+    rng = np.random.default_rng(8)
+    conv, _, x, _ = _random_layer(rng, np.float32, "c")
+    threads = fc.get_num_threads()
+    fc.set_num_threads(1)
+
+    def check(x, act="relu"):
+        y = _fusion._fused_call(conv, None, x, act)
+        assert np.array_equal(y, _checked(conv, None, x, act, None))
+
+    try:
+        check(x)
+        check(x)
+        conv.weight[...] *= -1
+        check(x)
+        conv.weight = conv.weight + 1
+        check(x)
+        conv.bias = None
+        check(x)
+        check(x, "relu6")
+        check(np.concatenate([x, x]))
+    finally:
+        fc.set_num_threads(threads)

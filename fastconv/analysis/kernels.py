@@ -90,6 +90,10 @@ def _fused_names(model: Any) -> Dict[str, str]:
         mods = [v for _, v in items]
         for i, (n, _) in enumerate(items[:-1]):
             act = _fusion.group_at(mods, i)
+            bare = _fusion.activation_at(mods, i) if act is None else None
+            if bare is not None:  # Conv2d -> ReLU / ReLU6 without a batch norm
+                key = f"{prefix}.{n}" if prefix else n
+                out.setdefault(key, bare)
             if act is not None:
                 what = "batch norm" + (f" + {act}" if act else "")
                 if isinstance(m, Residual) and i == len(items) - 2:

@@ -440,10 +440,7 @@ class Call:
         alloc = self._hooks[1]
         if alloc is not None:
             return alloc(shape, dtype)
-        y = _bigbuf.empty(shape, dtype)  # 4 MiB and more: a reused buffer nobody holds
-        if POISON:
-            y.fill(np.nan if dtype.kind == "f" else -7)
-        return y
+        return host_empty(shape, dtype)
 
     def finish(self, y: Any, shape: Tuple[int, ...], dtype: Any = "out"):
         """Reshape to the user's shape, cast to the output dtype, hand back."""
@@ -453,6 +450,15 @@ class Call:
         if fin is not None:
             return fin(y, dt, self.device)
         return y if y.dtype == dt else y.astype(dt)
+
+
+def host_empty(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A host output of a host engine (``dtype`` a np.dtype): 4 MiB and more on a reused
+    buffer nobody holds (_bigbuf); filled with NaN under FASTCONV_POISON."""
+    y = _bigbuf.empty(shape, dtype)
+    if POISON:
+        y.fill(np.nan if dtype.kind == "f" else -7)
+    return y
 
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)

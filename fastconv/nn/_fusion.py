@@ -1,7 +1,8 @@
-"""Inference-mode fusion of fastconv.nn layers: Conv2d -> BatchNorm2d -> ReLU / ReLU6, and a
-residual block's last Conv2d -> BatchNorm2d with the shortcut's add and the block's ReLU, run
-as one ``fastconv.fused.conv2d`` call (the batch norm as a per-channel scale and shift, the
-add and the activation in the convolution's epilogue).
+"""Inference-mode fusion of fastconv.nn layers: Conv2d -> BatchNorm2d -> ReLU / ReLU6,
+Conv2d -> ReLU / ReLU6, and a residual block's last Conv2d -> BatchNorm2d with the shortcut's
+add and the block's ReLU, run as one ``fastconv.fused.conv2d`` call (the batch norm as a
+per-channel scale and shift, the add and the activation in the convolution's epilogue). A
+layer's later calls run what its checked call ran, without the checks (:class:`_Plan`).
 
 Used by Sequential and Residual in inference mode only (every module involved has
 ``training`` False and keeps no inputs for backward); anything else runs module by module.
@@ -9,9 +10,12 @@ The results equal the unfused forward up to float32 rounding (tests/test_nn_fusi
 :func:`set_fusion` turns it off and on (on by default).
 """
 
+import weakref
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
+
+from ..backends._registry import host_empty
 
 _enabled = True
 
@@ -50,44 +54,163 @@ def _plain(m: Any) -> bool:
     return not m.training and not m.keep_cache
 
 
-def fusable_conv(m: Any) -> bool:
-    from .conv import Conv2d
+def _layer_types() -> tuple:
+    """(Conv2d, BatchNorm2d, ReLU, ReLU6), imported on first use (they import this module)."""
+    global _types
+    if _types is None:
+        from .conv import Conv2d
+        from .layers import BatchNorm2d, ReLU, ReLU6
 
-    return isinstance(m, Conv2d) and _plain(m)
+        _types = (Conv2d, BatchNorm2d, ReLU, ReLU6)
+    return _types
+
+
+_types: Optional[tuple] = None
+
+
+def fusable_conv(m: Any) -> bool:
+    return isinstance(m, _layer_types()[0]) and _plain(m)
 
 
 def fusable_bn(m: Any, conv: Any) -> bool:
-    from .layers import BatchNorm2d
-
-    return (isinstance(m, BatchNorm2d) and _plain(m) and m.running_mean is not None
+    return (isinstance(m, _layer_types()[1]) and _plain(m) and m.running_mean is not None
             and m.running_var is not None and m.num_features == conv.out_channels)
 
 
 def activation_name(m: Any) -> Optional[str]:
     """'relu' / 'relu6' for a ReLU / ReLU6 module in inference mode, else None."""
-    from .layers import ReLU, ReLU6
-
-    if type(m) is ReLU and _plain(m):
+    _, _, relu, relu6 = _layer_types()
+    if type(m) is relu and _plain(m):
         return "relu"
-    if type(m) is ReLU6 and _plain(m):
+    if type(m) is relu6 and _plain(m):
         return "relu6"
     return None
 
 
 def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
                 residual: Any = None) -> np.ndarray:
+    plan = _plans.get(conv)
+    if plan is not None:
+        y = plan.run(conv, bn, x, activation, residual)
+        if y is not None:
+            return y
     from .. import fused
 
     x = np.asarray(x)
     out_dt = np.result_type(x.dtype, conv.weight.dtype, np.float32)
-    scale, shift = fused.batch_norm_scale_shift(bn.running_mean, bn.running_var, bn.weight,
-                                                bn.bias, bn.eps)
-    return fused.conv2d(
+    scale = shift = fold_dt = None
+    if bn is not None:
+        scale, shift = fused.batch_norm_scale_shift(bn.running_mean, bn.running_var,
+                                                    bn.weight, bn.bias, bn.eps)
+        fold_dt = scale.dtype
+        scale, shift = scale.astype(out_dt, copy=False), shift.astype(out_dt, copy=False)
+    y = fused.conv2d(
         x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
-        scale=scale.astype(out_dt, copy=False), shift=shift.astype(out_dt, copy=False),
-        residual=residual, activation=activation, padding_mode=conv.padding_mode,
-        backend=conv.backend,
+        scale=scale, shift=shift, residual=residual, activation=activation,
+        padding_mode=conv.padding_mode, backend=conv.backend,
     )
+    _Plan.make(conv, bn, x, activation, residual, fold_dt)
+    return y
+
+
+#: conv module -> the _Plan of its latest fused call (the plan goes with the module)
+_plans: "weakref.WeakKeyDictionary[Any, _Plan]" = weakref.WeakKeyDictionary()
+
+
+def _refs(conv: Any, bn: Any, activation: Optional[str]) -> tuple:
+    """Everything a fused call reads besides the data and the conv (the plans' key): the
+    objects themselves (bn first: None, or a module with its arrays)."""
+    own = (bn, activation, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+           conv.groups, conv.padding_mode, conv.backend)
+    if bn is None:
+        return own
+    return own + (bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
+
+
+def _arrays(conv: Any, bn: Any) -> tuple:
+    if bn is None:
+        return (conv.weight, conv.bias)
+    return (conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias)
+
+
+def _meta(conv: Any, bn: Any) -> tuple:
+    """Shapes and dtypes of the arrays (NumPy lets both be set in place)."""
+    return tuple(None if a is None else (a.shape, a.dtype) for a in _arrays(conv, bn))
+
+
+def _host(a: Any, dtype: np.dtype) -> bool:
+    return (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+            and a.flags.aligned)
+
+
+class _Plan:
+    """A fused conv -> batch norm (-> residual add -> activation) call that ran, to run again
+    without the public function's checks (~60 us of Python per layer, most of a small
+    layer's time, and more after a large layer has evicted the interpreter from the caches)
+    when nothing it read has changed: the same modules, arrays, attributes and activation
+    (by identity), the arrays' shapes and dtypes, and an input (and residual) of the same
+    shape and dtype, C-contiguous. Anything else takes the checked path, which makes a new
+    plan. The batch norm is folded again on every call (its statistics may be changed in
+    place) by the arithmetic of ``fused.batch_norm_scale_shift``, and the same kernel runs:
+    the same bits as the checked call (tests/test_nn_fusion.py)."""
+
+    __slots__ = ("refs", "meta", "dtype", "x_shape", "res_shape", "fold_dt", "kernel",
+                 "geometry", "out_shape")
+
+    def __init__(self, refs: tuple, meta: tuple, dtype: np.dtype, x_shape: tuple,
+                 res_shape: Optional[tuple], fold_dt: Optional[np.dtype], kernel: Any,
+                 geometry: tuple,
+                 out_shape: tuple):
+        self.refs, self.meta, self.dtype, self.x_shape = refs, meta, dtype, x_shape
+        self.res_shape, self.fold_dt = res_shape, fold_dt
+        self.kernel, self.geometry, self.out_shape = kernel, geometry, out_shape
+
+    @classmethod
+    def make(cls, conv: Any, bn: Any, x: np.ndarray, activation: Optional[str], residual: Any,
+             fold_dt: Optional[np.dtype]) -> None:
+        """Keep the plan of the fused call that just ran with these arguments, where one
+        applies (else drop the conv's plan)."""
+        from ..ops.conv import _fused_conv2d_plan
+
+        _plans.pop(conv, None)
+        dt = x.dtype
+        if not (dt.kind == "f" and dt.itemsize in (4, 8) and _host(x, dt)
+                and _host(conv.weight, dt) and (conv.bias is None or _host(conv.bias, dt))
+                and (residual is None or _host(residual, dt))):
+            return
+        made = _fused_conv2d_plan(x, conv.weight, conv.bias, conv.stride, conv.padding,
+                                  conv.dilation, conv.groups, conv.padding_mode, conv.backend)
+        if made is not None:
+            _plans[conv] = cls(_refs(conv, bn, activation), _meta(conv, bn), dt, x.shape,
+                               None if residual is None else residual.shape, fold_dt, *made)
+
+    def run(self, conv: Any, bn: Any, x: Any, activation: Optional[str],
+            residual: Any) -> Optional[np.ndarray]:
+        """The fused call's output, or None where this plan does not apply."""
+        dt = self.dtype
+        if not (_host(x, dt) and x.shape == self.x_shape):
+            return None
+        if residual is None:
+            if self.res_shape is not None:
+                return None
+        elif not (_host(residual, dt) and residual.shape == self.res_shape):
+            return None
+        for a, b in zip(_refs(conv, bn, activation), self.refs):
+            if a is not b:
+                return None
+        if _meta(conv, bn) != self.meta:
+            return None
+        scale = shift = None
+        if bn is not None and self.fold_dt is not None:
+            from ..fused import _scale_shift
+
+            scale, shift = _scale_shift(bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                        bn.eps, self.fold_dt)
+            scale, shift = scale.astype(dt, copy=False), shift.astype(dt, copy=False)
+        y = host_empty(self.out_shape, dt)
+        self.kernel(x, conv.weight, conv.bias, y, *self.geometry, scale, shift, residual,
+                    activation)
+        return y
 
 
 def _input_ok(x: Any) -> bool:
@@ -106,6 +229,11 @@ def run(steps: Sequence[Any], x: Any) -> Any:
         if act is not None:
             x = _fused_call(steps[i], steps[i + 1], x, act or None)
             i += 3 if act else 2
+            continue
+        act = activation_at(steps, i) if _input_ok(x) else None
+        if act is not None:
+            x = _fused_call(steps[i], None, x, act)
+            i += 2
         else:
             x = steps[i](x)
             i += 1
@@ -118,6 +246,14 @@ def group_at(mods: Sequence[Any], i: int) -> Optional[str]:
     if i + 1 >= len(mods) or not (fusable_conv(mods[i]) and fusable_bn(mods[i + 1], mods[i])):
         return None
     return (activation_name(mods[i + 2]) if i + 2 < len(mods) else None) or ""
+
+
+def activation_at(mods: Sequence[Any], i: int) -> Optional[str]:
+    """Whether mods[i], mods[i + 1] are a fusable Conv2d -> ReLU / ReLU6 (no batch norm
+    between them, as in VGG): the activation's name, or None."""
+    if i + 1 >= len(mods) or not fusable_conv(mods[i]):
+        return None
+    return activation_name(mods[i + 1])
 
 
 def expand_tail(items: List[Any]) -> List[Any]:

@@ -58,7 +58,8 @@ def _check_input(x: Any, op: str) -> None:
     name): real numbers only, as fastconv's functions (``_registry.resolve_dtypes``) accept.
     Device arrays are not copied."""
     dt = x.dtype if type(x) is np.ndarray else array_spec(x, "input", op)[1]
-    resolve_dtypes({"input": dt}, op)
+    if dt.kind not in "biuf":  # the only kinds resolve_dtypes accepts: its message
+        resolve_dtypes({"input": dt}, op)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -359,9 +360,15 @@ class Module:
         """Forget the retained forward calls of this module and its descendants that were not
         back-propagated (``cache``, the latest call's record, stays). Each outer forward call
         does this first, so records of earlier passes never pile up."""
-        for _, m in self.named_modules():
-            if m._calls:
-                m._calls = []
+        # every outer forward call runs this: a plain walk, not named_modules' generators
+        seen, stack = set(), [self]
+        while stack:
+            m = stack.pop()
+            if id(m) not in seen:
+                seen.add(id(m))
+                if m._calls:
+                    m._calls = []
+                stack.extend(m._modules.values())
         return self
 
     def train(self, mode: bool = True) -> "Module":

@@ -110,13 +110,41 @@ def _conv_nd(
     y = call.empty((g.N, g.OC, g.OH, g.OW))
     ep = None if epilogue is None else epilogue.prepare(call, (g.N, g.OC, g.OH, g.OW))
     if y.size:
-        if _shapes.is_depthwise(g.C, g.groups) and call.has("depthwise_conv2d") and variant is None:
-            _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw)
-        else:
-            kwargs = {} if variant is None else {"variant": variant}
-            _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups,
-                 **kwargs)
+        kernel, geometry = _conv_kernel(call, g, variant, ph, pw)
+        kwargs = {} if variant is None else {"variant": variant}
+        _run(call, kernel, ep, x, w, b, y, *geometry, **kwargs)
     return call.finish(y, g.output_shape())
+
+
+def _conv_kernel(call: Call, g: Any, variant: Optional[str], ph: int, pw: int) -> tuple:
+    """The kernel a conv2d of geometry ``g`` runs (its name) and the arguments that follow
+    (x, w, b, y): a depthwise conv takes the depthwise kernel unless a variant is asked for."""
+    if _shapes.is_depthwise(g.C, g.groups) and call.has("depthwise_conv2d") and variant is None:
+        return "depthwise_conv2d", (g.sh, g.sw, ph, pw, g.dh, g.dw)
+    return "conv2d", (g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups)
+
+
+def _fused_conv2d_plan(input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                       dilation: Any, groups: Any, padding_mode: str, backend: str) -> Any:
+    """What :func:`fastconv.fused.conv2d` with these arguments (and host scale, shift and
+    residual of the input's dtype) runs, for calling it again without the checks:
+    ``(kernel, geometry, output shape)``, the kernel called as ``kernel(x, w, b, y,
+    *geometry, scale, shift, residual, activation)`` on C-contiguous arrays of one dtype.
+    None where such a call is not that simple: device arrays, a backend that converts its
+    arrays, an explicit padding mode, an empty output, no fused kernel. The arguments must
+    be valid (the caller has just run the call)."""
+    call = begin("conv2d", backend, caller="conv2d", input=input, weight=weight, bias=bias)
+    if call.device or any(h is not None for h in call._hooks):
+        return None
+    g = _shapes.conv_geometry("conv2d", call.shapes["input"], call.shapes["weight"],
+                              call.shapes.get("bias"), stride, padding, dilation, groups, 2)
+    if (_shapes.padding_mode(padding_mode, "conv2d") != "zeros" and any(g.pad)) \
+            or not g.N * g.OC * g.OH * g.OW:
+        return None
+    kernel, geometry = _conv_kernel(call, g, None, g.ph, g.pw)
+    if not call.has(kernel + "_fused"):
+        return None
+    return call.kernel(kernel + "_fused"), geometry, (g.N, g.OC, g.OH, g.OW)
 
 
 def _pad_explicit(call: Call, x, pad, mode: str):
