@@ -368,3 +368,22 @@ def test_plans_of_conv_activation_pairs_follow_changes():
         check(np.concatenate([x, x]))
     finally:
         fc.set_num_threads(threads)
+
+
+def test_residual_bodies_fuse_their_pairs_whatever_their_end(monkeypatch):
+    # a body ending in a ReLU (not conv + batch norm) still runs its conv pairs fused, as
+    # cpu_info reports them
+    rng = np.random.default_rng(9)
+    body = [("c1", nn.Conv2d(4, 4, 3, padding=1)), ("b1", nn.BatchNorm2d(4)), ("r1", nn.ReLU()),
+            ("c2", nn.Conv2d(4, 4, 1)), ("r2", nn.ReLU6())]
+    net = nn.Sequential(nn.Residual(body, None, nn.ReLU()))
+    _randomise_bn(net, rng)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    a, _ = _both(net, x)
+    n = _calls(monkeypatch)
+    b = net(x)
+    assert n["fused"] == 2
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    rows = fc.cpu_info(net, (4, 6, 6))["layers"]
+    assert [r["fused"] for r in rows if r["type"] == "Conv2d"] == ["batch norm + relu",
+                                                                     "relu6"]

@@ -196,10 +196,8 @@ class Residual(Module):
         # inference: the last conv + batch norm, the add and the activation as one call
         steps = [m for _, m in _fusion.expand_tail(self._steps)]
         act = _fusion.residual_tail(steps, self._activation)
-        if act is None:
-            y = x
-            for _, m in self._steps:
-                y = m(y)
+        if act is None:  # a body not ending in conv + batch norm: its own pairs still fuse
+            y = _fusion.run(steps, x)
         else:
             y = _fusion.run(steps[:-2], x)
         s = x if self._shortcut is None else self._shortcut(x)
