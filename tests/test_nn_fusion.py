@@ -2,6 +2,8 @@
 and residual blocks run as fused calls, with the unfused forward's results (float32
 rounding), never in training mode or when inputs are kept for backward."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,8 @@ from fastconv.nn import _fusion
 
 BACKENDS = [b for b, why in fc.available_backends().items() if why.startswith("available")
             and b != "cuda"]
+#: the planned calls (_fusion._Plan) run the C engine's fused kernels
+needs_c = pytest.mark.skipif("c" not in BACKENDS, reason="the C engine is not available")
 
 
 @pytest.fixture(autouse=True)
@@ -246,6 +250,7 @@ def test_planned_calls_equal_checked_calls(backend, seed, monkeypatch):
         assert np.array_equal(y, want)
 
 
+@needs_c
 @pytest.mark.parametrize("seed", range(4))
 def test_plans_follow_every_change(seed, monkeypatch):
     # whatever changes between calls, the planned path gives the checked path's result
@@ -312,6 +317,7 @@ def test_plans_follow_every_change(seed, monkeypatch):
     assert any(used) and not all(used)
 
 
+@needs_c
 def test_a_plan_goes_with_its_module():
     import gc
     import weakref
@@ -338,13 +344,14 @@ def test_conv_activation_pairs_fuse(monkeypatch):
     n = _calls(monkeypatch, seen)
     used = _planned(monkeypatch)
     c = net(x)
-    assert n["fused"] == 3 and used == [True] * 3
+    assert n["fused"] == 3 and used == ([True] * 3 if "c" in BACKENDS else [])
     for y in (b, c):
         np.testing.assert_allclose(y, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
     rows = fc.cpu_info(net, (3, 12, 12))["layers"]
     assert [r["fused"] for r in rows if r["type"] == "Conv2d"] == ["relu", "relu6", "relu"]
 
 
+@needs_c
 def test_plans_of_conv_activation_pairs_follow_changes():
     rng = np.random.default_rng(8)
     conv, _, x, _ = _random_layer(rng, np.float32, "c")
@@ -387,3 +394,93 @@ def test_residual_bodies_fuse_their_pairs_whatever_their_end(monkeypatch):
     rows = fc.cpu_info(net, (4, 6, 6))["layers"]
     assert [r["fused"] for r in rows if r["type"] == "Conv2d"] == ["batch norm + relu",
                                                                      "relu6"]
+
+
+@needs_c
+def test_plans_hold_what_they_read_weakly():
+    import gc
+    import weakref
+
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    x = np.ones((1, 3, 5, 5), np.float32)
+    _fusion._fused_call(conv, bn, x, "relu")
+    _fusion._fused_call(conv, bn, x, "relu")
+    old_w, old_bn = weakref.ref(conv.weight), weakref.ref(bn)
+    conv.weight = conv.weight * 2  # replaced (e.g. the batch norm folded in by hand)
+    del bn
+    gc.collect()
+    assert old_w() is None and old_bn() is None
+    y = _fusion._fused_call(conv, None, x, "relu")
+    assert np.array_equal(y, _checked(conv, None, x, "relu", None))
+
+
+@needs_c
+def test_a_plan_made_while_attributes_change_checks_what_it_holds(monkeypatch):
+    # another thread assigning a weight while a plan is made: the plan holds the objects it
+    # checked, so the next call (with the new, larger weight) takes the checked path
+    import fastconv.ops.conv as ops_conv
+
+    conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    x = np.ones((1, 4, 8, 8), np.float32)
+    real = ops_conv._fused_conv2d_plan
+
+    def racing(*a):
+        made = real(*a)
+        conv.weight = np.ones((64, 4, 3, 3), np.float32)
+        return made
+
+    monkeypatch.setattr(ops_conv, "_fused_conv2d_plan", racing)
+    _fusion._fused_call(conv, None, x, "relu")
+    monkeypatch.setattr(ops_conv, "_fused_conv2d_plan", real)
+    y = _fusion._fused_call(conv, None, x, "relu")
+    assert y.shape == (1, 64, 8, 8)
+    assert np.array_equal(y, _checked(conv, None, x, "relu", None))
+
+
+@pytest.mark.parametrize("order", [">", "<"])
+def test_planned_calls_take_other_byte_orders_and_strides(order):
+    # a non-native byte order, or a weight whose strides are set in place, take the checked
+    # path (which converts), never a kernel that cannot read them
+    rng = np.random.default_rng(10)
+    dt = np.dtype(order + "f4")
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    conv.weight, conv.bias = conv.weight.astype(dt), conv.bias.astype(dt)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(dt)
+    ys = [_fusion._fused_call(conv, None, x, "relu") for _ in range(3)]
+    want = _checked(conv, None, x, "relu", None)
+    for y in ys:
+        np.testing.assert_array_equal(y, want)
+    w = np.zeros((4 * 3 * 3 * 3 * 2,), dt)[::2]  # every other element: not contiguous
+    w[...] = conv.weight.ravel()
+    conv.weight = np.lib.stride_tricks.as_strided(w, conv.weight.shape,
+                                                  tuple(s * 2 for s in conv.weight.strides))
+    for _ in range(2):
+        np.testing.assert_array_equal(_fusion._fused_call(conv, None, x, "relu"), want)
+    # strides set in place (deprecated, still allowed): a view into a buffer twice its size
+    buf = np.zeros(2 * w.size, dt)
+    conv.weight = buf[:w.size].reshape(conv.weight.shape)
+    conv.weight[...] = w.reshape(conv.weight.shape)
+    for _ in range(2):
+        np.testing.assert_array_equal(_fusion._fused_call(conv, None, x, "relu"), want)
+    buf[1::2] = 0.5 * buf[0::2] + 1  # what the strided view then reads, every other value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        conv.weight.strides = tuple(2 * s for s in conv.weight.strides)
+    np.testing.assert_array_equal(_fusion._fused_call(conv, None, x, "relu"),
+                                  _checked(conv, None, x, "relu", None))
+
+
+def test_conv_subclasses_with_their_own_forward_are_not_fused():
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    rng = np.random.default_rng(11)
+    net = nn.Sequential(Doubled(3, 4, 3, padding=1), nn.ReLU(),
+                        Doubled(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU())
+    _randomise_bn(net, rng)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    a, b = _both(net, x)
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.abs(a).max())
+    rows = fc.cpu_info(net, (3, 6, 6))["layers"]
+    assert [r["fused"] for r in rows if r["type"] == "Doubled"] == ["", ""]

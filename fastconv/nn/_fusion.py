@@ -11,11 +11,12 @@ The results equal the unfused forward up to float32 rounding (tests/test_nn_fusi
 """
 
 import weakref
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..backends._registry import host_empty
+from .module import Module
 
 _enabled = True
 
@@ -68,12 +69,18 @@ def _layer_types() -> tuple:
 _types: Optional[tuple] = None
 
 
+def _own_forward(m: Any, cls: Any) -> bool:
+    """An instance of cls that computes what cls does (a subclass overriding forward is
+    run as it is written, not fused)."""
+    return isinstance(m, cls) and type(m).forward is cls.forward
+
+
 def fusable_conv(m: Any) -> bool:
-    return isinstance(m, _layer_types()[0]) and _plain(m)
+    return _own_forward(m, _layer_types()[0]) and _plain(m)
 
 
 def fusable_bn(m: Any, conv: Any) -> bool:
-    return (isinstance(m, _layer_types()[1]) and _plain(m) and m.running_mean is not None
+    return (_own_forward(m, _layer_types()[1]) and _plain(m) and m.running_mean is not None
             and m.running_var is not None and m.num_features == conv.out_channels)
 
 
@@ -89,11 +96,13 @@ def activation_name(m: Any) -> Optional[str]:
 
 def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
                 residual: Any = None) -> np.ndarray:
-    plan = _plans.get(conv)
-    if plan is not None:
-        y = plan.run(conv, bn, x, activation, residual)
-        if y is not None:
-            return y
+    plans = _plans.get(conv)
+    if plans is not None:
+        plan = plans.get(_Plan.key(x, bn, activation, residual))
+        if plan is not None:
+            y = plan.run(conv, bn, x, activation, residual)
+            if y is not None:
+                return y
     from .. import fused
 
     x = np.asarray(x)
@@ -113,13 +122,18 @@ def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
     return y
 
 
-#: conv module -> the _Plan of its latest fused call (the plan goes with the module)
-_plans: "weakref.WeakKeyDictionary[Any, _Plan]" = weakref.WeakKeyDictionary()
+#: conv module -> {_Plan.key: the _Plan of the latest fused call of that kind}; the plans go
+#: with the module, and hold the arrays and the batch norm they read only weakly
+_plans: "weakref.WeakKeyDictionary[Any, Dict[tuple, _Plan]]" = weakref.WeakKeyDictionary()
+#: Plans kept per conv (one per input shape, activation, ...); beyond, they start over.
+PLANS_PER_CONV = 8
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _refs(conv: Any, bn: Any, activation: Optional[str]) -> tuple:
-    """Everything a fused call reads besides the data and the conv (the plans' key): the
-    objects themselves (bn first: None, or a module with its arrays)."""
+    """Everything a fused call reads besides the data and the conv (the plans' key), read
+    once: bn, activation, weight, bias, stride, padding, dilation, groups, padding_mode,
+    backend, then the batch norm's running_mean, running_var, weight, bias and eps."""
     own = (bn, activation, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
            conv.groups, conv.padding_mode, conv.backend)
     if bn is None:
@@ -127,15 +141,30 @@ def _refs(conv: Any, bn: Any, activation: Optional[str]) -> tuple:
     return own + (bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
 
 
-def _arrays(conv: Any, bn: Any) -> tuple:
-    if bn is None:
-        return (conv.weight, conv.bias)
-    return (conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias)
+def _meta(refs: tuple) -> tuple:
+    """Shape, dtype and strides of the arrays among ``refs`` (NumPy lets all three be set in
+    place)."""
+    arrays = refs[2:4] + refs[10:14]
+    return tuple(None if a is None else (a.shape, a.dtype, a.strides) for a in arrays)
 
 
-def _meta(conv: Any, bn: Any) -> tuple:
-    """Shapes and dtypes of the arrays (NumPy lets both be set in place)."""
-    return tuple(None if a is None else (a.shape, a.dtype) for a in _arrays(conv, bn))
+class _Strong:
+    """Holds an object that cannot be weakly referenced (tuples, strings, numbers);
+    called like a weakref."""
+
+    __slots__ = ("o",)
+
+    def __init__(self, o: Any):
+        self.o = o
+
+    def __call__(self) -> Any:
+        return self.o
+
+
+def _hold(o: Any) -> Any:
+    """A weakref to an array or module (a plan must not keep a replaced weight or a removed
+    batch norm alive), else the object itself, held."""
+    return weakref.ref(o) if isinstance(o, (np.ndarray, Module)) else _Strong(o)
 
 
 def _host(a: Any, dtype: np.dtype) -> bool:
@@ -144,45 +173,67 @@ def _host(a: Any, dtype: np.dtype) -> bool:
 
 
 class _Plan:
-    """A fused conv -> batch norm (-> residual add -> activation) call that ran, to run again
-    without the public function's checks (~60 us of Python per layer, most of a small
+    """A fused call (conv [-> batch norm] [-> residual add] [-> activation]) that ran, to run
+    again without the public function's checks (~60 us of Python per layer, most of a small
     layer's time, and more after a large layer has evicted the interpreter from the caches)
-    when nothing it read has changed: the same modules, arrays, attributes and activation
-    (by identity), the arrays' shapes and dtypes, and an input (and residual) of the same
-    shape and dtype, C-contiguous. Anything else takes the checked path, which makes a new
-    plan. The batch norm is folded again on every call (its statistics may be changed in
-    place) by the arithmetic of ``fused.batch_norm_scale_shift``, and the same kernel runs:
-    the same bits as the checked call (tests/test_nn_fusion.py)."""
+    when nothing it read has changed: the same arrays, attributes, batch norm and activation
+    (by identity), the arrays' shapes, dtypes and strides, and an input (and residual) of
+    the same shape and native float dtype, C-contiguous. Anything else takes the checked
+    path, which makes a new plan. The batch norm is folded again on every call (its
+    statistics may be changed in place) by the arithmetic of ``fused.batch_norm_scale_shift``,
+    and the same kernel runs: the same bits as the checked call (tests/test_nn_fusion.py).
+    Each attribute is read once per call, and the objects checked are the ones passed to
+    the kernel (another thread may assign attributes meanwhile)."""
 
-    __slots__ = ("refs", "meta", "dtype", "x_shape", "res_shape", "fold_dt", "kernel",
+    __slots__ = ("held", "meta", "dtype", "x_shape", "res_shape", "fold_dt", "kernel",
                  "geometry", "out_shape")
 
-    def __init__(self, refs: tuple, meta: tuple, dtype: np.dtype, x_shape: tuple,
+    def __init__(self, refs: tuple, dtype: np.dtype, x_shape: tuple,
                  res_shape: Optional[tuple], fold_dt: Optional[np.dtype], kernel: Any,
-                 geometry: tuple,
-                 out_shape: tuple):
-        self.refs, self.meta, self.dtype, self.x_shape = refs, meta, dtype, x_shape
+                 geometry: tuple, out_shape: tuple):
+        self.held = tuple(_hold(o) for o in refs)
+        self.meta, self.dtype, self.x_shape = _meta(refs), dtype, x_shape
         self.res_shape, self.fold_dt = res_shape, fold_dt
         self.kernel, self.geometry, self.out_shape = kernel, geometry, out_shape
+
+    @staticmethod
+    def key(x: Any, bn: Any, activation: Optional[str], residual: Any) -> tuple:
+        """What tells a conv's plans apart: the input's shape and dtype, the activation,
+        whether there is a batch norm, the residual's shape."""
+        return (getattr(x, "shape", None), getattr(x, "dtype", None), activation,
+                bn is None, getattr(residual, "shape", None))
 
     @classmethod
     def make(cls, conv: Any, bn: Any, x: np.ndarray, activation: Optional[str], residual: Any,
              fold_dt: Optional[np.dtype]) -> None:
         """Keep the plan of the fused call that just ran with these arguments, where one
-        applies (else drop the conv's plan)."""
+        applies (the plans of other keys stay)."""
         from ..ops.conv import _fused_conv2d_plan
 
-        _plans.pop(conv, None)
-        dt = x.dtype
-        if not (dt.kind == "f" and dt.itemsize in (4, 8) and _host(x, dt)
-                and _host(conv.weight, dt) and (conv.bias is None or _host(conv.bias, dt))
-                and (residual is None or _host(residual, dt))):
+        key = cls.key(x, bn, activation, residual)
+        plans = _plans.get(conv)
+        if plans is None or len(plans) >= PLANS_PER_CONV:
+            plans = _plans[conv] = {}
+        plans.pop(key, None)
+        refs = _refs(conv, bn, activation)
+        dt, w, b = x.dtype, refs[2], refs[3]
+        if not ((dt == _F32 or dt == _F64) and _host(x, dt) and _host(w, dt)
+                and (b is None or _host(b, dt)) and (residual is None or _host(residual, dt))):
             return
-        made = _fused_conv2d_plan(x, conv.weight, conv.bias, conv.stride, conv.padding,
-                                  conv.dilation, conv.groups, conv.padding_mode, conv.backend)
-        if made is not None:
-            _plans[conv] = cls(_refs(conv, bn, activation), _meta(conv, bn), dt, x.shape,
-                               None if residual is None else residual.shape, fold_dt, *made)
+        try:  # the objects read now (not those the checked call read): checked again here
+            made = _fused_conv2d_plan(x, w, b, *refs[4:10])
+        except (ValueError, TypeError):
+            return
+        if made is None:
+            return
+        out_shape = made[2]
+        if residual is not None and residual.shape != out_shape:
+            return
+        for a in refs[10:14]:  # the folded scale and shift: one value per output channel
+            if a is not None and (type(a) is not np.ndarray or a.shape != (out_shape[1],)):
+                return
+        plans[key] = cls(refs, dt, x.shape, None if residual is None else residual.shape,
+                         fold_dt, *made)
 
     def run(self, conv: Any, bn: Any, x: Any, activation: Optional[str],
             residual: Any) -> Optional[np.ndarray]:
@@ -195,21 +246,23 @@ class _Plan:
                 return None
         elif not (_host(residual, dt) and residual.shape == self.res_shape):
             return None
-        for a, b in zip(_refs(conv, bn, activation), self.refs):
-            if a is not b:
+        refs = _refs(conv, bn, activation)
+        if len(refs) != len(self.held):
+            return None
+        for o, h in zip(refs, self.held):
+            if h() is not o:
                 return None
-        if _meta(conv, bn) != self.meta:
+        if _meta(refs) != self.meta:
             return None
         scale = shift = None
         if bn is not None and self.fold_dt is not None:
             from ..fused import _scale_shift
 
-            scale, shift = _scale_shift(bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                                        bn.eps, self.fold_dt)
+            mean, var, weight, bias, eps = refs[10:15]
+            scale, shift = _scale_shift(mean, var, weight, bias, eps, self.fold_dt)
             scale, shift = scale.astype(dt, copy=False), shift.astype(dt, copy=False)
         y = host_empty(self.out_shape, dt)
-        self.kernel(x, conv.weight, conv.bias, y, *self.geometry, scale, shift, residual,
-                    activation)
+        self.kernel(x, refs[2], refs[3], y, *self.geometry, scale, shift, residual, activation)
         return y
 
 
@@ -218,7 +271,8 @@ def _input_ok(x: Any) -> bool:
 
 
 def run(steps: Sequence[Any], x: Any) -> Any:
-    """Run ``steps`` in order on x, fusing Conv2d -> BatchNorm2d (-> ReLU / ReLU6)."""
+    """Run ``steps`` in order on x, fusing Conv2d -> BatchNorm2d (-> ReLU / ReLU6) and
+    Conv2d -> ReLU / ReLU6."""
     if not _enabled:
         for m in steps:
             x = m(x)
