@@ -154,15 +154,22 @@ def batch_norm_scale_shift(
     for k, a in given.items():
         if a.shape[0] != C:
             raise ValueError(f"{op}: {k} has {a.shape[0]} channels, running_mean has {C}")
+    _check_eps(eps, op)
+    return _scale_shift(given["running_mean"], given["running_var"], given.get("weight"),
+                        given.get("bias"), eps, _fold_dtype(*given.values()))
+
+
+def _check_eps(eps: Any, op: str) -> None:
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
         raise TypeError(f"{op}: eps must be a number, got {type(eps).__name__}")
     if not eps >= 0:
         raise ValueError(f"{op}: eps must be non-negative, got {eps}")
-    dtype = np.result_type(*given.values(), np.float32)
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)
-    return _scale_shift(given["running_mean"], given["running_var"], given.get("weight"),
-                        given.get("bias"), eps, dtype)
+
+
+def _fold_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The dtype :func:`batch_norm_scale_shift` computes in for these (real) arrays."""
+    dtype = np.result_type(*arrays, np.float32)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
 def _scale_shift(mean: np.ndarray, var: np.ndarray, weight: Optional[np.ndarray],

@@ -309,6 +309,15 @@ def test_plans_follow_every_change(seed, monkeypatch):
         check(x)
         conv.set_backend("c")
         check(x)
+        other = np.float64 if dtype == np.float32 else np.float32
+        bn.running_var = bn.running_var.astype(other)  # statistics of another dtype
+        check(x)
+        check(x)
+        bn.eps = -1.0
+        with pytest.raises(ValueError, match="eps must be non-negative"):
+            _fusion._fused_call(conv, bn, x, "relu")
+        bn.eps = 1e-3
+        check(x)
         bn.running_mean.shape = (bn.num_features, 1)  # reshaped in place: the checks run
         with pytest.raises(ValueError, match="running_mean must be 1-D"):
             _fusion._fused_call(conv, bn, x, "relu")

@@ -107,18 +107,17 @@ def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
 
     x = np.asarray(x)
     out_dt = np.result_type(x.dtype, conv.weight.dtype, np.float32)
-    scale = shift = fold_dt = None
+    scale = shift = None
     if bn is not None:
         scale, shift = fused.batch_norm_scale_shift(bn.running_mean, bn.running_var,
                                                     bn.weight, bn.bias, bn.eps)
-        fold_dt = scale.dtype
         scale, shift = scale.astype(out_dt, copy=False), shift.astype(out_dt, copy=False)
     y = fused.conv2d(
         x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
         scale=scale, shift=shift, residual=residual, activation=activation,
         padding_mode=conv.padding_mode, backend=conv.backend,
     )
-    _Plan.make(conv, bn, x, activation, residual, fold_dt)
+    _Plan.make(conv, bn, x, activation, residual)
     return y
 
 
@@ -204,10 +203,11 @@ class _Plan:
                 bn is None, getattr(residual, "shape", None))
 
     @classmethod
-    def make(cls, conv: Any, bn: Any, x: np.ndarray, activation: Optional[str], residual: Any,
-             fold_dt: Optional[np.dtype]) -> None:
+    def make(cls, conv: Any, bn: Any, x: np.ndarray, activation: Optional[str],
+             residual: Any) -> None:
         """Keep the plan of the fused call that just ran with these arguments, where one
         applies (the plans of other keys stay)."""
+        from ..fused import _check_eps, _fold_dtype
         from ..ops.conv import _fused_conv2d_plan
 
         key = cls.key(x, bn, activation, residual)
@@ -229,9 +229,17 @@ class _Plan:
         out_shape = made[2]
         if residual is not None and residual.shape != out_shape:
             return
-        for a in refs[10:14]:  # the folded scale and shift: one value per output channel
-            if a is not None and (type(a) is not np.ndarray or a.shape != (out_shape[1],)):
+        stats = [a for a in refs[10:14] if a is not None]
+        for a in stats:  # the folded scale and shift: one real value per output channel
+            if type(a) is not np.ndarray or a.dtype.kind not in "biuf" \
+                    or a.shape != (out_shape[1],):
                 return
+        if bn is not None:
+            try:
+                _check_eps(refs[14], "")
+            except (TypeError, ValueError):
+                return
+        fold_dt = None if bn is None else _fold_dtype(*stats)
         plans[key] = cls(refs, dt, x.shape, None if residual is None else residual.shape,
                          fold_dt, *made)
 
