@@ -493,3 +493,33 @@ def test_conv_subclasses_with_their_own_forward_are_not_fused():
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.abs(a).max())
     rows = fc.cpu_info(net, (3, 6, 6))["layers"]
     assert [r["fused"] for r in rows if r["type"] == "Doubled"] == ["", ""]
+
+
+def test_one_model_run_by_several_threads_at_once():
+    # planned and checked calls of the same layers from four threads, two input sizes
+    # alternating (plans made and replaced meanwhile), against each input's serial result
+    import threading
+
+    rng = np.random.default_rng(12)
+    net, C = _random_net(rng, np.float32)
+    _randomise_bn(net, rng)
+    net.eval()
+    xs = [rng.standard_normal((1, C, h, h)).astype(np.float32) for h in (7, 10)]
+    want = [net(x) for x in xs]
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(12):
+                k = (i + t) % 2
+                np.testing.assert_allclose(net(xs[k]), want[k], rtol=1e-5,
+                                           atol=1e-5 * np.abs(want[k]).max())
+        except Exception as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[0]
