@@ -89,10 +89,10 @@ def _fused_names(model: Any) -> Dict[str, str]:
             continue
         mods = [v for _, v in items]
         for i, (n, _) in enumerate(items[:-1]):
+            key = f"{prefix}.{n}" if prefix else n
             act = _fusion.group_at(mods, i)
             bare = _fusion.activation_at(mods, i) if act is None else None
             if bare is not None:  # Conv2d -> ReLU / ReLU6 without a batch norm
-                key = f"{prefix}.{n}" if prefix else n
                 out.setdefault(key, bare)
             if act is not None:
                 what = "batch norm" + (f" + {act}" if act else "")
@@ -100,7 +100,6 @@ def _fused_names(model: Any) -> Dict[str, str]:
                     tail = _fusion.residual_tail(mods, m._activation)
                     if tail is not None:
                         what = "batch norm + residual add" + (f" + {tail}" if tail else "")
-                key = f"{prefix}.{n}" if prefix else n
                 if "residual" not in out.get(key, ""):  # a block's own Sequential comes later
                     out[key] = what
     return out

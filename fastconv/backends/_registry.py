@@ -424,12 +424,7 @@ class Call:
         prep = self._hooks[0]
         if prep is not None:
             a = prep(a, self.compute)
-        elif not (
-            type(a) is np.ndarray
-            and a.dtype is self.compute
-            and a.flags.c_contiguous
-            and a.flags.aligned
-        ):
+        elif not kernel_ready(a, self.compute):
             a = np.ascontiguousarray(a, dtype=self.compute)
             if not a.flags.aligned:  # e.g. np.frombuffer at an odd offset: C may not read it
                 a = a.copy()
@@ -450,6 +445,13 @@ class Call:
         if fin is not None:
             return fin(y, dt, self.device)
         return y if y.dtype == dt else y.astype(dt)
+
+
+def kernel_ready(a: Any, dtype: np.dtype) -> bool:
+    """Whether ``a`` is a NumPy array a host kernel takes as it is: exactly ndarray, of
+    ``dtype``, C-contiguous and aligned."""
+    return (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+            and a.flags.aligned)
 
 
 def host_empty(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..backends._registry import host_empty
+from ..backends._registry import _F32, _F64, host_empty
+from ..backends._registry import kernel_ready as _host
 from .module import Module
 
 _enabled = True
@@ -126,7 +127,6 @@ def _fused_call(conv: Any, bn: Any, x: Any, activation: Optional[str],
 _plans: "weakref.WeakKeyDictionary[Any, Dict[tuple, _Plan]]" = weakref.WeakKeyDictionary()
 #: Plans kept per conv (one per input shape, activation, ...); beyond, they start over.
 PLANS_PER_CONV = 8
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _refs(conv: Any, bn: Any, activation: Optional[str]) -> tuple:
@@ -164,11 +164,6 @@ def _hold(o: Any) -> Any:
     """A weakref to an array or module (a plan must not keep a replaced weight or a removed
     batch norm alive), else the object itself, held."""
     return weakref.ref(o) if isinstance(o, (np.ndarray, Module)) else _Strong(o)
-
-
-def _host(a: Any, dtype: np.dtype) -> bool:
-    return (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
-            and a.flags.aligned)
 
 
 class _Plan:
@@ -287,12 +282,13 @@ def run(steps: Sequence[Any], x: Any) -> Any:
         return x
     i, n = 0, len(steps)
     while i < n:
-        act = group_at(steps, i) if _input_ok(x) else None
+        ok = _input_ok(x)
+        act = group_at(steps, i) if ok else None
         if act is not None:
             x = _fused_call(steps[i], steps[i + 1], x, act or None)
             i += 3 if act else 2
             continue
-        act = activation_at(steps, i) if _input_ok(x) else None
+        act = activation_at(steps, i) if ok else None
         if act is not None:
             x = _fused_call(steps[i], None, x, act)
             i += 2
