@@ -113,6 +113,26 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
     return blocking_of(resolve_kernel(kernel), is_f64).nr;
 }
 
+/* The micro-kernel reads mr rows of A in place at once, each a line at a time. Rows whose
+ * lines fall in one set of the L1 data cache evict each other before their next values are
+ * read when they outnumber its ways (8 on 32 KB caches, 12 on 48 KB ones): with rows 2, 4 or
+ * 8 KB apart (K = 512, 1024, 2048 floats) all 14 rows of an AVX-512 strip share 1-2 sets, and
+ * every broadcast came from L2 (1x1 2048->512 @7 on an AMD EPYC, one thread: 1.59 ms in
+ * place, 1.32 ms with the AVX2 kernel's 6 rows). Then A is packed. */
+#define IN_PLACE_MAX_ROWS_PER_SET 7
+
+/* The most of `rows` rows, row_bytes apart, whose starts fall in one set of an L1 cache of
+ * 64 sets of 64-byte lines (the L1 data cache of x86 cores: 32 KB 8-way and 48 KB 12-way
+ * alike map addresses 4 KB apart to one set). */
+static int rows_per_l1_set(int64_t rows, int64_t row_bytes) {
+    int count[64] = {0}, most = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        const int set = (int)(((uint64_t)(i * row_bytes) >> 6) & 63);
+        if (++count[set] > most) most = count[set];
+    }
+    return most;
+}
+
 /* K cut into equal blocks of at most kc (576 = 3 x 192 rather than 256 + 256 + 64): a short
  * last block would load and store its C tiles for little work. */
 static int64_t even_block(int64_t K, int64_t kc) { return ceil_div(K, ceil_div(K, kc)); }
@@ -633,15 +653,17 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
                                  int64_t M, int64_t N, int64_t kc, const T *A, int64_t rsa,
                                  const T *b, int64_t bsl, T *C, int64_t ldc, int acc, T *Ap,
                                  const fc_gemm_tail *tl) {
+    const int alias = rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
     for (int64_t ir = 0; ir < M; ir += bk.mr) {
         const int64_t m = min64(bk.mr, M - ir);
         const T *a = A + ir * rsa;
-        if (m < bk.mr) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
+        const int packed = m < bk.mr || alias;
+        if (packed) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             T *c = C + ir * ldc + jr;
             const T *bj = b + jr / bk.nr * bsl;
             const int64_t n = min64(bk.nr, N - jr);
-            if (m < bk.mr) {
+            if (packed) {
                 FN(run_tile)(tk, kc, Ap, bj, c, ldc, acc, m, n, tl, ir, jr);
             } else if (avx512) {
                 ukr_avx512_f32_rows(kc, a, rsa, bj, c, ldc, acc, m, n, tl, ir, jr);

@@ -8,6 +8,7 @@ Timings are never asserted (the machines are noisy); only the harness's behaviou
 import io
 import json
 import sys
+import threading
 import time
 
 import numpy as np
@@ -589,3 +590,76 @@ def test_filters_suite_refuses_layer_options(capsys):
     code = main(FILTERS + ["--engines", "c"])
     assert code != 0
     assert "--engines" in capsys.readouterr().err
+
+
+def test_settle_waits_until_no_other_thread_runs(monkeypatch):
+    """Before each interleaved sample the harness waits until the other threads of the
+    process (other runners' OpenMP workers) stop running, polling every SETTLE_POLL_S."""
+    from fastconv.benchmark import timing
+
+    seen = iter([{"7"}] * 5 + [set()])
+    calls = []
+
+    def running(skip):
+        calls.append(set(skip))
+        return next(seen, set())
+
+    monkeypatch.setattr(timing, "_running_threads", running)
+    settle = timing.Settle()
+    settle()
+    assert len(calls) == 6 and calls[0] == set()
+    assert settle.longest_s >= timing.SETTLE_S + 5 * timing.SETTLE_POLL_S
+    assert settle.ignored == set()
+
+
+def test_settle_stops_waiting_for_a_thread_that_never_sleeps(monkeypatch):
+    """A thread still running after SETTLE_MAX_S is not a worker winding down: the pause ends
+    and later pauses do not wait for it (but do for others)."""
+    from fastconv.benchmark import timing
+
+    monkeypatch.setattr(timing, "SETTLE_MAX_S", 0.03)
+    busy = {"7", "8"}
+    monkeypatch.setattr(timing, "_running_threads", lambda skip: busy - skip)
+    settle = timing.Settle()
+    t0 = time.perf_counter()
+    settle()
+    assert 0.03 <= time.perf_counter() - t0 < 1.0
+    assert settle.ignored == {"7", "8"}
+    t0 = time.perf_counter()
+    settle()
+    assert time.perf_counter() - t0 < 0.025
+    busy.add("9")  # a new thread that runs is waited for
+    t0 = time.perf_counter()
+    settle()
+    assert time.perf_counter() - t0 >= 0.03 and settle.ignored == {"7", "8", "9"}
+
+
+def test_running_threads_sees_a_thread_in_native_code():
+    """_running_threads reads /proc: a thread computing in C (the GIL released) is seen
+    running, and the calling thread never is."""
+    from fastconv.benchmark import timing
+
+    if timing._running_threads(set()) is None:
+        pytest.skip("no /proc/self/task here")
+    stop, tid = threading.Event(), []
+    x = np.random.default_rng(0).standard_normal((600, 600))
+
+    def work():
+        tid.append(str(threading.get_native_id()))
+        while not stop.is_set():
+            np.linalg.eigvals(x)  # LAPACK, the GIL released
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        seen = False
+        end = time.perf_counter() + 5
+        while not seen and time.perf_counter() < end:
+            running = timing._running_threads(set())
+            assert str(threading.get_native_id()) not in running
+            seen = bool(tid) and tid[0] in running
+        assert seen
+        assert tid[0] not in timing._running_threads({tid[0]})
+    finally:
+        stop.set()
+        t.join()

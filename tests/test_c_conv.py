@@ -548,9 +548,9 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
     """A float GEMM with few columns (N <= 256) on a vector kernel reads A in place (gemm.c,
     gemm_a_in_place; fc_gemm_a_in_place_ep for conv2d's tasks) instead of packing it: the
     same bits as the packed loops (of a wider B whose first N columns are the same; of A
-    packed by fc_pack_a), on random sizes with A a row-strided block (rsa > K), edge strips
-    of fewer rows, several K blocks, accumulating or not, with and without a tail; nothing
-    written past N."""
+    packed by fc_pack_a), on random sizes with A a row-strided block (rsa > K, some rows
+    4 or 8 KB apart, which gemm.c packs strip by strip), edge strips of fewer rows, several
+    K blocks, accumulating or not, with and without a tail; nothing written past N."""
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]
     rng = np.random.default_rng(code + 70)
@@ -558,6 +558,8 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
         M, N, K = int(rng.integers(1, 60)), int(rng.integers(1, 257)), int(rng.integers(1, 700))
         Nw = 300 + int(rng.integers(0, 40))  # wide enough for the packed loops
         rsa = K + int(rng.integers(0, 9))
+        if trial % 3 == 0:  # rows 4 or 8 KB apart share an L1 set: strips are packed
+            rsa = int(rng.choice([1024, 2048]))
         Abuf = rng.standard_normal((M, rsa)).astype(np.float32)
         B = rng.standard_normal((K, Nw)).astype(np.float32)
         C0 = rng.standard_normal((M, Nw)).astype(np.float32)

@@ -109,11 +109,11 @@ def baselines(case: Dict[str, Any], slow_ok: bool) -> Dict[str, Callable[[], Any
         import scipy.signal as ssig
     except ImportError:
         snd = ssig = None
-    cv2: Any
+    cv2: Any = None
     try:
-        import cv2
+        import cv2  # type: ignore[no-redef]
     except ImportError:
-        cv2 = None
+        pass
     if case["kind"] == "dense":
         w = case["w"]
         if snd is not None and (slow_ok or case["k"] <= 9):

@@ -10,12 +10,13 @@
 How a sample is taken: calls are repeated within one sample until it lasts ``MIN_SAMPLE_S``
 (so the clock's resolution does not matter). Round r starts with runner r mod n, so every
 runner sees the same machine load on average. Before each interleaved sample the harness
-waits ``SETTLE_S`` (the other runners' OpenMP threads, which spin for a few milliseconds after
-a call, go to sleep) and makes one untimed call of the same runner (which wakes its own thread
-pool): each runner is timed as if alone on the machine, with its threads awake, as in a loop
-of calls. The NumPy baseline is the exception: OpenBLAS's worker threads keep spinning for a
-while after each call, which starves the next runner's threads when there are as many threads
-as cores, so its samples are taken in one block after the interleaved rounds.
+waits until the process's other threads have stopped running (``Settle``: the other runners'
+OpenMP threads spin for milliseconds after a call before they sleep) and makes one untimed
+call of the same runner (which wakes its own thread pool): each runner is timed as if alone
+on the machine, with its threads awake, as in a loop of calls. The NumPy baseline is the
+exception: OpenBLAS's worker threads keep spinning for a while after each call, which starves
+the next runner's threads when there are as many threads as cores, so its samples are taken
+in one block after the interleaved rounds.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 #: Shortest sample: calls are repeated within one sample until it lasts this long.
 MIN_SAMPLE_S = 0.002
-#: Busy pause before each interleaved sample. OpenMP runtimes (the C engine's, numba's and
-#: torch's each have their own) keep their threads spinning for a few milliseconds after a
-#: parallel region, and with as many threads as cores those threads slow the next runner's:
+#: Shortest busy pause before each interleaved sample (see Settle). OpenMP runtimes (the C
+#: engine's pool, numba's and torch's each have their own) keep their threads spinning after
+#: a parallel region, and with as many threads as cores those threads slow the next runner's:
 #: on 2 cores a 53 us torch call took 79 us right after a C engine call, and 56 us after a
 #: 3 ms pause. The pause spins rather than sleeps: after a sleep the idle virtual CPUs of
 #: the test machine woke only on the next 4 ms scheduler tick (samples of 8, 16, 32 ms).
 SETTLE_S = 0.003
+#: Longest pause, and how often Settle looks again. torch's libgomp workers went on spinning
+#: 8-10 ms after a call on a 2-vCPU AMD EPYC guest (their CPU time, read from /proc), where
+#: the C engine's 2-thread calls made 3 ms after a torch call ran 1.5-1.9x slower than 50 ms
+#: after it, and `fastconv bench` had every conv class below torch at 2 threads.
+SETTLE_MAX_S = 0.1
+SETTLE_POLL_S = 0.0005
 
 
 @dataclass
@@ -79,6 +86,52 @@ def _spin(seconds: float) -> None:
         pass
 
 
+def _running_threads(skip: Set[str]) -> Optional[Set[str]]:
+    """The process's other threads the OS shows running (state R: on a core or waiting for
+    one), less ``skip``; None where /proc cannot tell (not Linux)."""
+    me = str(threading.get_native_id())
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    running = set()
+    for tid in tids:
+        if tid == me or tid in skip:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread has ended
+            continue
+        end = stat.rfind(b")")  # the name, in parentheses, may hold anything
+        if stat[end + 2 : end + 3] == b"R":
+            running.add(tid)
+    return running
+
+
+class Settle:
+    """The pause before each interleaved sample: at least ``SETTLE_S``, then until no other
+    thread of the process runs (the runners' OpenMP workers have gone to sleep), at most
+    ``SETTLE_MAX_S``. A thread still running after that long is not a worker winding down
+    (another program's thread in this process, say): later pauses do not wait for it."""
+
+    def __init__(self) -> None:
+        self.ignored: Set[str] = set()
+        self.longest_s = 0.0  # the longest pause so far
+
+    def __call__(self) -> None:
+        t0 = time.perf_counter()
+        _spin(SETTLE_S)
+        running = _running_threads(self.ignored)
+        while running:
+            if time.perf_counter() - t0 > SETTLE_MAX_S:
+                self.ignored |= running
+                break
+            _spin(SETTLE_POLL_S)
+            running = _running_threads(self.ignored)
+        self.longest_s = max(self.longest_s, time.perf_counter() - t0)
+
+
 def speedup(base: Dict[str, Any], res: Dict[str, Any]) -> float:
     """base's time over res's. Runners timed in the same interleaved rounds are compared
     round by round (the median of the per-round ratios), which cancels the machine's drift
@@ -106,11 +159,12 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
     gc_was = gc.isenabled()
     gc.disable()
     mixed = [r for r in runners if r.interleave]
+    settle = Settle()
     try:
         for i in range(rounds):
             k = i % max(len(mixed), 1)
             for r in mixed[k:] + mixed[:k]:
-                _spin(SETTLE_S)  # the previous runner's threads stop spinning
+                settle()  # the previous runner's threads stop spinning
                 r.fn()  # lead-in: wakes this runner's threads
                 samples[r.label].append(_time_calls(r.fn, calls[r.label]))
         for r in runners:
