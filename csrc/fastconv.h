@@ -29,6 +29,7 @@ int fc_last_team(void);
 int fc_pool_workers(void);
 int64_t fc_pool_straggle_ns(void);
 void fc_pool_set_spin(int64_t worker_ns, int64_t caller_ns);
+void fc_pool_forget_losses(void);
 
 /* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
 enum fc_gemm_kernel {

@@ -8,6 +8,7 @@
  *   fc_pool_workers  worker threads started so far (the caller is not one)
  *   fc_pool_straggle_ns  the recent time lost to other programs (see fc_team_for)
  *   fc_pool_set_spin how long idle workers and a waiting caller spin before they sleep
+ *   fc_pool_forget_losses  forget the time lost so far (a benchmark, before each sample)
  *
  * Why not OpenMP (which these files used before; capsule.c and probe.c still do):
  *  - An OpenMP parallel region ends with a barrier at which the caller waits for every thread
@@ -131,6 +132,7 @@ int fc_parallel_for(int64_t n, int64_t chunk, int team, fc_range_fn fn, void *ct
 void fc_pool_set_spin(int64_t worker_ns, int64_t caller_ns) { (void)worker_ns; (void)caller_ns; }
 int fc_pool_workers(void) { return 0; }
 int64_t fc_pool_straggle_ns(void) { return 0; }
+void fc_pool_forget_losses(void) {}
 
 #else
 
@@ -223,6 +225,16 @@ int fc_pool_workers(void) {
 }
 
 int64_t fc_pool_straggle_ns(void) { return fc_straggle_decayed(fc_now_ns()); }
+
+/* Back to a quiet machine's state: no recent loss. `fastconv bench` calls it before each
+ * sample, which it times as if alone on the machine: else a few stalls of the guest (a
+ * vCPU held by the host for 2 ms, three times in a second) made the 1-3 ms calls of the
+ * next seconds run alone, and the samples measured the 1-thread speed. */
+void fc_pool_forget_losses(void) {
+    fc_straggle = 0;
+    fc_straggle_at = 0;
+    fc_loss_at = fc_loss_at_2 = INT64_MIN / 2;
+}
 
 int fc_team_for(int64_t cost_ns, int threads) {
     if (threads <= 1 || cost_ns <= 0) return 1;

@@ -612,6 +612,25 @@ def test_settle_waits_until_no_other_thread_runs(monkeypatch):
     assert settle.ignored == set()
 
 
+def test_settle_clears_the_c_pools_lost_time(monkeypatch):
+    """Each pause ends with the C engine's pool forgetting the time it saw lost to other
+    programs, so that a sample starts from a quiet machine's state."""
+    from fastconv.backends import c
+    from fastconv.benchmark import timing
+
+    monkeypatch.setattr(timing, "_running_threads", lambda skip: set())
+    settle = timing.Settle()
+    if c.AVAILABLE_REASON != "available":
+        assert settle.forget is None
+        return
+    assert settle.forget is c.lib.fc_pool_forget_losses
+    calls = []
+    settle.forget = lambda: calls.append(1)
+    settle()
+    settle()
+    assert calls == [1, 1]
+
+
 def test_settle_stops_waiting_for_a_thread_that_never_sleeps(monkeypatch):
     """A thread still running after SETTLE_MAX_S is not a worker winding down: the pause ends
     and later pauses do not wait for it (but do for others)."""

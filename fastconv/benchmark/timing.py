@@ -79,6 +79,21 @@ def _time_calls(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+def _warm_up(fn: Callable[[], Any]) -> float:
+    """Call ``fn`` until the calls have lasted ``MIN_SAMPLE_S`` (once if one call lasts that
+    long); the fastest call's seconds. The first calls after a pause can be several times
+    slower than the rest (threads and cores waking: a 30 us pooling call took 180-330 us,
+    then 40-90, 30 from the fourth on), so one call would size the samples for a time the
+    loop does not keep: 6 calls per sample instead of 66, a median of the slow start."""
+    best = math.inf
+    end = time.perf_counter() + MIN_SAMPLE_S
+    while True:
+        t = _time_calls(fn, 1)
+        best = min(best, t)
+        if time.perf_counter() >= end:
+            return best
+
+
 def _spin(seconds: float) -> None:
     """Wait ``seconds`` without sleeping (see SETTLE_S)."""
     end = time.perf_counter() + seconds
@@ -109,15 +124,27 @@ def _running_threads(skip: Set[str]) -> Optional[Set[str]]:
     return running
 
 
+def _forget_losses() -> Optional[Callable[[], None]]:
+    """The C engine's ``fc_pool_forget_losses`` (None without the engine). Its thread pool
+    remembers time lost to other programs and runs short calls on one thread for a second
+    or two after a few losses (csrc/parallel.c); a sample timed as if alone on the machine
+    starts from a quiet machine's state."""
+    from ..backends import c
+
+    return c.lib.fc_pool_forget_losses if c.AVAILABLE_REASON == "available" else None
+
+
 class Settle:
     """The pause before each interleaved sample: at least ``SETTLE_S``, then until no other
     thread of the process runs (the runners' OpenMP workers have gone to sleep), at most
     ``SETTLE_MAX_S``. A thread still running after that long is not a worker winding down
-    (another program's thread in this process, say): later pauses do not wait for it."""
+    (another program's thread in this process, say): later pauses do not wait for it. Then
+    the C engine's pool forgets the time it saw lost to other programs (_forget_losses)."""
 
     def __init__(self) -> None:
         self.ignored: Set[str] = set()
         self.longest_s = 0.0  # the longest pause so far
+        self.forget = _forget_losses()
 
     def __call__(self) -> None:
         t0 = time.perf_counter()
@@ -129,6 +156,8 @@ class Settle:
                 break
             _spin(SETTLE_POLL_S)
             running = _running_threads(self.ignored)
+        if self.forget is not None:
+            self.forget()
         self.longest_s = max(self.longest_s, time.perf_counter() - t0)
 
 
@@ -149,7 +178,7 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
     calls: Dict[str, int] = {}
     per_round = 0.0
     for r in runners:
-        t = _time_calls(r.fn, 1)  # warm-up (the check call was the first)
+        t = _warm_up(r.fn)
         calls[r.label] = max(1, math.ceil(MIN_SAMPLE_S / max(t, 1e-9)))
         per_round += t * calls[r.label]
     rounds = max(1, repeat)
