@@ -31,7 +31,8 @@
  * multiply-adds, so it runs from registers and L1 at the FMA units' rate.
  * With at most IN_PLACE_MAX_N (256) columns, a row-major A (csa = 1) and a vector kernel, A
  * is not packed: the micro-kernel broadcasts its values from the rows in place
- * (gemm_a_in_place), as packing would cost more than the few B slivers save.
+ * (gemm_a_in_place), as packing would cost more than the few B slivers save; but a strip
+ * whose rows share an L1 set (IN_PLACE_MAX_ROWS_PER_SET) is packed, one K block at a time.
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
  * Test: `pytest tests/test_c_conv.py -k gemm`; `pytest bench/bench_gemm.py --benchmark-enable`
@@ -646,14 +647,16 @@ int FN(fc_gemm_a_in_place_ok)(int kernel, int64_t N) {
 /* One K block (kc) of the float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16
  * AVX2 B slivers) on a vector kernel: A is read in place (ukr_avx512_f32_rows /
  * ukr_avx2_f32_rows), each strip of mr rows against every sliver while its kc slice (14 or
- * 6 KB) is in L1; only a last strip of fewer rows is packed (into Ap, mr x kc). a: the
+ * 6 KB) is in L1; only a last strip of fewer rows, or every strip when mr rows rsa apart
+ * put more than IN_PLACE_MAX_ROWS_PER_SET in one L1 set, is packed (into Ap, mr x kc). a: the
  * block's first column of A (row stride rsa); b: its first row of the packed B, slivers bsl
  * elements apart. The tiles of the packed loops, so the same bits. */
 static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int avx512,
                                  int64_t M, int64_t N, int64_t kc, const T *A, int64_t rsa,
                                  const T *b, int64_t bsl, T *C, int64_t ldc, int acc, T *Ap,
                                  const fc_gemm_tail *tl) {
-    const int alias = rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
+    const int alias =
+        rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
     for (int64_t ir = 0; ir < M; ir += bk.mr) {
         const int64_t m = min64(bk.mr, M - ir);
         const T *a = A + ir * rsa;
