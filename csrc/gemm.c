@@ -116,10 +116,12 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
 
 /* The micro-kernel reads mr rows of A in place at once, each a line at a time. Rows whose
  * lines fall in one set of the L1 data cache evict each other before their next values are
- * read when they outnumber its ways (8 on 32 KB caches, 12 on 48 KB ones): with rows 2, 4 or
- * 8 KB apart (K = 512, 1024, 2048 floats) all 14 rows of an AVX-512 strip share 1-2 sets, and
+ * read when they outnumber its ways (8 on 32 KB caches, 12 on 48 KB ones): with rows 4 or
+ * 8 KB apart (K = 1024, 2048 floats) all 14 rows of an AVX-512 strip share one set, and
  * every broadcast came from L2 (1x1 2048->512 @7 on an AMD EPYC, one thread: 1.59 ms in
- * place, 1.32 ms with the AVX2 kernel's 6 rows). Then A is packed. */
+ * place, 1.32 ms with the AVX2 kernel's 6 rows). Then A is packed, strip by strip. Rows
+ * 2 KB apart put 7 in each of two sets and stay in place: packing them was slower (3x3
+ * 512->512 @7, rows 18 KB apart, 7 per set: 3.1 -> 3.5-3.8 ms). */
 #define IN_PLACE_MAX_ROWS_PER_SET 7
 
 /* The most of `rows` rows, row_bytes apart, whose starts fall in one set of an L1 cache of
@@ -801,7 +803,8 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
 
 /* fc_gemm_packed_ep with A row-major in place (A(i, k) = A[i*rsa + k]) instead of packed:
  * for a caller that would pack A only to multiply it by a few B slivers (conv2d's tasks
- * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows.
+ * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows
+ * (or any strip whose rows share an L1 set, IN_PLACE_MAX_ROWS_PER_SET).
  * The same bits as packing A and fc_gemm_packed_ep. Only where fc_gemm_a_in_place_ok (the
  * caller checks; elsewhere, e.g. for doubles, this does nothing and C is not written). */
 void FN(fc_gemm_a_in_place_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *A,

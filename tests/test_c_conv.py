@@ -549,7 +549,8 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
     gemm_a_in_place; fc_gemm_a_in_place_ep for conv2d's tasks) instead of packing it: the
     same bits as the packed loops (of a wider B whose first N columns are the same; of A
     packed by fc_pack_a), on random sizes with A a row-strided block (rsa > K, some rows
-    4 or 8 KB apart, which gemm.c packs strip by strip), edge strips of fewer rows, several
+    4 or 8 KB apart, which the AVX-512 kernel's 14-row strips share an L1 set with, so that
+    gemm.c packs them strip by strip), edge strips of fewer rows, several
     K blocks, accumulating or not, with and without a tail; nothing written past N."""
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]

@@ -216,19 +216,22 @@ def test_c_pool_works_after_fork(c_lib, restore_threads):
 
 def test_pool_forgets_its_losses_on_request(c_lib, restore_threads):
     # fc_pool_forget_losses (called by `fastconv bench` before each sample) clears the time
-    # the pool saw lost to other programs: provoked here by two busy processes on the cores
-    # while 2-thread calls run, then forgotten; the next call shares its work again.
+    # the pool saw lost to other programs: provoked here by one busy process per core while
+    # 2-thread calls run, then forgotten; the next calls share their work again.
     import subprocess
     import sys
     import time
 
     if _registry.max_threads() < 2 or (os.cpu_count() or 1) > 4:
-        pytest.skip("needs 2-4 cores, where two busy processes take them")
+        pytest.skip("needs 2-4 cores, where one busy process per core takes them")
     fc.set_num_threads(2)
     x = np.random.default_rng(0).standard_normal((4, 64, 56, 56)).astype(np.float32)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(os.cpu_count() or 1)]
+    # each busy process ends by itself after 20 s, should this process be killed first
+    spin = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass"
+    busy = []
     try:
+        for _ in range(os.cpu_count() or 1):
+            busy.append(subprocess.Popen([sys.executable, "-c", spin]))
         end = time.perf_counter() + 10
         while c_lib.fc_pool_straggle_ns() == 0 and time.perf_counter() < end:
             fc.avg_pool2d(x, 3, 1, 1, backend="c")
@@ -240,8 +243,10 @@ def test_pool_forgets_its_losses_on_request(c_lib, restore_threads):
         pytest.skip("no time was lost to the busy processes here")
     c_lib.fc_pool_forget_losses()
     assert c_lib.fc_pool_straggle_ns() == 0
+    # a sleeping worker may join a call late (or not at all): some call within 2 s shares
     teams = []
-    for _ in range(5):
+    end = time.perf_counter() + 2
+    while 2 not in teams and time.perf_counter() < end:
         fc.avg_pool2d(x, 3, 1, 1, backend="c")
         teams.append(c_lib.fc_last_team())
-    assert max(teams) == 2, teams
+    assert 2 in teams, teams

@@ -13,7 +13,8 @@ runner sees the same machine load on average. Before each interleaved sample the
 waits until the process's other threads have stopped running (``Settle``: the other runners'
 OpenMP threads spin for milliseconds after a call before they sleep) and makes one untimed
 call of the same runner (which wakes its own thread pool): each runner is timed as if alone
-on the machine, with its threads awake, as in a loop of calls. The NumPy baseline is the
+on the machine, with its threads awake, as in a loop of calls (the C engine's pool also
+forgets the time it saw lost to other programs, ``Settle``). The NumPy baseline is the
 exception: OpenBLAS's worker threads keep spinning for a while after each call, which starves
 the next runner's threads when there are as many threads as cores, so its samples are taken
 in one block after the interleaved rounds.
@@ -84,7 +85,7 @@ def _warm_up(fn: Callable[[], Any]) -> float:
     long); the fastest call's seconds. The first calls after a pause can be several times
     slower than the rest (threads and cores waking: a 30 us pooling call took 180-330 us,
     then 40-90, 30 from the fourth on), so one call would size the samples for a time the
-    loop does not keep: 6 calls per sample instead of 66, a median of the slow start."""
+    loop does not keep: 6 calls per sample instead of 56, a median of the slow start."""
     best = math.inf
     end = time.perf_counter() + MIN_SAMPLE_S
     while True:
@@ -131,14 +132,17 @@ def _forget_losses() -> Optional[Callable[[], None]]:
     starts from a quiet machine's state."""
     from ..backends import c
 
-    return c.lib.fc_pool_forget_losses if c.AVAILABLE_REASON == "available" else None
+    if c.AVAILABLE_REASON != "available":
+        return None
+    return getattr(c.lib, "fc_pool_forget_losses", None)  # None: an extension built before it
 
 
 class Settle:
     """The pause before each interleaved sample: at least ``SETTLE_S``, then until no other
     thread of the process runs (the runners' OpenMP workers have gone to sleep), at most
     ``SETTLE_MAX_S``. A thread still running after that long is not a worker winding down
-    (another program's thread in this process, say): later pauses do not wait for it. Then
+    (another program's thread in this process, say): later pauses of the same timing (one
+    ``time_interleaved``) do not wait for it. Then
     the C engine's pool forgets the time it saw lost to other programs (_forget_losses)."""
 
     def __init__(self) -> None:
@@ -177,18 +181,21 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
     when that would take over ``budget_s``). Returns per-runner stats in seconds per call."""
     calls: Dict[str, int] = {}
     per_round = 0.0
+    mixed = [r for r in runners if r.interleave]
     for r in runners:
         t = _warm_up(r.fn)
         calls[r.label] = max(1, math.ceil(MIN_SAMPLE_S / max(t, 1e-9)))
-        per_round += t * calls[r.label]
+        per_round += t * (calls[r.label] + (r in mixed))  # the sample and its lead-in call
+    settle = Settle()
+    t0 = time.perf_counter()
+    settle()  # as long as a pause after the last warm-up: one per interleaved sample
+    per_round += (time.perf_counter() - t0) * len(mixed)
     rounds = max(1, repeat)
     if per_round * rounds > budget_s:
         rounds = max(min(3, rounds), int(budget_s / max(per_round, 1e-9)))
     samples: Dict[str, List[float]] = {r.label: [] for r in runners}
     gc_was = gc.isenabled()
     gc.disable()
-    mixed = [r for r in runners if r.interleave]
-    settle = Settle()
     try:
         for i in range(rounds):
             k = i % max(len(mixed), 1)
