@@ -21,7 +21,7 @@
  * at run time by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one
  * build runs on any x86-64; other CPUs get portable C.
  *
- * Two AVX-512 float32 paths replace the generic loops where they apply:
+ * Three AVX-512 float32 paths replace the generic loops where they apply:
  *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
  *                   rows of >= 16 interior outputs: 16 outputs per step, the maximum and
  *                   the winning tap in registers over the 9 taps, one store of y and idx
@@ -31,6 +31,12 @@
  *                   step, reduced together by a transpose-and-add tree instead of one
  *                   horizontal reduction per plane; the pool's chunks are whole blocks
  *                   of 16 planes. Elsewhere each plane is one vectorised reduction.
+ *   global max      a 1x1 adaptive max (a window of the whole plane is routed there):
+ *                   16 planes per step, each lane of a plane's vector keeping the maximum
+ *                   and its index of every 16th value, lanes and planes then merged by the
+ *                   same tree with the scan order's rule (fc_gmp_wins). The generic loop
+ *                   carried one compare-and-select chain per value: 8x2048x7x7, one thread,
+ *                   1.44 ms -> 0.16 ms (AMD EPYC; torch 1.43 ms).
  *
  * The file instantiates itself twice (float, double, see common.h): the typed part below
  * FC_TYPED is included once per type with T the element type and FN(name) adding the _f32 /
@@ -157,6 +163,102 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
     }
 }
 #undef FC_GAP_LEVEL
+
+/* ------------------------------------------------------------------ global max, AVX-512 */
+
+/* Where the running maximum (bm, bi) of one part of a plane replaces (am, ai) of another
+ * part, lane by lane, so that the pair kept is what a scan of the whole plane in index order
+ * with FC_TAKE keeps: a NaN beats a number and the later NaN the earlier one; else the
+ * greater value, and of equal ones (all -inf included) the earlier index. */
+FC_T512 FC_INLINE __mmask16 fc_gmp_wins(__m512 am, __m512i ai, __m512 bm, __m512i bi)
+{
+    const __mmask16 an = _mm512_cmp_ps_mask(am, am, _CMP_UNORD_Q);
+    const __mmask16 bn = _mm512_cmp_ps_mask(bm, bm, _CMP_UNORD_Q);
+    const __mmask16 gt = _mm512_cmp_ps_mask(bm, am, _CMP_GT_OQ);
+    const __mmask16 eq = _mm512_cmp_ps_mask(bm, am, _CMP_EQ_OQ);
+    const __mmask16 later = _mm512_cmpgt_epi32_mask(bi, ai);
+    return (__mmask16)((bn & (~an | later)) | (~an & ~bn & (gt | (eq & ~later))));
+}
+
+/* One level of the tree of fc_global_avg_f32_avx512 on (value, index) pairs: the lower and
+ * upper halves of every run of a and b (shuffle lo / hi), the winner of each pair kept. */
+#define FC_GMP_LEVEL(am, ai, bm, bi, shuf, lo, hi)                                            \
+    do {                                                                                      \
+        const __m512 lm_ = shuf(am, bm, lo), hm_ = shuf(am, bm, hi);                          \
+        const __m512i li_ = _mm512_castps_si512(                                              \
+            shuf(_mm512_castsi512_ps(ai), _mm512_castsi512_ps(bi), lo));                      \
+        const __m512i hi_ = _mm512_castps_si512(                                              \
+            shuf(_mm512_castsi512_ps(ai), _mm512_castsi512_ps(bi), hi));                      \
+        const __mmask16 w_ = fc_gmp_wins(lm_, li_, hm_, hi_);                                 \
+        am = _mm512_mask_mov_ps(lm_, w_, hm_);                                                \
+        ai = _mm512_mask_mov_epi32(li_, w_, hi_);                                             \
+    } while (0)
+
+/* y[p] = maximum of the n contiguous floats of plane p (n < 2^31), idx[p] its index (idx
+ * may be NULL), for p < planes, by the rules of FC_TAKE; 16 planes per step, each lane of a
+ * plane's vector scanning every 16th value in order, then the tree of the global average
+ * with fc_gmp_wins in place of the add. Lanes past a plane's end hold -inf and index
+ * INT32_MAX, which never wins. */
+FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *restrict y,
+                                             int64_t *restrict idx, int64_t planes, int64_t n)
+{
+    static const int q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t nfull = n & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+    /* lanes holding a value of the plane start at their own index, the others never win */
+    const __mmask16 live = n >= 16 ? (__mmask16)0xFFFF : tail;
+    const __m512i start = _mm512_mask_mov_epi32(_mm512_set1_epi32(INT32_MAX), live, iota);
+    for (int64_t p0 = 0; p0 < planes; p0 += 16) {
+        const int64_t np = planes - p0 < 16 ? planes - p0 : 16;
+        __m512 m[16];
+        __m512i mi[16];
+        for (int k = 0; k < 16; k++) {
+            __m512 a = ninf;
+            __m512i ai = start;
+            if (q[k] < np) {
+                const float *xp = x + (p0 + q[k]) * n;
+                for (int64_t i = 0; i < nfull; i += 16) {
+                    const __m512 v = _mm512_loadu_ps(xp + i);
+                    const __mmask16 t = _mm512_cmp_ps_mask(v, a, _CMP_GT_OQ) |
+                                        _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    a = _mm512_mask_mov_ps(a, t, v);
+                    ai = _mm512_mask_mov_epi32(ai, t, _mm512_add_epi32(iota, _mm512_set1_epi32((int)i)));
+                }
+                if (tail) {
+                    const __m512 v = _mm512_mask_loadu_ps(ninf, tail, xp + nfull);
+                    const __mmask16 t = _mm512_cmp_ps_mask(v, a, _CMP_GT_OQ) |
+                                        _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    a = _mm512_mask_mov_ps(a, t, v);
+                    ai = _mm512_mask_mov_epi32(ai, t,
+                                               _mm512_add_epi32(iota, _mm512_set1_epi32((int)nfull)));
+                }
+            }
+            m[k] = a;
+            mi[k] = ai;
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            FC_GMP_LEVEL(m[k], mi[k], m[k + 8], mi[k + 8], _mm512_shuffle_f32x4, 0x44, 0xEE);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            FC_GMP_LEVEL(m[k], mi[k], m[k + 4], mi[k + 4], _mm512_shuffle_f32x4, 0x88, 0xDD);
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++)
+            FC_GMP_LEVEL(m[k], mi[k], m[k + 2], mi[k + 2], _mm512_shuffle_ps, 0x44, 0xEE);
+        FC_GMP_LEVEL(m[0], mi[0], m[1], mi[1], _mm512_shuffle_ps, 0x88, 0xDD);
+        const __mmask16 out = (__mmask16)((1u << np) - 1u);
+        _mm512_mask_storeu_ps(y + p0, out, m[0]);
+        if (idx) {
+            _mm512_mask_storeu_epi64(idx + p0, (__mmask8)out,
+                                     _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi[0])));
+            _mm512_mask_storeu_epi64(idx + p0 + 8, (__mmask8)(out >> 8),
+                                     _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
+        }
+    }
+}
+#undef FC_GMP_LEVEL
 
 /* ------------------------------------------------------------------ 3x3 max rows, AVX-512 */
 
@@ -750,6 +852,25 @@ static void FN(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *
     }
 }
 
+/* Global max pooling of blocks [b0, b1) of 16 planes (the last may be short). */
+static void FN(global_max_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    const int64_t planes = a->out_sz, p0 = b0 * 16, p1 = b1 * 16 < planes ? b1 * 16 : planes;
+    (void)slot;
+#if defined(__x86_64__)
+    if (!IS_F64 && a->in_sz <= INT32_MAX - 16 && fc_dwpool_isa(-1) == 2) {
+        fc_global_max_f32_avx512((const float *)(const void *)a->x + p0 * a->in_sz,
+                                 (float *)(void *)a->y + p0, a->idx ? a->idx + p0 : NULL,
+                                 p1 - p0, a->in_sz);
+        return;
+    }
+#endif
+    for (int64_t p = p0; p < p1; p++)
+        FN(adaptive_max_plane)(a->x + p * a->in_sz, a->y + p, a->idx ? a->idx + p : NULL,
+                               a->H, a->W, 1, 1);
+}
+
 static void FN(adaptive_max_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
     const FN(fc_planes) *a = ctx;
@@ -765,11 +886,17 @@ void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64
 {
     FC_ASSERT_PLANES(N, C, H, W, OH, OW);
     const int64_t planes = N * C, in_sz = H * W, out_sz = OH * OW;
+    const int64_t cost = fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, idx != NULL),
+                                     planes * in_sz);
+    if (OH == 1 && OW == 1) { /* global pooling: blocks of 16 planes, one dispatch per block */
+        FN(fc_planes) a = {.x = x, .y = y, .idx = idx, .in_sz = in_sz, .out_sz = planes,
+                           .H = H, .W = W};
+        fc_planes_run(FN(global_max_blocks), &a, ceil_div(planes, 16), cost);
+        return;
+    }
     FN(fc_planes) a = {.x = x, .y = y, .idx = idx, .in_sz = in_sz, .out_sz = out_sz,
                        .H = H, .W = W, .OH = OH, .OW = OW};
-    fc_planes_run(FN(adaptive_max_planes), &a, planes,
-                  fc_cost_mem(FN(plane_bytes)(planes, in_sz, out_sz, idx != NULL),
-                              planes * in_sz));
+    fc_planes_run(FN(adaptive_max_planes), &a, planes, cost);
 }
 
 /* ------------------------------------------------------------------ backward */

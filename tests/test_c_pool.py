@@ -487,6 +487,44 @@ def test_global_avg_many_planes(isa, dtype, threads):
         fastconv.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_global_max_many_planes(isa, dtype, threads):
+    # 1x1 adaptive max (and a window of the whole plane, which is routed there): the
+    # AVX-512 float32 copy scans 16 planes at a time, each lane every 16th value, then
+    # merges lanes and planes; values and indices must be the scan's in index order (the
+    # later NaN, else the greater value and the earlier of equal ones, the first index of a
+    # plane of -inf): planes of ties, NaN, +-inf, all -inf, plane sizes below, at and above
+    # one vector, plane counts around multiples of 16, inputs not on a 64-byte line
+    rng = np.random.default_rng(23)
+    shapes = [(1, 16, 1, 1), (1, 17, 2, 3), (3, 31, 4, 4), (2, 48, 7, 7), (1, 250, 1, 17),
+              (4, 333, 7, 7), (1, 40, 10, 10), (2, 9, 64, 65), (1, 33, 4, 8)]
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for k, shape in enumerate(shapes):
+            data = pool_input(rng, shape, dtype, special=k % 2 == 0)
+            if k == 3:
+                data[0, :5] = -np.inf  # whole planes of -inf
+                data[1, :3] = np.nan  # and of NaN
+            buf = np.empty(data.size + 16, dtype)
+            off = k % 16  # the planes start anywhere in a line
+            x = buf[off:off + data.size].reshape(shape)
+            x[...] = data
+            ref = np.empty(shape[:2] + (1, 1), dtype)
+            ref_idx = np.empty(ref.shape, np.int64)
+            R.adaptive_max_pool2d(x, ref, ref_idx)
+            for with_idx in (True, False):
+                y = poisoned(ref.shape, dtype)
+                idx = np.full(ref.shape, -7, np.int64) if with_idx else None
+                C.adaptive_max_pool2d(x, y, idx)
+                np.testing.assert_array_equal(y, ref)
+                if with_idx:
+                    np.testing.assert_array_equal(idx, ref_idx)
+    finally:
+        fastconv.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- backward
 
 
