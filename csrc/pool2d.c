@@ -194,7 +194,8 @@ FC_T512 FC_INLINE __mmask16 fc_gmp_wins(__m512 am, __m512i ai, __m512 bm, __m512
         ai = _mm512_mask_mov_epi32(li_, w_, hi_);                                             \
     } while (0)
 
-/* y[p] = maximum of the n contiguous floats of plane p (n < 2^31), idx[p] its index (idx
+/* y[p] = maximum of the n contiguous floats of plane p (n <= INT32_MAX - 16: lane indices
+ * stay below the INT32_MAX of empty lanes), idx[p] its index (idx
  * may be NULL), for p < planes, by the rules of FC_TAKE; 16 planes per step, each lane of a
  * plane's vector scanning every 16th value in order, then the tree of the global average
  * with fc_gmp_wins in place of the add. Lanes past a plane's end hold -inf and index
@@ -253,8 +254,9 @@ FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *res
         if (idx) {
             _mm512_mask_storeu_epi64(idx + p0, (__mmask8)out,
                                      _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi[0])));
-            _mm512_mask_storeu_epi64(idx + p0 + 8, (__mmask8)(out >> 8),
-                                     _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
+            if (np > 8) /* idx + p0 + 8 may lie past the end otherwise */
+                _mm512_mask_storeu_epi64(idx + p0 + 8, (__mmask8)(out >> 8),
+                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
         }
     }
 }

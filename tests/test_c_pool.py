@@ -507,6 +507,12 @@ def test_global_max_many_planes(isa, dtype, threads):
             if k == 3:
                 data[0, :5] = -np.inf  # whole planes of -inf
                 data[1, :3] = np.nan  # and of NaN
+            if k == 1:
+                data[0, :4] = -np.inf  # planes of -inf shorter than a vector
+            if k in (2, 5):  # -0.0 before a +0.0 maximum: the earlier index, its sign
+                data[...] = -1
+                data[..., 0, 0] = -0.0
+                data[..., -1, -1] = 0.0
             buf = np.empty(data.size + 16, dtype)
             off = k % 16  # the planes start anywhere in a line
             x = buf[off:off + data.size].reshape(shape)
@@ -519,6 +525,7 @@ def test_global_max_many_planes(isa, dtype, threads):
                 idx = np.full(ref.shape, -7, np.int64) if with_idx else None
                 C.adaptive_max_pool2d(x, y, idx)
                 np.testing.assert_array_equal(y, ref)
+                assert (np.signbit(y) == np.signbit(ref)).all()
                 if with_idx:
                     np.testing.assert_array_equal(idx, ref_idx)
     finally:
