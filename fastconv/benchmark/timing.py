@@ -83,8 +83,8 @@ def _time_calls(fn: Callable[[], Any], calls: int) -> float:
 def _warm_up(fn: Callable[[], Any]) -> float:
     """Call ``fn`` until the calls have lasted ``MIN_SAMPLE_S`` (once if one call lasts that
     long); the fastest call's seconds. The first calls after a pause can be several times
-    slower than the rest (threads and cores waking: a 30 us pooling call took 180-330 us,
-    then 40-90, 30 from the fourth on), so one call would size the samples for a time the
+    slower than the rest (cold caches and threads: a 30 us pooling call took 130-380 us,
+    then 35-90, 30 from the fourth on), so one call would size the samples for a time the
     loop does not keep: 6 calls per sample instead of 56, a median of the slow start."""
     best = math.inf
     end = time.perf_counter() + MIN_SAMPLE_S
