@@ -142,8 +142,8 @@ class Settle:
     thread of the process runs (the runners' OpenMP workers have gone to sleep), at most
     ``SETTLE_MAX_S``. A thread still running after that long is not a worker winding down
     (another program's thread in this process, say): later pauses of the same timing (one
-    ``time_interleaved``) do not wait for it. Then
-    the C engine's pool forgets the time it saw lost to other programs (_forget_losses)."""
+    ``time_interleaved``) do not wait for it. Then the C engine's pool forgets the time it
+    saw lost to other programs (_forget_losses)."""
 
     def __init__(self) -> None:
         self.ignored: Set[str] = set()
