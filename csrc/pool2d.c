@@ -105,13 +105,17 @@ static inline int64_t fc_bin_end(int64_t i, int64_t in, int64_t out)
  * instead of a 4-step horizontal reduction for each plane. */
 #define FC_GAP_LEVEL(a, b, shuf, lo, hi) _mm512_add_ps(shuf(a, b, lo), shuf(a, b, hi))
 
-/* Sum the 16 planes of n floats from x into v, plane q[k] into v[k] (q below). A full
+/* The order in which the global average and maximum load the 16 planes of a step, so that
+ * their trees' output lanes come out in plane order (fc_global_avg_f32_avx512). */
+static const int fc_gap_q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+
+/* Sum the 16 planes of n floats from x into v, plane q[k] into v[k] (q: fc_gap_q). A full
  * group (np == 16) runs the 16 planes side by side, 16 independent chains of adds in
  * registers; the last, partial group of a call loads planes np.. as zero. */
 FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, int64_t np,
                                    __m512 v[16])
 {
-    static const int q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    const int *q = fc_gap_q;
     const int64_t nfull = n & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
     if (np == 16) {
@@ -137,7 +141,7 @@ FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, int64_t 
 }
 
 /* y[p] = mean of the n contiguous floats of plane p, for p < planes; 16 planes per step.
- * The planes of a step are loaded in the order q[] of fc_gap_group, so that the tree's
+ * The planes of a step are loaded in the order fc_gap_q (q), so that the tree's
  * output lanes come out in plane order: level 1 pairs planes j and j+8 into 256-bit
  * halves, level 2 pairs 128-bit chunks, levels 3 and 4 pairs and single lanes inside a
  * chunk; lane k of the result then holds loaded plane q[k], and q is its own inverse. */
@@ -194,16 +198,26 @@ FC_T512 FC_INLINE __mmask16 fc_gmp_wins(__m512 am, __m512i ai, __m512 bm, __m512
         ai = _mm512_mask_mov_epi32(li_, w_, hi_);                                             \
     } while (0)
 
+/* One step of the scan of FC_TAKE on every lane: v, the values at indices i0 + lane, replace
+ * the running (a, ai) where greater or NaN. */
+FC_T512 FC_INLINE void fc_gmp_take(__m512 v, int64_t i0, __m512i iota, __m512 *a, __m512i *ai)
+{
+    const __mmask16 t =
+        _mm512_cmp_ps_mask(v, *a, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    *a = _mm512_mask_mov_ps(*a, t, v);
+    *ai = _mm512_mask_mov_epi32(*ai, t, _mm512_add_epi32(iota, _mm512_set1_epi32((int)i0)));
+}
+
 /* y[p] = maximum of the n contiguous floats of plane p (n <= INT32_MAX - 16: lane indices
- * stay below the INT32_MAX of empty lanes), idx[p] its index (idx
- * may be NULL), for p < planes, by the rules of FC_TAKE; 16 planes per step, each lane of a
+ * stay below the INT32_MAX of empty lanes), idx[p] its index (idx may be NULL), for
+ * p < planes, by the rules of FC_TAKE; 16 planes per step, each lane of a
  * plane's vector scanning every 16th value in order, then the tree of the global average
  * with fc_gmp_wins in place of the add. Lanes past a plane's end hold -inf and index
  * INT32_MAX, which never wins. */
 FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *restrict y,
                                              int64_t *restrict idx, int64_t planes, int64_t n)
 {
-    static const int q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    const int *q = fc_gap_q;
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int64_t nfull = n & ~(int64_t)15;
@@ -220,21 +234,10 @@ FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *res
             __m512i ai = start;
             if (q[k] < np) {
                 const float *xp = x + (p0 + q[k]) * n;
-                for (int64_t i = 0; i < nfull; i += 16) {
-                    const __m512 v = _mm512_loadu_ps(xp + i);
-                    const __mmask16 t = _mm512_cmp_ps_mask(v, a, _CMP_GT_OQ) |
-                                        _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                    a = _mm512_mask_mov_ps(a, t, v);
-                    ai = _mm512_mask_mov_epi32(ai, t, _mm512_add_epi32(iota, _mm512_set1_epi32((int)i)));
-                }
-                if (tail) {
-                    const __m512 v = _mm512_mask_loadu_ps(ninf, tail, xp + nfull);
-                    const __mmask16 t = _mm512_cmp_ps_mask(v, a, _CMP_GT_OQ) |
-                                        _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                    a = _mm512_mask_mov_ps(a, t, v);
-                    ai = _mm512_mask_mov_epi32(ai, t,
-                                               _mm512_add_epi32(iota, _mm512_set1_epi32((int)nfull)));
-                }
+                for (int64_t i = 0; i < nfull; i += 16)
+                    fc_gmp_take(_mm512_loadu_ps(xp + i), i, iota, &a, &ai);
+                if (tail) /* lanes past the end read -inf, which never replaces */
+                    fc_gmp_take(_mm512_mask_loadu_ps(ninf, tail, xp + nfull), nfull, iota, &a, &ai);
             }
             m[k] = a;
             mi[k] = ai;
@@ -255,8 +258,9 @@ FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *res
             _mm512_mask_storeu_epi64(idx + p0, (__mmask8)out,
                                      _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi[0])));
             if (np > 8) /* idx + p0 + 8 may lie past the end otherwise */
-                _mm512_mask_storeu_epi64(idx + p0 + 8, (__mmask8)(out >> 8),
-                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
+                _mm512_mask_storeu_epi64(
+                    idx + p0 + 8, (__mmask8)(out >> 8),
+                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
         }
     }
 }

@@ -187,9 +187,8 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, budget_s: float) ->
         calls[r.label] = max(1, math.ceil(MIN_SAMPLE_S / max(t, 1e-9)))
         per_round += t * (calls[r.label] + (r in mixed))  # the sample and its lead-in call
     settle = Settle()
-    t0 = time.perf_counter()
     settle()  # as long as a pause after the last warm-up: one per interleaved sample
-    per_round += (time.perf_counter() - t0) * len(mixed)
+    per_round += settle.longest_s * len(mixed)
     rounds = max(1, repeat)
     if per_round * rounds > budget_s:
         rounds = max(min(3, rounds), int(budget_s / max(per_round, 1e-9)))
