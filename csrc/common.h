@@ -149,6 +149,45 @@ static inline int64_t fc_cost_macs(int64_t macs) { return macs / 50; }
     static void name params { FC_CAT(name, _body) args; }
 #endif
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* r[i] lane j -> r[j] lane i: a 16x16 float transpose in registers (32-bit, then 64-bit
+ * interleaves, then two rounds of 128-bit lane shuffles; 64 shuffles). GEMM's pack_a and the
+ * pooling of small planes (pool2d.c) use it. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+fc_transpose16_f32(__m512 r[16])
+{
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 16; i += 4) {
+        __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+        __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
+        t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
+        t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
+        t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+#endif
+
 /* ------------------------------------------------------------------ epilogue */
 
 /* y[i] = act(a * y[i] + c + r[i]) for i < n: outputs of channel o (a = scale[o] or 1, c =

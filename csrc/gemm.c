@@ -75,7 +75,8 @@ static int kernel_usable(int kernel) {
     if (kernel == FC_GEMM_NAIVE || kernel == FC_GEMM_PORTABLE) return 1;
 #if defined(__x86_64__)
     if (kernel == FC_GEMM_AVX2) return fc_cpu_has(FC_CPU_AVX2 | FC_CPU_FMA);
-    if (kernel == FC_GEMM_AVX512) return fc_cpu_has(FC_CPU_AVX512F);
+    if (kernel == FC_GEMM_AVX512)
+        return fc_cpu_has(FC_CPU_AVX512F | FC_CPU_AVX512VL | FC_CPU_FMA);
 #endif
     return 0;
 }
@@ -163,6 +164,8 @@ int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t
 #if defined(__x86_64__)
 
 #define AVX512_MR 14
+/* The float AVX-512 GEMM kernels' instruction sets (kernel_usable checks the CPU has them). */
+#define AVX512_GEMM_TARGET "avx512f,avx512vl,fma"
 
 /* The GEMM tail (fc_gemm_tail) on one row's two vectors of a float AVX-512 tile, in registers:
  * the same operations in the same order as tail_body (bias, scale and shift, residual,
@@ -191,24 +194,45 @@ __attribute__((target("avx512f"))) static inline __m512 tail_vec_f32(
 /* The float AVX-512 micro-kernel; with t (not NULL) also the tail on the tile before it is
  * stored (the tile being at row i0, column j0 of the whole product): storing the tile and
  * loading it back for the tail stalled on every row (masked stores do not forward to loads),
- * 4% of a ResNet-50 forward. The two entry points below inline it with t NULL or not. */
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+ * 4% of a ResNet-50 forward. The entry points below inline it with t NULL or not.
+ * w0, w1 (compile-time constants): the lanes of the tile's two column vectors that are
+ * multiplied, 16 or 8 and 16, 8 or 0 (ukr_avx512_f32_any picks the fewest that hold the
+ * tile's n columns). 8 lanes are a 256-bit vector (ymm16-31 need AVX512VL), whose FMA
+ * takes half the FMA units of a 512-bit one on cores that split 512-bit operations in two
+ * (AMD Zen 4) and the same on others: the 17-column edge tile of a 49-column product then
+ * costs 3/4 of a full one instead of all of it. Each lane's sum is the same chain of FMAs
+ * whatever the width, so the same bits. */
+__attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
 ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                     const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
-                    int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0) {
+                    int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0, const int w0,
+                    const int w1) {
     __m512 r0[AVX512_MR], r1[AVX512_MR];
+    __m256 h0[AVX512_MR], h1[AVX512_MR]; /* the 8-lane vectors, w0 or w1 = 8 */
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) r0[i] = r1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < AVX512_MR; i++) {
+        r0[i] = r1[i] = _mm512_setzero_ps();
+        h0[i] = h1[i] = _mm256_setzero_ps();
+    }
     /* rows 7..13 from a second base: offsets 0..6 x ars fit in three registers (x86 scales
      * 1, 2, 4 of ars, 3 ars and 5 ars) where 0..13 x ars spilled to the stack */
     const float *ah = a + 7 * ars;
     for (int64_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        const __m512 b0 = w0 == 16 ? _mm512_loadu_ps(b) : _mm512_setzero_ps();
+        const __m512 b1 = w1 == 16 ? _mm512_loadu_ps(b + 16) : _mm512_setzero_ps();
+        const __m256 g0 = w0 == 8 ? _mm256_loadu_ps(b) : _mm256_setzero_ps();
+        const __m256 g1 = w1 == 8 ? _mm256_loadu_ps(b + 16) : _mm256_setzero_ps();
 #pragma GCC unroll 14
         for (int i = 0; i < AVX512_MR; i++) {
-            __m512 ai = _mm512_set1_ps(i < 7 ? a[i * ars] : ah[(i - 7) * ars]);
-            r0[i] = _mm512_fmadd_ps(ai, b0, r0[i]);
-            r1[i] = _mm512_fmadd_ps(ai, b1, r1[i]);
+            const float *ai = i < 7 ? a + i * ars : ah + (i - 7) * ars;
+            if (w0 == 16 || w1 == 16) {
+                const __m512 v = _mm512_set1_ps(*ai);
+                if (w0 == 16) r0[i] = _mm512_fmadd_ps(v, b0, r0[i]);
+                if (w1 == 16) r1[i] = _mm512_fmadd_ps(v, b1, r1[i]);
+                if (w1 == 8) h1[i] = _mm256_fmadd_ps(_mm512_castps512_ps256(v), g1, h1[i]);
+            } else {
+                h0[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(ai), g0, h0[i]);
+            }
         }
         a += aks;
         ah += aks;
@@ -222,32 +246,49 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     for (int i = 0; i < AVX512_MR; i++) {
         if (i >= m) break;
         float *ci = c + i * ldc;
+        if (w0 == 8) r0[i] = _mm512_zextps256_ps512(h0[i]);
+        if (w1 == 8) r1[i] = _mm512_zextps256_ps512(h1[i]);
         if (acc) {
             r0[i] = _mm512_add_ps(r0[i], _mm512_maskz_loadu_ps(k0, ci));
-            r1[i] = _mm512_add_ps(r1[i], _mm512_maskz_loadu_ps(k1, ci + 16));
+            if (w1) r1[i] = _mm512_add_ps(r1[i], _mm512_maskz_loadu_ps(k1, ci + 16));
         }
         if (t) {
             const float *res = t->residual;
             const float *ri = res ? res + (i0 + i) * t->ldr + j0 : NULL;
             r0[i] = tail_vec_f32(t, r0[i], i0 + i, ri, k0);
-            r1[i] = tail_vec_f32(t, r1[i], i0 + i, ri ? ri + 16 : NULL, k1);
+            if (w1) r1[i] = tail_vec_f32(t, r1[i], i0 + i, ri ? ri + 16 : NULL, k1);
         }
         _mm512_mask_storeu_ps(ci, k0, r0[i]);
-        _mm512_mask_storeu_ps(ci + 16, k1, r1[i]);
+        if (w1) _mm512_mask_storeu_ps(ci + 16, k1, r1[i]);
     }
 }
 
-__attribute__((target("avx512f"))) static void ukr_avx512_f32(
-    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-    int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx512_f32_body(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0);
+/* The body with the fewest lanes that hold n columns (a constant per copy). */
+__attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
+ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
+                   const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
+                   int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0) {
+    if (n > 24)
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16);
+    else if (n > 16)
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8);
+    else if (n > 8)
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0);
+    else
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0);
 }
 
-__attribute__((target("avx512f"))) static void ukr_avx512_f32_tail(
+__attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32(
+    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+    int64_t ldc, int acc, int64_t m, int64_t n) {
+    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0);
+}
+
+__attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_tail(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t, int64_t i0,
     int64_t j0) {
-    ukr_avx512_f32_body(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
+    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
 }
 
 /* The same micro-kernel reading A in place, row-major with row stride rsa (A(i, k) =
@@ -257,11 +298,11 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f32_tail(
  * again before the multiply reads them). Each k step broadcasts one value of each of the 14
  * rows; the 14 cache lines of a 16-value step stay in L1. Same products in the same order,
  * so the same bits as the packed kernel. t NULL or not, as ukr_avx512_f32_tail. */
-__attribute__((target("avx512f"))) static void ukr_avx512_f32_rows(
+__attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_rows(
     int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
     float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t,
     int64_t i0, int64_t j0) {
-    ukr_avx512_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0);
+    ukr_avx512_f32_any(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0);
 }
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f64(
@@ -298,43 +339,18 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f64(
 
 /* pack_a for one full AVX-512 float sliver of row-major A (the conv weights):
  * Ap[k*14 + i] = a[i*rsa + k]. Sixteen columns at a time: 14 rows (and 2 zero rows) are
- * loaded as 16 vectors and transposed in registers (32-bit, then 64-bit interleaves, then two
- * rounds of 128-bit lane shuffles), and each column is stored as 14 contiguous values. The
- * scalar loop does the same with one 4-byte load and store per value. */
+ * loaded as 16 vectors and transposed in registers (fc_transpose16_f32), and each column is
+ * stored as 14 contiguous values. The scalar loop does the same with one 4-byte load and
+ * store per value. */
 __attribute__((target("avx512f"))) static void pack_a_avx512_f32(int64_t kc, const float *a,
                                                                   int64_t rsa, float *Ap) {
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16) {
-        __m512 r[16], t[16];
+        __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
             r[i] = i < AVX512_MR ? _mm512_loadu_ps(a + i * rsa + k0) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-        for (int i = 0; i < 16; i += 2) {
-            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-        }
-#pragma GCC unroll 4
-        for (int i = 0; i < 16; i += 4) {
-            __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
-            __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
-            r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-            r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-            r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-            r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
-            t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
-            t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
-            t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-            r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-        }
+        fc_transpose16_f32(r);
 #pragma GCC unroll 16
         for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(Ap + (k0 + k) * AVX512_MR, 0x3FFF, r[k]);
     }
@@ -345,21 +361,24 @@ __attribute__((target("avx512f"))) static void pack_a_avx512_f32(int64_t kc, con
 /* AVX2: 16 ymm registers, so 6 rows x 2 vectors = 12 for C, 2 for the B row, 1 broadcast. */
 #define AVX2_MR 6
 
-/* A(i, k) = a[i*ars + k*aks]: packed (1, AVX2_MR) or in place (rsa, 1), as the AVX-512 body. */
+/* A(i, k) = a[i*ars + k*aks]: packed (1, AVX2_MR) or in place (rsa, 1), as the AVX-512 body.
+ * two (a compile-time constant): both column vectors, or only the first when n <= 8 (an
+ * edge tile then takes half the multiply-adds). */
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
 ukr_avx2_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                   const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
-                  int64_t n) {
+                  int64_t n, const int two) {
     __m256 r0[AVX2_MR], r1[AVX2_MR];
 #pragma GCC unroll 6
     for (int i = 0; i < AVX2_MR; i++) r0[i] = r1[i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = two ? _mm256_loadu_ps(b + 8) : _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int i = 0; i < AVX2_MR; i++) {
             __m256 ai = _mm256_broadcast_ss(a + i * ars);
             r0[i] = _mm256_fmadd_ps(ai, b0, r0[i]);
-            r1[i] = _mm256_fmadd_ps(ai, b1, r1[i]);
+            if (two) r1[i] = _mm256_fmadd_ps(ai, b1, r1[i]);
         }
         a += aks;
         b += 16;
@@ -383,10 +402,10 @@ ukr_avx2_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
         } else {
             if (acc) {
                 r0[i] = _mm256_add_ps(r0[i], _mm256_maskload_ps(ci, k0));
-                r1[i] = _mm256_add_ps(r1[i], _mm256_maskload_ps(ci + 8, k1));
+                if (two) r1[i] = _mm256_add_ps(r1[i], _mm256_maskload_ps(ci + 8, k1));
             }
             _mm256_maskstore_ps(ci, k0, r0[i]);
-            _mm256_maskstore_ps(ci + 8, k1, r1[i]);
+            if (two) _mm256_maskstore_ps(ci + 8, k1, r1[i]);
         }
     }
 }
@@ -394,13 +413,19 @@ ukr_avx2_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx2_f32_body(kc, a, 1, AVX2_MR, b, c, ldc, acc, m, n);
+    if (n > 8)
+        ukr_avx2_f32_body(kc, a, 1, AVX2_MR, b, c, ldc, acc, m, n, 1);
+    else
+        ukr_avx2_f32_body(kc, a, 1, AVX2_MR, b, c, ldc, acc, m, n, 0);
 }
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f32_rows(
     int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
     float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx2_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n);
+    if (n > 8)
+        ukr_avx2_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n, 1);
+    else
+        ukr_avx2_f32_body(kc, a, rsa, 1, b, c, ldc, acc, m, n, 0);
 }
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2_f64(

@@ -439,6 +439,9 @@ def test_gemm_against_numpy(kernel, dtype):
         (130, 70, 300),
         (29, 2100, 5),
         (3, 5, 600),
+        (17, 49, 300),  # an edge tile of 17 columns: 16 + 8 lanes on AVX-512
+        (15, 12, 40),  # 12 columns: one vector of 16
+        (16, 88, 33),  # 88 = 2 x 32 + 24
     ]:
         A = rng.standard_normal((M, K)).astype(dtype)
         At = np.ascontiguousarray(A.T)
@@ -493,7 +496,8 @@ def test_gemm_tail_against_numpy(kernel, dtype):
     rng = np.random.default_rng(code + 40)
     combos = [(b, sc, sh, r, act) for b in (0, 1) for sc in (0, 1) for sh in (0, 1)
               for r in (0, 1) for act in (0, 1, 2)]
-    for M, N, K in [(1, 1, 1), (13, 31, 7), (15, 33, 257), (29, 70, 600)]:
+    for M, N, K in [(1, 1, 1), (13, 31, 7), (15, 33, 257), (29, 70, 600), (16, 49, 40),
+                    (15, 12, 9)]:
         A = rng.standard_normal((M, K)).astype(dtype)
         B = rng.standard_normal((K, N + 3)).astype(dtype)
         want_p = A.astype(np.float64) @ B[:, :N].astype(np.float64)
@@ -555,8 +559,12 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]
     rng = np.random.default_rng(code + 70)
-    for trial in range(12):
-        M, N, K = int(rng.integers(1, 60)), int(rng.integers(1, 257)), int(rng.integers(1, 700))
+    for trial in range(16):
+        # the last tile's columns at each bound of the micro-kernels' widths (ukr_avx512_f32_any:
+        # 8, 16, 24 and 32 lanes; AVX2: 8 and 16), on top of 0..7 whole tiles of 32
+        edge = [1, 8, 9, 16, 17, 24, 25, 32][trial % 8]
+        M, K = int(rng.integers(1, 60)), int(rng.integers(1, 700))
+        N = int(rng.integers(0, 8)) * 32 + edge
         Nw = 300 + int(rng.integers(0, 40))  # wide enough for the packed loops
         rsa = K + int(rng.integers(0, 9))
         if trial % 3 == 0:  # rows 4 or 8 KB apart share an L1 set: strips are packed

@@ -8,6 +8,7 @@ run with backend="c" as well, and against PyTorch where it is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -411,6 +412,82 @@ def test_avg_pool_random(isa, dtype):
         y = poisoned(shape, dtype)
         C.avg_pool2d(x, y, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
         assert_close(y, ref, dtype)
+
+
+def _same_bits_but_nan(a, b):
+    """NaN at the same places (any sign or payload: which NaN operand an add propagates
+    depends on the operand order the compiler picks), every other value bit for bit (-0.0
+    and +0.0 apart)."""
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(nan, np.isnan(b))
+    assert a[~nan].tobytes() == b[~nan].tobytes()
+
+
+def _blocked_configs(seed, count, dilation):
+    """pool_configs with 16 or more planes (37: two whole blocks of 16 and a short one; 48:
+    three whole), which the C kernels pool 16 planes at a time when OW < 64 (pool2d.c,
+    pool_blocks_ok)."""
+    out = []
+    for i, g in enumerate(pool_configs(seed, count, dilation)):
+        n, c = ((1, 37), (3, 16))[i % 2]
+        out.append(dataclasses.replace(g, N=n, C=c))
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+def test_pool_plane_blocks_same_bits_as_one_plane(isa, dtype, special, threads):
+    """Max and average pooling of 16 or more planes with short output rows go 16 planes at
+    a time (interleaved in a scratch, pool2d.c's plane blocks): the same values, indices and
+    NaN / inf / tie rules as each plane pooled alone (the per-plane loops), bit for bit, and
+    the reference's results (NaN of any sign: _same_bits_but_nan); random geometries (padding, stride, dilation, ceil mode,
+    count_include_pad, divisor), one and two threads, every compiled copy."""
+    rng = np.random.default_rng(91 + isa)
+    old = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for g in _blocked_configs(60 + isa, 24, dilation=True):
+            x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
+            shape = (g.N, g.C, g.OH, g.OW)
+            args = (g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+            y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+            C.max_pool2d(x, y, idx, *args)
+            y2 = poisoned(shape, dtype)
+            C.max_pool2d(x, y2, None, *args)
+            ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+            R.max_pool2d(x, ref, ref_idx, *args)
+            assert_close(y, ref, dtype)
+            np.testing.assert_array_equal(idx, ref_idx)
+            for n in range(g.N):
+                for c in range(0, g.C, 5):
+                    one = np.ascontiguousarray(x[n:n + 1, c:c + 1])
+                    y1, i1 = poisoned((1, 1, g.OH, g.OW), dtype), np.empty((1, 1, g.OH, g.OW),
+                                                                             np.int64)
+                    C.max_pool2d(one, y1, i1, *args)
+                    _same_bits_but_nan(y1[0, 0], y[n, c])
+                    _same_bits_but_nan(y1[0, 0], y2[n, c])
+                    np.testing.assert_array_equal(i1[0, 0], idx[n, c])
+        for g in _blocked_configs(70 + isa, 24, dilation=False):
+            x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
+            shape = (g.N, g.C, g.OH, g.OW)
+            cip = bool(rng.integers(0, 2))
+            div = int(rng.choice([0, 0, 3, 7]))
+            args = (g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+            y = poisoned(shape, dtype)
+            C.avg_pool2d(x, y, *args)
+            ref = np.empty(shape, dtype)
+            R.avg_pool2d(x, ref, *args)
+            if not special:
+                assert_close(y, ref, dtype)
+            for n in range(g.N):
+                for c in range(0, g.C, 5):
+                    one = np.ascontiguousarray(x[n:n + 1, c:c + 1])
+                    y1 = poisoned((1, 1, g.OH, g.OW), dtype)
+                    C.avg_pool2d(one, y1, *args)
+                    _same_bits_but_nan(y1[0, 0], y[n, c])
+    finally:
+        fastconv.set_num_threads(old)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
