@@ -31,8 +31,8 @@
  * multiply-adds, so it runs from registers and L1 at the FMA units' rate.
  * With at most IN_PLACE_MAX_N (256) columns, a row-major A (csa = 1) and a vector kernel, A
  * is not packed: the micro-kernel broadcasts its values from the rows in place
- * (gemm_a_in_place), as packing would cost more than the few B slivers save; but a strip
- * whose rows share an L1 set (IN_PLACE_MAX_ROWS_PER_SET) is packed, one K block at a time.
+ * (gemm_a_in_place), as packing would cost more than the few B slivers save; a strip
+ * whose rows share an L1 set (IN_PLACE_MAX_ROWS_PER_SET) is read as two strips of 7 rows.
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
  * Test: `pytest tests/test_c_conv.py -k gemm`; `pytest bench/bench_gemm.py --benchmark-enable`
@@ -120,9 +120,10 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
  * read when they outnumber its ways (8 on 32 KB caches, 12 on 48 KB ones): with rows 4 or
  * 8 KB apart (K = 1024, 2048 floats) all 14 rows of an AVX-512 strip share one set, and
  * every broadcast came from L2 (1x1 2048->512 @7 on an AMD EPYC, one thread: 1.59 ms in
- * place, 1.32 ms with the AVX2 kernel's 6 rows). Then A is packed, strip by strip. Rows
- * 2 KB apart put 7 in each of two sets and stay in place: packing them was slower (3x3
- * 512->512 @7, rows 18 KB apart, 7 per set: 3.1 -> 3.5-3.8 ms). */
+ * place, 1.32 ms with the AVX2 kernel's 6 rows). Such a strip is read as two strips of
+ * 7 rows (ukr_avx512_f32_rows7; the conv call 1.32 ms when packing each strip, one K block
+ * at a time, 1.17 ms as two 7-row strips). Rows 2 KB apart put 7 in each of two sets and stay one strip: packing them
+ * was slower (3x3 512->512 @7, rows 18 KB apart, 7 per set: 3.1 -> 3.5-3.8 ms). */
 #define IN_PLACE_MAX_ROWS_PER_SET 7
 
 /* The most of `rows` rows, row_bytes apart, whose starts fall in one set of an L1 cache of
@@ -206,11 +207,11 @@ __attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_
 ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                     const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
                     int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0, const int w0,
-                    const int w1) {
+                    const int w1, const int rows) {
     __m512 r0[AVX512_MR], r1[AVX512_MR];
     __m256 h0[AVX512_MR], h1[AVX512_MR]; /* the 8-lane vectors, w0 or w1 = 8 */
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) {
+    for (int i = 0; i < rows; i++) {
         r0[i] = r1[i] = _mm512_setzero_ps();
         h0[i] = h1[i] = _mm256_setzero_ps();
     }
@@ -223,7 +224,7 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
         const __m256 g0 = w0 == 8 ? _mm256_loadu_ps(b) : _mm256_setzero_ps();
         const __m256 g1 = w1 == 8 ? _mm256_loadu_ps(b + 16) : _mm256_setzero_ps();
 #pragma GCC unroll 14
-        for (int i = 0; i < AVX512_MR; i++) {
+        for (int i = 0; i < rows; i++) {
             const float *ai = i < 7 ? a + i * ars : ah + (i - 7) * ars;
             if (w0 == 16 || w1 == 16) {
                 const __m512 v = _mm512_set1_ps(*ai);
@@ -243,7 +244,7 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     const __mmask16 k0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
     const __mmask16 k1 = n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) {
+    for (int i = 0; i < rows; i++) {
         if (i >= m) break;
         float *ci = c + i * ldc;
         if (w0 == 8) r0[i] = _mm512_zextps256_ps512(h0[i]);
@@ -267,28 +268,28 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
 __attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
 ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                    const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
-                   int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0) {
+                   int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0, const int rows) {
     if (n > 24)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows);
     else if (n > 16)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows);
     else if (n > 8)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0, rows);
     else
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows);
 }
 
 __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0);
+    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0, AVX512_MR);
 }
 
 __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_tail(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t, int64_t i0,
     int64_t j0) {
-    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
+    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0, AVX512_MR);
 }
 
 /* The same micro-kernel reading A in place, row-major with row stride rsa (A(i, k) =
@@ -302,7 +303,16 @@ __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_rows(
     int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
     float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t,
     int64_t i0, int64_t j0) {
-    ukr_avx512_f32_any(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0);
+    ukr_avx512_f32_any(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0, AVX512_MR);
+}
+
+/* The same on 7 rows (m <= 7): a strip whose 14 rows would put more than
+ * IN_PLACE_MAX_ROWS_PER_SET in one L1 set is read in place as two strips of 7. */
+__attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_rows7(
+    int64_t kc, const float *restrict a, int64_t rsa, const float *restrict b,
+    float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t,
+    int64_t i0, int64_t j0) {
+    ukr_avx512_f32_any(kc, a, rsa, 1, b, c, ldc, acc, m, n, t, i0, j0, 7);
 }
 
 __attribute__((target("avx512f"))) static void ukr_avx512_f64(
@@ -674,8 +684,9 @@ int FN(fc_gemm_a_in_place_ok)(int kernel, int64_t N) {
 /* One K block (kc) of the float GEMM with few columns (N <= IN_PLACE_MAX_N: 8 AVX-512 or 16
  * AVX2 B slivers) on a vector kernel: A is read in place (ukr_avx512_f32_rows /
  * ukr_avx2_f32_rows), each strip of mr rows against every sliver while its kc slice (14 or
- * 6 KB) is in L1; only a last strip of fewer rows, or every strip when mr rows rsa apart
- * put more than IN_PLACE_MAX_ROWS_PER_SET in one L1 set, is packed (into Ap, mr x kc). a: the
+ * 6 KB) is in L1; a last strip of fewer rows is packed (into Ap, mr x kc), and when the 14
+ * rows of an AVX-512 strip put more than IN_PLACE_MAX_ROWS_PER_SET in one L1 set, each
+ * strip is read as two of 7 rows (ukr_avx512_f32_rows7). a: the
  * block's first column of A (row stride rsa); b: its first row of the packed B, slivers bsl
  * elements apart. The tiles of the packed loops, so the same bits. */
 static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int avx512,
@@ -683,11 +694,20 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
                                  const T *b, int64_t bsl, T *C, int64_t ldc, int acc, T *Ap,
                                  const fc_gemm_tail *tl) {
     const int alias =
-        rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
+        avx512 && rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
     for (int64_t ir = 0; ir < M; ir += bk.mr) {
         const int64_t m = min64(bk.mr, M - ir);
         const T *a = A + ir * rsa;
-        const int packed = m < bk.mr || alias;
+        if (avx512 && alias && m == bk.mr) {
+            /* two strips of 7 rows, each at most 7 to an L1 set, in place */
+            for (int64_t h = 0; h < bk.mr; h += 7)
+                for (int64_t jr = 0; jr < N; jr += bk.nr)
+                    ukr_avx512_f32_rows7(kc, a + h * rsa, rsa, b + jr / bk.nr * bsl,
+                                         C + (ir + h) * ldc + jr, ldc, acc, 7,
+                                         min64(bk.nr, N - jr), tl, ir + h, jr);
+            continue;
+        }
+        const int packed = m < bk.mr;
         if (packed) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             T *c = C + ir * ldc + jr;
@@ -828,8 +848,7 @@ void FN(fc_gemm_packed)(int kernel, int64_t M, int64_t N, int64_t K, const T *Ap
 
 /* fc_gemm_packed_ep with A row-major in place (A(i, k) = A[i*rsa + k]) instead of packed:
  * for a caller that would pack A only to multiply it by a few B slivers (conv2d's tasks
- * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows
- * (or any strip whose rows share an L1 set, IN_PLACE_MAX_ROWS_PER_SET).
+ * that pack their own rows). Ap: mr x K elements for an edge strip of fewer than mr rows.
  * The same bits as packing A and fc_gemm_packed_ep. Only where fc_gemm_a_in_place_ok (the
  * caller checks; elsewhere, e.g. for doubles, this does nothing and C is not written). */
 void FN(fc_gemm_a_in_place_ep)(int kernel, int64_t M, int64_t N, int64_t K, const T *A,

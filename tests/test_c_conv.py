@@ -554,7 +554,7 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
     same bits as the packed loops (of a wider B whose first N columns are the same; of A
     packed by fc_pack_a), on random sizes with A a row-strided block (rsa > K, some rows
     4 or 8 KB apart, which the AVX-512 kernel's 14-row strips share an L1 set with, so that
-    gemm.c packs them strip by strip), edge strips of fewer rows, several
+    gemm.c reads them as two strips of 7 rows), edge strips of fewer rows, several
     K blocks, accumulating or not, with and without a tail; nothing written past N."""
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]
@@ -567,7 +567,7 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
         N = int(rng.integers(0, 8)) * 32 + edge
         Nw = 300 + int(rng.integers(0, 40))  # wide enough for the packed loops
         rsa = K + int(rng.integers(0, 9))
-        if trial % 3 == 0:  # rows 4 or 8 KB apart share an L1 set: strips are packed
+        if trial % 3 == 0:  # rows 4 or 8 KB apart share an L1 set: strips of 7 rows
             rsa = int(rng.choice([1024, 2048]))
         Abuf = rng.standard_normal((M, rsa)).astype(np.float32)
         B = rng.standard_normal((K, Nw)).astype(np.float32)
