@@ -276,9 +276,8 @@ static void FN(conv2d_task)(const T *x, const T *w, const T *b, T *y, const fc_c
         const T *Ablk = Aall ? Aall + (g * round_up(pl->M, mr) + m0) * pl->K : Ap;
         FC_ASSERT((Bp - work) + round_up(np, nr) * pl->kstep <= pl->work_elems);
         /* a task packing its own rows for few pixels reads them in place instead (the edge
-         * strip of fewer than mr rows, and strips whose rows share an L1 set, packed into
-         * Ap): 3x3 512@7 packed 9.4 MB of weights per call for 2 slivers of 49 pixels, 18%
-         * of the call */
+         * strip of fewer than mr rows packed into Ap): 3x3 512@7 packed 9.4 MB of weights
+         * per call for 2 slivers of 49 pixels, 18% of the call */
         const int in_place = !Aall && FN(fc_gemm_a_in_place_ok)(kernel, np);
         for (int64_t k0 = 0; k0 < pl->K; k0 += pl->kstep) {
             int64_t k1 = min64(pl->K, k0 + pl->kstep);

@@ -217,7 +217,7 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     }
     /* rows 7..13 from a second base: offsets 0..6 x ars fit in three registers (x86 scales
      * 1, 2, 4 of ars, 3 ars and 5 ars) where 0..13 x ars spilled to the stack */
-    const float *ah = a + 7 * ars;
+    const float *ah = rows > 7 ? a + 7 * ars : a; /* 7 rows: not read */
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = w0 == 16 ? _mm512_loadu_ps(b) : _mm512_setzero_ps();
         const __m512 b1 = w1 == 16 ? _mm512_loadu_ps(b + 16) : _mm512_setzero_ps();

@@ -26,8 +26,8 @@
  * (xs[pixel][plane], an AVX-512 register transpose for float32), every output's window is
  * scanned once for all 16 with one vector per tap, and the outputs go back the same way.
  * The per-plane loops spent most of a 7x7 or 14x14 plane in the scalar border loop and
- * rows of a few outputs: 8x2048x7x7 max 3x3/2 padding 1, 2 threads, 3.9 ms -> 0.40 ms
- * (torch 3.6), 1x512x14x14 max 2x2/2 287 -> 64 us (torch 103). Same taps in the same order,
+ * rows of a few outputs: 8x2048x7x7 max 3x3/2 padding 1, 2 threads, 3.4 ms -> 0.22 ms
+ * (torch 3.65), 1x512x14x14 max 2x2/2 289 -> 44 us (torch 101). Same taps in the same order,
  * so the same results as the per-plane loops (NaN signs aside).
  *
  * Three AVX-512 float32 paths replace the generic loops where they apply:
@@ -662,10 +662,11 @@ static void FN(max_pool_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 
 /* ---------------------------------------------- small planes: FC_PB_LANES planes at a time
  *
- * A plane whose output rows are shorter than a vector (OW < FC_PB_LANES: 7x7 and 14x14
- * layers, 4x4 feature maps) leaves the row loops above a few outputs per row and a scalar
- * window (every bounds check) for most outputs: 8x2048x7x7 max 3x3/2 padding 1 took 2x
- * torch's time, 1x512x14x14 max 2x2/2 2.9x. Here FC_PB_LANES planes are interleaved into a
+ * A plane with short output rows (7x7 and 14x14 layers, 4x4 feature maps) leaves the row
+ * loops above a few outputs per row and a scalar window (every bounds check) for most
+ * outputs (x torch, 2 threads: 8x2048x7x7 max 3x3/2 padding 1 1.09, 1x512x14x14 max 2x2/2
+ * 0.35, 5x5/1 on 1x1024x4x4 0.21). Rows shorter than FC_PB_MAX_OW went faster this way in
+ * every case measured (bench/RESULTS.md), up to 64 wide with the scratch in L2. Here FC_PB_LANES planes are interleaved into a
  * scratch (xs[pixel][lane]), each output's window is scanned once for all of them with one
  * vector per tap (bounds checks per output, not per plane), and the outputs are spread back.
  * The taps are taken in the order of max_point / avg_point and of the row loops (the sums
