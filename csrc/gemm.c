@@ -122,8 +122,9 @@ int64_t fc_gemm_nr(int kernel, int is_f64) {
  * every broadcast came from L2 (1x1 2048->512 @7 on an AMD EPYC, one thread: 1.59 ms in
  * place, 1.32 ms with the AVX2 kernel's 6 rows). Such a strip is read as two strips of
  * 7 rows (ukr_avx512_f32_rows7; the conv call 1.32 ms when packing each strip, one K block
- * at a time, 1.17 ms as two 7-row strips). Rows 2 KB apart put 7 in each of two sets and stay one strip: packing them
- * was slower (3x3 512->512 @7, rows 18 KB apart, 7 per set: 3.1 -> 3.5-3.8 ms). */
+ * at a time, 1.17 ms as two 7-row strips). Rows 2 KB apart put 7 in each of two sets and
+ * stay one strip: packing them was slower (3x3 512->512 @7, rows 18 KB apart, 7 per set:
+ * 3.1 -> 3.5-3.8 ms). */
 #define IN_PLACE_MAX_ROWS_PER_SET 7
 
 /* The most of `rows` rows, row_bytes apart, whose starts fall in one set of an L1 cache of
@@ -200,9 +201,9 @@ __attribute__((target("avx512f"))) static inline __m512 tail_vec_f32(
  * multiplied, 16 or 8 and 16, 8 or 0 (ukr_avx512_f32_any picks the fewest that hold the
  * tile's n columns). 8 lanes are a 256-bit vector (ymm16-31 need AVX512VL), whose FMA
  * takes half the FMA units of a 512-bit one on cores that split 512-bit operations in two
- * (AMD Zen 4) and the same on others: the 17-column edge tile of a 49-column product then
- * costs 3/4 of a full one instead of all of it. Each lane's sum is the same chain of FMAs
- * whatever the width, so the same bits. */
+ * (AMD Zen 4) and the same on others: the 17-column edge tile of a 49-column product, which
+ * cost as much as a full one, measured 89% of it on Zen 4 (3/4 in FMA units). Each lane's
+ * sum is the same chain of FMAs whatever the width, so the same bits. */
 __attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
 ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                     const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,

@@ -666,21 +666,20 @@ static void FN(max_pool_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
  * loops above a few outputs per row and a scalar window (every bounds check) for most
  * outputs (x torch, 2 threads: 8x2048x7x7 max 3x3/2 padding 1 1.09, 1x512x14x14 max 2x2/2
  * 0.35, 5x5/1 on 1x1024x4x4 0.21). Rows shorter than FC_PB_MAX_OW went faster this way in
- * every case measured (bench/RESULTS.md), up to 64 wide with the scratch in L2. Here FC_PB_LANES planes are interleaved into a
- * scratch (xs[pixel][lane]), each output's window is scanned once for all of them with one
- * vector per tap (bounds checks per output, not per plane), and the outputs are spread back.
- * The taps are taken in the order of max_point / avg_point and of the row loops (the sums
- * of an interior output of a 2- or 3-wide window add each row's taps first, as sum_row_k
- * does), so the results are the same bits as the per-plane loops'. */
+ * every case measured (bench/RESULTS.md), up to 64 wide with the scratch in L2. Here
+ * FC_PB_LANES planes are interleaved into a scratch (xs[pixel][lane]), each output's window
+ * is scanned once for all of them with one vector per tap (bounds checks per output, not per
+ * plane), and the outputs are spread back. The taps are taken in the order of max_point /
+ * avg_point and of the row loops (the sums of an interior output of a 2- or 3-wide window
+ * add each row's taps first, as sum_row_k does), so the results are the same bits as the
+ * per-plane loops' (an average's NaN may differ in sign). */
 #define FC_PB_LANES 16
 
-/* Whether pooling of this geometry takes the plane blocks: short output rows, at least a
- * block of planes, and a scratch (input, output and indices of a block) of at most
- * FC_PB_MAX_SCRATCH bytes. */
+/* Whether pooling of this geometry takes the plane blocks: output rows shorter than
+ * FC_PB_MAX_OW, at least a block of planes, and a scratch (input, output and indices of a
+ * block) of at most FC_PB_MAX_SCRATCH bytes. */
 #define FC_PB_MAX_SCRATCH (256 * 1024)
-#ifndef FC_PB_MAX_OW
 #define FC_PB_MAX_OW 64
-#endif
 static inline int FN(pool_blocks_ok)(int64_t planes, int64_t in_sz, int64_t out_sz, int64_t OW)
 {
     return OW < FC_PB_MAX_OW && planes >= FC_PB_LANES &&
