@@ -21,14 +21,14 @@
  * at run time by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one
  * build runs on any x86-64; other CPUs get portable C.
  *
- * Plane blocks (max and average pooling of 16 or more planes whose output rows are
- * shorter than 64, with a scratch of at most 256 KB): 16 planes at a time are interleaved
- * (xs[pixel][plane], an AVX-512 register transpose for float32), every output's window is
- * scanned once for all 16 with one vector per tap, and the outputs go back the same way.
- * The per-plane loops spent most of a 7x7 or 14x14 plane in the scalar border loop and
- * rows of a few outputs: 8x2048x7x7 max 3x3/2 padding 1, 2 threads, 3.4 ms -> 0.22 ms
- * (torch 3.65), 1x512x14x14 max 2x2/2 289 -> 44 us (torch 101). Same taps in the same order,
- * so the same results as the per-plane loops (NaN signs aside).
+ * Plane blocks (max, average and adaptive max pooling of 16 or more planes whose output
+ * rows are shorter than 64, with a scratch of at most 256 KB): 16 planes at a time are
+ * interleaved (xs[pixel][plane], an AVX-512 register transpose for float32), every output's
+ * window is scanned once for all 16 with one vector per tap, and the outputs go back the
+ * same way. The per-plane loops spent most of a 7x7 or 14x14 plane in the scalar border
+ * loop and rows of a few outputs: 8x2048x7x7 max 3x3/2 padding 1, 2 threads, 3.4 ms ->
+ * 0.22 ms (torch 3.65), 1x512x14x14 max 2x2/2 289 -> 44 us (torch 101). Same taps in the
+ * same order, so the same results as the per-plane loops (NaN signs aside).
  *
  * Three AVX-512 float32 paths replace the generic loops where they apply:
  *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
@@ -1174,6 +1174,75 @@ static void FN(adaptive_max_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 }
 
 /* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
+/* Adaptive max pooling of one block of nl planes (see max_pool_block): each bin scanned as
+ * adaptive_max_plane scans it, for 16 planes at once. */
+FC_INLINE void FC_CAT(FN(adaptive_max_block), _body)(const T *restrict x, T *restrict y,
+                                                     int64_t *restrict idx, int64_t H,
+                                                     int64_t W, int64_t OH, int64_t OW,
+                                                     int64_t nl, T *restrict xs,
+                                                     T *restrict ys, int32_t *restrict is)
+{
+    enum { L = FC_PB_LANES };
+    FN(pb_interleave)(x, xs, H * W, nl);
+    for (int64_t i = 0; i < OH; i++) {
+        const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+            T m[L];
+            int32_t mi[L];
+#pragma omp simd
+            for (int l = 0; l < L; l++) {
+                m[l] = -INFINITY;
+                mi[l] = (int32_t)(h0 * W + w0);
+            }
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) {
+                    const int32_t tap = (int32_t)(h * W + w);
+                    const T *restrict v = xs + tap * L;
+#pragma omp simd
+                    for (int l = 0; l < L; l++) {
+                        const T vl = v[l];
+                        const int t = FC_TAKE(vl, m[l]);
+                        m[l] = t ? vl : m[l];
+                        mi[l] = t ? tap : mi[l];
+                    }
+                }
+            const int64_t o = i * OW + j;
+#pragma omp simd
+            for (int l = 0; l < L; l++) {
+                ys[o * L + l] = m[l];
+                is[o * L + l] = mi[l];
+            }
+        }
+    }
+    FN(pb_spread)(ys, is, y, idx, OH * OW, nl);
+}
+FC_MULTIVERSION(FN(adaptive_max_block),
+                (const T *restrict x, T *restrict y, int64_t *restrict idx, int64_t H,
+                 int64_t W, int64_t OH, int64_t OW, int64_t nl, T *restrict xs,
+                 T *restrict ys, int32_t *restrict is),
+                (x, y, idx, H, W, OH, OW, nl, xs, ys, is))
+
+/* Adaptive max pooling of blocks [b0, b1) of FC_PB_LANES planes (the last may be short). */
+static void FN(adaptive_max_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
+{
+    const FN(fc_planes) *a = ctx;
+    T *buf = FN(pb_scratch)(a->in_sz, a->out_sz);
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t p0 = b * FC_PB_LANES, nl = min64(FC_PB_LANES, a->nplanes - p0);
+        if (!buf) { /* no scratch: the per-plane loops */
+            FN(adaptive_max_planes)(ctx, p0, p0 + nl, slot);
+            continue;
+        }
+        T *ys = buf + a->in_sz * FC_PB_LANES;
+        FN(adaptive_max_block)(a->x + p0 * a->in_sz, a->y + p0 * a->out_sz,
+                               a->idx ? a->idx + p0 * a->out_sz : NULL, a->H, a->W, a->OH,
+                               a->OW, nl, buf, ys,
+                               (int32_t *)(void *)(ys + a->out_sz * FC_PB_LANES));
+    }
+    free(buf);
+}
+
 void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t OH, int64_t OW)
 {
@@ -1188,8 +1257,11 @@ void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64
         return;
     }
     FN(fc_planes) a = {.x = x, .y = y, .idx = idx, .in_sz = in_sz, .out_sz = out_sz,
-                       .H = H, .W = W, .OH = OH, .OW = OW};
-    fc_planes_run(FN(adaptive_max_planes), &a, planes, cost);
+                       .H = H, .W = W, .OH = OH, .OW = OW, .nplanes = planes};
+    if (FN(pool_blocks_ok)(planes, in_sz, out_sz, OW)) /* small planes: 16 at a time */
+        fc_planes_run(FN(adaptive_max_blocks), &a, ceil_div(planes, FC_PB_LANES), cost);
+    else
+        fc_planes_run(FN(adaptive_max_planes), &a, planes, cost);
 }
 
 /* ------------------------------------------------------------------ backward */
