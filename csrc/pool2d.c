@@ -208,6 +208,16 @@ FC_T512 FC_INLINE __mmask16 fc_gmp_wins(__m512 am, __m512i ai, __m512 bm, __m512
         ai = _mm512_mask_mov_epi32(li_, w_, hi_);                                             \
     } while (0)
 
+/* dst[l] = v[l] widened to int64 for the lanes l of k (a mask of the lowest lanes); the
+ * upper eight only when k has any, so that dst + 8 is formed only inside the array. */
+FC_T512 FC_INLINE void fc_store_idx16(int64_t *dst, __mmask16 k, __m512i v)
+{
+    _mm512_mask_storeu_epi64(dst, (__mmask8)k, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
+    if (k >> 8)
+        _mm512_mask_storeu_epi64(dst + 8, (__mmask8)(k >> 8),
+                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+}
+
 /* One step of the scan of FC_TAKE on every lane: v, the values at indices i0 + lane, replace
  * the running (a, ai) where greater or NaN. */
 FC_T512 FC_INLINE void fc_gmp_take(__m512 v, int64_t i0, __m512i iota, __m512 *a, __m512i *ai)
@@ -264,14 +274,8 @@ FC_T512 static void fc_global_max_f32_avx512(const float *restrict x, float *res
         FC_GMP_LEVEL(m[0], mi[0], m[1], mi[1], _mm512_shuffle_ps, 0x88, 0xDD);
         const __mmask16 out = (__mmask16)((1u << np) - 1u);
         _mm512_mask_storeu_ps(y + p0, out, m[0]);
-        if (idx) {
-            _mm512_mask_storeu_epi64(idx + p0, (__mmask8)out,
-                                     _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi[0])));
-            if (np > 8) /* idx + p0 + 8 may lie past the end otherwise */
-                _mm512_mask_storeu_epi64(
-                    idx + p0 + 8, (__mmask8)(out >> 8),
-                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi[0], 1)));
-        }
+        if (idx)
+            fc_store_idx16(idx + p0, out, mi[0]);
     }
 }
 #undef FC_GMP_LEVEL
@@ -380,15 +384,8 @@ FC_T512 static void fc_pb_spread_f32_avx512(const float *ys, const int32_t *is, 
             r[j] = j < n ? _mm512_castsi512_ps(_mm512_loadu_si512(is + (o0 + j) * 16))
                          : _mm512_setzero_ps();
         fc_transpose16_f32(r);
-        for (int64_t l = 0; l < nl; l++) {
-            const __m512i v = _mm512_castps_si512(r[l]);
-            int64_t *il = idx + l * out_sz + o0;
-            _mm512_mask_storeu_epi64(il, (__mmask8)k,
-                                     _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)));
-            if (n > 8)
-                _mm512_mask_storeu_epi64(il + 8, (__mmask8)(k >> 8),
-                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
-        }
+        for (int64_t l = 0; l < nl; l++)
+            fc_store_idx16(idx + l * out_sz + o0, k, _mm512_castps_si512(r[l]));
     }
 }
 
@@ -680,12 +677,18 @@ static void FN(max_pool_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
  * block) of at most FC_PB_MAX_SCRATCH bytes. */
 #define FC_PB_MAX_SCRATCH (256 * 1024)
 #define FC_PB_MAX_OW 64
+
+/* Bytes of a block's scratch: input and output values and output indices of its planes. */
+static inline int64_t FN(pb_scratch_bytes)(int64_t in_sz, int64_t out_sz)
+{
+    return ((in_sz + out_sz) * (int64_t)sizeof(T) + out_sz * (int64_t)sizeof(int32_t)) *
+           FC_PB_LANES;
+}
+
 static inline int FN(pool_blocks_ok)(int64_t planes, int64_t in_sz, int64_t out_sz, int64_t OW)
 {
     return OW < FC_PB_MAX_OW && planes >= FC_PB_LANES &&
-           (in_sz + out_sz) * FC_PB_LANES * (int64_t)sizeof(T) +
-                   out_sz * FC_PB_LANES * (int64_t)sizeof(int32_t) <=
-               FC_PB_MAX_SCRATCH;
+           FN(pb_scratch_bytes)(in_sz, out_sz) <= FC_PB_MAX_SCRATCH;
 }
 
 /* xs[i*L + l] = x[l*in_sz + i] for the nl planes of a block (lanes past nl: zeros). */
@@ -786,8 +789,7 @@ FC_MULTIVERSION(FN(max_pool_block),
  * caller then runs the per-plane loops. */
 static T *FN(pb_scratch)(int64_t in_sz, int64_t out_sz)
 {
-    return malloc((size_t)((in_sz + out_sz) * FC_PB_LANES * (int64_t)sizeof(T) +
-                           out_sz * FC_PB_LANES * (int64_t)sizeof(int32_t) + 64));
+    return malloc((size_t)(FN(pb_scratch_bytes)(in_sz, out_sz) + 64));
 }
 
 /* One block of an op: nl planes from plane p0, with the scratch xs, ys, is. */
@@ -1185,7 +1187,6 @@ static void FN(adaptive_max_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
                                a->idx ? a->idx + p * a->out_sz : NULL, a->H, a->W, a->OH, a->OW);
 }
 
-/* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
 /* Adaptive max pooling of one block of nl planes (see max_pool_block): each bin scanned as
  * adaptive_max_plane scans it, for 16 planes at once. The lane loops are max_pool_block's,
  * written out again: as shared inline helpers they ran 5-10% slower (gcc kept the running
@@ -1250,6 +1251,7 @@ static void FN(adaptive_max_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
     FN(pb_blocks)(ctx, b0, b1, slot, FN(adaptive_max_block_at), FN(adaptive_max_planes));
 }
 
+/* x is (N, C, H, W), y and idx (or NULL) are (N, C, OH, OW). */
 void FN(fc_adaptive_max_pool2d)(const T *x, T *y, int64_t *idx, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t OH, int64_t OW)
 {
