@@ -30,6 +30,7 @@ int fc_pool_workers(void);
 int64_t fc_pool_straggle_ns(void);
 void fc_pool_set_spin(int64_t worker_ns, int64_t caller_ns);
 void fc_pool_forget_losses(void);
+void fc_pool_set_straggle(int64_t ns); /* tests: as if a loss of ns was just seen */
 
 /* ---- gemm.c / im2col.c / conv2d.c / conv_transpose2d.c ---- */
 enum fc_gemm_kernel {

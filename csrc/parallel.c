@@ -9,6 +9,7 @@
  *   fc_pool_straggle_ns  the recent time lost to other programs (see fc_team_for)
  *   fc_pool_set_spin how long idle workers and a waiting caller spin before they sleep
  *   fc_pool_forget_losses  forget the time lost so far (a benchmark, before each sample)
+ *   fc_pool_set_straggle   as if that much time had just been lost (tests)
  *
  * Why not OpenMP (which these files used before; capsule.c and probe.c still do):
  *  - An OpenMP parallel region ends with a barrier at which the caller waits for every thread
@@ -57,8 +58,9 @@
  * busy core gives a loss every few calls). A call shorter than
  * FC_STRAGGLE_FACTOR (4) times the recent loss runs alone, so that a loss costs such a call
  * at most 1/4 of its time (the contention bar: at most 1.25x the 1-thread time), and idle
- * workers sleep instead of spinning. On a quiet machine no loss is seen and calls are
- * shared; after the other program stops, they are shared again within 1-3 seconds.
+ * workers sleep instead of spinning; now and then one such call shares anyway, a probe
+ * (FC_PROBE_MIN_NS below). On a quiet machine no loss is seen and calls are shared; after
+ * the other program stops, they are shared again a few probes later.
  *
  * Co-location. The OS may wake a worker on the caller's own core: it does so when the other
  * cores look busy, and in a virtual machine when they are idle, because an idle virtual CPU
@@ -102,6 +104,16 @@
  * every few calls under a steady load: 1.5-2.5x on 1-3 ms calls). */
 #define FC_STRAGGLE_FACTOR 4
 #define FC_STRAGGLE_HALF_LIFE_NS 1000000000
+/* Probes: while the recent loss keeps a call alone, one such call per probe gap is shared
+ * anyway, to see whether the loss is still there. A probe that loses nothing halves the
+ * recent loss and brings the gap back to its least; a probe that loses doubles the gap, up
+ * to its most. Without probes one burst of stalls on a quiet guest (three vCPU stalls of
+ * 1-4 ms within a second, every few seconds on the KVM guest of bench/RESULTS.md) kept
+ * 0.3-1 ms calls alone for 1-4 s, loops of them at the 1-thread speed; with them the loss
+ * is gone a few gaps later. On a busy machine probes lose time, and soon come only every
+ * FC_PROBE_MAX_NS (the contention bar holds: bench/contention.py). */
+#define FC_PROBE_MIN_NS 50000000
+#define FC_PROBE_MAX_NS 2000000000
 
 static _Thread_local int fc_last = 1;
 
@@ -113,6 +125,9 @@ int fc_last_team(void) { return fc_last; }
 static _Atomic int64_t fc_straggle, fc_straggle_at;
 static _Atomic int64_t fc_loss_at = INT64_MIN / 2; /* when the last loss that counts was seen */
 static _Atomic int64_t fc_loss_at_2 = INT64_MIN / 2; /* and the one before it */
+static _Atomic int64_t fc_probe_at;                  /* when the last probe was let share */
+static _Atomic int64_t fc_probe_gap = FC_PROBE_MIN_NS;
+static _Thread_local int fc_probing;                 /* this thread's next job is a probe */
 
 static int64_t fc_straggle_decayed(int64_t now) {
     const int64_t s = fc_straggle, age = now - fc_straggle_at;
@@ -133,6 +148,7 @@ void fc_pool_set_spin(int64_t worker_ns, int64_t caller_ns) { (void)worker_ns; (
 int fc_pool_workers(void) { return 0; }
 int64_t fc_pool_straggle_ns(void) { return 0; }
 void fc_pool_forget_losses(void) {}
+void fc_pool_set_straggle(int64_t ns) { (void)ns; }
 
 #else
 
@@ -226,6 +242,11 @@ int fc_pool_workers(void) {
 
 int64_t fc_pool_straggle_ns(void) { return fc_straggle_decayed(fc_now_ns()); }
 
+void fc_pool_set_straggle(int64_t ns) {
+    fc_straggle = ns > 0 ? ns : 0;
+    fc_straggle_at = fc_now_ns();
+}
+
 /* Back to a quiet machine's state: no recent loss. `fastconv bench` calls it before each
  * sample, which it times as if alone on the machine: else a few stalls of the guest (a
  * vCPU held by the host for 2 ms, three times in a second) made the 1-3 ms calls of the
@@ -234,13 +255,21 @@ void fc_pool_forget_losses(void) {
     fc_straggle = 0;
     fc_straggle_at = 0;
     fc_loss_at = fc_loss_at_2 = INT64_MIN / 2;
+    fc_probe_gap = FC_PROBE_MIN_NS;
 }
 
 int fc_team_for(int64_t cost_ns, int threads) {
     if (threads <= 1 || cost_ns <= 0) return 1;
-    /* a call that a straggler could slow down by more than 1 / FC_STRAGGLE_FACTOR runs alone */
-    if (fc_straggle > 0 && cost_ns < FC_STRAGGLE_FACTOR * fc_straggle_decayed(fc_now_ns()))
-        return 1;
+    /* a call that a straggler could slow down by more than 1 / FC_STRAGGLE_FACTOR runs
+     * alone, but for a probe now and then (FC_PROBE_MIN_NS) */
+    if (fc_straggle > 0) {
+        const int64_t now = fc_now_ns();
+        if (cost_ns < FC_STRAGGLE_FACTOR * fc_straggle_decayed(now)) {
+            if (now - fc_probe_at < fc_probe_gap) return 1;
+            fc_probe_at = now;
+            fc_probing = 1;
+        }
+    }
     /* workers spinning for work start at once; sleeping ones must be woken first */
     int64_t grain = fc_spinners > 0 ? FC_GRAIN_SPINNING_NS : FC_GRAIN_SLEEPING_NS;
     int64_t t = cost_ns / grain;
@@ -395,6 +424,10 @@ int fc_parallel_for(int64_t n, int64_t chunk, int team, fc_range_fn fn, void *ct
         fn(ctx, 0, n, 0); /* one thread: the whole range at once */
         return fc_last = 1;
     }
+    /* the first shared job after fc_team_for let a probe share (a one-thread job between
+     * them, such as a small stage of the same call, leaves the probe for this one) */
+    const int probe = fc_probing;
+    fc_probing = 0;
     pthread_once(&fc_once, fc_pool_init);
     const int workers = fc_grow(team - 1);
     if (team > workers + 1) team = workers + 1;
@@ -455,6 +488,16 @@ int fc_parallel_for(int64_t n, int64_t chunk, int team, fc_range_fn fn, void *ct
         }
     }
     fc_last = __builtin_popcountll(__atomic_load_n(&fc_used, __ATOMIC_RELAXED));
+    if (probe) { /* shared although the recent loss said alone: was anything lost? */
+        const int lossy = lost > FC_LOSS_MIN_NS && FC_STRAGGLE_FACTOR * lost > t2 - t0;
+        if (!lossy) {
+            fc_straggle = fc_straggle_decayed(t2) / 2;
+            fc_straggle_at = t2;
+            fc_probe_gap = FC_PROBE_MIN_NS;
+        } else if (fc_probe_gap < FC_PROBE_MAX_NS) {
+            fc_probe_gap = 2 * fc_probe_gap;
+        }
+    }
     __atomic_store_n(&fc_busy, 0, __ATOMIC_RELEASE);
     return fc_last;
 }
