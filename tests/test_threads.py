@@ -265,7 +265,7 @@ def test_pool_probes_after_a_loss_and_shares_again(c_lib, restore_threads):
     fc.set_num_threads(2)
     x = np.random.default_rng(0).standard_normal((4, 64, 56, 56)).astype(np.float32)
     fc.avg_pool2d(x, 3, 1, 1, backend="c")
-    for attempt in range(3):  # a stall of this machine may lose a probe: try again
+    for _attempt in range(3):  # a stall of this machine may lose a probe: try again
         c_lib.fc_pool_forget_losses()
         c_lib.fc_pool_set_straggle(20_000_000)
         assert c_lib.fc_pool_straggle_ns() > 10_000_000

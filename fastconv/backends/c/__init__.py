@@ -42,9 +42,10 @@ Threads: the kernels run on the engine's own thread pool (csrc/parallel.c), not 
 thread count is an upper bound: a call uses one thread per ~100 us of estimated work (10 us
 when a worker is still awake from the previous call); while other programs take the cores,
 calls shorter than 4x the time recently lost to them run alone, but for a probe now and then
-that shares to see whether the loss is gone (see parallel.c and ``bench/contention.py``). One call at a time uses the pool; a call made meanwhile from another
-Python thread runs on its own thread. ``lib.fc_last_team()`` is the number of threads the
-calling thread's last parallel C call used.
+that shares to see whether the loss is gone (see parallel.c and ``bench/contention.py``). One
+call at a time uses the pool; a call made meanwhile from another Python thread runs on its own
+thread. ``lib.fc_last_team()`` is the number of threads the calling thread's last parallel C
+call used.
 """
 
 from __future__ import annotations
