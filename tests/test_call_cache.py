@@ -106,3 +106,104 @@ def test_fast_path_keeps_dtype_rules(backend):
     np.testing.assert_allclose(
         fc.conv2d(nc, W, backend=backend), fc.conv2d(X, W, backend=backend), rtol=1e-6, atol=1e-6
     )
+
+
+# Pooling plans (fastconv/ops/pool.py): a repeated call with the same input shape, dtype and
+# arguments runs the kernel the first call chose, without validating again.
+X1 = X[:, :, 0].copy()
+POOL_CALLS = [  # (function, input, positional arguments, keywords)
+    (fc.max_pool2d, X, (3,), dict(stride=2, padding=1)),
+    (fc.max_pool2d, X, (2,), dict(return_indices=True)),
+    (fc.max_pool2d, X, ((9, 9),), {}),  # the whole plane: the global kernel
+    (fc.max_pool2d, X[0], (2,), dict(ceil_mode=True, dilation=2)),  # unbatched
+    (fc.avg_pool2d, X, (3,), dict(stride=1, padding=1, count_include_pad=False)),
+    (fc.avg_pool2d, X, (2,), dict(ceil_mode=True, divisor_override=3)),
+    (fc.avg_pool2d, X, (9,), {}),
+    (fc.adaptive_avg_pool2d, X, (1,), {}),
+    (fc.adaptive_avg_pool2d, X, ((4, None),), {}),
+    (fc.adaptive_avg_pool2d, X, (3,), {}),  # bins that divide the plane: the windowed kernel
+    (fc.adaptive_max_pool2d, X, ((4, 5),), dict(return_indices=True)),
+    (fc.adaptive_max_pool2d, X, (0,), {}),  # an empty output
+    (fc.max_pool1d, X1, (3,), dict(stride=2, return_indices=True)),
+    (fc.avg_pool1d, X1, (4,), dict(padding=2)),
+    (fc.adaptive_avg_pool1d, X1, (5,), {}),
+    (fc.adaptive_max_pool1d, X1, (3,), dict(return_indices=True)),
+]
+
+
+def _pool_call(case, x, backend):
+    f, _, args, kw = POOL_CALLS[case]
+    return f(x, *args, backend=backend, **kw)
+
+
+def _as_list(r):
+    return list(r) if isinstance(r, tuple) else [r]
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("case", range(len(POOL_CALLS)))
+def test_pool_plans_give_fresh_results(backend, case):
+    from fastconv.ops import pool as pool_ops
+
+    x = POOL_CALLS[case][1].copy()
+    first = _as_list(_pool_call(case, x, backend))
+    planned = len(pool_ops._plans)
+    again = _as_list(_pool_call(case, x, backend))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert not np.shares_memory(a, b)  # every call a new output
+    x *= -2.0  # new values through the same plan
+    for a, b in zip(_as_list(_pool_call(case, x, backend)),
+                    _as_list(_pool_call(case, x, "reference"))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # the C engine and the reference keep plans; numba converts its inputs (no plan)
+    if backend in ("c", "reference"):
+        assert any(k[0] == POOL_CALLS[case][0].__name__ and k[1] == backend
+                   for k in pool_ops._plans), planned
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_pool_plans_keep_every_check(backend, monkeypatch):
+    fc.max_pool2d(X, 2, backend=backend)
+    fc.adaptive_avg_pool2d(X, 2, backend=backend)
+    # an equal argument of another type, or an invalid one, still raises
+    for bad in (2.0, True, np.float32(2)):
+        with pytest.raises(TypeError, match="kernel_size"):
+            fc.max_pool2d(X, bad, backend=backend)
+    with pytest.raises(TypeError, match="output_size"):
+        fc.adaptive_avg_pool2d(X, 2.0, backend=backend)
+    with pytest.raises(ValueError, match="padding"):
+        fc.max_pool2d(X, 2, padding=2, backend=backend)
+    # other dtypes and layouts of the same shape: converted, the same values
+    want = fc.max_pool2d(X, 2, backend=backend)
+    for x in (X.astype(np.float16), X.astype(">f4"), np.asfortranarray(X), X.astype(np.int64)):
+        got = fc.max_pool2d(x, 2, backend=backend)
+        np.testing.assert_allclose(got, fc.max_pool2d(x.astype(np.float64), 2,
+                                                      backend=backend), rtol=1e-3)
+    assert want.dtype == np.float32
+    # the memory bound is checked on planned calls too: (2, 4, 4, 4) float32 is 512 bytes
+    monkeypatch.setattr(_shapes, "MEMORY_BYTES", 512)
+    assert fc.max_pool2d(X, 2, backend=backend).shape == (2, 4, 4, 4)
+    monkeypatch.setattr(_shapes, "MEMORY_BYTES", 511)
+    with pytest.raises(ValueError, match="too large"):
+        fc.max_pool2d(X, 2, backend=backend)
+
+
+def test_pool_plans_follow_an_engine_that_goes_away(monkeypatch):
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    fc.avg_pool2d(X, 3, backend="c")  # planned
+    monkeypatch.setitem(_registry._reasons, "c", "unavailable: testing")
+    monkeypatch.delitem(_registry._modules, "c", raising=False)
+    with pytest.raises(ValueError, match="unavailable: testing"):
+        fc.avg_pool2d(X, 3, backend="c")
+
+
+def test_pool_plans_are_bounded():
+    from fastconv.ops import pool as pool_ops
+
+    x = np.ones((1, 1, 4, 4), np.float32)
+    for k in range(pool_ops.PLAN_CACHE_SIZE + 10):
+        fc.avg_pool2d(x, 1, stride=1, divisor_override=k + 1, backend="reference")
+    assert 0 < len(pool_ops._plans) <= pool_ops.PLAN_CACHE_SIZE
