@@ -143,11 +143,13 @@ def _as_list(r):
 @pytest.mark.parametrize("backend", HOST)
 @pytest.mark.parametrize("case", range(len(POOL_CALLS)))
 def test_pool_plans_give_fresh_results(backend, case):
-    from fastconv.ops import pool as pool_ops
+    from fastconv.ops import _plans as pool_ops
 
     x = POOL_CALLS[case][1].copy()
+    pool_ops._plans.clear()
     first = _as_list(_pool_call(case, x, backend))
-    planned = len(pool_ops._plans)
+    # the C engine and the reference keep a plan; numba converts its inputs (none)
+    assert len(pool_ops._plans) == (backend in ("c", "reference"))
     again = _as_list(_pool_call(case, x, backend))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
@@ -157,10 +159,6 @@ def test_pool_plans_give_fresh_results(backend, case):
     for a, b in zip(_as_list(_pool_call(case, x, backend)),
                     _as_list(_pool_call(case, x, "reference"))):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    # the C engine and the reference keep plans; numba converts its inputs (no plan)
-    if backend in ("c", "reference"):
-        assert any(k[0] == POOL_CALLS[case][0].__name__ and k[1] == backend
-                   for k in pool_ops._plans), planned
 
 
 @pytest.mark.parametrize("backend", HOST)
@@ -201,9 +199,100 @@ def test_pool_plans_follow_an_engine_that_goes_away(monkeypatch):
 
 
 def test_pool_plans_are_bounded():
-    from fastconv.ops import pool as pool_ops
+    from fastconv.ops import _plans as pool_ops
 
     x = np.ones((1, 1, 4, 4), np.float32)
     for k in range(pool_ops.PLAN_CACHE_SIZE + 10):
         fc.avg_pool2d(x, 1, stride=1, divisor_override=k + 1, backend="reference")
     assert 0 < len(pool_ops._plans) <= pool_ops.PLAN_CACHE_SIZE
+
+
+# Conv plans: the same, for conv2d, conv1d and conv_transpose2d.
+W1 = np.random.default_rng(2).standard_normal((6, 4, 3)).astype(np.float32)
+WT = np.random.default_rng(3).standard_normal((4, 3, 3, 3)).astype(np.float32)
+B6 = np.random.default_rng(4).standard_normal(6).astype(np.float32)
+CONV_CALLS = [  # (function, input, weight, bias, keywords)
+    (fc.conv2d, X, W, None, dict(stride=2, padding=1)),
+    (fc.conv2d, X, W, B6, dict(padding="same", dilation=2)),
+    (fc.conv2d, X, W[:, :2], B6, dict(groups=2, padding=(1, 0))),
+    (fc.conv2d, X, np.ones((8, 1, 3, 3), np.float32), None, dict(groups=4)),  # depthwise
+    (fc.conv2d, X[0], W, B6, dict(padding="valid")),  # unbatched
+    (fc.conv2d, X, W, None, dict(padding=1, padding_mode="reflect")),  # padded on the host
+    (fc.conv2d, X[:0], W, None, {}),  # an empty batch
+    (fc.conv1d, X1, W1, B6, dict(stride=2, padding=2)),
+    (fc.conv_transpose2d, X, WT, None, dict(stride=2, padding=1, output_padding=1)),
+    (fc.conv_transpose2d, X[0], WT, np.ones(3, np.float32), dict(dilation=2)),
+]
+
+
+def _conv_call(case, x, w, b, backend):
+    f, _, _, _, kw = CONV_CALLS[case]
+    return f(x, w, b, backend=backend, **kw)
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("case", range(len(CONV_CALLS)))
+def test_conv_plans_give_fresh_results(backend, case):
+    from fastconv.ops import _plans
+
+    _, x, w, b, _ = CONV_CALLS[case]
+    x, w = x.copy(), w.copy()
+    _plans._plans.clear()
+    first = _conv_call(case, x, w, b, backend)
+    # a plan for the C engine and the reference (numba converts its inputs), none where the
+    # padding is made on the host
+    host_padded = CONV_CALLS[case][4].get("padding_mode", "zeros") != "zeros"
+    assert len(_plans._plans) == (backend in ("c", "reference") and not host_padded)
+    again = _conv_call(case, x, w, b, backend)
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == again.shape and first.dtype == again.dtype
+    assert not np.shares_memory(first, again)
+    x *= -2.0  # new values of the input and the weights through the same plan
+    w += 0.5
+    got = _conv_call(case, x, w, b, backend)
+    want = _conv_call(case, x.astype(np.float64), w.astype(np.float64),
+                      None if b is None else b.astype(np.float64), "reference")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # with and without a bias are different calls (the key has the bias's shape or None)
+    if b is not None:
+        nsp = 1 if CONV_CALLS[case][0] is fc.conv1d else 2
+        nob = _conv_call(case, x, w, None, backend)
+        np.testing.assert_allclose(got, nob + b.reshape((-1,) + (1,) * nsp), rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_conv_plans_keep_every_check(backend, monkeypatch):
+    fc.conv2d(X, W, B6, padding=1, backend=backend)
+    fc.conv_transpose2d(X, WT, stride=2, backend=backend)
+    for bad in (1.0, True, np.float32(1)):
+        with pytest.raises(TypeError, match="padding"):
+            fc.conv2d(X, W, B6, padding=bad, backend=backend)
+        with pytest.raises(TypeError, match="stride"):
+            fc.conv_transpose2d(X, WT, stride=bad if bad is not True else 2.0, backend=backend)
+    with pytest.raises(ValueError, match="channels"):
+        fc.conv2d(X[:, :3], W, B6, padding=1, backend=backend)
+    with pytest.raises(ValueError, match="bias"):
+        fc.conv2d(X, W, B6[:5], padding=1, backend=backend)
+    # mixed dtypes and other layouts: converted, the same values
+    want = fc.conv2d(X, W, B6, padding=1, backend=backend)
+    np.testing.assert_allclose(fc.conv2d(X, W.astype(np.float64), B6, padding=1,
+                                         backend=backend), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fc.conv2d(np.asfortranarray(X), W, B6, padding=1,
+                                         backend=backend), want, rtol=1e-5, atol=1e-5)
+    # the memory bound: the output (2, 6, 9, 9) float32 is 3888 bytes
+    monkeypatch.setattr(_shapes, "MEMORY_BYTES", 3888)
+    assert fc.conv2d(X, W, B6, padding=1, backend=backend).shape == (2, 6, 9, 9)
+    monkeypatch.setattr(_shapes, "MEMORY_BYTES", 3887)
+    with pytest.raises(ValueError, match="too large"):
+        fc.conv2d(X, W, B6, padding=1, backend=backend)
+
+
+def test_conv_plans_follow_an_engine_that_goes_away(monkeypatch):
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    fc.conv2d(X, W, backend="c")  # planned
+    monkeypatch.setitem(_registry._reasons, "c", "unavailable: testing")
+    monkeypatch.delitem(_registry._modules, "c", raising=False)
+    with pytest.raises(ValueError, match="unavailable: testing"):
+        fc.conv2d(X, W, backend="c")

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _shapes
 from ..backends import reference
 from ..backends._registry import Call, begin
-from . import _padding
+from . import _padding, _plans
 
 Padding = Union[int, tuple, str]
 
@@ -73,6 +73,14 @@ def _conv_nd(
     variant: Optional[str],
     epilogue: Optional[Epilogue] = None,
 ):
+    key = None
+    if epilogue is None:  # fastconv/ops/_plans.py; fused calls from fastconv.nn have their own
+        key = _plans.key(op, backend, (input, weight, bias),
+                         (stride, padding, dilation, groups, padding_mode, variant))
+        if key is not None:
+            hit = _plans.run(key, (input, weight, bias))
+            if hit is not None:
+                return hit
     mode = _shapes.padding_mode(padding_mode, op)
     ep_arrays = {} if epilogue is None else epilogue.arrays()
     call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias, **ep_arrays)
@@ -113,6 +121,12 @@ def _conv_nd(
         kernel, geometry = _conv_kernel(call, g, variant, ph, pw)
         kwargs = {} if variant is None else {"variant": variant}
         _run(call, kernel, ep, x, w, b, y, *geometry, **kwargs)
+        if not explicit:
+            fn = call.kernel(kernel)
+            _plans.keep(key, call, lambda x, w, b, y, idx: fn(x, w, b, y, *geometry, **kwargs),
+                        (x, w, b), y, None, g.output_shape())
+    else:
+        _plans.keep(key, call, None, (x, w, b), y, None, g.output_shape())
     return call.finish(y, g.output_shape())
 
 
@@ -290,6 +304,12 @@ def conv1d(
 def _conv_transpose_nd(
     op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, backend
 ):
+    key = _plans.key(op, backend, (input, weight, bias),
+                     (stride, padding, output_padding, groups, dilation))
+    if key is not None:
+        hit = _plans.run(key, (input, weight, bias))
+        if hit is not None:
+            return hit
     call = begin("conv_transpose2d", backend, caller=op, input=input, weight=weight, bias=bias)
     g = _shapes.conv_transpose_geometry(
         op,
@@ -309,8 +329,13 @@ def _conv_transpose_nd(
     w = call.prepare("weight", (g.C, g.OC // g.groups, g.KH, g.KW))
     b = call.prepare("bias")
     y = call.empty((g.N, g.OC, g.OH, g.OW))
+    fn = None
     if y.size:
-        call.kernel("conv_transpose2d")(x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups)
+        kernel = call.kernel("conv_transpose2d")
+        geometry = (g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups)
+        kernel(x, w, b, y, *geometry)
+        fn = lambda x, w, b, y, idx: kernel(x, w, b, y, *geometry)  # noqa: E731
+    _plans.keep(key, call, fn, (x, w, b), y, None, g.output_shape())
     return call.finish(y, g.output_shape())
 
 

@@ -2,18 +2,18 @@
 
 Each function: validate and size (``fastconv._shapes``) -> refuse an output that would not
 fit in memory -> convert and allocate -> run one backend's kernel; a call repeated with the
-same input shape, dtype and arguments reuses the first one's plan (below). Max pooling
+same input shape, dtype and arguments reuses the first one's plan (``_plans``). Max pooling
 propagates NaN and can return torch's indices (flat positions into each channel's H*W, or L
 for 1-D). 1-D ops run the 2-D kernels with H = 1.
 """
 
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from .. import _shapes
-from ..backends import _registry
-from ..backends._registry import Call, begin, host_empty
+from ..backends._registry import Call, begin
+from . import _plans
 
 
 def _check_memory(op: str, call: Call, g: _shapes.PoolGeometry, idx: bool) -> None:
@@ -42,71 +42,11 @@ def even_bins(g: _shapes.PoolGeometry) -> bool:
             and (g.OH, g.OW) != (1, 1))
 
 
-# Plans. A call repeated with an input of the same shape and dtype and the same arguments
-# (a layer run on batch after batch) skips the checks, the geometry and the backend's pick,
-# which a first call made: about 5 of the 8 us a small pooling call spent in Python. Only
-# for inputs the kernels take as they are (float32 / float64, C-contiguous, aligned NumPy
-# arrays), arguments with exact keys (_shapes._key: 1, True and 1.0 never share a plan) and
-# backends without hooks; an invalid call is never planned, so it raises every time.
-
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-#: Most plans kept (the cache starts over when full).
-PLAN_CACHE_SIZE = 512
-
-
-class _Plan(NamedTuple):
-    name: str              # the backend that ran the first call
-    module: Any            # and its module
-    run: Optional[Callable[[Any, Any, Any], None]]  # (x, y, idx); None: an empty output
-    x_shape: Tuple[int, ...]
-    y_shape: Tuple[int, ...]
-    out_shape: Tuple[int, ...]
-    dtype: np.dtype
-    idx: bool              # also return the int64 indices
-    nbytes: int            # what the call allocates (checked against the memory bound)
-
-
-_plans: Dict[Any, _Plan] = {}
-
-
-def _plan_key(op: str, backend: Any, input: Any, args: Tuple[Any, ...]) -> Any:
-    """The plan key of a call, or None when it cannot have a plan."""
-    if type(input) is not np.ndarray or type(backend) is not str:
-        return None
-    dt = input.dtype
-    if dt != _F32 and dt != _F64:
-        return None
-    flags = input.flags
-    if not (flags.c_contiguous and flags.aligned):
-        return None
-    try:
-        return (op, backend, input.shape, dt, tuple(map(_shapes._key, args)))
-    except _shapes._NoKey:
-        return None
-
-
-def _planned(key: Any, input: np.ndarray) -> Any:
-    """The result of running the plan of ``key`` on ``input``, or None without a plan (or
-    when its backend was reloaded since, or the memory bound lowered)."""
-    p = _plans.get(key)
-    if (p is None or _registry._modules.get(p.name) is not p.module
-            or p.nbytes > _shapes.MEMORY_BYTES):
-        return None
-    y = host_empty(p.y_shape, p.dtype)
-    if not p.idx:
-        if p.run is not None:
-            p.run(input.reshape(p.x_shape), y, None)
-        return y.reshape(p.out_shape)
-    idx = host_empty(p.y_shape, np.dtype(np.int64))
-    if p.run is not None:
-        p.run(input.reshape(p.x_shape), y, idx)
-    return y.reshape(p.out_shape), idx.reshape(p.out_shape)
-
-
 def _pool(op: str, call: Call, g: Any, want_idx: bool,
           run: Optional[Callable[[Any, Any, Any], None]], key: Any) -> Any:
     """Refuse an output too large, convert the input, allocate, ``run(x, y, idx)`` (None: an
-    empty output), hand back; and keep the plan of the call under ``key`` (None: none)."""
+    empty output), hand back; and keep the plan of the call under ``key`` (None: none;
+    fastconv/ops/_plans.py)."""
     _check_memory(op, call, g, want_idx)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
@@ -116,12 +56,7 @@ def _pool(op: str, call: Call, g: Any, want_idx: bool,
     if run is not None:
         run(x, y, idx)
     out_shape = g.output_shape()
-    if key is not None and call.name is not None and call._hooks == (None, None, None):
-        if len(_plans) >= PLAN_CACHE_SIZE:
-            _plans.clear()
-        nbytes = y.size * (y.itemsize + (8 if want_idx else 0))
-        _plans[key] = _Plan(call.name, call.backend_module, run, x.shape, y.shape, out_shape,
-                            y.dtype, want_idx, nbytes)
+    _plans.keep(key, call, run, (x,), y, idx, out_shape)
     out = call.finish(y, out_shape)
     if want_idx:
         return out, call.finish(idx, out_shape, np.int64)
@@ -131,10 +66,10 @@ def _pool(op: str, call: Call, g: Any, want_idx: bool,
 def _max_pool(
     op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, backend
 ):
-    key = _plan_key(op, backend, input, (kernel_size, stride, padding, dilation, ceil_mode,
-                                         return_indices))
+    key = _plans.key(op, backend, (input,), (kernel_size, stride, padding, dilation, ceil_mode,
+                                              return_indices))
     if key is not None:
-        hit = _planned(key, input)
+        hit = _plans.run(key, (input,))
         if hit is not None:
             return hit
     want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
@@ -281,10 +216,10 @@ def _avg_pool(
     divisor_override,
     backend,
 ):
-    key = _plan_key(op, backend, input, (kernel_size, stride, padding, ceil_mode,
-                                         count_include_pad, divisor_override))
+    key = _plans.key(op, backend, (input,), (kernel_size, stride, padding, ceil_mode,
+                                              count_include_pad, divisor_override))
     if key is not None:
-        hit = _planned(key, input)
+        hit = _plans.run(key, (input,))
         if hit is not None:
             return hit
     cip = _shapes.as_bool(count_include_pad, "count_include_pad", op=op)
@@ -412,9 +347,9 @@ def avg_pool1d(
 
 
 def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
-    key = _plan_key(op, backend, input, (output_size, return_indices))
+    key = _plans.key(op, backend, (input,), (output_size, return_indices))
     if key is not None:
-        hit = _planned(key, input)
+        hit = _plans.run(key, (input,))
         if hit is not None:
             return hit
     want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
