@@ -1,11 +1,12 @@
-"""Max and average pooling on many geometries, fastconv's C engine against torch.
+"""Max, average and adaptive pooling on many geometries, fastconv's C engine against torch.
 
     python bench/pool_shapes.py [--threads N] [--top K]
 
 The layer suite (``fastconv bench``) has four pooling layers, all on large planes or a
 global window. This sweep covers what a network's later stages and small models run: 4x4
 to 112x112 planes, 3x3 / 2x2 / 5x5 windows, stride 1 and 2, padding, with and without
-indices, whole-plane windows. Each library runs in its own process (torch's idle threads
+indices, whole-plane windows, adaptive outputs of 3x3 and 5x5 (bins that mostly do not
+divide the plane). Each library runs in its own process (torch's idle threads
 spin after a call and slow the next library's calls in the same process); a call is timed
 as the best of 5 rounds of a loop of about 3 ms, float32, the same threads for both. The
 table lists the geometries sorted by torch's time over fastconv's, the lowest first.
@@ -29,6 +30,8 @@ WINDOWS = [("max", 3, 2, 1, False), ("max", 3, 2, 1, True), ("max", 2, 2, 0, Fal
            ("max", 3, 1, 1, False), ("max", 3, 2, 0, False), ("max", 5, 1, 2, False),
            ("max", 0, 0, 0, False), ("avg", 3, 2, 1, False), ("avg", 2, 2, 0, False),
            ("avg", 3, 1, 1, False), ("avg", 0, 0, 0, False)]
+#: (op, output size) of the adaptive pools
+ADAPTIVE = [("avg", 3), ("avg", 5), ("max", 3), ("max", 5)]
 
 
 def _best(f) -> float:
@@ -72,12 +75,22 @@ def _measure(lib: str, threads: int) -> dict:
             else:
                 def f(x=x, k=k, s=s, p=p):
                     return mod.avg_pool2d(x, k, s, p)
-            if lib == "torch":
-                with torch.inference_mode():
-                    out[name] = _best(f)
-            else:
-                out[name] = _best(f)
+            out[name] = _timed(lib, f)
+        for op, o in ADAPTIVE:
+            name = f"adaptive {op} -> {o}x{o} on {n}x{c}x{h}x{h}"
+            fn = mod.adaptive_avg_pool2d if op == "avg" else mod.adaptive_max_pool2d
+            out[name] = _timed(lib, lambda x=x, o=o, fn=fn: fn(x, o))
     return out
+
+
+def _timed(lib: str, f) -> float:
+    """_best(f), under torch.inference_mode() for torch."""
+    if lib == "torch":
+        import torch
+
+        with torch.inference_mode():
+            return _best(f)
+    return _best(f)
 
 
 def main() -> None:

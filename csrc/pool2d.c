@@ -21,14 +21,16 @@
  * at run time by fc_dwpool_isa (FC_MULTIVERSION in common.h, the level in runtime.c), so one
  * build runs on any x86-64; other CPUs get portable C.
  *
- * Plane blocks (max, average and adaptive max pooling of 16 or more planes whose output
- * rows are shorter than 64, with a scratch of at most 256 KB): 16 planes at a time are
+ * Plane blocks (max, average and adaptive pooling of 16 or more planes whose output rows
+ * are shorter than 64, with a scratch of at most 256 KB): 16 planes at a time are
  * interleaved (xs[pixel][plane], an AVX-512 register transpose for float32), every output's
  * window is scanned once for all 16 with one vector per tap, and the outputs go back the
  * same way. The per-plane loops spent most of a 7x7 or 14x14 plane in the scalar border
  * loop and rows of a few outputs: 8x2048x7x7 max 3x3/2 padding 1, 2 threads, 3.4 ms ->
  * 0.22 ms (torch 3.65), 1x512x14x14 max 2x2/2 289 -> 44 us (torch 101). Same taps in the
- * same order, so the same results as the per-plane loops (NaN signs aside).
+ * same order, so the same results as the per-plane loops (NaN signs aside); an adaptive
+ * average of such a geometry sums each bin tap after tap in double, in the blocks and in
+ * the per-plane loop alike (adaptive_avg_plane_seq).
  *
  * Three AVX-512 float32 paths replace the generic loops where they apply:
  *   3x3 max rows    max pooling with a 3x3 window (stride 1 or 2, column dilation 1) on
@@ -685,10 +687,16 @@ static inline int64_t FN(pb_scratch_bytes)(int64_t in_sz, int64_t out_sz)
            FC_PB_LANES;
 }
 
+/* The geometry part of pool_blocks_ok (adaptive averages sum in one order wherever it
+ * holds, so that a call of fewer planes gives the same bits as one of more). */
+static inline int FN(pool_blocks_geometry)(int64_t in_sz, int64_t out_sz, int64_t OW)
+{
+    return OW < FC_PB_MAX_OW && FN(pb_scratch_bytes)(in_sz, out_sz) <= FC_PB_MAX_SCRATCH;
+}
+
 static inline int FN(pool_blocks_ok)(int64_t planes, int64_t in_sz, int64_t out_sz, int64_t OW)
 {
-    return OW < FC_PB_MAX_OW && planes >= FC_PB_LANES &&
-           FN(pb_scratch_bytes)(in_sz, out_sz) <= FC_PB_MAX_SCRATCH;
+    return planes >= FC_PB_LANES && FN(pool_blocks_geometry)(in_sz, out_sz, OW);
 }
 
 /* xs[i*L + l] = x[l*in_sz + i] for the nl planes of a block (lanes past nl: zeros). */
@@ -1066,6 +1074,65 @@ FC_MULTIVERSION(FN(adaptive_avg_plane),
                 (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH, int64_t OW),
                 (x, y, H, W, OH, OW))
 
+/* adaptive_avg_plane for the geometries of the plane blocks (pool_blocks_geometry: bins
+ * of at most 64x64 inputs): each bin's taps added one after the other in double, row by
+ * row, the order adaptive_avg_block keeps in every lane; plain scalar adds, the same bits
+ * in every compiled copy. */
+static void FN(adaptive_avg_plane_seq)(const T *restrict x, T *restrict y, int64_t H, int64_t W,
+                                       int64_t OH, int64_t OW)
+{
+    for (int64_t i = 0; i < OH; i++) {
+        const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+            double s = 0;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++)
+                    s += (double)x[h * W + w];
+            y[i * OW + j] = (T)(s / (double)((h1 - h0) * (w1 - w0)));
+        }
+    }
+}
+
+/* Adaptive average pooling of one block of nl planes (see max_pool_block): every lane sums
+ * its bin as adaptive_avg_plane_seq does, 16 planes at once (the taps of a bin converted to
+ * double and added in order). */
+FC_INLINE void FC_CAT(FN(adaptive_avg_block), _body)(const T *restrict x, T *restrict y,
+                                                     int64_t H, int64_t W, int64_t OH,
+                                                     int64_t OW, int64_t nl, T *restrict xs,
+                                                     T *restrict ys)
+{
+    enum { L = FC_PB_LANES };
+    FN(pb_interleave)(x, xs, H * W, nl);
+    for (int64_t i = 0; i < OH; i++) {
+        const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+            double acc[L];
+#pragma omp simd
+            for (int l = 0; l < L; l++)
+                acc[l] = 0;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) {
+                    const T *restrict v = xs + (h * W + w) * L;
+#pragma omp simd
+                    for (int l = 0; l < L; l++)
+                        acc[l] += (double)v[l];
+                }
+            const double cnt = (double)((h1 - h0) * (w1 - w0));
+            const int64_t o = i * OW + j;
+#pragma omp simd
+            for (int l = 0; l < L; l++)
+                ys[o * L + l] = (T)(acc[l] / cnt);
+        }
+    }
+    FN(pb_spread)(ys, NULL, y, NULL, OH * OW, nl);
+}
+FC_MULTIVERSION(FN(adaptive_avg_block),
+                (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH,
+                 int64_t OW, int64_t nl, T *restrict xs, T *restrict ys),
+                (x, y, H, W, OH, OW, nl, xs, ys))
+
 /* Global average pooling of `planes` contiguous planes of n values: y[p] = mean(x[p*n ..]).
  * Small planes (n <= 4096, e.g. 7x7) sum in T, whose vector partial sums keep the error far
  * below the tests' tolerance at that size; larger ones in double. */
@@ -1109,10 +1176,25 @@ static void FN(global_avg_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
 static void FN(adaptive_avg_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
 {
     const FN(fc_planes) *a = ctx;
+    const int seq = FN(pool_blocks_geometry)(a->in_sz, a->out_sz, a->OW);
     (void)slot;
     for (int64_t p = p0; p < p1; p++)
-        FN(adaptive_avg_plane)(a->x + p * a->in_sz, a->y + p * a->out_sz, a->H, a->W, a->OH,
-                               a->OW);
+        (seq ? FN(adaptive_avg_plane_seq)
+             : FN(adaptive_avg_plane))(a->x + p * a->in_sz, a->y + p * a->out_sz, a->H, a->W,
+                                       a->OH, a->OW);
+}
+
+static void FN(adaptive_avg_block_at)(const FN(fc_planes) *a, int64_t p0, int64_t nl, T *xs,
+                                      T *ys, int32_t *is)
+{
+    (void)is;
+    FN(adaptive_avg_block)(a->x + p0 * a->in_sz, a->y + p0 * a->out_sz, a->H, a->W, a->OH,
+                           a->OW, nl, xs, ys);
+}
+
+static void FN(adaptive_avg_blocks)(void *ctx, int64_t b0, int64_t b1, int slot)
+{
+    FN(pb_blocks)(ctx, b0, b1, slot, FN(adaptive_avg_block_at), FN(adaptive_avg_planes));
 }
 
 /* x is (N, C, H, W), y is (N, C, OH, OW). */
@@ -1128,8 +1210,11 @@ void FN(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t 
         return;
     }
     FN(fc_planes) a = {.x = x, .y = y, .in_sz = in_sz, .out_sz = out_sz,
-                       .H = H, .W = W, .OH = OH, .OW = OW};
-    fc_planes_run(FN(adaptive_avg_planes), &a, planes, cost);
+                       .H = H, .W = W, .OH = OH, .OW = OW, .nplanes = planes};
+    if (FN(pool_blocks_ok)(planes, in_sz, out_sz, OW)) /* small planes: 16 at a time */
+        fc_planes_run(FN(adaptive_avg_blocks), &a, ceil_div(planes, FC_PB_LANES), cost);
+    else
+        fc_planes_run(FN(adaptive_avg_planes), &a, planes, cost);
 }
 
 /* x is (H, W), y and idx (or NULL) are (OH, OW); the rules of max_point. */

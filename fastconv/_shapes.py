@@ -688,9 +688,7 @@ def adaptive_geometry(
     batched, N, C, spatial = _pool_input(op, x_shape, nd, allow_zero_channels=avg, name=x_name)
     if _is_sequence(output_size):
         items = list(output_size)
-        if len(items) == 1:
-            items = items * nd
-        if len(items) != nd:
+        if len(items) != nd:  # (2,) for a 2-D pool: torch refuses it too
             raise ValueError(f"{op}: output_size must have {nd} entries, got {output_size!r}")
     elif isinstance(output_size, np.ndarray):  # not 1-D
         raise TypeError(

@@ -477,29 +477,40 @@ def _check_blocks(x, g, op, extra, dtype, special):
     return team
 
 
-def _check_adaptive_max_blocks(x, OH, OW):
-    """adaptive_max_pool2d of all planes of x at once against each plane alone (values and
-    indices exactly) and the reference; returns the threads the pool used (fc_last_team)."""
+def _check_adaptive_blocks(x, OH, OW, op="max"):
+    """adaptive_max_pool2d (op "max") or adaptive_avg_pool2d (op "avg") of all planes of x at
+    once against each plane alone (values bit for bit, indices exactly; an average's NaN of
+    any sign) and the reference; returns the threads the pool used (fc_last_team)."""
     from fastconv.backends.c import lib
 
     N, Cc = x.shape[:2]
     shape = (N, Cc, OH, OW)
     y, idx = poisoned(shape, x.dtype), np.full(shape, SENTINEL, np.int64)
-    C.adaptive_max_pool2d(x, y, idx)
-    team = lib.fc_last_team()
     ref, ref_idx = np.empty(shape, x.dtype), np.empty(shape, np.int64)
-    R.adaptive_max_pool2d(x, ref, ref_idx)
+    if op == "max":
+        C.adaptive_max_pool2d(x, y, idx)
+        team = lib.fc_last_team()
+        R.adaptive_max_pool2d(x, ref, ref_idx)
+        np.testing.assert_array_equal(idx, ref_idx)
+        y2 = poisoned(shape, x.dtype)
+        C.adaptive_max_pool2d(x, y2, None)
+        assert y.tobytes() == y2.tobytes()
+    else:
+        C.adaptive_avg_pool2d(x, y)
+        team = lib.fc_last_team()
+        R.adaptive_avg_pool2d(x, ref)
     assert_close(y, ref, x.dtype.type)
-    np.testing.assert_array_equal(idx, ref_idx)
-    y2 = poisoned(shape, x.dtype)
-    C.adaptive_max_pool2d(x, y2, None)
-    assert y.tobytes() == y2.tobytes()
     for p in range(0, N * Cc, max(1, N * Cc // 40)):  # every plane, or 40 of a large call
         n, c = divmod(p, Cc)
         y1, i1 = poisoned((1, 1, OH, OW), x.dtype), np.empty((1, 1, OH, OW), np.int64)
-        C.adaptive_max_pool2d(np.ascontiguousarray(x[n:n + 1, c:c + 1]), y1, i1)
-        assert y1[0, 0].tobytes() == y[n, c].tobytes()
-        np.testing.assert_array_equal(i1[0, 0], idx[n, c])
+        one = np.ascontiguousarray(x[n:n + 1, c:c + 1])
+        if op == "max":
+            C.adaptive_max_pool2d(one, y1, i1)
+            assert y1[0, 0].tobytes() == y[n, c].tobytes()
+            np.testing.assert_array_equal(i1[0, 0], idx[n, c])
+        else:
+            C.adaptive_avg_pool2d(one, y1)
+            _same_bits_but_nan(y1[0, 0], y[n, c])
     return team
 
 
@@ -511,8 +522,8 @@ def test_pool_plane_blocks_same_bits_as_one_plane(isa, dtype, special):
     NaN / inf / tie rules as each plane pooled alone (the per-plane loops), bit for bit (NaN
     of an average of any sign: _same_bits_but_nan), and the reference's values; random
     geometries (padding, stride, dilation, ceil mode, count_include_pad, divisor), adaptive
-    max bins, short last blocks, output rows of 63 (blocks) and 64 (per plane) and every
-    compiled copy."""
+    max and average bins, short last blocks, output rows of 63 (blocks) and 64 (per plane)
+    and every compiled copy."""
     rng = np.random.default_rng(91 + isa)
     for g in _blocked_configs(60 + isa, 24, dilation=True):
         x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
@@ -521,11 +532,16 @@ def test_pool_plane_blocks_same_bits_as_one_plane(isa, dtype, special):
         x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
         extra = (bool(rng.integers(0, 2)), int(rng.choice([0, 0, 3, 7])))
         _check_blocks(x, g, "avg", extra, dtype, special)
-    for i in range(16):  # adaptive max, bins overlapping or not (and more bins than inputs)
-        n, c = ((1, 37), (3, 16), (1, 16), (1, 17))[i % 4]
+    for i in range(32):  # adaptive max and average, bins overlapping or not (and more bins
+        n, c = ((1, 37), (3, 16), (1, 16), (1, 17))[i % 4]  # than inputs)
         H, W = int(rng.integers(1, 25)), int(rng.integers(1, 25))
         OH, OW = int(rng.integers(1, H + 3)), int(rng.integers(1, W + 3))
-        _check_adaptive_max_blocks(pool_input(rng, (n, c, H, W), dtype, special), OH, OW)
+        if (OH, OW) == (1, 1):  # global pooling has kernels of its own
+            OW = 2
+        x = pool_input(rng, (n, c, H, W), dtype, special)
+        _check_adaptive_blocks(x, OH, OW, "max" if i % 2 else "avg")
+    # an adaptive average of 64-wide rows (per plane, and their sums in the vector order)
+    _check_adaptive_blocks(pool_input(rng, (1, 20, 70, 64), dtype, special), 5, 64, "avg")
     for W in (63, 64):  # OW = W: at the bound of pool_blocks_ok (and a scratch near 256 KB)
         g = _shapes.pool_geometry("t", (1, 20, 3, W), (3, 3), (1, 1), (1, 1), 1, False, 2)
         x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, special)
@@ -547,11 +563,12 @@ def test_pool_plane_blocks_on_two_threads(dtype, restore_threads):
     rng = np.random.default_rng(17)
     g = _shapes.pool_geometry("t", (8, 512, 20, 20), (3, 3), (2, 2), (1, 1), 1, True, 2)
     x = pool_input(rng, (g.N, g.C, g.H, g.W), dtype, True)
-    for op, extra in (("max", (1, 1)), ("avg", (False, 0)), ("adaptive max", ())):
+    for op, extra in (("max", (1, 1)), ("avg", (False, 0)), ("adaptive max", ()),
+                      ("adaptive avg", ())):
         for _ in range(5):
             lib.fc_pool_forget_losses()  # no straggler rule left from earlier calls
-            if op == "adaptive max":
-                team = _check_adaptive_max_blocks(x, 7, 6)
+            if op.startswith("adaptive"):
+                team = _check_adaptive_blocks(x, 7, 6, op.split()[1])
             else:
                 team = _check_blocks(x, g, op, extra, dtype, True)
             if team == 2:
