@@ -230,6 +230,56 @@ FC_T512 FC_INLINE void fc_gmp_take(__m512 v, int64_t i0, __m512i iota, __m512 *a
     *ai = _mm512_mask_mov_epi32(*ai, t, _mm512_add_epi32(iota, _mm512_set1_epi32((int)i0)));
 }
 
+/* The maximum of the bin of rows [h0, h1) and columns [w0, w1) of a W-wide float plane and
+ * its index h*W + w (in *mi), by the rules of FC_TAKE, as adaptive_max_plane's scan finds
+ * them: each lane scans every 16th column of every row in order (fc_gmp_take; a row's last
+ * columns loaded with -inf past its end), then the 16 lanes are merged by fc_gmp_wins. Every
+ * lane starts at the bin's first index, as the scan does (a bin of -inf keeps it). For bins
+ * of 16 or more columns: adaptive max of 1x64x112x112 to 3x3 spent its time in the scan's
+ * compare-and-select chain (2 threads 286 us, torch 261). Indices below INT32_MAX - 16. */
+FC_T512 static float fc_amax_bin_f32_avx512(const float *restrict x, int64_t W, int64_t h0,
+                                            int64_t h1, int64_t w0, int64_t w1, int64_t *mi)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const int64_t nw = w1 - w0, nfull = nw & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (nw & 15)) - 1u);
+    __m512 a = ninf;
+    __m512i ai = _mm512_set1_epi32((int)(h0 * W + w0));
+    for (int64_t h = h0; h < h1; h++) {
+        const float *r = x + h * W + w0;
+        const int64_t base = h * W + w0;
+        for (int64_t i = 0; i < nfull; i += 16)
+            fc_gmp_take(_mm512_loadu_ps(r + i), base + i, iota, &a, &ai);
+        if (tail)
+            fc_gmp_take(_mm512_mask_loadu_ps(ninf, tail, r + nfull), base + nfull, iota, &a,
+                        &ai);
+    }
+    /* lanes l and l + 8, then l + 4, ...: the winner of each pair by fc_gmp_wins */
+    __m512 b = _mm512_shuffle_f32x4(a, a, 0x4E);
+    __m512i bi = _mm512_shuffle_i32x4(ai, ai, 0x4E);
+    __mmask16 w = fc_gmp_wins(a, ai, b, bi);
+    a = _mm512_mask_mov_ps(a, w, b);
+    ai = _mm512_mask_mov_epi32(ai, w, bi);
+    b = _mm512_shuffle_f32x4(a, a, 0xB1);
+    bi = _mm512_shuffle_i32x4(ai, ai, 0xB1);
+    w = fc_gmp_wins(a, ai, b, bi);
+    a = _mm512_mask_mov_ps(a, w, b);
+    ai = _mm512_mask_mov_epi32(ai, w, bi);
+    b = _mm512_permute_ps(a, 0x4E);
+    bi = _mm512_shuffle_epi32(ai, (_MM_PERM_ENUM)0x4E);
+    w = fc_gmp_wins(a, ai, b, bi);
+    a = _mm512_mask_mov_ps(a, w, b);
+    ai = _mm512_mask_mov_epi32(ai, w, bi);
+    b = _mm512_permute_ps(a, 0xB1);
+    bi = _mm512_shuffle_epi32(ai, (_MM_PERM_ENUM)0xB1);
+    w = fc_gmp_wins(a, ai, b, bi);
+    a = _mm512_mask_mov_ps(a, w, b);
+    ai = _mm512_mask_mov_epi32(ai, w, bi);
+    *mi = _mm_cvtsi128_si32(_mm512_castsi512_si128(ai));
+    return _mm512_cvtss_f32(a);
+}
+
 /* y[p] = maximum of the n contiguous floats of plane p (n <= INT32_MAX - 16: lane indices
  * stay below the INT32_MAX of empty lanes), idx[p] its index (idx may be NULL), for
  * p < planes, by the rules of FC_TAKE; 16 planes per step, each lane of a
@@ -1221,10 +1271,23 @@ void FN(fc_adaptive_avg_pool2d)(const T *x, T *y, int64_t N, int64_t C, int64_t 
 static void FN(adaptive_max_plane)(const T *restrict x, T *restrict y, int64_t *restrict idx,
                                   int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
+#if defined(__x86_64__)
+    const int wide = !IS_F64 && H * W <= INT32_MAX - 16 && fc_dwpool_isa(-1) == 2;
+#endif
     for (int64_t i = 0; i < OH; i++) {
         const int64_t h0 = fc_bin_start(i, H, OH), h1 = fc_bin_end(i, H, OH);
         for (int64_t j = 0; j < OW; j++) {
             const int64_t w0 = fc_bin_start(j, W, OW), w1 = fc_bin_end(j, W, OW);
+#if defined(__x86_64__)
+            if (wide && w1 - w0 >= 16) { /* 16 columns at a time */
+                int64_t bi;
+                y[i * OW + j] = (T)fc_amax_bin_f32_avx512((const float *)(const void *)x, W,
+                                                          h0, h1, w0, w1, &bi);
+                if (idx)
+                    idx[i * OW + j] = bi;
+                continue;
+            }
+#endif
             T m = -INFINITY;
             int64_t mi = h0 * W + w0;
             for (int64_t h = h0; h < h1; h++) {

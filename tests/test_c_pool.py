@@ -396,6 +396,31 @@ def test_adaptive_max_random(dtype, special):
         assert_close(y2, ref, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+def test_adaptive_max_wide_bins(isa, dtype, special):
+    # bins of 16 or more columns (float32 with AVX-512: 16 columns at a time, the lanes
+    # merged by the scan's rules): the reference's values bit for bit (-0.0 / +0.0 apart)
+    # and indices, NaN / inf / ties / all -inf bins; columns up to 89, a ragged last vector
+    rng = np.random.default_rng(16 + isa)
+    for i in range(24):
+        N, Cc = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        H, W = int(rng.integers(1, 40)), int(rng.integers(16, 90))
+        OH, OW = int(rng.integers(1, 4)), int(rng.integers(1, W // 16 + 1))
+        x = pool_input(rng, (N, Cc, H, W), dtype, special)
+        if i % 6 == 5:  # bins of -inf and signed zeros only
+            x = np.where(rng.random(x.shape) < 0.3, -0.0, -np.inf).astype(dtype)
+        shape = (N, Cc, OH, OW)
+        ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
+        R.adaptive_max_pool2d(x, ref, ref_idx)
+        y, idx = poisoned(shape, dtype), np.full(shape, SENTINEL, np.int64)
+        C.adaptive_max_pool2d(x, y, idx)
+        np.testing.assert_array_equal(idx, ref_idx)
+        nan = np.isnan(ref)
+        np.testing.assert_array_equal(np.isnan(y), nan)
+        assert y[~nan].tobytes() == ref[~nan].tobytes()
+
+
 # --------------------------------------------------------------------------- average pooling
 
 

@@ -127,9 +127,9 @@ def _running_threads(skip: Set[str]) -> Optional[Set[str]]:
 
 def _forget_losses() -> Optional[Callable[[], None]]:
     """The C engine's ``fc_pool_forget_losses`` (None without the engine). Its thread pool
-    remembers time lost to other programs and runs short calls on one thread for a second
-    or two after a few losses (csrc/parallel.c); a sample timed as if alone on the machine
-    starts from a quiet machine's state."""
+    remembers time lost to other programs and runs short calls on one thread after a few
+    losses, until a probe finds the loss gone (csrc/parallel.c); a sample timed as if alone
+    on the machine starts from a quiet machine's state."""
     from ..backends import c
 
     if c.AVAILABLE_REASON != "available":
