@@ -280,18 +280,36 @@ ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks
         ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows);
 }
 
+/* On a packed strip (A(i, k) = a[k*14 + i]): the body with the fewest rows that hold the
+ * strip's m (2, 4, 8 or 14), so that the last strip of a product multiplies only its rows:
+ * M = 16 (a transposed conv's 4x4 input pixels as rows: 14 + 2) ran 28 rows' FMAs for 16,
+ * and 64 / 128 / 256 / 512 output channels leave a last strip of 8, 2, 4, 8 rows. The rows
+ * kept are the same chains of FMAs: the same bits. */
+#define UKR_AVX512_PACKED_ROWS(m, ...)                                                      \
+    do {                                                                                    \
+        if ((m) > 8)                                                                        \
+            ukr_avx512_f32_any(__VA_ARGS__, AVX512_MR);                                     \
+        else if ((m) > 4)                                                                   \
+            ukr_avx512_f32_any(__VA_ARGS__, 8);                                             \
+        else if ((m) > 2)                                                                   \
+            ukr_avx512_f32_any(__VA_ARGS__, 4);                                             \
+        else                                                                                \
+            ukr_avx512_f32_any(__VA_ARGS__, 2);                                             \
+    } while (0)
+
 __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n) {
-    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0, AVX512_MR);
+    UKR_AVX512_PACKED_ROWS(m, kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, NULL, 0, 0);
 }
 
 __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_tail(
     int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
     int64_t ldc, int acc, int64_t m, int64_t n, const fc_gemm_tail *t, int64_t i0,
     int64_t j0) {
-    ukr_avx512_f32_any(kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0, AVX512_MR);
+    UKR_AVX512_PACKED_ROWS(m, kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
 }
+#undef UKR_AVX512_PACKED_ROWS
 
 /* The same micro-kernel reading A in place, row-major with row stride rsa (A(i, k) =
  * a[i*rsa + k], all AVX512_MR rows present): for an A block that meets only one or two B

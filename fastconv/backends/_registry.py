@@ -15,7 +15,7 @@ TypeError.
 import importlib
 import os
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -370,7 +370,7 @@ class Call:
         for k, v in arrays.items():  # only biases are optional
             if v is None and not k.endswith("bias"):
                 raise TypeError(f"{caller}: {k} must be an array, got None")
-        fast = _host_dtype(arrays)
+        fast = host_dtype(arrays.values())
         if fast is not None:  # the common case: NumPy float32 / float64 arrays of one dtype
             self.raw = {k: v for k, v in arrays.items() if v is not None}
             self.shapes = {k: v.shape for k, v in self.raw.items()}
@@ -469,11 +469,11 @@ _picked: Dict[Tuple[Any, str, bool], str] = {}
 _hook_cache: Dict[str, Tuple[Any, Any, Any]] = {}
 
 
-def _host_dtype(arrays: Dict[str, Any]) -> Optional[np.dtype]:
-    """The dtype shared by ``arrays`` when every one given is a NumPy float32 or float64
-    array of that one dtype (no conversion needed), else None."""
+def host_dtype(arrays: Iterable[Any]) -> Optional[np.dtype]:
+    """The dtype shared by ``arrays`` when every one given (None: absent) is a NumPy float32
+    or float64 array of that one dtype (no conversion needed), else None."""
     dt = None
-    for v in arrays.values():
+    for v in arrays:
         if v is None:
             continue
         if type(v) is not np.ndarray:
