@@ -83,6 +83,14 @@ def run(k: Any, arrays: Sequence[Any]) -> Any:
     return y.reshape(p.out_shape), idx.reshape(p.out_shape)
 
 
+def lookup(op: str, backend: Any, arrays: Sequence[Any], args: Tuple[Any, ...]) -> Any:
+    """``(key, result)`` of a call (see :func:`key`): the result of its plan, or None when
+    it has none to run; then the key to :func:`keep` its plan under (None: it cannot have
+    one)."""
+    k = key(op, backend, arrays, args)
+    return k, (None if k is None else run(k, arrays))
+
+
 def keep(k: Any, call: Call, fn: Optional[Callable[..., None]], prepared: Sequence[Any],
          y: np.ndarray, idx: Optional[np.ndarray], out_shape: Tuple[int, ...]) -> None:
     """Remember how the call of key ``k`` (None: it has none) ran: ``fn(*prepared, y, idx)``

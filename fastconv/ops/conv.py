@@ -75,12 +75,10 @@ def _conv_nd(
 ):
     key = None
     if epilogue is None:  # fastconv/ops/_plans.py; fused calls from fastconv.nn have their own
-        key = _plans.key(op, backend, (input, weight, bias),
-                         (stride, padding, dilation, groups, padding_mode, variant))
-        if key is not None:
-            hit = _plans.run(key, (input, weight, bias))
-            if hit is not None:
-                return hit
+        key, hit = _plans.lookup(op, backend, (input, weight, bias),
+                                 (stride, padding, dilation, groups, padding_mode, variant))
+        if hit is not None:
+            return hit
     mode = _shapes.padding_mode(padding_mode, op)
     ep_arrays = {} if epilogue is None else epilogue.arrays()
     call = begin("conv2d", backend, caller=op, input=input, weight=weight, bias=bias, **ep_arrays)
@@ -304,12 +302,10 @@ def conv1d(
 def _conv_transpose_nd(
     op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation, backend
 ):
-    key = _plans.key(op, backend, (input, weight, bias),
-                     (stride, padding, output_padding, groups, dilation))
-    if key is not None:
-        hit = _plans.run(key, (input, weight, bias))
-        if hit is not None:
-            return hit
+    key, hit = _plans.lookup(op, backend, (input, weight, bias),
+                             (stride, padding, output_padding, groups, dilation))
+    if hit is not None:
+        return hit
     call = begin("conv_transpose2d", backend, caller=op, input=input, weight=weight, bias=bias)
     g = _shapes.conv_transpose_geometry(
         op,

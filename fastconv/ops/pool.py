@@ -66,12 +66,10 @@ def _pool(op: str, call: Call, g: Any, want_idx: bool,
 def _max_pool(
     op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, backend
 ):
-    key = _plans.key(op, backend, (input,), (kernel_size, stride, padding, dilation, ceil_mode,
-                                              return_indices))
-    if key is not None:
-        hit = _plans.run(key, (input,))
-        if hit is not None:
-            return hit
+    key, hit = _plans.lookup(op, backend, (input,), (kernel_size, stride, padding, dilation,
+                                                     ceil_mode, return_indices))
+    if hit is not None:
+        return hit
     want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
     call = begin("max_pool2d", backend, caller=op, input=input)
     g = _shapes.pool_geometry(
@@ -216,12 +214,10 @@ def _avg_pool(
     divisor_override,
     backend,
 ):
-    key = _plans.key(op, backend, (input,), (kernel_size, stride, padding, ceil_mode,
-                                              count_include_pad, divisor_override))
-    if key is not None:
-        hit = _plans.run(key, (input,))
-        if hit is not None:
-            return hit
+    key, hit = _plans.lookup(op, backend, (input,), (kernel_size, stride, padding, ceil_mode,
+                                                     count_include_pad, divisor_override))
+    if hit is not None:
+        return hit
     cip = _shapes.as_bool(count_include_pad, "count_include_pad", op=op)
     div = _shapes.divisor_override(divisor_override, op)
     call = begin("avg_pool2d", backend, caller=op, input=input)
@@ -347,11 +343,9 @@ def avg_pool1d(
 
 
 def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
-    key = _plans.key(op, backend, (input,), (output_size, return_indices))
-    if key is not None:
-        hit = _plans.run(key, (input,))
-        if hit is not None:
-            return hit
+    key, hit = _plans.lookup(op, backend, (input,), (output_size, return_indices))
+    if hit is not None:
+        return hit
     want_idx = _shapes.as_bool(return_indices, "return_indices", op=op)
     call = begin(kernel, backend, caller=op, input=input)
     g = _shapes.adaptive_geometry(op, call.shapes["input"], output_size, nd)
