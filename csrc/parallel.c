@@ -256,13 +256,19 @@ void fc_pool_forget_losses(void) {
     fc_straggle_at = 0;
     fc_loss_at = fc_loss_at_2 = INT64_MIN / 2;
     fc_probe_gap = FC_PROBE_MIN_NS;
+    fc_probing = 0;
 }
 
 int fc_team_for(int64_t cost_ns, int threads) {
     if (threads <= 1 || cost_ns <= 0) return 1;
+    /* workers spinning for work start at once; sleeping ones must be woken first */
+    int64_t grain = fc_spinners > 0 ? FC_GRAIN_SPINNING_NS : FC_GRAIN_SLEEPING_NS;
+    int64_t t = cost_ns / grain;
+    const int team = t < 1 ? 1 : t < threads ? (int)t : threads;
     /* a call that a straggler could slow down by more than 1 / FC_STRAGGLE_FACTOR runs
-     * alone, but for a probe now and then (FC_PROBE_MIN_NS) */
-    if (fc_straggle > 0) {
+     * alone, but for a probe now and then (FC_PROBE_MIN_NS); only a call that would share
+     * may be one (a small call taking the probe's turn would leave the others alone) */
+    if (team > 1 && fc_straggle > 0) {
         const int64_t now = fc_now_ns();
         if (cost_ns < FC_STRAGGLE_FACTOR * fc_straggle_decayed(now)) {
             if (now - fc_probe_at < fc_probe_gap) return 1;
@@ -270,10 +276,7 @@ int fc_team_for(int64_t cost_ns, int threads) {
             fc_probing = 1;
         }
     }
-    /* workers spinning for work start at once; sleeping ones must be woken first */
-    int64_t grain = fc_spinners > 0 ? FC_GRAIN_SPINNING_NS : FC_GRAIN_SLEEPING_NS;
-    int64_t t = cost_ns / grain;
-    return t < 1 ? 1 : t < threads ? (int)t : threads;
+    return team;
 }
 
 int64_t fc_chunk_for(int64_t n, int64_t cost_ns, int team) {

@@ -1117,8 +1117,9 @@ FC_MULTIVERSION(FN(adaptive_avg_plane),
                 (const T *restrict x, T *restrict y, int64_t H, int64_t W, int64_t OH, int64_t OW),
                 (x, y, H, W, OH, OW))
 
-/* adaptive_avg_plane for the geometries of the plane blocks (pool_blocks_geometry: bins
- * of at most 64x64 inputs): each bin's taps added one after the other in double, row by
+/* adaptive_avg_plane for the geometries of the plane blocks (pool_blocks_geometry: output
+ * rows shorter than 64, a plane and its outputs within the block scratch, at most 4096
+ * float32 values): each bin's taps added one after the other in double, row by
  * row, the order adaptive_avg_block keeps in every lane; plain scalar adds, the same bits
  * in every compiled copy. */
 static void FN(adaptive_avg_plane_seq)(const T *restrict x, T *restrict y, int64_t H, int64_t W,

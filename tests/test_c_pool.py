@@ -408,8 +408,9 @@ def test_adaptive_max_wide_bins(isa, dtype, special):
         H, W = int(rng.integers(1, 40)), int(rng.integers(16, 90))
         OH, OW = int(rng.integers(1, 4)), int(rng.integers(1, W // 16 + 1))
         x = pool_input(rng, (N, Cc, H, W), dtype, special)
-        if i % 6 == 5:  # bins of -inf and signed zeros only
-            x = np.where(rng.random(x.shape) < 0.3, -0.0, -np.inf).astype(dtype)
+        if i % 6 == 5:  # bins of -inf and zeros of both signs only (ties of -0.0 and +0.0)
+            r = rng.random(x.shape)
+            x = np.where(r < 0.3, -0.0, np.where(r < 0.6, 0.0, -np.inf)).astype(dtype)
         shape = (N, Cc, OH, OW)
         ref, ref_idx = np.empty(shape, dtype), np.empty(shape, np.int64)
         R.adaptive_max_pool2d(x, ref, ref_idx)
@@ -565,7 +566,8 @@ def test_pool_plane_blocks_same_bits_as_one_plane(isa, dtype, special):
             OW = 2
         x = pool_input(rng, (n, c, H, W), dtype, special)
         _check_adaptive_blocks(x, OH, OW, "max" if i % 2 else "avg")
-    # an adaptive average of 64-wide rows (per plane, and their sums in the vector order)
+    # output rows of 64: past pool_blocks_geometry, every plane alone in the vector order
+    # (many planes against one, and the reference)
     _check_adaptive_blocks(pool_input(rng, (1, 20, 70, 64), dtype, special), 5, 64, "avg")
     for W in (63, 64):  # OW = W: at the bound of pool_blocks_ok (and a scratch near 256 KB)
         g = _shapes.pool_geometry("t", (1, 20, 3, W), (3, 3), (1, 1), (1, 1), 1, False, 2)

@@ -269,7 +269,7 @@ def test_conv_plans_keep_every_check(backend, monkeypatch):
         with pytest.raises(TypeError, match="padding"):
             fc.conv2d(X, W, B6, padding=bad, backend=backend)
         with pytest.raises(TypeError, match="stride"):
-            fc.conv_transpose2d(X, WT, stride=bad if bad is not True else 2.0, backend=backend)
+            fc.conv_transpose2d(X, WT, stride=bad, backend=backend)
     with pytest.raises(ValueError, match="channels"):
         fc.conv2d(X[:, :3], W, B6, padding=1, backend=backend)
     with pytest.raises(ValueError, match="bias"):
@@ -296,3 +296,29 @@ def test_conv_plans_follow_an_engine_that_goes_away(monkeypatch):
     monkeypatch.delitem(_registry._modules, "c", raising=False)
     with pytest.raises(ValueError, match="unavailable: testing"):
         fc.conv2d(X, W, backend="c")
+
+
+def test_repeated_calls_run_their_plans(monkeypatch):
+    # a repeated call does not validate again: with the call machinery gone, the planned
+    # calls still run (and a call without a plan cannot)
+    from fastconv.ops import conv as conv_ops
+    from fastconv.ops import pool as pool_ops
+
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    calls = [lambda: fc.conv2d(X, W, B6, padding=1, backend="c"),
+             lambda: fc.conv_transpose2d(X, WT, stride=2, backend="c"),
+             lambda: fc.max_pool2d(X, 3, 2, 1, return_indices=True, backend="c"),
+             lambda: fc.adaptive_avg_pool2d(X, (4, 5), backend="c")]
+    first = [_as_list(f()) for f in calls]
+
+    def gone(*args, **kwargs):
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(conv_ops, "begin", gone)
+    monkeypatch.setattr(pool_ops, "begin", gone)
+    for f, want in zip(calls, first):
+        for a, b in zip(_as_list(f()), want):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(AssertionError, match="validated again"):
+        fc.max_pool2d(X, 2, backend="c")  # not planned yet

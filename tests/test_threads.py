@@ -257,13 +257,14 @@ def test_pool_probes_after_a_loss_and_shares_again(c_lib, restore_threads):
     # halves every second, and each probe (a call shared anyway, every 50 ms or more) that
     # loses nothing halves it too: on a quiet machine calls share again well before the
     # halving alone would let them (here 20 ms -> under 1/16 of it in 1.5 s; by the clock
-    # alone 1/2).
+    # alone 1/2). Calls too small to share, between them, do not take the probes' turns.
     import time
 
     if _registry.max_threads() < 2:
         pytest.skip("needs 2 cores")
     fc.set_num_threads(2)
     x = np.random.default_rng(0).standard_normal((4, 64, 56, 56)).astype(np.float32)
+    small = x[:1, :4, :16, :16].copy()  # too small to share: it must not take the probes
     fc.avg_pool2d(x, 3, 1, 1, backend="c")
     for _attempt in range(3):  # a stall of this machine may lose a probe: try again
         c_lib.fc_pool_forget_losses()
@@ -273,6 +274,8 @@ def test_pool_probes_after_a_loss_and_shares_again(c_lib, restore_threads):
         teams = []
         end = time.perf_counter() + 1.5
         while time.perf_counter() < end:
+            fc.avg_pool2d(small, 3, 1, 1, backend="c")
+            assert c_lib.fc_last_team() == 1
             fc.avg_pool2d(x, 3, 1, 1, backend="c")
             teams.append(c_lib.fc_last_team())
         if c_lib.fc_pool_straggle_ns() < 20_000_000 // 16 and teams[-1] == 2:
