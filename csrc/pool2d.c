@@ -255,20 +255,12 @@ FC_T512 static float fc_amax_bin_f32_avx512(const float *restrict x, int64_t W, 
             fc_gmp_take(_mm512_mask_loadu_ps(ninf, tail, r + nfull), base + nfull, iota, &a,
                         &ai);
     }
-    /* lanes l and l + 8, then l + 4, 2, 1: the winner of each pair by fc_gmp_wins */
-#define FC_AMAX_PAIR(shuf_ps, shuf_i)                                                         \
-    do {                                                                                      \
-        const __m512 b_ = shuf_ps;                                                            \
-        const __m512i bi_ = shuf_i;                                                           \
-        const __mmask16 w_ = fc_gmp_wins(a, ai, b_, bi_);                                     \
-        a = _mm512_mask_mov_ps(a, w_, b_);                                                    \
-        ai = _mm512_mask_mov_epi32(ai, w_, bi_);                                              \
-    } while (0)
-    FC_AMAX_PAIR(_mm512_shuffle_f32x4(a, a, 0x4E), _mm512_shuffle_i32x4(ai, ai, 0x4E));
-    FC_AMAX_PAIR(_mm512_shuffle_f32x4(a, a, 0xB1), _mm512_shuffle_i32x4(ai, ai, 0xB1));
-    FC_AMAX_PAIR(_mm512_permute_ps(a, 0x4E), _mm512_shuffle_epi32(ai, (_MM_PERM_ENUM)0x4E));
-    FC_AMAX_PAIR(_mm512_permute_ps(a, 0xB1), _mm512_shuffle_epi32(ai, (_MM_PERM_ENUM)0xB1));
-#undef FC_AMAX_PAIR
+    /* the 16 lanes merged by the global max's tree (FC_GMP_LEVEL on a and itself: lanes l
+     * and l + 8, then l + 4, 2, 1), the winner in lane 0 */
+    FC_GMP_LEVEL(a, ai, a, ai, _mm512_shuffle_f32x4, 0x44, 0xEE);
+    FC_GMP_LEVEL(a, ai, a, ai, _mm512_shuffle_f32x4, 0x88, 0xDD);
+    FC_GMP_LEVEL(a, ai, a, ai, _mm512_shuffle_ps, 0x44, 0xEE);
+    FC_GMP_LEVEL(a, ai, a, ai, _mm512_shuffle_ps, 0x88, 0xDD);
     *mi = _mm_cvtsi128_si32(_mm512_castsi512_si128(ai));
     return _mm512_cvtss_f32(a);
 }

@@ -119,7 +119,7 @@ def _conv_nd(
         kernel, geometry = _conv_kernel(call, g, variant, ph, pw)
         kwargs = {} if variant is None else {"variant": variant}
         _run(call, kernel, ep, x, w, b, y, *geometry, **kwargs)
-        if not explicit:
+        if key is not None and not explicit:  # a plan runs the kernel alone: no epilogue
             fn = call.kernel(kernel)
             _plans.keep(key, call, lambda x, w, b, y, idx: fn(x, w, b, y, *geometry, **kwargs),
                         (x, w, b), y, None, g.output_shape())
