@@ -265,12 +265,106 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     }
 }
 
+/* The GEMM tail on a vector whose lanes are rows i0 .. i0 + 15 of one column col (of the
+ * whole product) of a tile: tail_vec_f32's operations in its order, with each lane's own
+ * bias, scale, shift and residual, so the same bits. rm: the rows that exist. */
+__attribute__((target("avx512f"))) static inline __m512 tail_lanes_f32(
+    const fc_gemm_tail *t, __m512 v, int64_t i0, int64_t col, __mmask16 rm, int64_t m) {
+    const float *bias = t->bias, *scale = t->scale, *shift = t->shift, *res = t->residual;
+    const __m512 zero = _mm512_setzero_ps();
+    if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(rm, bias + i0));
+    if (scale)
+        v = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(rm, scale + i0), v),
+                          shift ? _mm512_maskz_loadu_ps(rm, shift + i0) : zero);
+    else if (shift)
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(rm, shift + i0));
+    if (res) {
+        float r[16] = {0};
+        for (int64_t i = 0; i < m; i++) r[i] = res[(i0 + i) * t->ldr + col];
+        v = _mm512_add_ps(v, _mm512_loadu_ps(r));
+    }
+    if (t->activation == FC_ACT_RELU) {
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+    } else if (t->activation == FC_ACT_RELU6) {
+        const __m512 six = _mm512_set1_ps(6.0f);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), v, six);
+    }
+    return v;
+}
+
+/* The edge tiles that ukr_avx512_f32_lanes takes: n = 16 + e columns, 1 <= e <= LANES_MAX. */
+#define LANES_MAX 4
+#define LANES_EDGE(n) ((n) > 16 && (n) <= 16 + LANES_MAX)
+
+/* An edge tile of n = 16 + e columns (1 <= e <= 4: a 49-pixel product's last sliver has 17)
+ * on a packed strip: the first 16 as ukr_avx512_f32_body's first vector, the last e with the
+ * strip's rows as lanes: per k, A's column (the strip's 14 packed values, one load) times
+ * column j's value of B broadcast. The body's 8-lane second vector took 14 FMAs per k for
+ * those columns, as much as 7 full vectors on Zen 4 (which splits a 16-lane FMA in two) and
+ * 14 on cores with two 512-bit FMA units; the lanes take one per column. 3x3 512->512 @7,
+ * batch 2 (packed weights), one thread: 5.83 -> 5.05 ms (a 48-pixel image: 4.78). Every
+ * output is still the chain of FMAs over k from zero, then + C, then the tail's operations
+ * (tail_lanes_f32): the same bits. In place, A's columns would be gathered (3x3 512@7: 2.77
+ * -> 3.03 ms) or blended from the broadcasts (3.00); a_in_place_block packs instead. */
+__attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
+ukr_avx512_f32_lanes(int64_t kc, const float *restrict a, const float *restrict b,
+                     float *restrict c, int64_t ldc, int acc, int64_t m, int64_t n,
+                     const fc_gemm_tail *t, int64_t i0, int64_t j0, const int rows) {
+    __m512 r0[AVX512_MR], lc[4];
+    const int64_t e = n - 16;
+#pragma GCC unroll 14
+    for (int i = 0; i < rows; i++) r0[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) lc[j] = _mm512_setzero_ps();
+    const __mmask16 all = (__mmask16)((1u << rows) - 1);
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 av = _mm512_maskz_loadu_ps(all, a); /* rows i: a[i], packed */
+#pragma GCC unroll 14
+        for (int i = 0; i < rows; i++)
+            r0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, r0[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            if (j < e) lc[j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[16 + j]), lc[j]);
+        a += AVX512_MR;
+        b += 32;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < rows; i++) {
+        if (i >= m) break;
+        float *ci = c + i * ldc;
+        if (acc) r0[i] = _mm512_add_ps(r0[i], _mm512_loadu_ps(ci));
+        if (t) {
+            const float *res = t->residual;
+            r0[i] = tail_vec_f32(t, r0[i], i0 + i, res ? res + (i0 + i) * t->ldr + j0 : NULL,
+                                 0xFFFF);
+        }
+        _mm512_storeu_ps(ci, r0[i]);
+    }
+    const __mmask16 rm = (__mmask16)((1u << m) - 1);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        if (j >= e) break;
+        float v[16] = {0};
+        if (acc)
+            for (int64_t i = 0; i < m; i++) v[i] = c[i * ldc + 16 + j];
+        __m512 x = lc[j];
+        if (acc) x = _mm512_add_ps(x, _mm512_loadu_ps(v));
+        if (t) x = tail_lanes_f32(t, x, i0, j0 + 16 + j, rm, m);
+        _mm512_storeu_ps(v, x);
+        for (int64_t i = 0; i < m; i++) c[i * ldc + 16 + j] = v[i];
+    }
+}
+
 /* The body with the fewest lanes that hold n columns (a constant per copy). */
 __attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_inline)) void
 ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                    const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
                    int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0, const int rows) {
-    if (n > 24)
+    if (LANES_EDGE(n) && aks == AVX512_MR) /* a packed strip */
+        ukr_avx512_f32_lanes(kc, a, b, c, ldc, acc, m, n, t, i0, j0, rows);
+    else if (n > 24)
         ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows);
     else if (n > 16)
         ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows);
@@ -714,6 +808,11 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
                                  const fc_gemm_tail *tl) {
     const int alias =
         avx512 && rows_per_l1_set(bk.mr, rsa * (int64_t)sizeof(T)) > IN_PLACE_MAX_ROWS_PER_SET;
+    /* a last sliver that the packed kernel multiplies with rows as lanes (ukr_avx512_f32_lanes):
+     * the strips are packed for it (a 49-column product, 3x3 512->512 @7: 2.78 -> 2.67 ms on
+     * one thread, 1.58 -> 1.53 on two; not where the strips alias: 1x1 1024->2048 /2 @14
+     * ran 4% slower packed than as strips of 7 rows) */
+    const int lanes_edge = avx512 && LANES_EDGE(N % bk.nr);
     for (int64_t ir = 0; ir < M; ir += bk.mr) {
         const int64_t m = min64(bk.mr, M - ir);
         const T *a = A + ir * rsa;
@@ -726,7 +825,7 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
                                          min64(bk.nr, N - jr), tl, ir + h, jr);
             continue;
         }
-        const int packed = m < bk.mr;
+        const int packed = m < bk.mr || lanes_edge;
         if (packed) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             T *c = C + ir * ldc + jr;

@@ -559,10 +559,12 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
     lib, ffi = c.lib, c.ffi
     code = c.GEMM_KERNELS[kernel]
     rng = np.random.default_rng(code + 70)
-    for trial in range(16):
+    edges = [1, 8, 9, 16, 17, 18, 19, 20, 21, 24, 25, 32]
+    for trial in range(2 * len(edges)):
         # the last tile's columns at each bound of the micro-kernels' widths (ukr_avx512_f32_any:
-        # 8, 16, 24 and 32 lanes; AVX2: 8 and 16), on top of 0..7 whole tiles of 32
-        edge = [1, 8, 9, 16, 17, 24, 25, 32][trial % 8]
+        # 8, 16, 24 and 32 lanes, 17-20 with rows as lanes (ukr_avx512_f32_lanes); AVX2: 8
+        # and 16), on top of 0..7 whole tiles of 32
+        edge = edges[trial % len(edges)]
         M, K = int(rng.integers(1, 60)), int(rng.integers(1, 700))
         N = int(rng.integers(0, 8)) * 32 + edge
         Nw = 300 + int(rng.integers(0, 40))  # wide enough for the packed loops
@@ -576,6 +578,15 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
         tail = ffi.new("fc_gemm_tail *", {"bias": ptr(bias), "scale": ffi.NULL,
                                           "shift": ffi.NULL, "residual": ffi.NULL, "ldr": 0,
                                           "activation": 1})
+        # every step of the tail on odd trials: scale, shift, a residual and ReLU6
+        scale = rng.uniform(-3, 3, M).astype(np.float32)
+        shift = rng.standard_normal(M).astype(np.float32)
+        res = (rng.standard_normal((M, Nw)) * 4).astype(np.float32)
+        full = ffi.new("fc_gemm_tail *", {"bias": ptr(bias), "scale": ptr(scale),
+                                          "shift": ptr(shift), "residual": ptr(res),
+                                          "ldr": Nw, "activation": 2})
+        if trial % 2:
+            tail = full
         work = np.empty(lib.fc_gemm_work_elems(code, 0, M, Nw, K), np.float32)
         for acc in (0, 1):
             for tl in (ffi.NULL, tail):
@@ -610,10 +621,14 @@ def test_gemm_a_in_place_same_bits_as_packed(kernel):
                 assert np.array_equal(got[:, :N], ref[:, :N]), (trial, M, N, K, acc)
         else:
             assert kernel == "portable"
-        # and the value: the last call accumulated onto C0 with bias and ReLU
+        # and the value: the last call accumulated onto C0 with the tail
         want = Abuf[:, :K].astype(np.float64) @ B[:, :N].astype(np.float64)
-        want = np.maximum(C0[:, :N] + want + bias[:, None], 0)
-        assert np.abs(narrow[:, :N] - want).max() <= TOL[np.float32] * (np.abs(want).max() + 1)
+        want = C0[:, :N] + want + bias[:, None]
+        if tail is full:
+            want = want * scale[:, None] + shift[:, None] + res[:, :N]
+        bound = TOL[np.float32] * (np.abs(want).max() * 4 + 1)  # scale's factor of up to 3
+        want = np.clip(want, 0, 6) if tail is full else np.maximum(want, 0)
+        assert np.abs(narrow[:, :N] - want).max() <= bound
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
