@@ -52,6 +52,65 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
 #define FC_CLONES
 #endif
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Most masks of im2col_packed_flat_f32 (16-pixel blocks x taps): 8 KB on the stack. */
+#define IM2COL_FLAT_MAXMASK 4096
+
+/* fc_im2col_packed for float slivers of 32 pixels (the AVX-512 GEMM's) when the stride is 1
+ * and the output as wide as the input (3x3 pad 1, 'same'): pixel p = oh*W + ow of tap
+ * (kh, kw) reads input p + (kh*dh - ph)*W + (kw*dw - pw) of its channel, the same shift for
+ * every pixel, so a row of the matrix is 16 pixels per masked load (a masked-off lane reads
+ * nothing and gives the zero of the padding), one mask per (tap, block) made once per call.
+ * The general loop makes a call per output row and sliver: on 7x7 images (3x3 512->512,
+ * 4608 rows of 49 pixels) it was 12% of the conv on one thread and each of two threads
+ * repeated it. Returns 0 (nothing written) where the masks would not fit. */
+__attribute__((target("avx512f"))) static int im2col_packed_flat_f32(
+    const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
+    int64_t ldk, float *Bp) {
+    const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
+    if (KK * nb > IM2COL_FLAT_MAXMASK) return 0;
+    __mmask16 mask[IM2COL_FLAT_MAXMASK];
+    for (int64_t j = 0; j < nb; j++) {
+        int32_t oh[16], ow[16];
+        __mmask16 in = 0;
+        for (int l = 0; l < 16; l++) {
+            const int64_t p = p0 + 16 * j + l;
+            oh[l] = (int32_t)(p / s->W);
+            ow[l] = (int32_t)(p % s->W);
+            if (p < p1) in |= (__mmask16)(1u << l);
+        }
+        const __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            /* 0 <= oh + dy < H and 0 <= ow + dx < W */
+            const __m512i ih = _mm512_add_epi32(ohv, _mm512_set1_epi32((int)(kh * s->dh - s->ph)));
+            const __mmask16 rows = _mm512_mask_cmpge_epi32_mask(in, ih, _mm512_setzero_si512()) &
+                                   _mm512_cmplt_epi32_mask(ih, _mm512_set1_epi32((int)s->H));
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                const __m512i iw =
+                    _mm512_add_epi32(owv, _mm512_set1_epi32((int)(kw * s->dw - s->pw)));
+                mask[(kh * s->KW + kw) * nb + j] =
+                    _mm512_mask_cmpge_epi32_mask(rows, iw, _mm512_setzero_si512()) &
+                    _mm512_cmplt_epi32_mask(iw, _mm512_set1_epi32((int)s->W));
+            }
+        }
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
+        /* pixel p's input, at a fixed offset from p (any address: only valid lanes load) */
+        const float *src = x + c * s->H * s->W + p0 + (kh * s->dh - s->ph) * s->W +
+                           (kw * s->dw - s->pw);
+        float *dst = Bp + (r - r0) * 32;
+        const __mmask16 *mt = mask + t * nb;
+        for (int64_t j = 0; j < nb; j++)
+            _mm512_storeu_ps(dst + (j >> 1) * ldk * 32 + (j & 1) * 16,
+                             _mm512_maskz_loadu_ps(mt[j], src + 16 * j));
+    }
+    return 1;
+}
+#endif
+
 #define FC_INSTANTIATE "im2col.c"
 #include "common.h"
 
@@ -121,6 +180,14 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
     FC_ASSERT(0 <= p0 && p0 <= p1 && p1 <= s->OH * s->OW && nr >= 1);
     const int64_t KK = s->KH * s->KW, R = r1 - r0, np = p1 - p0;
     const int64_t last = np / nr, tail = np % nr; /* the last sliver is partial if tail > 0 */
+#if defined(__x86_64__)
+    /* nr = 32 floats: the AVX-512 GEMM's slivers (the level check: FASTCONV_ISA's cap) */
+    if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 && s->sh == 1 && s->sw == 1 && s->OW == s->W && s->H < INT32_MAX / 2 &&
+        s->W < INT32_MAX / 2 &&
+        im2col_packed_flat_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
+                               (float *)(void *)Bp))
+        return;
+#endif
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
         const int64_t off = kw * s->dw - s->pw;

@@ -666,18 +666,24 @@ isa_level = isa_fixture("isa_level")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_packed_matches_im2col(isa_level, dtype):
     """fc_im2col_packed (the default path's column matrix, in the GEMM's sliver layout) holds
-    fc_im2col's values, zero past the last pixel, on random geometries: unequal strides, dilations and paddings (padding past the
-    window included), row and pixel ranges cut anywhere, slivers of 8, 16 and 32."""
+    fc_im2col's values, zero past the last pixel, on random geometries: unequal strides,
+    dilations and paddings (padding past the window included), row and pixel ranges cut
+    anywhere, slivers of 8, 16 and 32; a third of stride 1 with the output as wide as the
+    input on slivers of 32 (the float AVX-512 path, im2col_packed_flat_f32)."""
     lib = c.lib
     sfx = "f64" if dtype == np.float64 else "f32"
     im2col, packed = getattr(lib, f"fc_im2col_{sfx}"), getattr(lib, f"fc_im2col_packed_{sfx}")
     rng = np.random.default_rng(91 + isa_level)
-    for _ in range(60):
+    for trial in range(90):
         C, H, W = (int(v) for v in rng.integers(1, [5, 20, 40]))
         KH, KW = (int(v) for v in rng.integers(1, 5, 2))
         sh, sw = (int(v) for v in rng.choice([1, 1, 2, 3], 2))
         dh, dw = (int(v) for v in rng.choice([1, 1, 2, 5], 2))
         ph, pw = (int(v) for v in rng.integers(0, 7, 2))
+        if trial % 3 == 0:  # stride 1, output as wide as the input: the AVX-512 float path
+            sh = sw = 1
+            KW = int(rng.choice([1, 3, 5]))
+            pw = (KW - 1) * dw // 2
         OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, sw, pw, pw, dw)
         if OH < 1 or OW < 1:
             continue
@@ -690,7 +696,7 @@ def test_im2col_packed_matches_im2col(isa_level, dtype):
         p1 = int(rng.integers(p0 + 1, P + 1))
         col = np.empty((r1 - r0, p1 - p0), dtype)
         im2col(ptr(x), s, r0, r1, p0, p1, ptr(col))
-        nr = int(rng.choice([8, 16, 32]))
+        nr = 32 if trial % 3 == 0 else int(rng.choice([8, 16, 32]))
         nsl = -(-(p1 - p0) // nr)
         Bp = np.full((nsl, r1 - r0, nr), np.nan, dtype)
         packed(ptr(x), s, r0, r1, p0, p1, nr, ptr(Bp))
