@@ -109,6 +109,43 @@ __attribute__((target("avx512f"))) static int im2col_packed_flat_f32(
     }
     return 1;
 }
+
+/* The same on the AVX2 GEMM's slivers of 16 floats: 8 pixels per masked load, the masks kept
+ * as bytes (a lane per bit) and widened per load. 3x3 512->512 @7 on the AVX2 kernel, one
+ * thread: 2.91 -> 2.68 ms. */
+__attribute__((target("avx2"))) static int im2col_packed_flat8_f32(
+    const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
+    int64_t ldk, float *Bp) {
+    const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 16) * 2; /* whole slivers */
+    if (KK * nb > IM2COL_FLAT_MAXMASK) return 0;
+    uint8_t mask[IM2COL_FLAT_MAXMASK];
+    memset(mask, 0, (size_t)(KK * nb));
+    for (int64_t j = 0; j < nb; j++)
+        for (int l = 0; l < 8; l++) {
+            const int64_t p = p0 + 8 * j + l, oh = p / s->W, ow = p % s->W;
+            for (int64_t t = 0; p < p1 && t < KK; t++) {
+                const int64_t ih = oh + t / s->KW * s->dh - s->ph;
+                const int64_t iw = ow + t % s->KW * s->dw - s->pw;
+                if (ih >= 0 && ih < s->H && iw >= 0 && iw < s->W)
+                    mask[t * nb + j] |= (uint8_t)(1u << l);
+            }
+        }
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
+        const float *src = x + c * s->H * s->W + p0 + (kh * s->dh - s->ph) * s->W +
+                           (kw * s->dw - s->pw);
+        float *dst = Bp + (r - r0) * 16;
+        const uint8_t *mt = mask + t * nb;
+        for (int64_t j = 0; j < nb; j++) {
+            const __m256i m = _mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32(mt[j]), bit), bit);
+            _mm256_storeu_ps(dst + (j >> 1) * ldk * 16 + (j & 1) * 8,
+                             _mm256_maskload_ps(src + 8 * j, m));
+        }
+    }
+    return 1;
+}
 #endif
 
 #define FC_INSTANTIATE "im2col.c"
@@ -181,12 +218,18 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
     const int64_t KK = s->KH * s->KW, R = r1 - r0, np = p1 - p0;
     const int64_t last = np / nr, tail = np % nr; /* the last sliver is partial if tail > 0 */
 #if defined(__x86_64__)
-    /* nr = 32 floats: the AVX-512 GEMM's slivers (the level check: FASTCONV_ISA's cap) */
-    if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 && s->sh == 1 && s->sw == 1 && s->OW == s->W && s->H < INT32_MAX / 2 &&
-        s->W < INT32_MAX / 2 &&
-        im2col_packed_flat_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
-                               (float *)(void *)Bp))
-        return;
+    /* slivers of 32 / 16 floats: the AVX-512 / AVX2 GEMM's (the levels: FASTCONV_ISA's cap) */
+    if (!IS_F64 && s->sh == 1 && s->sw == 1 && s->OW == s->W && s->H < INT32_MAX / 2 &&
+        s->W < INT32_MAX / 2) {
+        const float *xf = (const float *)(const void *)x;
+        float *bf = (float *)(void *)Bp;
+        if (nr == 32 && fc_dwpool_isa(-1) == 2 &&
+            im2col_packed_flat_f32(xf, s, r0, r1, p0, p1, R, bf))
+            return;
+        if (nr == 16 && fc_dwpool_isa(-1) >= 1 &&
+            im2col_packed_flat8_f32(xf, s, r0, r1, p0, p1, R, bf))
+            return;
+    }
 #endif
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
