@@ -24,7 +24,7 @@
  *   3x3      (AVX-512, float32) 3x3, stride 1, padding 1, rows of 16 and more (MobileNet's
  *            stride-1 layers from 28x28 up): two output rows at a time, each input vector
  *            loaded once per row pair (the one after a step's last vectors twice) and
- *            shifted a lane left and right in registers (fc_dw3x3_plane_f32_avx512); the
+ *            shifted a lane left and right in registers (fc_dw3x3_rows_f32_avx512); the
  *            flat path's sums, bit for bit. One thread,
  *            from L2: a 56x56 plane 0.65 -> 0.49 us, 112x112 2.6-2.8 -> 1.6 us; narrower
  *            rows stay flat (7x7: 34 against 45 us for 960 planes).
@@ -36,8 +36,12 @@
  *
  * fc_separable_conv2d: the pool's threads over tiles (image n, a few output rows). A tile's
  * depthwise output for all CM = C*m channels goes to a per-thread buffer (CM x P pixels,
- * sized to stay in L2), then a register-blocked 1x1 kernel (NO output channels x NV vectors of
- * pixels held in registers, one FMA per weight and vector) writes the tile of y.
+ * sized to stay in L2; 3x3 'same' rows of 16 and more by the 3x3 kernel below, an even
+ * number of rows a tile), then a register-blocked 1x1 kernel (NO output channels x NV
+ * vectors of pixels held in registers, one FMA per weight and vector; the tile's last pixels
+ * one vector, partly stored) writes the tile of y. MobileNetV2's 144 @56 -> 24, one thread:
+ * 0.70 -> 0.38 ms (the rows' padded copies and a scalar loop over 32 of each tile's 224
+ * pixels were half of it).
  *
  * The file instantiates itself twice (float, double, see common.h): the typed part below
  * FC_TYPED is included once per type with T the element type and FN(name) adding the _f32 /
@@ -95,6 +99,7 @@ static int64_t fc_dw_buf_elems(const fc_win *g, int64_t rows, int64_t elem)
 #define FC_PW_NV128 2
 #define FC_PW_NOMAX 6
 #define FC_PW_NVMAX 4
+#define FC_PW_SLACK 16 /* elements after the pointwise buffer: one vector of 64 bytes */
 
 /* ------------------------------------------------------------------ flat planes, AVX-512 */
 
@@ -299,8 +304,8 @@ FC_T512 FC_INLINE void fc_dw3_step(const float *const *row, __m512 *prev, const 
 }
 
 /* Output rows oh .. oh + NR - 1 (NR = 1 or 2) of a plane, 4, then 2, then 1 vectors at a
- * time. */
-FC_T512 FC_INLINE void fc_dw3_rows(const float *x, const __m512 *wv, float bias, float *y,
+ * time; yr is output row oh. */
+FC_T512 FC_INLINE void fc_dw3_rows(const float *x, const __m512 *wv, float bias, float *yr,
                                    int64_t H, int64_t W, int64_t oh, const int NR)
 {
     const int64_t nv = ceil_div(W, 16);
@@ -313,7 +318,6 @@ FC_T512 FC_INLINE void fc_dw3_rows(const float *x, const __m512 *wv, float bias,
         row[r] = ih >= 0 && ih < H ? x + ih * W : NULL;
         prev[r] = _mm512_setzero_ps();
     }
-    float *yr = y + oh * W;
     int64_t j = 0;
     for (; j + 4 <= nv; j += 4)
         fc_dw3_step(row, prev, wv, bias, yr, W, j, nv, last, NR, 4);
@@ -325,18 +329,29 @@ FC_T512 FC_INLINE void fc_dw3_rows(const float *x, const __m512 *wv, float bias,
         fc_dw3_step(row, prev, wv, bias, yr, W, j, nv, last, NR, 1);
 }
 
-FC_T512 static void fc_dw3x3_plane_f32_avx512(const float *x, const float *w, float bias,
-                                              float *y, int64_t H, int64_t W)
+/* Output rows oh0 .. oh1 - 1 of a plane into y (row oh0 first, rows of W). */
+FC_T512 static void fc_dw3x3_rows_f32_avx512(const float *x, const float *w, float bias,
+                                             float *y, int64_t H, int64_t W, int64_t oh0,
+                                             int64_t oh1)
 {
     __m512 wv[9];
 #pragma GCC unroll 9
     for (int t = 0; t < 9; t++)
         wv[t] = _mm512_set1_ps(w[t]);
-    int64_t oh = 0;
-    for (; oh + 2 <= H; oh += 2)
-        fc_dw3_rows(x, wv, bias, y, H, W, oh, 2);
-    if (oh < H)
-        fc_dw3_rows(x, wv, bias, y, H, W, oh, 1);
+    int64_t oh = oh0;
+    for (; oh + 2 <= oh1; oh += 2)
+        fc_dw3_rows(x, wv, bias, y + (oh - oh0) * W, H, W, oh, 2);
+    if (oh < oh1)
+        fc_dw3_rows(x, wv, bias, y + (oh - oh0) * W, H, W, oh, 1);
+}
+
+/* The 3x3 kernel's case: 3x3, stride 1, dilation 1, padding 1, 'same' size, rows of at
+ * least DW3X3_MIN_W, float32 on AVX-512. */
+static inline int fc_dw3x3_takes(const fc_conv_shape *s, int f64)
+{
+    return !f64 && fc_dwpool_isa(-1) == 2 && s->KH == 3 && s->KW == 3 && s->sh == 1 &&
+           s->sw == 1 && s->dh == 1 && s->dw == 1 && s->ph == 1 && s->pw == 1 &&
+           s->OH == s->H && s->OW == s->W && s->W >= DW3X3_MIN_W;
 }
 
 #define FC_DWS_CASE(nb) case nb: fc_dws_chunk(x, w, bias, y, s, b0, nb); break;
@@ -599,7 +614,8 @@ static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
         if (a->flat)
             fc_dws_plane_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
         else
-            fc_dw3x3_plane_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, s->H, s->W);
+            fc_dw3x3_rows_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, s->H, s->W, 0,
+                                     s->H);
         FN(dw_plane_epilogue)(a, p, o, out_sz);
     }
 }
@@ -644,10 +660,8 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
     FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g,
                         .ep = fc_epilogue_active(ep) ? ep : NULL};
 #if defined(__x86_64__)
-    /* 3x3, stride 1, padding 1 on rows of at least DW3X3_MIN_W: fc_dw3x3_plane_f32_avx512 */
-    if (!IS_F64 && fc_dwpool_isa(-1) == 2 && s->KH == 3 && s->KW == 3 && s->sh == 1 &&
-        s->sw == 1 && s->dh == 1 && s->dw == 1 && s->ph == 1 && s->pw == 1 && s->OH == s->H &&
-        s->OW == s->W && s->W >= DW3X3_MIN_W) {
+    /* 3x3, stride 1, padding 1 on rows of at least DW3X3_MIN_W: fc_dw3x3_rows_f32_avx512 */
+    if (fc_dw3x3_takes(s, IS_F64)) {
         fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a); /* a.flat NULL */
         return;
     }
@@ -672,12 +686,16 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
 /* ------------------------------------------------------------------ separable */
 
 /* y[o*ys + p] = bp[o] + sum_c wp[o*CM + c] * mid[c*P + p] for o < OC, p < P: the pointwise
- * step on one tile. The block of NO output channels x NV vectors of L pixels lives in
- * registers across the whole c loop; leftovers (channels, pixels) use narrower blocks. */
+ * step on one tile. The block of `no` output channels x `nv` vectors of L pixels lives in
+ * registers across the whole c loop (inlined with constant no, nv: NOB x NVB at most). The
+ * last vector of a block holds `last` pixels (L but at the tile's end): it reads the L - last
+ * floats after them (mid has FC_PW_SLACK elements after its end) and stores the first `last`
+ * lanes. A 56-wide tile of 224 pixels left 32 of them to a scalar loop: 1x1 144->24 @56 took
+ * 2.3 times its vector time. */
 #define FC_PW_BLOCK(NAME, VBYTES, NOB, NVB)                                                  \
     FC_INLINE void NAME(const T *restrict mid, const T *restrict wp, const T *restrict bp,  \
                         T *restrict y, int64_t ys, int64_t CM, int64_t o, int64_t p,         \
-                        int64_t P, const int no)                                             \
+                        int64_t P, const int no, const int nv, const int last)               \
     {                                                                                        \
         typedef T vt __attribute__((vector_size(VBYTES), aligned(sizeof(T)), may_alias));   \
         enum { L = VBYTES / sizeof(T) };                                                     \
@@ -685,45 +703,59 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
         _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                                 \
         {                                                                                    \
             const T bias = bp ? bp[o + a] : (T)0;                                            \
-            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] = (vt){0} + bias; \
+            _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[a][v] = (vt){0} + bias; \
         }                                                                                    \
         for (int64_t c = 0; c < CM; c++) {                                                   \
             const T *mc = mid + c * P + p;                                                   \
             vt xv[NVB];                                                                      \
-            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) xv[v] =                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) xv[v] =                     \
                 *(const vt *)(mc + v * L);                                                   \
             _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                             \
             {                                                                                \
                 const vt wv = (vt){0} + wp[(o + a) * CM + c];                                \
-                _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++) acc[a][v] += wv * xv[v]; \
+                _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) acc[a][v] += wv * xv[v]; \
             }                                                                                \
         }                                                                                    \
         _Pragma("GCC unroll 8") for (int a = 0; a < no; a++)                                 \
-            _Pragma("GCC unroll 8") for (int v = 0; v < NVB; v++)                            \
+        {                                                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v + 1 < nv; v++)                         \
                 *(vt *)(y + (o + a) * ys + p + v * L) = acc[a][v];                           \
+            T *yl = y + (o + a) * ys + p + (nv - 1) * L;                                     \
+            if (last == L) {                                                                 \
+                *(vt *)yl = acc[a][nv - 1];                                                  \
+            } else {                                                                         \
+                T lanes[L];                                                                  \
+                memcpy(lanes, &acc[a][nv - 1], sizeof lanes);                                \
+                memcpy(yl, lanes, (size_t)last * sizeof(T));                                 \
+            }                                                                                \
+        }                                                                                    \
     }
 
+/* The tile: blocks of NVB vectors, then of one vector, then one vector of the last pixels. */
 #define FC_PW_TILE(NAME, BLOCK, VBYTES, NOB, NVB)                                            \
     FC_INLINE void NAME(const T *restrict mid, const T *restrict wp, const T *restrict bp,  \
                         T *restrict y, int64_t ys, int64_t CM, int64_t OC, int64_t P)        \
     {                                                                                        \
-        const int64_t step = NVB * (VBYTES / (int64_t)sizeof(T));                            \
-        int64_t p = 0;                                                                       \
-        for (; p + step <= P; p += step) {                                                   \
-            int64_t o = 0;                                                                   \
-            for (; o + NOB <= OC; o += NOB)                                                  \
-                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB);                                 \
+        enum { L = VBYTES / sizeof(T) };                                                     \
+        int64_t p = 0, o;                                                                    \
+        for (; p + NVB * L <= P; p += NVB * L) {                                             \
+            for (o = 0; o + NOB <= OC; o += NOB)                                             \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, NVB, L);                         \
             for (; o < OC; o++)                                                              \
-                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1);                                   \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, NVB, L);                           \
         }                                                                                    \
-        for (int64_t o = 0; o < OC; o++) {                                                   \
-            const T bias = bp ? bp[o] : (T)0;                                                \
-            for (int64_t q = p; q < P; q++)                                                  \
-                y[o * ys + q] = bias;                                                        \
-            for (int64_t c = 0; c < CM; c++) {                                               \
-                const T wv = wp[o * CM + c];                                                 \
-                for (int64_t q = p; q < P; q++)                                              \
-                    y[o * ys + q] += wv * mid[c * P + q];                                    \
+        for (; p < P; p += L) {                                                              \
+            if (p + L <= P) {                                                                \
+                for (o = 0; o + NOB <= OC; o += NOB)                                         \
+                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, 1, L);                       \
+                for (; o < OC; o++)                                                          \
+                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, 1, L);                         \
+            } else {                                                                         \
+                const int last = (int)(P - p);                                               \
+                for (o = 0; o + NOB <= OC; o += NOB)                                         \
+                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, 1, last);                    \
+                for (; o < OC; o++)                                                          \
+                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, 1, last);                      \
             }                                                                                \
         }                                                                                    \
     }
@@ -777,6 +809,7 @@ typedef struct {
     const fc_conv_shape *s;
     const fc_win *g;
     int64_t OC, rows, per_img, buf_elems;
+    int dw3; /* the depthwise step takes the AVX-512 3x3 kernel (fc_dw3x3_takes) */
     T **mids, **bufs; /* one per pool slot, made by the slot's thread on first use */
     _Atomic int failed;
 } FN(fc_sep_args);
@@ -788,7 +821,8 @@ static void FN(sep_tiles)(void *ctx, int64_t t0, int64_t t1, int slot)
     const int64_t C = s->C, CM = s->OC, KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW;
     const int64_t m = CM / C, in_sz = s->H * s->W, out_sz = OH * OW, rows = a->rows;
     if (!a->mids[slot]) {
-        if (!(a->mids[slot] = malloc((size_t)(CM * rows * OW) * sizeof(T)))) {
+        /* zeroed slack after the end: the last vector of a tile reads past its pixels */
+        if (!(a->mids[slot] = calloc((size_t)(CM * rows * OW + FC_PW_SLACK), sizeof(T)))) {
             a->failed = 1; /* y stays incomplete; the caller reports it */
             return;
         }
@@ -801,9 +835,19 @@ static void FN(sep_tiles)(void *ctx, int64_t t0, int64_t t1, int slot)
         const int64_t oh1 = oh0 + rows < OH ? oh0 + rows : OH, P = (oh1 - oh0) * OW;
         /* the tile fits mid (CM x rows*OW) and buf (made for `rows` rows) */
         FC_ASSERT(0 <= oh0 && oh0 < oh1 && oh1 - oh0 <= rows);
-        for (int64_t c = 0; c < CM; c++)
-            FN(dw_rows)(a->x + (n * C + c / m) * in_sz, a->wd + c * KH * KW,
-                       a->bd ? a->bd[c] : (T)0, mid + c * P, a->g, oh0, oh1, buf);
+        for (int64_t c = 0; c < CM; c++) {
+            const T *xc = a->x + (n * C + c / m) * in_sz, *wc = a->wd + c * KH * KW;
+            const T bias = a->bd ? a->bd[c] : (T)0;
+#if defined(__x86_64__)
+            if (a->dw3) { /* float32 only (fc_dw3x3_takes) */
+                fc_dw3x3_rows_f32_avx512((const float *)(const void *)xc,
+                                         (const float *)(const void *)wc, (float)bias,
+                                         (float *)(void *)(mid + c * P), s->H, s->W, oh0, oh1);
+                continue;
+            }
+#endif
+            FN(dw_rows)(xc, wc, bias, mid + c * P, a->g, oh0, oh1, buf);
+        }
         FN(pw_tile)(mid, a->wp, a->bp, a->y + n * a->OC * out_sz + oh0 * OW, out_sz, CM, a->OC,
                     P);
     }
@@ -827,6 +871,13 @@ int FN(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, c
     if (rows > cap) rows = cap;
     if (rows < 1) rows = 1;
     if (rows > OH) rows = OH;
+#if defined(__x86_64__)
+    const int dw3 = fc_dw3x3_takes(s, IS_F64);
+#else
+    const int dw3 = 0;
+#endif
+    if (dw3 && rows > 1)
+        rows &= ~(int64_t)1; /* the 3x3 kernel makes two rows at a time */
     const int64_t per_img = ceil_div(OH, rows), tiles = N * per_img;
     /* the depthwise stage (memory) plus the pointwise one (CM x OC multiply-adds a pixel) */
     const int64_t cost =
@@ -836,7 +887,7 @@ int FN(fc_separable_conv2d)(const T *x, const T *wd, const T *bd, const T *wp, c
     const int team = fc_team_for(cost, fc_threads());
     T *mids[FC_POOL_SLOTS] = {0}, *bufs[FC_POOL_SLOTS] = {0};
     FN(fc_sep_args) a = {.x = x, .wd = wd, .bd = bd, .wp = wp, .bp = bp, .y = y, .s = s,
-                         .g = &g, .OC = OC, .rows = rows, .per_img = per_img,
+                         .g = &g, .OC = OC, .rows = rows, .per_img = per_img, .dw3 = dw3,
                          .buf_elems = fc_dw_buf_elems(&g, rows, (int64_t)sizeof(T)),
                          .mids = mids, .bufs = bufs, .failed = 0};
     fc_parallel_for(tiles, 1, team, FN(sep_tiles), &a);

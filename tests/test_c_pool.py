@@ -273,6 +273,27 @@ def test_separable_random(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_separable_same_3x3_tiles(isa, dtype):
+    # 3x3 stride 1 pad 1 on rows of 16 and more (the AVX-512 3x3 depthwise kernel on a tile's
+    # rows, odd row counts included) and pointwise tiles whose pixels end inside a vector
+    rng = np.random.default_rng(7 + isa)
+    for _ in range(12):
+        N, Cin, m = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 3))
+        H, W, OC = int(rng.integers(1, 40)), int(rng.integers(16, 70)), int(rng.integers(1, 30))
+        x = rand(rng, (N, Cin, H, W), dtype)
+        x.flat[rng.integers(0, x.size, 2)] = np.nan
+        wd = rand(rng, (Cin * m, 1, 3, 3), dtype)
+        bd = rand(rng, (Cin * m,), dtype) if rng.random() < 0.5 else None
+        wp = rand(rng, (OC, Cin * m, 1, 1), dtype)
+        bp = rand(rng, (OC,), dtype) if rng.random() < 0.5 else None
+        ref = np.empty((N, OC, H, W), dtype)
+        R.separable_conv2d(x, wd, bd, wp, bp, ref, 1, 1, 1, 1, 1, 1)
+        y = poisoned(ref.shape, dtype)
+        C.separable_conv2d(x, wd, bd, wp, bp, y, 1, 1, 1, 1, 1, 1)
+        assert_close(y, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_separable_mobilenet_block(dtype):
     # wide enough for the register-blocked pointwise tiles (several channel blocks + a rest)
     rng = np.random.default_rng(4)
