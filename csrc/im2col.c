@@ -253,6 +253,9 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
     }
 }
 
+static void FN(col2im_rows)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s,
+                            int64_t r0, int64_t r1, int64_t p0, int64_t p1, T *x);
+
 void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s, int64_t r0,
                    int64_t r1, int64_t p0, int64_t p1, T *x) {
     /* same ranges as fc_im2col; col(r, p) = col[(r - r0)*ldr + (p - p0)*ldp] (row-major:
@@ -288,6 +291,15 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
         }
         return;
     }
+    FN(col2im_rows)(col, ldr, ldp, s, r0, r1, p0, p1, x);
+}
+
+/* fc_col2im's row-major case, compiled per instruction set (the stride-2 loops interleave
+ * two rows' values: vector permutes where the ISA has them). */
+FC_INLINE void FC_CAT(FN(col2im_rows), _body)(const T *col, int64_t ldr, int64_t ldp,
+                                              const fc_conv_shape *s, int64_t r0, int64_t r1,
+                                              int64_t p0, int64_t p1, T *x) {
+    const int64_t KK = s->KH * s->KW;
     for (int64_t r = r0; r < r1; r++) {
         int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
         int64_t lo, hi;
@@ -323,6 +335,21 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
                         rw[2 * ow + 1] += s1[ow];
                     }
                     for (int64_t ow = l0 > h1 ? l0 : h1; ow < h0; ow++) rw[2 * ow] += s0[ow];
+                } else if (s->sw == 2 && ldp == 1) {
+                    /* A row without a partner (the last of an odd KW): the columns between
+                     * its own get + 0 where they lie in the row, so that the loop is the
+                     * pair's (vector permutes) instead of a scalar stride-2 scatter. x + 0
+                     * is x for every x but -0.0, which x never holds here: the caller's
+                     * output starts at +0.0, and sums that start there never give -0.0. */
+                    T *restrict rw = row + off;
+                    const T *restrict s0 = src - a;
+                    int64_t hz = floor_div(s->W - 2 - off, 2) + 1; /* 2*ow + off + 1 < W */
+                    hz = hz < l0 ? l0 : (hz > h0 ? h0 : hz);
+                    for (int64_t ow = l0; ow < hz; ow++) {
+                        rw[2 * ow] += s0[ow];
+                        rw[2 * ow + 1] += (T)0;
+                    }
+                    for (int64_t ow = hz; ow < h0; ow++) rw[2 * ow] += s0[ow];
                 } else {
                     for (int64_t ow = l0; ow < h0; ow++)
                         row[ow * s->sw + off] += src[(ow - a) * ldp];
@@ -336,5 +363,9 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
         r += pair; /* row kw + 1 is done too */
     }
 }
+FC_MULTIVERSION(FN(col2im_rows),
+                (const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s, int64_t r0,
+                 int64_t r1, int64_t p0, int64_t p1, T *x),
+                (col, ldr, ldp, s, r0, r1, p0, p1, x))
 
 #endif /* FC_TYPED */
