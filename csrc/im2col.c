@@ -43,15 +43,6 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
     *hi = b < *lo ? *lo : (b > s->OW ? s->OW : b);
 }
 
-/* Strided copies (stride-2 convs) are gathers, which the baseline ISA does one element at a
- * time; where GCC supports it this helper is also compiled for AVX2 and AVX-512 and the best
- * clone is chosen when the library loads (GCC function multi-versioning, an ifunc). */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FC_CLONES
-#endif
-
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -212,13 +203,18 @@ __attribute__((target("avx2"))) static int im2col_packed_flat8_f32(
 
 #else /* ------------------------------------------------------------ typed section */
 
-FC_CLONES static void FN(copy_strided)(T *restrict dst, const T *restrict src, int64_t n,
-                                       int64_t stride) {
+/* Strided copies (stride-2 convs) are gathers, which the baseline ISA does one element at a
+ * time: compiled per instruction set and picked by the level in force (FC_MULTIVERSION, so
+ * FASTCONV_ISA's cap holds; an ifunc chose by the CPU alone). */
+FC_INLINE void FC_CAT(FN(copy_strided), _body)(T *restrict dst, const T *restrict src,
+                                               int64_t n, int64_t stride) {
     if (stride == 2) /* the common case, with a constant stride the compiler uses shuffles */
         for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
     else
         for (int64_t i = 0; i < n; i++) dst[i] = src[i * stride];
 }
+FC_MULTIVERSION(FN(copy_strided), (T *restrict dst, const T *restrict src, int64_t n,
+                                   int64_t stride), (dst, src, n, stride))
 
 /* dst[0 .. e-a) = the tap's inputs for output columns [a, e) of one output row whose input
  * row is ih: zeros, then the in-image run [lo, hi) (a memcpy at stride 1), then zeros. */
