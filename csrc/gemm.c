@@ -169,6 +169,19 @@ int64_t fc_gemm_work_elems(int kernel, int is_f64, int64_t M, int64_t N, int64_t
 /* The float AVX-512 GEMM kernels' instruction sets (kernel_usable checks the CPU has them). */
 #define AVX512_GEMM_TARGET "avx512f,avx512vl,fma"
 
+/* The tail's activation on a vector: ReLU, ReLU6 or none (a NaN stays NaN). */
+__attribute__((target("avx512f"))) static inline __m512 act_vec_f32(__m512 v, int activation) {
+    const __m512 zero = _mm512_setzero_ps();
+    if (activation == FC_ACT_RELU) {
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+    } else if (activation == FC_ACT_RELU6) {
+        const __m512 six = _mm512_set1_ps(6.0f);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), v, six);
+    }
+    return v;
+}
+
 /* The GEMM tail (fc_gemm_tail) on one row's two vectors of a float AVX-512 tile, in registers:
  * the same operations in the same order as tail_body (bias, scale and shift, residual,
  * activation), so the results equal the tail's separate passes bit for bit. */
@@ -182,15 +195,7 @@ __attribute__((target("avx512f"))) static inline __m512 tail_vec_f32(
     else if (shift)
         v = _mm512_add_ps(v, _mm512_set1_ps(shift[row]));
     if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res));
-    const __m512 zero = _mm512_setzero_ps();
-    if (t->activation == FC_ACT_RELU) {
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
-    } else if (t->activation == FC_ACT_RELU6) {
-        const __m512 six = _mm512_set1_ps(6.0f);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), v, six);
-    }
-    return v;
+    return act_vec_f32(v, t->activation);
 }
 
 /* The float AVX-512 micro-kernel; with t (not NULL) also the tail on the tile before it is
@@ -283,14 +288,7 @@ __attribute__((target("avx512f"))) static inline __m512 tail_lanes_f32(
         for (int64_t i = 0; i < m; i++) r[i] = res[(i0 + i) * t->ldr + col];
         v = _mm512_add_ps(v, _mm512_loadu_ps(r));
     }
-    if (t->activation == FC_ACT_RELU) {
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
-    } else if (t->activation == FC_ACT_RELU6) {
-        const __m512 six = _mm512_set1_ps(6.0f);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), v, six);
-    }
-    return v;
+    return act_vec_f32(v, t->activation);
 }
 
 /* The edge tiles that ukr_avx512_f32_lanes takes: n = 16 + e columns, 1 <= e <= LANES_MAX. */

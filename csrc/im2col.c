@@ -49,6 +49,40 @@ static void valid_columns(const fc_conv_shape *s, int64_t kw, int64_t *lo, int64
 /* Most masks of im2col_packed_flat_f32 (16-pixel blocks x taps): 8 KB on the stack. */
 #define IM2COL_FLAT_MAXMASK 4096
 
+/* The masks of the AVX-512 float im2col forms: mask[t*nb + j] has lane l set where pixel
+ * p = p0 + 16*j + l (p < p1) of tap t = kh*KW + kw reads inside the image,
+ * 0 <= (p / OW)*sh - ph + kh*dh < H and 0 <= (p % OW)*sw - pw + kw*dw < W; idx (unless
+ * NULL) gets the pixel's input index at tap (0, 0), ((p / OW)*sh - ph)*W + (p % OW)*sw - pw
+ * (pixels past p1: p0's). The caller has checked that the indices fit in int32. */
+__attribute__((target("avx512f"))) static void im2col_masks16(const fc_conv_shape *s,
+                                                              int64_t p0, int64_t p1,
+                                                              int64_t nb, __mmask16 *mask,
+                                                              int32_t *idx) {
+    for (int64_t j = 0; j < nb; j++) {
+        int32_t ih[16], iw[16];
+        __mmask16 in = 0;
+        for (int l = 0; l < 16; l++) {
+            const int64_t p = p0 + 16 * j + l, q = p < p1 ? p : p0;
+            ih[l] = (int32_t)(q / s->OW * s->sh - s->ph);
+            iw[l] = (int32_t)(q % s->OW * s->sw - s->pw);
+            if (idx) idx[16 * j + l] = ih[l] * (int32_t)s->W + iw[l];
+            if (p < p1) in |= (__mmask16)(1u << l);
+        }
+        const __m512i ihv = _mm512_loadu_si512(ih), iwv = _mm512_loadu_si512(iw);
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const __m512i h = _mm512_add_epi32(ihv, _mm512_set1_epi32((int)(kh * s->dh)));
+            const __mmask16 rows = _mm512_mask_cmpge_epi32_mask(in, h, _mm512_setzero_si512()) &
+                                   _mm512_cmplt_epi32_mask(h, _mm512_set1_epi32((int)s->H));
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                const __m512i w = _mm512_add_epi32(iwv, _mm512_set1_epi32((int)(kw * s->dw)));
+                mask[(kh * s->KW + kw) * nb + j] =
+                    _mm512_mask_cmpge_epi32_mask(rows, w, _mm512_setzero_si512()) &
+                    _mm512_cmplt_epi32_mask(w, _mm512_set1_epi32((int)s->W));
+            }
+        }
+    }
+}
+
 /* fc_im2col_packed for float slivers of 32 pixels (the AVX-512 GEMM's) when the stride is 1
  * and the output as wide as the input (3x3 pad 1, 'same'): pixel p = oh*W + ow of tap
  * (kh, kw) reads input p + (kh*dh - ph)*W + (kw*dw - pw) of its channel, the same shift for
@@ -63,30 +97,7 @@ __attribute__((target("avx512f"))) static int im2col_packed_flat_f32(
     const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
     if (KK * nb > IM2COL_FLAT_MAXMASK) return 0;
     __mmask16 mask[IM2COL_FLAT_MAXMASK];
-    for (int64_t j = 0; j < nb; j++) {
-        int32_t oh[16], ow[16];
-        __mmask16 in = 0;
-        for (int l = 0; l < 16; l++) {
-            const int64_t p = p0 + 16 * j + l;
-            oh[l] = (int32_t)(p / s->W);
-            ow[l] = (int32_t)(p % s->W);
-            if (p < p1) in |= (__mmask16)(1u << l);
-        }
-        const __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
-        for (int64_t kh = 0; kh < s->KH; kh++) {
-            /* 0 <= oh + dy < H and 0 <= ow + dx < W */
-            const __m512i ih = _mm512_add_epi32(ohv, _mm512_set1_epi32((int)(kh * s->dh - s->ph)));
-            const __mmask16 rows = _mm512_mask_cmpge_epi32_mask(in, ih, _mm512_setzero_si512()) &
-                                   _mm512_cmplt_epi32_mask(ih, _mm512_set1_epi32((int)s->H));
-            for (int64_t kw = 0; kw < s->KW; kw++) {
-                const __m512i iw =
-                    _mm512_add_epi32(owv, _mm512_set1_epi32((int)(kw * s->dw - s->pw)));
-                mask[(kh * s->KW + kw) * nb + j] =
-                    _mm512_mask_cmpge_epi32_mask(rows, iw, _mm512_setzero_si512()) &
-                    _mm512_cmplt_epi32_mask(iw, _mm512_set1_epi32((int)s->W));
-            }
-        }
-    }
+    im2col_masks16(s, p0, p1, nb, mask, NULL);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
         /* pixel p's input, at a fixed offset from p (any address: only valid lanes load) */
@@ -124,29 +135,7 @@ __attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
     if (span >= INT32_MAX / 2) return 0;
     __mmask16 mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[IM2COL_GATHER_MAXBLK * 16];
-    for (int64_t j = 0; j < nb; j++) {
-        int32_t ih[16], iw[16];
-        __mmask16 in = 0;
-        for (int l = 0; l < 16; l++) {
-            const int64_t p = p0 + 16 * j + l, q = p < p1 ? p : p0;
-            ih[l] = (int32_t)(q / s->OW * s->sh - s->ph);
-            iw[l] = (int32_t)(q % s->OW * s->sw - s->pw);
-            idx[16 * j + l] = ih[l] * (int32_t)s->W + iw[l];
-            if (p < p1) in |= (__mmask16)(1u << l);
-        }
-        const __m512i ihv = _mm512_loadu_si512(ih), iwv = _mm512_loadu_si512(iw);
-        for (int64_t kh = 0; kh < s->KH; kh++) {
-            const __m512i h = _mm512_add_epi32(ihv, _mm512_set1_epi32((int)(kh * s->dh)));
-            const __mmask16 rows = _mm512_mask_cmpge_epi32_mask(in, h, _mm512_setzero_si512()) &
-                                   _mm512_cmplt_epi32_mask(h, _mm512_set1_epi32((int)s->H));
-            for (int64_t kw = 0; kw < s->KW; kw++) {
-                const __m512i w = _mm512_add_epi32(iwv, _mm512_set1_epi32((int)(kw * s->dw)));
-                mask[(kh * s->KW + kw) * nb + j] =
-                    _mm512_mask_cmpge_epi32_mask(rows, w, _mm512_setzero_si512()) &
-                    _mm512_cmplt_epi32_mask(w, _mm512_set1_epi32((int)s->W));
-            }
-        }
-    }
+    im2col_masks16(s, p0, p1, nb, mask, idx);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
         const float *src = x + c * s->H * s->W + kh * s->dh * s->W + kw * s->dw;
