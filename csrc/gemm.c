@@ -458,6 +458,26 @@ __attribute__((target("avx512f"))) static void ukr_avx512_f64(
     }
 }
 
+/* pack_a of a transposed A (rows contiguous, columns csa apart: the transposed conv's
+ * weights) on AVX-512 float slivers of 14 rows, mc rows in all: Ap[(i/14)*14*kc + k*14 +
+ * i%14] = a[k*csa + i], zero past mc. Column k of A is read once, in order, into every
+ * sliver (a masked load and store of 14 floats each). Sliver by sliver, the columns lay
+ * 4 KiB apart (csa = 1024 floats for tconv 4x4/2 128->64) in one L1 set: 11-15% of that
+ * layer on one thread. */
+__attribute__((target("avx512f"))) static void pack_a_t_avx512_f32(int64_t mc, int64_t kc,
+                                                                    const float *a,
+                                                                    int64_t csa, float *Ap) {
+    for (int64_t k = 0; k < kc; k++) {
+        const float *ak = a + k * csa;
+        float *dst = Ap + k * AVX512_MR;
+        for (int64_t i0 = 0; i0 < mc; i0 += AVX512_MR, dst += AVX512_MR * kc) {
+            const int64_t m = mc - i0 < AVX512_MR ? mc - i0 : AVX512_MR;
+            _mm512_mask_storeu_ps(dst, (__mmask16)0x3FFF,
+                                  _mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1u), ak + i0));
+        }
+    }
+}
+
 /* pack_a for one full AVX-512 float sliver of row-major A (the conv weights):
  * Ap[k*14 + i] = a[i*rsa + k]. Sixteen columns at a time: 14 rows (and 2 zero rows) are
  * loaded as 16 vectors and transposed in registers (fc_transpose16_f32), and each column is
@@ -630,6 +650,12 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
                        int64_t mr) {
     /* Written in order, read as mr streams (rows of A, or one row of A^T): measured faster
      * than walking the rows of a row-major A and scattering. */
+#if defined(__x86_64__)
+    if (!IS_F64 && rsa == 1 && mr == AVX512_MR && kernel_usable(FC_GEMM_AVX512)) {
+        pack_a_t_avx512_f32(mc, kc, (const float *)A, csa, (float *)Ap);
+        return;
+    }
+#endif
     for (int64_t i0 = 0; i0 < mc; i0 += mr) {
         int64_t m = min64(mr, mc - i0);
         const T *a = A + i0 * rsa;
@@ -641,6 +667,15 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
             continue;
         }
 #endif
+        if (rsa == 1) { /* columns contiguous: a copy per k the compiler vectorises */
+            for (int64_t k = 0; k < kc; k++) {
+                const T *ak = a + k * csa;
+                for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = ak[i];
+                for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
+            }
+            Ap += mr * kc;
+            continue;
+        }
         for (int64_t k = 0; k < kc; k++) {
             for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
             for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
