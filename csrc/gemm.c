@@ -656,6 +656,18 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
         return;
     }
 #endif
+    if (rsa == 1) { /* a transposed A: column k read once, in order, into every sliver */
+        for (int64_t k = 0; k < kc; k++) {
+            const T *ak = A + k * csa;
+            T *dst = Ap + k * mr;
+            for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += mr * kc) {
+                const int64_t m = min64(mr, mc - i0);
+                for (int64_t i = 0; i < m; i++) dst[i] = ak[i0 + i];
+                for (int64_t i = m; i < mr; i++) dst[i] = 0;
+            }
+        }
+        return;
+    }
     for (int64_t i0 = 0; i0 < mc; i0 += mr) {
         int64_t m = min64(mr, mc - i0);
         const T *a = A + i0 * rsa;
@@ -667,15 +679,6 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
             continue;
         }
 #endif
-        if (rsa == 1) { /* columns contiguous: a copy per k the compiler vectorises */
-            for (int64_t k = 0; k < kc; k++) {
-                const T *ak = a + k * csa;
-                for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = ak[i];
-                for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
-            }
-            Ap += mr * kc;
-            continue;
-        }
         for (int64_t k = 0; k < kc; k++) {
             for (int64_t i = 0; i < m; i++) Ap[k * mr + i] = a[i * rsa + k * csa];
             for (int64_t i = m; i < mr; i++) Ap[k * mr + i] = 0;
