@@ -143,6 +143,12 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
     const int64_t ng = s->N * s->G, np0 = ceil_div(pl->P, pl->pstep), base = ng * np0;
     if (nthreads > 1 && base % nthreads != 0 && base < 8 * nthreads) {
         int64_t parts = nthreads / gcd64(base, nthreads);
+        /* Output channels per task: where each task packs (or reads in place) its own rows,
+         * any row offset works and the rows split evenly (256 rows on 2 threads: 128 + 128,
+         * 9 strips of 14 and one of 2 each, not 140 + 116, 10 strips against 8 and one of
+         * 4); a shared packed copy is read a strip at a time, so whole strips there. */
+        const int64_t mpart = pl->a_elems ? round_up(ceil_div(pl->M, parts), mr)
+                                          : ceil_div(pl->M, parts);
         int64_t even = 0; /* pixel blocks of at least 2 micro-tiles, as many as share evenly */
         if (np0 > 1)
             for (int64_t nb = np0 + 1; nb <= 2 * np0 && !even; nb++) {
@@ -154,11 +160,11 @@ static void plan_conv(const fc_conv_shape *s, int kernel, int is_f64, int nthrea
         else if (even)
             pl->pstep = even;
         else if (pl->M >= parts * 2 * mr)
-            pl->mstep = round_up(ceil_div(pl->M, parts), mr);
+            pl->mstep = mpart;
         else if (pl->P >= parts * nr && np0 == 1)
             pl->pstep = round_up(ceil_div(pl->P, parts), nr);
         else if (round_up(ceil_div(pl->M, parts), mr) < pl->M)
-            pl->mstep = round_up(ceil_div(pl->M, parts), mr);
+            pl->mstep = mpart;
     }
     pl->nm = ceil_div(pl->M, pl->mstep);
     pl->np = ceil_div(pl->P, pl->pstep);

@@ -636,7 +636,8 @@ def test_default_path_same_bits_on_any_thread_count_and_batch(dtype):
     """The default path sums each output's K the same way however the call is cut: the same
     bits on 1 to 4 threads (as many as this process may use, at least 2), and an image alone gives the bits it gets inside a batch (how
     dask chunks and tiles stay exact). Layers of each path: im2col with weights packed per
-    task or once per call, 1x1 in place, dilated, strided, grouped, Winograd, direct."""
+    task or once per call, 1x1 in place, dilated, strided, grouped, Winograd, direct; tasks
+    whose output channels start inside a strip of the micro-kernel's rows."""
     rng = np.random.default_rng(5)
     # up to the CPUs this process may use (more would leave extra pool workers behind)
     counts = list(range(1, min(4, max(2, _registry.max_threads())) + 1))
@@ -644,6 +645,8 @@ def test_default_path_same_bits_on_any_thread_count_and_batch(dtype):
         (512, 512, 3, 7, 1, 1, 1, 1), (2048, 512, 1, 7, 1, 0, 1, 1),
         (128, 96, 3, 33, 1, 6, 6, 1), (64, 80, 3, 40, 2, 1, 1, 1), (96, 96, 3, 19, 1, 1, 1, 3),
         (256, 256, 3, 14, 1, 1, 1, 1), (3, 32, 7, 48, 2, 3, 1, 1), (40, 300, 1, 25, 1, 0, 1, 1),
+        # an image alone splits its output channels off the strips of 14 (128 + 128, 50 + 50)
+        (256, 256, 3, 14, 2, 1, 1, 1), (1024, 100, 1, 14, 1, 0, 1, 1),
     ]
     for C, OC, k, hw, st, pad, dil, G in layers:
         x = rng.standard_normal((2, C, hw, hw)).astype(dtype)
