@@ -731,7 +731,7 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
         }                                                                                    \
     }
 
-/* The tile: blocks of NVB vectors, then of one vector, then one vector of the last pixels. */
+/* The tile: blocks of NVB vectors, then of one vector (the last one holding the last pixels). */
 #define FC_PW_TILE(NAME, BLOCK, VBYTES, NOB, NVB)                                            \
     FC_INLINE void NAME(const T *restrict mid, const T *restrict wp, const T *restrict bp,  \
                         T *restrict y, int64_t ys, int64_t CM, int64_t OC, int64_t P)        \
@@ -745,18 +745,11 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
                 BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, NVB, L);                           \
         }                                                                                    \
         for (; p < P; p += L) {                                                              \
-            if (p + L <= P) {                                                                \
-                for (o = 0; o + NOB <= OC; o += NOB)                                         \
-                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, 1, L);                       \
-                for (; o < OC; o++)                                                          \
-                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, 1, L);                         \
-            } else {                                                                         \
-                const int last = (int)(P - p);                                               \
-                for (o = 0; o + NOB <= OC; o += NOB)                                         \
-                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, 1, last);                    \
-                for (; o < OC; o++)                                                          \
-                    BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, 1, last);                      \
-            }                                                                                \
+            const int last = P - p < L ? (int)(P - p) : L;                                   \
+            for (o = 0; o + NOB <= OC; o += NOB)                                             \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, NOB, 1, last);                        \
+            for (; o < OC; o++)                                                              \
+                BLOCK(mid, wp, bp, y, ys, CM, o, p, P, 1, 1, last);                          \
         }                                                                                    \
     }
 

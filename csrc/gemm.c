@@ -648,8 +648,9 @@ static void FN(ukr_portable)(int64_t kc, const T *restrict a, const T *restrict 
  * always works on full tiles. */
 static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t csa, T *Ap,
                        int64_t mr) {
-    /* Written in order, read as mr streams (rows of A, or one row of A^T): measured faster
-     * than walking the rows of a row-major A and scattering. */
+    /* A transposed A (rows contiguous) is read column by column, each column once, in order,
+     * into every sliver; any other A is written in order, read as mr streams (rows of A):
+     * measured faster than walking the rows of a row-major A and scattering. */
 #if defined(__x86_64__)
     if (!IS_F64 && rsa == 1 && mr == AVX512_MR && kernel_usable(FC_GEMM_AVX512)) {
         pack_a_t_avx512_f32(mc, kc, (const float *)A, csa, (float *)Ap);
