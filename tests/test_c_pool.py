@@ -148,16 +148,18 @@ def test_depthwise_large_plane_direct_path(dtype, stride):
 
 
 def test_depthwise_3x3_row_kernel(isa):
-    """3x3, stride 1, padding 1 on rows of 16 and more: the AVX-512 float32 copy runs these
-    a row pair at a time with lane shifts (fc_dw3x3_plane_f32_avx512): random planes (widths
-    a multiple of 16 or not, 1 to 4 vectors and more, odd and even heights, one row), NaN
-    and inf inputs that reach only their own windows, a non-finite weight on a padded tap
-    (NaN on the border it reads, as the other paths), channel multipliers, bias and the
-    fused epilogue (scale, shift, residual, ReLU6)."""
+    """3x3, stride 1, padding 1: the float32 3x3 kernels run these a row pair at a time
+    (fc_dw3x3_rows_f32_avx512 on rows of 16 and more with lane shifts, fc_dw3x3_rows_f32_avx2
+    on rows of any width with loads at -1 and +1 and an overlapping last vector): random
+    planes (widths below one vector, a multiple of 8 or 16 or not, 1 to 4 vectors and more,
+    odd and even heights, one row), NaN and inf inputs that reach only their own windows, a
+    non-finite weight on a padded tap (NaN on the border it reads, as the other paths),
+    channel multipliers, bias and the fused epilogue (scale, shift, residual, ReLU6)."""
     rng = np.random.default_rng(31 + isa)
     sizes = [(1, 16), (2, 16), (3, 17), (16, 32), (5, 33), (9, 48), (4, 63), (7, 64), (2, 65),
-             (11, 100), (6, 129)]
-    sizes += [(int(rng.integers(1, 40)), int(rng.integers(16, 150))) for _ in range(8)]
+             (11, 100), (6, 129), (1, 1), (3, 2), (2, 7), (5, 8), (4, 9), (7, 15), (6, 23),
+             (3, 24), (8, 25), (2, 26)]
+    sizes += [(int(rng.integers(1, 40)), int(rng.integers(1, 150))) for _ in range(10)]
     for k, (H, W) in enumerate(sizes):
         N, Cin, m = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
         x = pool_input(rng, (N, Cin, H, W), np.float32, special=k % 3 == 0)
@@ -190,6 +192,31 @@ def test_depthwise_3x3_row_kernel(isa):
     want = np.clip(np.linspace(0.5, 2, 6)[:, None, None] * ref + np.arange(6.0)[:, None, None]
                    + res, 0, 6)
     assert_close(got, want, np.float32)
+
+
+def test_depthwise_3x3_kernels_same_bits():
+    """The AVX2 3x3 kernel sums each output as the AVX-512 ones do (the bias, then the taps
+    kh, kw in order, one FMA each): the same bits on either level, on rows the AVX-512 3x3
+    kernel takes (16 and more) and on narrower ones (its flat path, the same sums)."""
+    before = C.ISA_NAMES.index(C.isa_level())
+    if before < 2:
+        pytest.skip("needs AVX-512 (both levels)")
+    rng = np.random.default_rng(5)
+    try:
+        for H, W in [(16, 16), (17, 33), (9, 40), (30, 17), (7, 7), (14, 14), (5, 9), (3, 1),
+                     (12, 113)]:
+            x = pool_input(rng, (2, 3, H, W), np.float32, special=True)
+            w = rand(rng, (6, 1, 3, 3), np.float32)
+            b = rand(rng, (6,), np.float32)
+            got = []
+            for level in (1, 2):
+                C.isa_level(level)
+                y = poisoned((2, 6, H, W), np.float32)
+                C.depthwise_conv2d(x, w, b, y, 1, 1, 1, 1, 1, 1)
+                got.append(y)
+            np.testing.assert_array_equal(got[0], got[1])
+    finally:
+        C.isa_level(before)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -274,12 +301,13 @@ def test_separable_random(isa, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_separable_same_3x3_tiles(isa, dtype):
-    # 3x3 stride 1 pad 1 on rows of 16 and more (the AVX-512 3x3 depthwise kernel on a tile's
-    # rows, odd row counts included) and pointwise tiles whose pixels end inside a vector
+    # 3x3 stride 1 pad 1 (the 3x3 depthwise kernels on a tile's rows: AVX-512 on rows of 16
+    # and more, AVX2 on any width; odd row counts included) and pointwise tiles whose pixels
+    # end inside a vector
     rng = np.random.default_rng(7 + isa)
     for _ in range(12):
         N, Cin, m = int(rng.integers(1, 3)), int(rng.integers(1, 20)), int(rng.integers(1, 3))
-        H, W, OC = int(rng.integers(1, 40)), int(rng.integers(16, 70)), int(rng.integers(1, 30))
+        H, W, OC = int(rng.integers(1, 40)), int(rng.integers(1, 70)), int(rng.integers(1, 30))
         x = rand(rng, (N, Cin, H, W), dtype)
         x.flat[rng.integers(0, x.size, 2)] = np.nan
         wd = rand(rng, (Cin * m, 1, 3, 3), dtype)
