@@ -822,6 +822,27 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
         free(bufs[i]);
 }
 
+/* The path fc_depthwise_conv2d_ep takes for s (enum fc_dw_path): what fastconv.cpu_info
+ * reports per layer. Follows the choices above (and dw_rows_body's). */
+int FN(fc_depthwise_path)(const fc_conv_shape *s)
+{
+    const fc_win g = dw_win(s);
+#if defined(__x86_64__)
+    if (fc_dw3x3_takes(s, IS_F64))
+        return fc_dwpool_isa(-1) == 2 ? FC_DW_3X3_AVX512 : FC_DW_3X3_AVX2;
+    if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
+        fc_dws flat;
+        const int ok = fc_dws_make(&flat, &g);
+        fc_dws_free(&flat);
+        if (ok)
+            return FC_DW_FLAT_AVX512;
+    }
+#endif
+    return fc_dw_buf_elems(&g, s->OH, (int64_t)sizeof(T)) && (g.sw == 1 || g.OW < 32)
+               ? FC_DW_ROWS_PADDED
+               : FC_DW_ROWS_DIRECT;
+}
+
 /* ------------------------------------------------------------------ separable */
 
 /* y[o*ys + p] = bp[o] + sum_c wp[o*CM + c] * mid[c*P + p] for o < OC, p < P: the pointwise

@@ -46,6 +46,39 @@ def test_paths_follow_the_geometry():
     assert rows[0]["kernel"].startswith("avg_pool2d (kernel = stride = 2x2")
 
 
+@needs_c
+def test_depthwise_paths_follow_level_and_geometry():
+    """The depthwise path each layer takes, at each instruction-set level the CPU runs: the
+    3x3 'same' layers by the row-pair kernels (AVX-512 on rows of 16 and more, else its flat
+    path; AVX2 on any width), float64 and other windows by the row loops."""
+    from fastconv.backends.c import pool
+
+    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4),      # 20 x 20, 'same'
+                        nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4),  # -> 10 x 10
+                        nn.Conv2d(4, 4, 3, padding=1, groups=4),      # 10 x 10, 'same'
+                        nn.Conv2d(4, 4, 5, padding=1, groups=4))      # -> 8 x 8
+    want = {2: ["3x3 row-pair kernel, avx512", "rows through a padded copy",
+                "flat plane, avx512", "rows through a padded copy"],
+            1: ["3x3 row-pair kernel, avx2", "rows through a padded copy",
+                "3x3 row-pair kernel, avx2", "rows through a padded copy"],
+            0: ["rows through a padded copy"] * 4}
+    before = pool.ISA_NAMES.index(pool.isa_level())
+    try:
+        for level in range(before + 1):
+            pool.isa_level(level)
+            rows = fc.cpu_info(net, (4, 20, 20))["layers"]
+            assert [r["kernel"] for r in rows] == [f"depthwise_conv2d ({k})"
+                                                  for k in want[level]], level
+            rows = fc.cpu_info(net, (4, 20, 20), dtype="float64")["layers"]
+            assert {r["kernel"] for r in rows} == {"depthwise_conv2d (rows through a padded copy)"}
+        # rows wider than the padded copy's limit (1 MiB): read in place
+        wide = fc.cpu_info(nn.Sequential(nn.Conv2d(2, 2, 3, stride=2, groups=2)),
+                           (2, 8, 300000))["layers"]
+        assert wide[0]["kernel"] == "depthwise_conv2d (rows read in place)"
+    finally:
+        pool.isa_level(before)
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(model=3), TypeError, "model must be"),
     (dict(model="nope"), ValueError, "unknown model"),

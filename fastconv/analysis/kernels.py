@@ -49,14 +49,15 @@ class _Kernels(Tracer):
         kernel = None
         if isinstance(module, Conv2d):
             g = module.geometry(tuple(in_shape))
+            shape = (g.N, g.C, g.H, g.W, g.OC, g.KH, g.KW, g.OH, g.OW, g.sh, g.sw, g.ph, g.pw,
+                     g.dh, g.dw, g.groups)
             if _shapes.is_depthwise(g.C, g.groups):
-                kernel = "depthwise_conv2d (direct, per plane)"
+                kernel = "depthwise_conv2d" + (
+                    "" if self.c is None else f" ({self.c.depthwise_path(shape, self.dtype)})")
             elif self.c is None:
                 kernel = "conv2d"
             else:
-                kernel = self.c.conv2d_path(
-                    (g.N, g.C, g.H, g.W, g.OC, g.KH, g.KW, g.OH, g.OW, g.sh, g.sw, g.ph, g.pw,
-                     g.dh, g.dw, g.groups), self.dtype)
+                kernel = self.c.conv2d_path(shape, self.dtype)
         elif isinstance(module, ConvTranspose2d):
             kernel = "conv_transpose2d (packed gemm + col2im)"
         elif isinstance(module, DepthwiseSeparableConv2d):

@@ -54,7 +54,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -262,6 +262,18 @@ if AVAILABLE_REASON == "available":
         H, W, OC, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, G) in ``dtype``."""
         fn = lib.fc_conv2d_path_f32 if np.dtype(dtype) == np.float32 else lib.fc_conv2d_path_f64
         return CONV_PATHS[fn(conv_shape(tuple(int(v) for v in shape)), get_num_threads())]
+
+    #: enum fc_dw_path (csrc/fastconv.h) -> what cpu_info calls it
+    DEPTHWISE_PATHS = {1: "rows read in place", 2: "rows through a padded copy",
+                       3: "flat plane, avx512", 4: "3x3 row-pair kernel, avx512",
+                       5: "3x3 row-pair kernel, avx2"}
+
+    def depthwise_path(shape: tuple, dtype: Any) -> str:
+        """The path the depthwise kernel takes for ``shape`` (as conv2d_path's) in
+        ``dtype``."""
+        fn = (lib.fc_depthwise_path_f32 if np.dtype(dtype) == np.float32
+              else lib.fc_depthwise_path_f64)
+        return DEPTHWISE_PATHS[fn(conv_shape(tuple(int(v) for v in shape)))]
 
     def conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual,
                      activation, variant=None, *, isa=None):
