@@ -213,7 +213,7 @@ __attribute__((target(AVX512_GEMM_TARGET))) static inline __attribute__((always_
 ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t aks,
                     const float *restrict b, float *restrict c, int64_t ldc, int acc, int64_t m,
                     int64_t n, const fc_gemm_tail *t, int64_t i0, int64_t j0, const int w0,
-                    const int w1, const int rows) {
+                    const int w1, const int rows, const float *pf, int64_t pfs) {
     __m512 r0[AVX512_MR], r1[AVX512_MR];
     __m256 h0[AVX512_MR], h1[AVX512_MR]; /* the 8-lane vectors, w0 or w1 = 8 */
 #pragma GCC unroll 14
@@ -224,7 +224,15 @@ ukr_avx512_f32_body(int64_t kc, const float *restrict a, int64_t ars, int64_t ak
     /* rows 7..13 from a second base: offsets 0..6 x ars fit in three registers (x86 scales
      * 1, 2, 4 of ars, 3 ars and 5 ars) where 0..13 x ars spilled to the stack */
     const float *ah = rows > 7 ? a + 7 * ars : a; /* 7 rows: not read */
+    int pr = 0; /* pf: the row of the next prefetch, pf advanced a line per 14 */
     for (int64_t k = 0; k < kc; k++) {
+        if (pf) {
+            _mm_prefetch((const char *)(pf + pr * pfs), _MM_HINT_T0);
+            if (++pr == AVX512_MR) {
+                pr = 0;
+                pf += 16;
+            }
+        }
         const __m512 b0 = w0 == 16 ? _mm512_loadu_ps(b) : _mm512_setzero_ps();
         const __m512 b1 = w1 == 16 ? _mm512_loadu_ps(b + 16) : _mm512_setzero_ps();
         const __m256 g0 = w0 == 8 ? _mm256_loadu_ps(b) : _mm256_setzero_ps();
@@ -363,13 +371,13 @@ ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks
     if (LANES_EDGE(n) && aks == AVX512_MR) /* a packed strip */
         ukr_avx512_f32_lanes(kc, a, b, c, ldc, acc, m, n, t, i0, j0, rows);
     else if (n > 24)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows, NULL, 0);
     else if (n > 16)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows, NULL, 0);
     else if (n > 8)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0, rows);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0, rows, NULL, 0);
     else
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows, NULL, 0);
 }
 
 /* On a packed strip (A(i, k) = a[k*14 + i]): the body with the fewest rows that hold the
@@ -402,6 +410,18 @@ __attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_tail(
     UKR_AVX512_PACKED_ROWS(m, kc, a, 1, AVX512_MR, b, c, ldc, acc, m, n, t, i0, j0);
 }
 #undef UKR_AVX512_PACKED_ROWS
+
+/* A whole tile (14 rows, 32 columns) on a packed strip, t NULL or not, that also prefetches
+ * the 14 rows of A's next strip (pf: its first row, rows pfs apart, kc or more values each)
+ * a line per k step, so that packing that strip reads them from L1 / L2 while the weights
+ * stream from L3 or DRAM under this tile's multiply-adds (a_in_place_block). */
+__attribute__((target(AVX512_GEMM_TARGET))) static void ukr_avx512_f32_pf(
+    int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+    int64_t ldc, int acc, const fc_gemm_tail *t, int64_t i0, int64_t j0, const float *pf,
+    int64_t pfs) {
+    ukr_avx512_f32_body(kc, a, 1, AVX512_MR, b, c, ldc, acc, AVX512_MR, 32, t, i0, j0, 16, 16,
+                        AVX512_MR, pf, pfs);
+}
 
 /* The same micro-kernel reading A in place, row-major with row stride rsa (A(i, k) =
  * a[i*rsa + k], all AVX512_MR rows present): for an A block that meets only one or two B
@@ -918,11 +938,18 @@ static void FN(a_in_place_block)(const FN(tile_kernels) *tk, blocking bk, int av
         }
         const int packed = m < bk.mr || lanes_edge;
         if (packed) FN(pack_a)(m, kc, a, rsa, 1, Ap, bk.mr);
+        /* the next strip's rows, prefetched under this strip's first whole tile */
+        const T *pf = avx512 && lanes_edge && m == bk.mr && ir + 2 * bk.mr <= M && N >= bk.nr
+                          ? a + bk.mr * rsa
+                          : NULL;
         for (int64_t jr = 0; jr < N; jr += bk.nr) {
             T *c = C + ir * ldc + jr;
             const T *bj = b + jr / bk.nr * bsl;
             const int64_t n = min64(bk.nr, N - jr);
-            if (packed) {
+            if (packed && pf) {
+                ukr_avx512_f32_pf(kc, Ap, bj, c, ldc, acc, tl, ir, jr, pf, rsa);
+                pf = NULL;
+            } else if (packed) {
                 FN(run_tile)(tk, kc, Ap, bj, c, ldc, acc, m, n, tl, ir, jr);
             } else if (avx512) {
                 ukr_avx512_f32_rows(kc, a, rsa, bj, c, ldc, acc, m, n, tl, ir, jr);

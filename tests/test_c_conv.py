@@ -496,8 +496,10 @@ def test_gemm_tail_against_numpy(kernel, dtype):
     rng = np.random.default_rng(code + 40)
     combos = [(b, sc, sh, r, act) for b in (0, 1) for sc in (0, 1) for sh in (0, 1)
               for r in (0, 1) for act in (0, 1, 2)]
+    # (45, 49, 300): lane edge tiles on 3 whole strips and a part, the next strip's weights
+    # prefetched under the first two; (30, 20, 33): lane edge tiles with no whole sliver
     for M, N, K in [(1, 1, 1), (13, 31, 7), (15, 33, 257), (29, 70, 600), (16, 49, 40),
-                    (15, 12, 9)]:
+                    (15, 12, 9), (45, 49, 300), (30, 20, 33)]:
         A = rng.standard_normal((M, K)).astype(dtype)
         B = rng.standard_normal((K, N + 3)).astype(dtype)
         want_p = A.astype(np.float64) @ B[:, :N].astype(np.float64)
