@@ -271,6 +271,11 @@ def machine_info(threads: int, with_torch: bool = True) -> Dict[str, Any]:
 
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
+        # the instruction set of torch's own kernels (ATEN_CPU_CAPABILITY caps it) and
+        # oneDNN's cap, so that a run timing AVX2 paths says what torch ran too
+        cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+        info["torch_isa"] = cap() if cap is not None else None
+        info["torch_onednn_max_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA") or None
     info.update(probe_peak(threads))
     return info
 

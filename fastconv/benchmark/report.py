@@ -116,6 +116,13 @@ def busy_advice(m: Dict[str, Any]) -> Optional[str]:
     )
 
 
+
+def _torch_isa(m: Dict[str, Any]) -> str:
+    """", AVX2" / ", AVX512; oneDNN capped at AVX2": torch's kernel level where known."""
+    isa, onednn = m.get("torch_isa"), m.get("torch_onednn_max_isa")
+    out = f", {isa}" if isa else ""
+    return out + (f"; oneDNN capped at {onednn}" if onednn else "")
+
 def format_header(report: Dict[str, Any]) -> List[str]:
     """The lines before the first case; needs the report's machine, not its cases."""
     m = report["machine"]
@@ -135,7 +142,7 @@ def format_header(report: Dict[str, Any]) -> List[str]:
         + " (sliding_window_view + einsum"
         + (f", OpenBLAS {blas} threads)" if blas else ")")
         + (
-            f"; torch {m['torch']} ({m['torch_threads']} threads)"
+            f"; torch {m['torch']} ({m['torch_threads']} threads{_torch_isa(m)})"
             if "torch" in report["baselines"]
             else "; torch not run"
         ),
