@@ -101,8 +101,6 @@ static int64_t fc_dw_buf_elems(const fc_win *g, int64_t rows, int64_t elem)
 #define FC_PW_NV256 3
 #define FC_PW_NO128 4
 #define FC_PW_NV128 2
-#define FC_PW_NOMAX 6
-#define FC_PW_NVMAX 4
 #define FC_PW_SLACK 16 /* elements after the pointwise buffer: one vector of 64 bytes */
 
 /* ------------------------------------------------------------------ flat planes, AVX-512 */
