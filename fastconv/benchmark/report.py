@@ -116,12 +116,13 @@ def busy_advice(m: Dict[str, Any]) -> Optional[str]:
     )
 
 
-
 def _torch_isa(m: Dict[str, Any]) -> str:
-    """", AVX2" / ", AVX512; oneDNN capped at AVX2": torch's kernel level where known."""
+    """Torch's kernel level where known, as it follows the thread count on the baselines
+    line: ', AVX2' or ', AVX512; oneDNN capped at AVX2' (empty when unknown)."""
     isa, onednn = m.get("torch_isa"), m.get("torch_onednn_max_isa")
     out = f", {isa}" if isa else ""
     return out + (f"; oneDNN capped at {onednn}" if onednn else "")
+
 
 def format_header(report: Dict[str, Any]) -> List[str]:
     """The lines before the first case; needs the report's machine, not its cases."""
