@@ -101,6 +101,20 @@ def _report_shell():
     }
 
 
+def test_baselines_line_names_torchs_level():
+    from fastconv.benchmark.report import format_header
+
+    rep = _report_shell()
+    rep["baselines"] = ["numpy", "torch"]
+    rep["machine"].update(torch="2.x", torch_threads=2, torch_isa="AVX2",
+                          torch_onednn_max_isa="AVX2")
+    line = next(t for t in format_header(rep) if t.startswith("baselines:"))
+    assert "torch 2.x (2 threads, AVX2; oneDNN capped at AVX2)" in line
+    rep["machine"].update(torch_isa=None, torch_onednn_max_isa=None)  # an older torch
+    line = next(t for t in format_header(rep) if t.startswith("baselines:"))
+    assert "torch 2.x (2 threads)" in line
+
+
 def test_plot_without_matplotlib(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code = main(TINY + ["--plot", str(tmp_path / "p.png")])
