@@ -149,6 +149,34 @@ __attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
     return 1;
 }
 
+
+/* The masks of the AVX2 float im2col forms, im2col_masks16's on blocks of 8 pixels kept as
+ * bytes: bit l of mask[t*nb + j] is set where pixel p = p0 + 8*j + l (p < p1) of tap t reads
+ * inside the image; idx (unless NULL) gets the pixel's input index at tap (0, 0) (pixels
+ * past p1: p0's). The caller has checked that the indices fit in int32. */
+static void im2col_masks8(const fc_conv_shape *s, int64_t p0, int64_t p1, int64_t nb,
+                          uint8_t *mask, int32_t *idx) {
+    const int64_t KK = s->KH * s->KW;
+    memset(mask, 0, (size_t)(KK * nb));
+    for (int64_t j = 0; j < nb; j++)
+        for (int l = 0; l < 8; l++) {
+            const int64_t p = p0 + 8 * j + l, q = p < p1 ? p : p0;
+            const int64_t ih = q / s->OW * s->sh - s->ph, iw = q % s->OW * s->sw - s->pw;
+            if (idx) idx[8 * j + l] = (int32_t)(ih * s->W + iw);
+            for (int64_t t = 0; p < p1 && t < KK; t++) {
+                const int64_t h = ih + t / s->KW * s->dh, w = iw + t % s->KW * s->dw;
+                if (h >= 0 && h < s->H && w >= 0 && w < s->W)
+                    mask[t * nb + j] |= (uint8_t)(1u << l);
+            }
+        }
+}
+
+/* A mask byte of im2col_masks8 widened to the 8 lanes of a masked load or gather. */
+__attribute__((target("avx2"))) static inline __m256i im2col_lanes8(uint8_t m) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(m), bit), bit);
+}
+
 /* The same on the AVX2 GEMM's slivers of 16 floats: 8 pixels per masked load, the masks kept
  * as bytes (a lane per bit) and widened per load. 3x3 512->512 @7 on the AVX2 kernel, one
  * thread: 2.91 -> 2.68 ms. */
@@ -158,30 +186,16 @@ __attribute__((target("avx2"))) static int im2col_packed_flat8_f32(
     const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 16) * 2; /* whole slivers */
     if (KK * nb > IM2COL_FLAT_MAXMASK) return 0;
     uint8_t mask[IM2COL_FLAT_MAXMASK];
-    memset(mask, 0, (size_t)(KK * nb));
-    for (int64_t j = 0; j < nb; j++)
-        for (int l = 0; l < 8; l++) {
-            const int64_t p = p0 + 8 * j + l, oh = p / s->W, ow = p % s->W;
-            for (int64_t t = 0; p < p1 && t < KK; t++) {
-                const int64_t ih = oh + t / s->KW * s->dh - s->ph;
-                const int64_t iw = ow + t % s->KW * s->dw - s->pw;
-                if (ih >= 0 && ih < s->H && iw >= 0 && iw < s->W)
-                    mask[t * nb + j] |= (uint8_t)(1u << l);
-            }
-        }
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    im2col_masks8(s, p0, p1, nb, mask, NULL);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
         const float *src = x + c * s->H * s->W + p0 + (kh * s->dh - s->ph) * s->W +
                            (kw * s->dw - s->pw);
         float *dst = Bp + (r - r0) * 16;
         const uint8_t *mt = mask + t * nb;
-        for (int64_t j = 0; j < nb; j++) {
-            const __m256i m = _mm256_cmpeq_epi32(
-                _mm256_and_si256(_mm256_set1_epi32(mt[j]), bit), bit);
+        for (int64_t j = 0; j < nb; j++)
             _mm256_storeu_ps(dst + (j >> 1) * ldk * 16 + (j & 1) * 8,
-                             _mm256_maskload_ps(src + 8 * j, m));
-        }
+                             _mm256_maskload_ps(src + 8 * j, im2col_lanes8(mt[j])));
     }
     return 1;
 }
@@ -201,33 +215,18 @@ __attribute__((target("avx2"))) static int im2col_packed_gather8_f32(
     if (span >= INT32_MAX / 2) return 0;
     uint8_t mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[2 * IM2COL_GATHER_MAXBLK * 8];
-    memset(mask, 0, (size_t)(KK * nb));
-    for (int64_t j = 0; j < nb; j++)
-        for (int l = 0; l < 8; l++) {
-            const int64_t p = p0 + 8 * j + l, q = p < p1 ? p : p0;
-            const int64_t ih = q / s->OW * s->sh - s->ph, iw = q % s->OW * s->sw - s->pw;
-            idx[8 * j + l] = (int32_t)(ih * s->W + iw);
-            for (int64_t t = 0; p < p1 && t < KK; t++) {
-                const int64_t h = ih + t / s->KW * s->dh, w = iw + t % s->KW * s->dw;
-                if (h >= 0 && h < s->H && w >= 0 && w < s->W)
-                    mask[t * nb + j] |= (uint8_t)(1u << l);
-            }
-        }
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    im2col_masks8(s, p0, p1, nb, mask, idx);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
         const float *src = x + c * s->H * s->W + kh * s->dh * s->W + kw * s->dw;
         float *dst = Bp + (r - r0) * 16;
         const uint8_t *mt = mask + t * nb;
-        for (int64_t j = 0; j < nb; j++) {
-            const __m256i m = _mm256_cmpeq_epi32(
-                _mm256_and_si256(_mm256_set1_epi32(mt[j]), bit), bit);
+        for (int64_t j = 0; j < nb; j++)
             _mm256_storeu_ps(dst + (j >> 1) * ldk * 16 + (j & 1) * 8,
                              _mm256_mask_i32gather_ps(
                                  _mm256_setzero_ps(), src,
                                  _mm256_loadu_si256((const __m256i *)(idx + 8 * j)),
-                                 _mm256_castsi256_ps(m), 4));
-        }
+                                 _mm256_castsi256_ps(im2col_lanes8(mt[j])), 4));
     }
     return 1;
 }
