@@ -94,6 +94,10 @@ static int64_t fc_dw_buf_elems(const fc_win *g, int64_t rows, int64_t elem)
     return n <= lim ? n : 0;
 }
 
+/* Whether rows with a padded-path buffer go through it (stride 1, or narrow rows whose two
+ * border columns cost less than the copy); else they are read in place (dw_rows_body). */
+static inline int fc_dw_padded(const fc_win *g) { return g->sw == 1 || g->OW < 32; }
+
 /* Pointwise tile sizes: output channels x vectors of pixels held in registers. */
 #define FC_PW_NO512 6
 #define FC_PW_NV512 4
@@ -703,7 +707,7 @@ FC_INLINE void FC_CAT(FN(dw_rows), _body)(const T *restrict x, const T *restrict
                                          T *restrict y, const fc_win *g, int64_t oh0,
                                          int64_t oh1, T *restrict buf)
 {
-    if (buf && (g->sw == 1 || g->OW < 32))
+    if (buf && fc_dw_padded(g))
         FN(dw_rows_padded)(x, w, bias, y, g, oh0, oh1, buf);
     else
         FN(dw_rows_direct)(x, w, bias, y, g, oh0, oh1);
@@ -774,6 +778,23 @@ static void FN(dw_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
     }
 }
 
+/* The path of a depthwise call (enum fc_dw_path): the 3x3 row-pair kernel of this CPU, the
+ * AVX-512 flat plane (its masks made in *flat, which the caller frees; flat->mask NULL on
+ * every other path), or the row loops, through the padded copy or in place. */
+static int FN(dw_path)(const fc_conv_shape *s, const fc_win *g, fc_dws *flat)
+{
+    flat->mask = NULL;
+#if defined(__x86_64__)
+    if (fc_dw3x3_takes(s, IS_F64))
+        return fc_dwpool_isa(-1) == 2 ? FC_DW_3X3_AVX512 : FC_DW_3X3_AVX2;
+    if (!IS_F64 && fc_dwpool_isa(-1) == 2 && fc_dws_make(flat, g))
+        return FC_DW_FLAT_AVX512;
+#endif
+    return fc_dw_buf_elems(g, s->OH, (int64_t)sizeof(T)) && fc_dw_padded(g)
+               ? FC_DW_ROWS_PADDED
+               : FC_DW_ROWS_DIRECT;
+}
+
 /* x is (N, C, H, W), w is (OC, 1, KH, KW) with OC = C*m, b is (OC,) or NULL,
  * y is (N, OC, OH, OW); output channel o reads input channel o / m. s->G = C; sizes >= 1
  * (N >= 0), strides and dilations >= 1, padding >= 0. */
@@ -796,22 +817,17 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
     const int64_t chunk = fc_chunk_for(planes, cost, team);
     FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g,
                         .ep = fc_epilogue_active(ep) ? ep : NULL};
+    fc_dws flat;
+    const int path = FN(dw_path)(s, &g, &flat);
 #if defined(__x86_64__)
-    /* 3x3, stride 1, padding 1 (fc_dw3x3_takes): fc_dw3x3_rows_f32 */
-    if (fc_dw3x3_takes(s, IS_F64)) {
-        fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a); /* a.flat NULL */
+    if (path == FC_DW_3X3_AVX512 || path == FC_DW_3X3_AVX2 || path == FC_DW_FLAT_AVX512) {
+        a.flat = flat.mask ? &flat : NULL; /* NULL: the 3x3 kernel, fc_dw3x3_rows_f32 */
+        fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a);
+        fc_dws_free(&flat);
         return;
     }
-    if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
-        fc_dws flat;
-        if (fc_dws_make(&flat, &g)) {
-            a.flat = &flat;
-            fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a);
-            fc_dws_free(&flat);
-            return;
-        }
-    }
 #endif
+    (void)path; /* the row loops: dw_rows_body takes the padded copy where dw_path says so */
     T *bufs[FC_POOL_SLOTS] = {0};
     a.buf_elems = fc_dw_buf_elems(&g, s->OH, (int64_t)sizeof(T)); /* rows 0 .. OH */
     a.bufs = bufs;
@@ -820,25 +836,15 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
         free(bufs[i]);
 }
 
-/* The path fc_depthwise_conv2d_ep takes for s (enum fc_dw_path): what fastconv.cpu_info
- * reports per layer. Follows the choices above (and dw_rows_body's). */
+/* The path fc_depthwise_conv2d_ep takes for s (enum fc_dw_path, dw_path): what
+ * fastconv.cpu_info reports per layer. */
 int FN(fc_depthwise_path)(const fc_conv_shape *s)
 {
     const fc_win g = dw_win(s);
-#if defined(__x86_64__)
-    if (fc_dw3x3_takes(s, IS_F64))
-        return fc_dwpool_isa(-1) == 2 ? FC_DW_3X3_AVX512 : FC_DW_3X3_AVX2;
-    if (!IS_F64 && fc_dwpool_isa(-1) == 2) {
-        fc_dws flat;
-        const int ok = fc_dws_make(&flat, &g);
-        fc_dws_free(&flat);
-        if (ok)
-            return FC_DW_FLAT_AVX512;
-    }
-#endif
-    return fc_dw_buf_elems(&g, s->OH, (int64_t)sizeof(T)) && (g.sw == 1 || g.OW < 32)
-               ? FC_DW_ROWS_PADDED
-               : FC_DW_ROWS_DIRECT;
+    fc_dws flat;
+    const int path = FN(dw_path)(s, &g, &flat);
+    fc_dws_free(&flat);
+    return path;
 }
 
 /* ------------------------------------------------------------------ separable */

@@ -112,6 +112,14 @@ __attribute__((target("avx512f"))) static int im2col_packed_flat_f32(
     return 1;
 }
 
+/* Whether every pixel index and tap offset of the gather forms, valid lanes or not, fits in
+ * int32. */
+static int im2col_idx_fits(const fc_conv_shape *s) {
+    const int64_t span = (s->OH * s->sh + s->KH * s->dh + s->ph + 1) * s->W +
+                         s->OW * s->sw + s->KW * s->dw + s->pw + 1;
+    return span < INT32_MAX / 2;
+}
+
 /* Most 16-pixel blocks of im2col_packed_gather_f32 (their indices: 32 KB on the stack). */
 #define IM2COL_GATHER_MAXBLK 512
 
@@ -129,10 +137,7 @@ __attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
     int64_t ldk, float *Bp) {
     const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
     if (KK * nb > IM2COL_FLAT_MAXMASK || nb > IM2COL_GATHER_MAXBLK) return 0;
-    /* every index and tap offset, valid lanes or not, in int32 */
-    const int64_t span = (s->OH * s->sh + s->KH * s->dh + s->ph + 1) * s->W +
-                         s->OW * s->sw + s->KW * s->dw + s->pw + 1;
-    if (span >= INT32_MAX / 2) return 0;
+    if (!im2col_idx_fits(s)) return 0;
     __mmask16 mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[IM2COL_GATHER_MAXBLK * 16];
     im2col_masks16(s, p0, p1, nb, mask, idx);
@@ -210,9 +215,7 @@ __attribute__((target("avx2"))) static int im2col_packed_gather8_f32(
     int64_t ldk, float *Bp) {
     const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 16) * 2; /* whole slivers */
     if (KK * nb > IM2COL_FLAT_MAXMASK || nb > 2 * IM2COL_GATHER_MAXBLK) return 0;
-    const int64_t span = (s->OH * s->sh + s->KH * s->dh + s->ph + 1) * s->W +
-                         s->OW * s->sw + s->KW * s->dw + s->pw + 1;
-    if (span >= INT32_MAX / 2) return 0;
+    if (!im2col_idx_fits(s)) return 0;
     uint8_t mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[2 * IM2COL_GATHER_MAXBLK * 8];
     im2col_masks8(s, p0, p1, nb, mask, idx);
