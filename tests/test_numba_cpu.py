@@ -169,7 +169,8 @@ def draw_tconv(rng):
 #: oph, opw). DCGAN 4x4/2 at tiny and larger inputs (phases of <= 1 and > 1 vectors of
 #: pixels), depth C/G*T*U above one KC block (300*4), rows not a multiple of 6 or 12, kernel 1
 #: with stride 3 (phases without taps: bias only), dilation sharing a factor with the stride,
-#: padding beyond the kernel reach, groups, a 1-pixel input.
+#: padding beyond the kernel reach, groups, a 1-pixel input, strides far beyond the kernel
+#: (runs of phases without taps between those with panels; 250 phases along a row).
 TCONV_EDGES = [
     (1, 16, 2, 2, 13, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 0),
     (1, 8, 9, 11, 7, 4, 4, 2, 2, 1, 1, 1, 1, 1, 1, 0),
@@ -180,6 +181,8 @@ TCONV_EDGES = [
     (1, 3, 6, 5, 8, 3, 3, 2, 3, 4, 3, 3, 2, 1, 0, 0),
     (1, 5, 1, 1, 9, 2, 3, 2, 2, 0, 1, 1, 1, 1, 1, 0),
     (3, 2, 3, 40, 2, 2, 3, 1, 1, 1, 2, 1, 1, 2, 0, 0),
+    (1, 2, 3, 4, 3, 2, 3, 9, 40, 1, 2, 2, 3, 1, 5, 7),
+    (2, 4, 2, 3, 5, 3, 1, 13, 250, 0, 0, 4, 1, 2, 3, 17),
 ]
 
 

@@ -206,6 +206,22 @@ def _store_phase_rows(Cb, nrow, o0, bias_ok, b, y, n, rh, rw, sh, sw, segs, nseg
                 yr[k * sw] = cr[k] + bias
 
 
+@njit(cache=True)
+def _phase_of_panel(tab, pan):
+    # The phase whose panels hold panel ``pan`` of one (n, g): the last q with
+    # tab[q, PH_PAN0] <= pan (phases without panels share the next phase's PH_PAN0, and the
+    # column never decreases), by bisection: a stride of s has s phases per axis, and a scan
+    # per task made a large stride quadratic (stride 10**5 on 11 inputs: 9 s).
+    lo, hi = 0, tab.shape[0]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if tab[mid, PH_PAN0] <= pan:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 @njit(parallel=True, cache=True)
 def gemm_phases(xp, HW, Wp, Ap, kmr, tab, boffs, b, has_b, y, sh, sw, G, nth):
     # xp the padded x (N, C, Hp, Wp) flat (HW = Hp*Wp), Ap from pack_a_phases, kmr[k] = k*MR,
@@ -233,9 +249,7 @@ def gemm_phases(xp, HW, Wp, Ap, kmr, tab, boffs, b, has_b, y, sh, sw, G, nth):
             n = task // (G * per)
             g = (task // per) % G
             pan = task % per
-            q = 0
-            while pan >= tab[q, PH_PAN0] + tab[q, PH_NPAN]:
-                q += 1
+            q = _phase_of_panel(tab, pan)
             TU = tab[q, PH_T] * tab[q, PH_U]
             Kd = tab[q, PH_KD]
             Cg = Kd // max(TU, 1)  # (used only when TU > 0)
