@@ -25,7 +25,9 @@
  *               grouped convs with few output channels per group and for few input channels
  *               with a large window (fc_direct_choice)
  *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
- *               broadcast from the same strip (conv_igemm.c); explicit only
+ *               broadcast from the same strip (conv_igemm.c); chosen by `best`, before
+ *               direct, for the direct kernel's layers on planes of at most 64 output pixels
+ *               with a whole block of output channels per group (fc_igemm_choice)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col (and in
  * the other variants' own indexing).
  *
@@ -374,6 +376,7 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
 /* Which path the default variant takes for this geometry (enum fc_conv_path): what
  * fastconv.cpu_info reports per layer. Must follow the `default:` branch of conv2d_any. */
 int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
+    if (fc_igemm_choice(s, IS_F64, fc_direct_level(FC_GEMM_AUTO))) return FC_PATH_IMPLICIT_GEMM;
     if (fc_direct_choice(s, IS_F64)) return FC_PATH_DIRECT;
     const int wm = fc_winograd_choice(s, IS_F64, nthreads);
     if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : wm == 3 ? FC_PATH_WINOGRAD_F3
@@ -469,18 +472,21 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
     case FC_CONV_DIRECT:
     case FC_CONV_IMPLICIT_GEMM:
     default: {
+        /* implicit GEMM (conv_igemm.c), explicitly or by the automatic choice
+         * (fc_igemm_choice: what the direct kernel would take, on planes of at most 64
+         * output pixels with at least one whole block of output channels per group); a call
+         * it declines (workspace bound) goes on below */
+        if (variant == FC_CONV_IMPLICIT_GEMM ||
+            (variant == FC_CONV_BEST && fc_igemm_choice(s, IS_F64, fc_direct_level(kernel)))) {
+            int rc = FN(fc_conv2d_igemm)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
+            if (rc != FC_DIRECT_DECLINED) return rc;
+        }
         /* direct (conv_direct.c), explicitly or by the automatic choice (fc_direct_choice:
          * few channels per group); a call it declines (workspace bound) goes on below */
         const int dm = variant == FC_CONV_DIRECT ||
                        (variant == FC_CONV_BEST && fc_direct_choice(s, IS_F64));
         if (dm) {
             int rc = FN(fc_conv2d_direct)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
-            if (rc != FC_DIRECT_DECLINED) return rc;
-        }
-        /* implicit GEMM (conv_igemm.c), explicitly only (never faster on the measured
-         * layers); a declined call goes on below */
-        if (variant == FC_CONV_IMPLICIT_GEMM) {
-            int rc = FN(fc_conv2d_igemm)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
             if (rc != FC_DIRECT_DECLINED) return rc;
         }
         /* then winograd_f2 / f3 / f4 (winograd.c), explicitly or by the automatic choice

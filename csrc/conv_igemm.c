@@ -21,8 +21,14 @@
  * Measured (bench/RESULTS.md, "Direct and implicit-GEMM conv"; docs/conv_variants.md):
  * 145-160 GFLOP/s on one core on 3x3 layers with 64-128 channels (70-75% of the FMA peak),
  * below Winograd and im2col + GEMM except on a stride-2 3x3 layer (128@56: 1.17x); far below
- * on large dilations (the planes hold every padded row between the taps). So the automatic
- * choice never takes it; `variant="implicit_gemm"` runs it.
+ * on large dilations (the planes hold every padded row between the taps).
+ *
+ * fc_igemm_choice: conv2d's automatic choice takes it where it would take the direct kernel
+ * (fc_direct_choice) for a small output plane (at most 64 pixels: 7x7, any stride) and groups
+ * of at least one whole channel block (nv*L: 32 floats with AVX-512, 16 with AVX2). There
+ * the direct kernel's vectors run along output rows of 7 and its blocks of 3 rows leave
+ * lanes idle, while a block of 32 output channels is always full: ResNeXt 3x3 1024 g32 @7,
+ * one thread, 1.03 -> 0.49 ms (bench/RESULTS.md, "Grouped convs on small planes").
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when the packed weights or one task's strip exceed the workspace bound
@@ -44,6 +50,12 @@
 #define FC_IG_WCHUNK_BYTES (1024 * 1024) /* one task's packed weights: in L2 */
 #define FC_IG_KC_BYTES (16 * 1024)       /* one tap chunk of a channel block's weights: in L1 */
 #define FC_IG_ACC_BYTES (256 * 1024)     /* one task's accumulators (positions x channels) */
+
+/* Register blocks: positions x vectors of output channels (AVX-512; AVX2 and baseline) */
+#define FC_IG_NP512 14
+#define FC_IG_NV512 2
+#define FC_IG_NP256 6
+#define FC_IG_NV256 2
 
 typedef struct {
     int64_t M, Cg, taps;   /* output channels per group, input channels per group, taps */
@@ -99,6 +111,12 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     return (pl->wq_elems + 16 + per_thread * pl->nthreads) * es > work_bytes;
 }
 
+int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level) {
+    if (level < 1 || !fc_direct_choice(s, is_f64)) return 0;
+    const int64_t mbw = (level == 2 ? FC_IG_NV512 * 64 : FC_IG_NV256 * 32) / (is_f64 ? 8 : 4);
+    return s->OC / s->G >= mbw && s->OH * s->OW <= 64;
+}
+
 /* Per tap (c, kh, kw): its offset in the strip of phase planes (plane (c, kh*dh % sh,
  * kw*dw % sw), then kh*dh / sh rows and kw*dw / sw columns into it). */
 static int64_t *igemm_tap_offsets(const fc_conv_shape *s, const igemm_plan *pl) {
@@ -113,6 +131,40 @@ static int64_t *igemm_tap_offsets(const fc_conv_shape *s, const igemm_plan *pl) 
             }
     return toff;
 }
+
+#if defined(__x86_64__)
+/* dst[t*ld + k] = src[k*taps + t] for t, k < 16: a 16 x 16 float block transposed in
+ * registers (pairs of lanes, then of pairs, then 128-bit quarters twice), 64 shuffles where
+ * the scalar loop made 256 strided stores. */
+FC_T512 static void fc_ig_transpose16(const float *src, int64_t taps, float *dst, int64_t ld)
+{
+    __m512 r[16], u[16];
+    for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + k * taps);
+    for (int i = 0; i < 8; i++) {
+        u[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        u[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#define FC_PD(v) _mm512_castps_pd(v)
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(FC_PD(u[4 * i]), FC_PD(u[4 * i + 2])));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(FC_PD(u[4 * i]), FC_PD(u[4 * i + 2])));
+        r[4 * i + 2] =
+            _mm512_castpd_ps(_mm512_unpacklo_pd(FC_PD(u[4 * i + 1]), FC_PD(u[4 * i + 3])));
+        r[4 * i + 3] =
+            _mm512_castpd_ps(_mm512_unpackhi_pd(FC_PD(u[4 * i + 1]), FC_PD(u[4 * i + 3])));
+    }
+#undef FC_PD
+    for (int i = 0; i < 2; i++)
+        for (int m = 0; m < 4; m++) {
+            u[8 * i + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0x88);
+            u[8 * i + 4 + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0xDD);
+        }
+    for (int m = 0; m < 8; m++) {
+        _mm512_storeu_ps(dst + m * ld, _mm512_shuffle_f32x4(u[m], u[8 + m], 0x88));
+        _mm512_storeu_ps(dst + (m + 8) * ld, _mm512_shuffle_f32x4(u[m], u[8 + m], 0xDD));
+    }
+}
+#endif
 
 #define FC_INSTANTIATE "conv_igemm.c"
 #include "common.h"
@@ -217,11 +269,6 @@ typedef struct {
         }                                                                                    \
     }
 
-#define FC_IG_NP512 14
-#define FC_IG_NV512 2
-#define FC_IG_NP256 6
-#define FC_IG_NV256 2
-
 FC_IG_BLOCK(FN(ig_block_base), , 16, FC_IG_NP256, FC_IG_NV256)
 FC_IG_TASK(FN(ig_task_base), , FN(ig_block_base), FC_IG_NP256)
 #if defined(__x86_64__)
@@ -242,10 +289,21 @@ static void FN(ig_pack)(void *ctx, int64_t q0, int64_t q1, int slot) {
         const int64_t g = q / pl->nmb, m0 = q % pl->nmb * pl->mbw;
         T *dst = wq + q * pl->taps * pl->mbw;
         /* 16 taps at a time: each channel's 16 weights read in a row, written into a block
-         * of 16 x mbw values that stays in L1 (tap by tap, the reads would be strided) */
+         * of 16 x mbw values that stays in L1 (tap by tap, the reads would be strided); with
+         * AVX-512, float, every 16 whole channels of 16 taps are one register transpose (a
+         * ResNeXt 3x3 1024 g32 @7 spent 29% of its call in the scalar loop) */
         for (int64_t t0 = 0; t0 < pl->taps; t0 += 16) {
             const int64_t t1 = min64(pl->taps, t0 + 16);
-            for (int64_t k = 0; k < pl->mbw; k++) {
+            int64_t k = 0;
+#if defined(__x86_64__)
+            if (!IS_F64 && a->level == 2 && t1 - t0 == 16)
+                for (; k + 16 <= pl->mbw && m0 + k + 16 <= pl->M; k += 16)
+                    fc_ig_transpose16((const float *)(const void *)a->w +
+                                          (g * pl->M + m0 + k) * pl->taps + t0,
+                                      pl->taps, (float *)(void *)dst + t0 * pl->mbw + k,
+                                      pl->mbw);
+#endif
+            for (; k < pl->mbw; k++) {
                 const T *src = a->w + (g * pl->M + m0 + k) * pl->taps;
                 if (m0 + k < pl->M)
                     for (int64_t t = t0; t < t1; t++) dst[t * pl->mbw + k] = src[t];

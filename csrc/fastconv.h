@@ -139,7 +139,8 @@ int fc_conv2d_f64(const double *x, const double *w, const double *b, double *y,
                   int64_t work_bytes);
 /* The path fc_conv2d's default variant takes for a geometry (fc_conv2d_path_*). */
 enum fc_conv_path { FC_PATH_GEMM_1X1 = 1, FC_PATH_IM2COL_GEMM = 2, FC_PATH_WINOGRAD_F2 = 3,
-                    FC_PATH_WINOGRAD_F4 = 4, FC_PATH_DIRECT = 5, FC_PATH_WINOGRAD_F3 = 6 };
+                    FC_PATH_WINOGRAD_F4 = 4, FC_PATH_DIRECT = 5, FC_PATH_WINOGRAD_F3 = 6,
+                    FC_PATH_IMPLICIT_GEMM = 7 };
 int fc_conv2d_path_f32(const fc_conv_shape *s, int nthreads);
 int fc_conv2d_path_f64(const fc_conv_shape *s, int nthreads);
 /* fc_conv2d with an epilogue (NULL: none); fc_conv2d is this with NULL. */
@@ -220,7 +221,10 @@ int fc_conv2d_direct_f64(const double *x, const double *w, const double *b, doub
                          const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
                          const fc_epilogue *ep);
 
-/* ---- conv_igemm.c: implicit-GEMM conv2d (no im2col), same returns as fc_conv2d_direct_* */
+/* ---- conv_igemm.c: implicit-GEMM conv2d (no im2col), same returns as fc_conv2d_direct_*;
+ * fc_igemm_choice: conv2d's automatic choice at instruction-set level `level`
+ * (fc_direct_level) */
+int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level);
 int fc_conv2d_igemm_f32(const float *x, const float *w, const float *b, float *y,
                         const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
                         const fc_epilogue *ep);

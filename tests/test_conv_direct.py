@@ -120,6 +120,58 @@ def test_automatic_choice(shape, path):
     assert c.conv2d_path(geometry, np.float32) == path
 
 
+IGEMM = "implicit gemm (no im2col)"
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_automatic_choice_small_planes(isa_level, dtype):
+    """Where the direct kernel would run on a plane of at most 64 output pixels, groups of at
+    least one whole block of output channels (2 vectors: 32 floats with AVX-512, 16 with
+    AVX2; half as many doubles) take the implicit GEMM; the portable level keeps direct."""
+    lanes = {2: 16, 1: 8}.get(isa_level, 0) // (2 if dtype == np.float64 else 1)
+    cases = [  # (C, OC, G, K, stride, hw): output channels per group, output plane
+        (1024, 1024, 32, 3, 1, 7),  # 32, 7x7 (ResNeXt-50's last stage)
+        (1024, 1024, 32, 3, 2, 14),  # 32, 7x7 by stride 2
+        (512, 512, 32, 3, 1, 7),  # 16
+        (256, 256, 32, 3, 1, 7),  # 8
+        (32, 64, 1, 3, 1, 8),  # 64, 8x8
+        (32, 64, 1, 3, 1, 9),  # 81 pixels: direct
+        (512, 512, 32, 3, 1, 14),  # 196 pixels: direct
+    ]
+    for C, OC, G, K, s, hw in cases:
+        o = _out(hw, K, s, K // 2, 1)
+        geometry = (1, C, hw, hw, OC, K, K, o, o, s, s, K // 2, K // 2, 1, 1, G)
+        igemm = lanes and OC // G >= 2 * lanes and o * o <= 64
+        assert c.conv2d_path(geometry, dtype) == (IGEMM if igemm else DIRECT), (C, OC, G, hw)
+        if igemm or o * o <= 64:  # the default call takes that path and agrees
+            rng = np.random.default_rng(C + OC + hw)
+            x = rng.standard_normal((2, C, hw, hw)).astype(dtype)
+            w = rng.standard_normal((OC, C // G, K, K)).astype(dtype)
+            b = rng.standard_normal(OC).astype(dtype)
+            kw = dict(stride=s, padding=K // 2, groups=G)
+            got = fastconv.conv2d(x, w, b, backend="c", **kw)
+            np.testing.assert_array_equal(
+                got, fastconv.conv2d(x, w, b, backend="c", variant="implicit_gemm" if igemm
+                                     else "direct", **kw))
+            _close(got, _want(x, w, b, kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+@pytest.mark.parametrize("isa", ISAS)
+def test_implicit_gemm_weight_blocks(isa, dtype):
+    """The implicit GEMM packs its weights tap-major in blocks of 16 taps x 16 channels
+    (AVX-512 float: a register transpose) and element by element at the edges: channels per
+    group at, above and below a multiple of 16, tap counts with and without a remainder."""
+    rng = np.random.default_rng(31)
+    for Cg, M, G, K in [(16, 32, 1, 3), (5, 48, 2, 3), (2, 40, 3, 5), (7, 17, 1, 3),
+                        (3, 64, 2, 1), (4, 16, 4, 4)]:
+        x = rng.standard_normal((1, Cg * G, 9, 11)).astype(dtype)
+        w = rng.standard_normal((M * G, Cg, K, K)).astype(dtype)
+        kw = dict(stride=(1, 1), padding=(K // 2, K // 2), dilation=(1, 1), groups=G)
+        got = _run_c(x, w, None, kw, variant="implicit_gemm", isa=isa)
+        _close(got, _want(x, w, None, kw), dtype)
+
+
 def test_default_variant_takes_it_and_agrees():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 64, 15, 30)).astype(np.float32)
@@ -214,19 +266,20 @@ def test_non_finite_values_propagate_like_the_reference(variant):
 
 @pytest.mark.parametrize("variant", (None, "direct", "implicit_gemm"))
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
-def test_fused_epilogue(activation, variant):
+@pytest.mark.parametrize("hw, groups", [(14, 8), (7, 2)])  # (7, 2): the automatic implicit GEMM
+def test_fused_epilogue(activation, variant, hw, groups):
     from fastconv import fused
 
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
-    w = rng.standard_normal((64, 8, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((2, 64, hw, hw)).astype(np.float32)
+    w = rng.standard_normal((64, 64 // groups, 3, 3)).astype(np.float32)
     b = rng.standard_normal(64).astype(np.float32)
     scale = rng.uniform(0.5, 2, 64).astype(np.float32)
     shift = rng.standard_normal(64).astype(np.float32)
-    res = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
-    got = fused.conv2d(x, w, b, padding=1, groups=8, scale=scale, shift=shift, residual=res,
-                       activation=activation, backend="c", variant=variant)
-    want = _want(x, w, b, dict(padding=1, groups=8)) * scale[:, None, None]
+    res = rng.standard_normal((2, 64, hw, hw)).astype(np.float32)
+    got = fused.conv2d(x, w, b, padding=1, groups=groups, scale=scale, shift=shift,
+                       residual=res, activation=activation, backend="c", variant=variant)
+    want = _want(x, w, b, dict(padding=1, groups=groups)) * scale[:, None, None]
     want = want + shift[:, None, None] + res
     if activation:
         want = np.clip(want, 0, 6 if activation == "relu6" else None)

@@ -20,15 +20,16 @@ conv2d variants (``variant=``; None = the best):
   registers over every tap, the input rows copied once per task into a padded strip split
   by stride phase (csrc/conv_direct.c); any geometry
 - ``"implicit_gemm"`` no im2col: blocks of 14 output pixels x 32 output channels in
-  registers, the input broadcast from the same strip (csrc/conv_igemm.c); any geometry;
-  explicit only (slower than the default on every layer measured, docs/conv_variants.md)
+  registers, the input broadcast from the same strip (csrc/conv_igemm.c); any geometry
 
 None picks winograd_f4 or winograd_f2 by the batch's tile count, and for dilated layers the
 one of f2, f3, f4 with the fewest multiplies (docs/conv_variants.md; the transformed weights
 are cached between calls, :func:`set_winograd_cache_limit`) for float32 3x3 stride-1 layers
 with at least 32 input and output channels per group, ``"direct"`` for
 grouped convs with at most 16 output channels per group and for convs with at most 4 input
-channels per group and a window of 9 taps or more (a network's stem), else
+channels per group and a window of 9 taps or more (a network's stem), ``"implicit_gemm"``
+where ``"direct"`` would run on an output plane of at most 64 pixels with at least 32
+output channels per group (16 with AVX2; half as many for float64), else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
 NaN or Inf runs the im2col path (docs/conv_variants.md).
 
@@ -255,7 +256,8 @@ if AVAILABLE_REASON == "available":
     #: enum fc_conv_path (csrc/fastconv.h) -> what cpu_info calls it
     CONV_PATHS = {1: "gemm 1x1 (x read in place)", 2: "im2col + packed gemm",
                   3: "winograd F(2x2,3x3)", 4: "winograd F(4x4,3x3)",
-                  5: "direct (no im2col)", 6: "winograd F(3x3,3x3)"}
+                  5: "direct (no im2col)", 6: "winograd F(3x3,3x3)",
+                  7: "implicit gemm (no im2col)"}
 
     def conv2d_path(shape: tuple, dtype: Any) -> str:
         """The path the default conv2d takes for ``shape`` (the fc_conv_shape fields: N, C,
