@@ -1,12 +1,13 @@
 """The direct and implicit-GEMM conv2d kernels against the other paths, layer by layer.
 
-    python bench/direct_conv.py [--threads 2] [--layers grouped,narrow,stems,wide]
+    python bench/direct_conv.py [--threads 2] [--layers grouped,small,narrow,stems,wide]
 
 For each layer: ms of every C path that runs it (``variant="direct"``, ``"implicit_gemm"``,
 ``"v5_threads"`` = im2col + packed GEMM, Winograd F2 / F4 where the geometry allows, and the
 automatic choice ``None``, with the path it took), and torch's conv2d when torch is
 installed; medians of interleaved rounds. This is the basis of the automatic choice's rule
-(``fc_direct_choice``, csrc/conv_direct.c; bench/RESULTS.md, "Direct and implicit-GEMM conv").
+(``fc_direct_choice``, csrc/conv_direct.c, and ``fc_igemm_choice``, csrc/conv_igemm.c;
+bench/RESULTS.md, "Direct and implicit-GEMM conv" and "Grouped convs on small planes").
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ LAYERS: Dict[str, List[Tuple[str, Tuple[int, ...]]]] = {
         ("ResNeXt 3x3/2 256 g32 @56", (1, 256, 256, 32, 3, 2, 56)),
         ("3x3 64 g2 @56", (1, 64, 64, 2, 3, 1, 56)),
         ("3x3 128 g2 @28", (1, 128, 128, 2, 3, 1, 28)),
+    ],
+    # small planes (7x7 outputs): the implicit GEMM's share of the automatic choice
+    "small": [
+        ("ResNeXt 3x3 1024 g32 @7", (1, 1024, 1024, 32, 3, 1, 7)),
+        ("ResNeXt 3x3 1024 g32 @7, batch 8", (8, 1024, 1024, 32, 3, 1, 7)),
+        ("ResNeXt 3x3/2 1024 g32 @14", (1, 1024, 1024, 32, 3, 2, 14)),
+        ("3x3 512 g32 @7", (1, 512, 512, 32, 3, 1, 7)),
+        ("3x3 256 g32 @7", (1, 256, 256, 32, 3, 1, 7)),
+        ("3x3 32->64 @7", (1, 32, 64, 1, 3, 1, 7)),
+        ("3x3 32->64 @7, batch 8", (8, 32, 64, 1, 3, 1, 7)),
     ],
     "narrow": [
         ("3x3 8->8 @112", (1, 8, 8, 1, 3, 1, 112)),

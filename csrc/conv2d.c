@@ -27,7 +27,7 @@
  *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
  *               broadcast from the same strip (conv_igemm.c); chosen by `best`, before
  *               direct, for the direct kernel's layers on planes of at most 64 output pixels
- *               with a whole block of output channels per group (fc_igemm_choice)
+ *               with at least one vector of output channels per group (fc_igemm_choice)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col (and in
  * the other variants' own indexing).
  *
@@ -474,7 +474,7 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
     default: {
         /* implicit GEMM (conv_igemm.c), explicitly or by the automatic choice
          * (fc_igemm_choice: what the direct kernel would take, on planes of at most 64
-         * output pixels with at least one whole block of output channels per group); a call
+         * output pixels with at least one vector of output channels per group); a call
          * it declines (workspace bound) goes on below */
         if (variant == FC_CONV_IMPLICIT_GEMM ||
             (variant == FC_CONV_BEST && fc_igemm_choice(s, IS_F64, fc_direct_level(kernel)))) {

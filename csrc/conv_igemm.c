@@ -11,7 +11,8 @@
  * with j >= OW are computed and discarded: 2 of 30 on a 28-wide 3x3 layer).
  *
  * A register block holds NP positions x NV vectors of L output channels (AVX-512 float:
- * 14 x 32, the shape of the GEMM micro-kernel; AVX2 and baseline 6 x 16 / 6 x 8); per tap it
+ * 14 x 32, the shape of the GEMM micro-kernel; AVX2 and baseline 6 x 16 / 6 x 8; narrow
+ * groups below); per tap it
  * loads NV vectors of weights (packed once per call as [group][channel block][tap][NV*L])
  * and broadcasts NP input values. Taps go in chunks whose weights stay in L1 (16 KiB) while
  * every position block of the task passes, accumulating in a position-major buffer that is
@@ -23,12 +24,17 @@
  * below Winograd and im2col + GEMM except on a stride-2 3x3 layer (128@56: 1.17x); far below
  * on large dilations (the planes hold every padded row between the taps).
  *
+ * Groups of at most one vector of output channels (16 floats with AVX-512, 8 with AVX2) take
+ * blocks of one vector and twice the positions (28 x 16, 12 x 8): before, a group of 16
+ * filled half of every 32-channel block.
+ *
  * fc_igemm_choice: conv2d's automatic choice takes it where it would take the direct kernel
  * (fc_direct_choice) for a small output plane (at most 64 pixels: 7x7, any stride) and groups
- * of at least one whole channel block (nv*L: 32 floats with AVX-512, 16 with AVX2). There
- * the direct kernel's vectors run along output rows of 7 and its blocks of 3 rows leave
- * lanes idle, while a block of 32 output channels is always full: ResNeXt 3x3 1024 g32 @7,
- * one thread, 1.03 -> 0.49 ms (bench/RESULTS.md, "Grouped convs on small planes").
+ * of at least one vector of output channels. There the direct kernel's vectors run along
+ * output rows of 7 and its blocks of 3 rows leave lanes idle, while a vector of output
+ * channels is always full: ResNeXt 3x3 1024 g32 @7, one thread, 1.03 -> 0.48 ms; 512 g32 @7
+ * 0.28 -> 0.20 (bench/RESULTS.md, "Grouped convs on small planes"). On 14x14 planes the
+ * direct kernel stays ahead or level (16 per group: 0.43 against 0.83 ms).
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when the packed weights or one task's strip exceed the workspace bound
@@ -51,11 +57,14 @@
 #define FC_IG_KC_BYTES (16 * 1024)       /* one tap chunk of a channel block's weights: in L1 */
 #define FC_IG_ACC_BYTES (256 * 1024)     /* one task's accumulators (positions x channels) */
 
-/* Register blocks: positions x vectors of output channels (AVX-512; AVX2 and baseline) */
+/* Register blocks: positions x vectors of output channels (AVX-512; AVX2 and baseline), and
+ * the narrow blocks of one vector, for groups of at most one vector of output channels */
 #define FC_IG_NP512 14
 #define FC_IG_NV512 2
 #define FC_IG_NP256 6
 #define FC_IG_NV256 2
+#define FC_IG_NP512N 28
+#define FC_IG_NP256N 12
 
 typedef struct {
     int64_t M, Cg, taps;   /* output channels per group, input channels per group, taps */
@@ -113,8 +122,8 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
 
 int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level) {
     if (level < 1 || !fc_direct_choice(s, is_f64)) return 0;
-    const int64_t mbw = (level == 2 ? FC_IG_NV512 * 64 : FC_IG_NV256 * 32) / (is_f64 ? 8 : 4);
-    return s->OC / s->G >= mbw && s->OH * s->OW <= 64;
+    const int64_t lanes = (level == 2 ? 64 : 32) / (is_f64 ? 8 : 4);
+    return s->OC / s->G >= lanes && s->OH * s->OW <= 64;
 }
 
 /* Per tap (c, kh, kw): its offset in the strip of phase planes (plane (c, kh*dh % sh,
@@ -276,6 +285,10 @@ FC_IG_BLOCK(FN(ig_block_avx2), FC_T256, 32, FC_IG_NP256, FC_IG_NV256)
 FC_IG_TASK(FN(ig_task_avx2), FC_T256, FN(ig_block_avx2), FC_IG_NP256)
 FC_IG_BLOCK(FN(ig_block_avx512), FC_T512, 64, FC_IG_NP512, FC_IG_NV512)
 FC_IG_TASK(FN(ig_task_avx512), FC_T512, FN(ig_block_avx512), FC_IG_NP512)
+FC_IG_BLOCK(FN(ig_block_avx2n), FC_T256, 32, FC_IG_NP256N, 1)
+FC_IG_TASK(FN(ig_task_avx2n), FC_T256, FN(ig_block_avx2n), FC_IG_NP256N)
+FC_IG_BLOCK(FN(ig_block_avx512n), FC_T512, 64, FC_IG_NP512N, 1)
+FC_IG_TASK(FN(ig_task_avx512n), FC_T512, FN(ig_block_avx512n), FC_IG_NP512N)
 #endif
 
 /* Pack slivers [q0, q1) (q = group * nmb + channel block) of the weights tap-major, nv*L
@@ -341,8 +354,14 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
         for (int64_t mb = mb0; mb < mb1; mb++) {
             switch (a->level) {
 #if defined(__x86_64__)
-            case 2: FN(ig_task_avx512)(a, n, g, mb, i0, nr, strip, accb); break;
-            case 1: FN(ig_task_avx2)(a, n, g, mb, i0, nr, strip, accb); break;
+            case 2:
+                if (pl->nv == 1) FN(ig_task_avx512n)(a, n, g, mb, i0, nr, strip, accb);
+                else FN(ig_task_avx512)(a, n, g, mb, i0, nr, strip, accb);
+                break;
+            case 1:
+                if (pl->nv == 1) FN(ig_task_avx2n)(a, n, g, mb, i0, nr, strip, accb);
+                else FN(ig_task_avx2)(a, n, g, mb, i0, nr, strip, accb);
+                break;
 #endif
             default: FN(ig_task_base)(a, n, g, mb, i0, nr, strip, accb);
             }
@@ -360,8 +379,12 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
     const int level = fc_direct_level(kernel);
     const int64_t es = sizeof(T);
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
-    const int64_t np = level == 2 ? FC_IG_NP512 : FC_IG_NP256;
-    const int64_t nv = level == 2 ? FC_IG_NV512 : FC_IG_NV256;
+    /* groups of at most one vector of output channels: blocks of one vector, twice the
+     * positions (with AVX2 or AVX-512) */
+    const int narrow = level >= 1 && s->OC / s->G <= vbytes / es;
+    const int64_t np = level == 2 ? (narrow ? FC_IG_NP512N : FC_IG_NP512)
+                                  : (narrow ? FC_IG_NP256N : FC_IG_NP256);
+    const int64_t nv = narrow ? 1 : level == 2 ? FC_IG_NV512 : FC_IG_NV256;
     const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;
     const int team = fc_team_for(fc_cost_macs(macs), nthreads);
     igemm_plan pl;

@@ -126,14 +126,15 @@ IGEMM = "implicit gemm (no im2col)"
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_automatic_choice_small_planes(isa_level, dtype):
     """Where the direct kernel would run on a plane of at most 64 output pixels, groups of at
-    least one whole block of output channels (2 vectors: 32 floats with AVX-512, 16 with
-    AVX2; half as many doubles) take the implicit GEMM; the portable level keeps direct."""
+    least one vector of output channels (16 floats with AVX-512, 8 with AVX2; half as many
+    doubles) take the implicit GEMM; the portable level keeps direct."""
     lanes = {2: 16, 1: 8}.get(isa_level, 0) // (2 if dtype == np.float64 else 1)
     cases = [  # (C, OC, G, K, stride, hw): output channels per group, output plane
         (1024, 1024, 32, 3, 1, 7),  # 32, 7x7 (ResNeXt-50's last stage)
         (1024, 1024, 32, 3, 2, 14),  # 32, 7x7 by stride 2
         (512, 512, 32, 3, 1, 7),  # 16
         (256, 256, 32, 3, 1, 7),  # 8
+        (128, 128, 32, 3, 1, 7),  # 4
         (32, 64, 1, 3, 1, 8),  # 64, 8x8
         (32, 64, 1, 3, 1, 9),  # 81 pixels: direct
         (512, 512, 32, 3, 1, 14),  # 196 pixels: direct
@@ -141,7 +142,7 @@ def test_automatic_choice_small_planes(isa_level, dtype):
     for C, OC, G, K, s, hw in cases:
         o = _out(hw, K, s, K // 2, 1)
         geometry = (1, C, hw, hw, OC, K, K, o, o, s, s, K // 2, K // 2, 1, 1, G)
-        igemm = lanes and OC // G >= 2 * lanes and o * o <= 64
+        igemm = lanes and OC // G >= lanes and o * o <= 64
         assert c.conv2d_path(geometry, dtype) == (IGEMM if igemm else DIRECT), (C, OC, G, hw)
         if igemm or o * o <= 64:  # the default call takes that path and agrees
             rng = np.random.default_rng(C + OC + hw)
@@ -160,11 +161,12 @@ def test_automatic_choice_small_planes(isa_level, dtype):
 @pytest.mark.parametrize("isa", ISAS)
 def test_implicit_gemm_weight_blocks(isa, dtype):
     """The implicit GEMM packs its weights tap-major in blocks of 16 taps x 16 channels
-    (AVX-512 float: a register transpose) and element by element at the edges: channels per
-    group at, above and below a multiple of 16, tap counts with and without a remainder."""
+    (AVX-512 float: a register transpose) and element by element at the edges, and runs
+    groups of at most one vector of channels on one-vector blocks: channels per group at,
+    above and below multiples of 8 and 16, tap counts with and without a remainder."""
     rng = np.random.default_rng(31)
     for Cg, M, G, K in [(16, 32, 1, 3), (5, 48, 2, 3), (2, 40, 3, 5), (7, 17, 1, 3),
-                        (3, 64, 2, 1), (4, 16, 4, 4)]:
+                        (3, 64, 2, 1), (4, 16, 4, 4), (9, 8, 2, 3), (5, 3, 3, 3), (6, 12, 1, 3)]:
         x = rng.standard_normal((1, Cg * G, 9, 11)).astype(dtype)
         w = rng.standard_normal((M * G, Cg, K, K)).astype(dtype)
         kw = dict(stride=(1, 1), padding=(K // 2, K // 2), dilation=(1, 1), groups=G)
