@@ -5,22 +5,22 @@
 For each layer: ms of every C path that runs it (``variant="direct"``, ``"implicit_gemm"``,
 ``"v5_threads"`` = im2col + packed GEMM, Winograd F2 / F4 where the geometry allows, and the
 automatic choice ``None``, with the path it took), and torch's conv2d when torch is
-installed; medians of interleaved rounds. This is the basis of the automatic choice's rule
-(``fc_direct_choice``, csrc/conv_direct.c, and ``fc_igemm_choice``, csrc/conv_igemm.c;
-bench/RESULTS.md, "Direct and implicit-GEMM conv" and "Grouped convs on small planes").
+installed; medians of interleaved samples, each after a settling pause (as ``fastconv
+bench`` takes them). This is the basis of the automatic choice's rules (``fc_direct_choice``,
+csrc/conv_direct.c, and ``fc_igemm_choice``, csrc/conv_igemm.c; bench/RESULTS.md, "Direct
+and implicit-GEMM conv" and "Grouped convs on small planes").
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
 import fastconv as fc
 from fastconv.backends import _registry
+from fastconv.benchmark import Runner, time_interleaved
 
 #: name -> (N, C, OC, groups, k, stride, hw)
 LAYERS: Dict[str, List[Tuple[str, Tuple[int, ...]]]] = {
@@ -68,21 +68,11 @@ LAYERS: Dict[str, List[Tuple[str, Tuple[int, ...]]]] = {
 
 
 def _median_ms(fns: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, float]:
-    """Interleaved rounds; each sample is enough calls for 20 ms."""
-    calls = {}
-    for name, fn in fns.items():
-        fn()
-        t = time.perf_counter()
-        fn()
-        calls[name] = max(1, int(0.02 / max(time.perf_counter() - t, 1e-6)))
-    samples: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(calls[name]):
-                fn()
-            samples[name].append((time.perf_counter() - t) / calls[name] * 1e3)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    """Medians of interleaved samples as ``fastconv bench`` takes them: each after a pause in
+    which the previous runner's threads stop spinning (torch's OpenMP workers would otherwise
+    hold the second core), and a lead-in call; the order rotates between rounds."""
+    stats = time_interleaved([Runner(name, fn) for name, fn in fns.items()], rounds, 60.0)
+    return {name: stats[name]["median_s"] * 1e3 for name in fns}
 
 
 def main() -> None:
