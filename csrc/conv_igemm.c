@@ -253,21 +253,29 @@ typedef struct {
 } FN(ig_args);
 
 /* One channel block of a task: for each tap chunk (its weights stay in L1), every block of NP
- * flat positions o = r*Wq + j of the task's rows (positions with j >= OW are computed and
- * discarded), accumulated in accb; then accb (position-major) to y (channel-major). */
-#define FC_IG_TASK(NAME, ATTR, BLOCK, NP)                                                    \
+ * flat positions o = r*Wq + j of the task's rows up to its last output (positions with
+ * j >= OW are computed and discarded), the last by a block of NP/2 (HALF) where that covers
+ * it, accumulated in accb; then accb (position-major) to y (channel-major). On a 7x7 plane
+ * the 61 positions took 5 blocks of 14 (70), now 4 and a half (63). */
+#define FC_IG_TASK(NAME, ATTR, BLOCK, HALF, NP)                                              \
     ATTR FC_NO_MEMCPY static void NAME(const FN(ig_args) *a, int64_t n, int64_t g,           \
                                        int64_t mb, int64_t i0, int64_t nr, const T *strip,   \
                                        T *accb)                                              \
     {                                                                                        \
         const fc_conv_shape *s = a->s;                                                       \
         const igemm_plan *pl = a->pl;                                                        \
-        const int64_t mbw = pl->mbw, Wq = pl->Wq, npos = round_up(nr * Wq, NP);              \
+        const int64_t mbw = pl->mbw, Wq = pl->Wq, last = (nr - 1) * Wq + s->OW;              \
         const T *wblk = a->wq + (g * pl->nmb + mb) * pl->taps * mbw;                         \
         for (int64_t t0 = 0; t0 < pl->taps; t0 += pl->kc) {                                  \
             const int64_t kc = min64(pl->kc, pl->taps - t0);                                 \
-            for (int64_t o = 0; o < npos; o += NP)                                           \
-                BLOCK(strip + o, a->toff + t0, kc, wblk + t0 * mbw, accb + o * mbw, t0 == 0); \
+            for (int64_t o = 0; o < last; o += NP) {                                         \
+                if (last - o <= NP / 2)                                                      \
+                    HALF(strip + o, a->toff + t0, kc, wblk + t0 * mbw, accb + o * mbw,       \
+                         t0 == 0);                                                           \
+                else                                                                         \
+                    BLOCK(strip + o, a->toff + t0, kc, wblk + t0 * mbw, accb + o * mbw,      \
+                          t0 == 0);                                                          \
+            }                                                                                \
         }                                                                                    \
         const int64_t P = s->OH * s->OW, m0 = mb * mbw, nm = min64(mbw, pl->M - m0);         \
         for (int64_t k = 0; k < nm; k++) {                                                   \
@@ -278,18 +286,20 @@ typedef struct {
         }                                                                                    \
     }
 
-FC_IG_BLOCK(FN(ig_block_base), , 16, FC_IG_NP256, FC_IG_NV256)
-FC_IG_TASK(FN(ig_task_base), , FN(ig_block_base), FC_IG_NP256)
+/* Each task with its whole block and its half block (the _h twins) */
+#define FC_IG_KERNELS(SUF, ATTR, VBYTES, NP, NV)                                             \
+    FC_IG_BLOCK(FN(ig_block_##SUF), ATTR, VBYTES, NP, NV)                                    \
+    FC_IG_BLOCK(FN(ig_block_##SUF##_h), ATTR, VBYTES, NP / 2, NV)                            \
+    FC_IG_TASK(FN(ig_task_##SUF), ATTR, FN(ig_block_##SUF), FN(ig_block_##SUF##_h), NP)
+
+FC_IG_KERNELS(base, , 16, FC_IG_NP256, FC_IG_NV256)
 #if defined(__x86_64__)
-FC_IG_BLOCK(FN(ig_block_avx2), FC_T256, 32, FC_IG_NP256, FC_IG_NV256)
-FC_IG_TASK(FN(ig_task_avx2), FC_T256, FN(ig_block_avx2), FC_IG_NP256)
-FC_IG_BLOCK(FN(ig_block_avx512), FC_T512, 64, FC_IG_NP512, FC_IG_NV512)
-FC_IG_TASK(FN(ig_task_avx512), FC_T512, FN(ig_block_avx512), FC_IG_NP512)
-FC_IG_BLOCK(FN(ig_block_avx2n), FC_T256, 32, FC_IG_NP256N, 1)
-FC_IG_TASK(FN(ig_task_avx2n), FC_T256, FN(ig_block_avx2n), FC_IG_NP256N)
-FC_IG_BLOCK(FN(ig_block_avx512n), FC_T512, 64, FC_IG_NP512N, 1)
-FC_IG_TASK(FN(ig_task_avx512n), FC_T512, FN(ig_block_avx512n), FC_IG_NP512N)
+FC_IG_KERNELS(avx2, FC_T256, 32, FC_IG_NP256, FC_IG_NV256)
+FC_IG_KERNELS(avx512, FC_T512, 64, FC_IG_NP512, FC_IG_NV512)
+FC_IG_KERNELS(avx2n, FC_T256, 32, FC_IG_NP256N, 1)
+FC_IG_KERNELS(avx512n, FC_T512, 64, FC_IG_NP512N, 1)
 #endif
+#undef FC_IG_KERNELS
 
 /* Pack slivers [q0, q1) (q = group * nmb + channel block) of the weights tap-major, nv*L
  * channels per tap, zero past M. */
