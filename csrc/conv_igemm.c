@@ -173,6 +173,28 @@ FC_T512 static void fc_ig_transpose16(const float *src, int64_t taps, float *dst
         _mm512_storeu_ps(dst + (m + 8) * ld, _mm512_shuffle_f32x4(u[m], u[8 + m], 0xDD));
     }
 }
+
+/* The same for an 8 x 8 block with AVX2 (pairs of lanes, pairs of pairs, then 128-bit halves:
+ * 24 shuffles for 64 values). */
+FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst, int64_t ld)
+{
+    __m256 r[8], u[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * taps);
+    for (int i = 0; i < 4; i++) {
+        u[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        u[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        r[4 * i] = _mm256_shuffle_ps(u[4 * i], u[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm256_shuffle_ps(u[4 * i], u[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm256_shuffle_ps(u[4 * i + 1], u[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm256_shuffle_ps(u[4 * i + 1], u[4 * i + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        _mm256_storeu_ps(dst + m * ld, _mm256_permute2f128_ps(r[m], r[m + 4], 0x20));
+        _mm256_storeu_ps(dst + (m + 4) * ld, _mm256_permute2f128_ps(r[m], r[m + 4], 0x31));
+    }
+}
 #endif
 
 #define FC_INSTANTIATE "conv_igemm.c"
@@ -314,17 +336,23 @@ static void FN(ig_pack)(void *ctx, int64_t q0, int64_t q1, int slot) {
         /* 16 taps at a time: each channel's 16 weights read in a row, written into a block
          * of 16 x mbw values that stays in L1 (tap by tap, the reads would be strided); with
          * AVX-512, float, every 16 whole channels of 16 taps are one register transpose (a
-         * ResNeXt 3x3 1024 g32 @7 spent 29% of its call in the scalar loop) */
+         * ResNeXt 3x3 1024 g32 @7 spent 29% of its call in the scalar loop), with AVX2 every
+         * 8 whole channels two */
         for (int64_t t0 = 0; t0 < pl->taps; t0 += 16) {
             const int64_t t1 = min64(pl->taps, t0 + 16);
             int64_t k = 0;
 #if defined(__x86_64__)
+            const float *wf = (const float *)(const void *)a->w + (g * pl->M + m0) * pl->taps;
+            float *df = (float *)(void *)dst + t0 * pl->mbw;
             if (!IS_F64 && a->level == 2 && t1 - t0 == 16)
                 for (; k + 16 <= pl->mbw && m0 + k + 16 <= pl->M; k += 16)
-                    fc_ig_transpose16((const float *)(const void *)a->w +
-                                          (g * pl->M + m0 + k) * pl->taps + t0,
-                                      pl->taps, (float *)(void *)dst + t0 * pl->mbw + k,
-                                      pl->mbw);
+                    fc_ig_transpose16(wf + k * pl->taps + t0, pl->taps, df + k, pl->mbw);
+            if (!IS_F64 && a->level == 1 && t1 - t0 == 16) /* AVX2: two 8 x 8 per 8 channels */
+                for (; k + 8 <= pl->mbw && m0 + k + 8 <= pl->M; k += 8) {
+                    fc_ig_transpose8(wf + k * pl->taps + t0, pl->taps, df + k, pl->mbw);
+                    fc_ig_transpose8(wf + k * pl->taps + t0 + 8, pl->taps, df + 8 * pl->mbw + k,
+                                     pl->mbw);
+                }
 #endif
             for (; k < pl->mbw; k++) {
                 const T *src = a->w + (g * pl->M + m0 + k) * pl->taps;
