@@ -26,8 +26,9 @@
  *               with a large window (fc_direct_choice)
  *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
  *               broadcast from the same strip (conv_igemm.c); chosen by `best`, before
- *               direct, for the direct kernel's layers on planes of at most 64 output pixels
- *               with at least one vector of output channels per group (fc_igemm_choice)
+ *               direct, for the direct kernel's layers on small planes (7x7, or 14x14
+ *               with 16 input channels per group) with at least one vector of output
+ *               channels per group (fc_igemm_choice)
  * Grouped convs are one GEMM per group; dilation, stride and padding live in im2col (and in
  * the other variants' own indexing).
  *
@@ -473,8 +474,8 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
     case FC_CONV_IMPLICIT_GEMM:
     default: {
         /* implicit GEMM (conv_igemm.c), explicitly or by the automatic choice
-         * (fc_igemm_choice: what the direct kernel would take, on planes of at most 64
-         * output pixels with at least one vector of output channels per group); a call
+         * (fc_igemm_choice: what the direct kernel would take, on small planes with at
+         * least one vector of output channels per group); a call
          * it declines (workspace bound) goes on below */
         if (variant == FC_CONV_IMPLICIT_GEMM ||
             (variant == FC_CONV_BEST && fc_igemm_choice(s, IS_F64, fc_direct_level(kernel)))) {

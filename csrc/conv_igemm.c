@@ -25,16 +25,18 @@
  * on large dilations (the planes hold every padded row between the taps).
  *
  * Groups of at most one vector of output channels (16 floats with AVX-512, 8 with AVX2) take
- * blocks of one vector and twice the positions (28 x 16, 12 x 8): before, a group of 16
- * filled half of every 32-channel block.
+ * blocks of one vector (14 x 16, 12 x 8): before, a group of 16 filled half of every
+ * 32-channel block.
  *
  * fc_igemm_choice: conv2d's automatic choice takes it where it would take the direct kernel
- * (fc_direct_choice) for a small output plane (at most 64 pixels: 7x7, any stride) and groups
- * of at least one vector of output channels. There the direct kernel's vectors run along
- * output rows of 7 and its blocks of 3 rows leave lanes idle, while a vector of output
- * channels is always full: ResNeXt 3x3 1024 g32 @7, one thread, 1.03 -> 0.48 ms; 512 g32 @7
- * 0.28 -> 0.20 (bench/RESULTS.md, "Grouped convs on small planes"). On 14x14 planes the
- * direct kernel stays ahead or level (16 per group: 0.43 against 0.83 ms).
+ * (fc_direct_choice) for groups of at least one vector of output channels on a small output
+ * plane: at most 64 pixels (7x7, any stride), or at most 196 (14x14) with at least 16 input
+ * channels per group. There the direct kernel's vectors run along output rows of 7 or 14 and
+ * its blocks of 3 rows leave lanes idle, while a vector of output channels is always full:
+ * one thread, ResNeXt 3x3 1024 g32 @7 1.03 -> 0.44 ms, 512 g32 @7 0.28 -> 0.13, 512 g32 @14
+ * 0.43 -> 0.39 (bench/RESULTS.md, "Grouped convs on small planes"). With fewer input
+ * channels per group on 14x14 the direct kernel stays ahead at one thread (4 or 8 per group:
+ * 0.83-0.96x), and on larger planes the two are level.
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when the packed weights or one task's strip exceed the workspace bound
@@ -43,6 +45,8 @@
  */
 #ifndef FC_TYPED
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +67,7 @@
 #define FC_IG_NV512 2
 #define FC_IG_NP256 6
 #define FC_IG_NV256 2
-#define FC_IG_NP512N 28
+#define FC_IG_NP512N 14 /* 28 measured slower: 3x3 512 g32 @7 0.20 against 0.13 ms */
 #define FC_IG_NP256N 12
 
 typedef struct {
@@ -120,10 +124,38 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     return (pl->wq_elems + 16 + per_thread * pl->nthreads) * es > work_bytes;
 }
 
+/* The packed weights' buffer of the last call, kept for the next one (a buffer of its own
+ * each time came back from the kernel as fresh pages: a third of 3x3 512 g32 @14's time went
+ * to page faults, `perf`). One spare at a time, taken and put back by atomic exchanges (a
+ * concurrent call allocates its own); at most FC_IG_SPARE_MAX bytes are kept. */
+#define FC_IG_SPARE_MAX ((size_t)16 << 20)
+typedef struct {
+    size_t bytes;
+    max_align_t pad[]; /* the buffer */
+} fc_ig_spare_t;
+static fc_ig_spare_t *_Atomic fc_ig_spare;
+
+static fc_ig_spare_t *fc_ig_spare_take(size_t bytes) {
+    fc_ig_spare_t *sp = atomic_exchange(&fc_ig_spare, NULL);
+    if (sp && sp->bytes >= bytes) return sp;
+    free(sp);
+    sp = malloc(sizeof(fc_ig_spare_t) + bytes);
+    if (sp) sp->bytes = bytes;
+    return sp;
+}
+
+static void fc_ig_spare_give(fc_ig_spare_t *sp) {
+    if (sp && sp->bytes > FC_IG_SPARE_MAX) {
+        free(sp);
+        return;
+    }
+    free(atomic_exchange(&fc_ig_spare, sp));
+}
+
 int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level) {
     if (level < 1 || !fc_direct_choice(s, is_f64)) return 0;
-    const int64_t lanes = (level == 2 ? 64 : 32) / (is_f64 ? 8 : 4);
-    return s->OC / s->G >= lanes && s->OH * s->OW <= 64;
+    const int64_t lanes = (level == 2 ? 64 : 32) / (is_f64 ? 8 : 4), px = s->OH * s->OW;
+    return s->OC / s->G >= lanes && (px <= 64 || (px <= 196 && s->C / s->G >= 16));
 }
 
 /* Per tap (c, kh, kw): its offset in the strip of phase planes (plane (c, kh*dh % sh,
@@ -431,10 +463,11 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
     igemm_plan pl;
     if (plan_igemm(s, es, vbytes, np, nv, team, work_bytes, &pl)) return FC_DIRECT_DECLINED;
     int64_t *toff = igemm_tap_offsets(s, &pl);
-    T *wbuf = malloc((size_t)(pl.wq_elems + 16) * sizeof(T));
+    fc_ig_spare_t *spare = fc_ig_spare_take((size_t)(pl.wq_elems + 16) * sizeof(T));
+    T *wbuf = spare ? (T *)(void *)spare->pad : NULL;
     if (!toff || !wbuf) {
         free(toff);
-        free(wbuf);
+        fc_ig_spare_give(spare);
         return 1;
     }
     T *works[FC_POOL_SLOTS] = {0};
@@ -450,7 +483,7 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
     fc_parallel_for(pl.ntasks, 1, pl.nthreads, FN(ig_tasks), &a);
     for (int i = 0; i < FC_POOL_SLOTS; i++) free(works[i]);
     free(toff);
-    free(wbuf);
+    fc_ig_spare_give(spare);
     return a.failed;
 }
 

@@ -102,7 +102,7 @@ def test_cpu_level_cap(dtype, isa_level):
 @pytest.mark.parametrize("shape, path", [
     # (C, OC, G, K, stride, hw): ResNeXt groups, stems, narrow 3x3 -> direct
     ((256, 256, 32, 3, 1, 28), DIRECT),
-    ((512, 512, 32, 3, 2, 28), DIRECT),
+    ((512, 512, 32, 3, 2, 56), DIRECT),
     ((3, 64, 1, 7, 2, 224), DIRECT),
     ((3, 32, 1, 3, 2, 224), DIRECT),
     ((32, 64, 1, 3, 1, 56), DIRECT),
@@ -125,9 +125,10 @@ IGEMM = "implicit gemm (no im2col)"
 
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_automatic_choice_small_planes(isa_level, dtype):
-    """Where the direct kernel would run on a plane of at most 64 output pixels, groups of at
-    least one vector of output channels (16 floats with AVX-512, 8 with AVX2; half as many
-    doubles) take the implicit GEMM; the portable level keeps direct."""
+    """Where the direct kernel would run on a plane of at most 64 output pixels (or at most
+    196 with at least 16 input channels per group), groups of at least one vector of output
+    channels (16 floats with AVX-512, 8 with AVX2; half as many doubles) take the implicit
+    GEMM; the portable level keeps direct."""
     lanes = {2: 16, 1: 8}.get(isa_level, 0) // (2 if dtype == np.float64 else 1)
     cases = [  # (C, OC, G, K, stride, hw): output channels per group, output plane
         (1024, 1024, 32, 3, 1, 7),  # 32, 7x7 (ResNeXt-50's last stage)
@@ -136,15 +137,18 @@ def test_automatic_choice_small_planes(isa_level, dtype):
         (256, 256, 32, 3, 1, 7),  # 8
         (128, 128, 32, 3, 1, 7),  # 4
         (32, 64, 1, 3, 1, 8),  # 64, 8x8
-        (32, 64, 1, 3, 1, 9),  # 81 pixels: direct
-        (512, 512, 32, 3, 1, 14),  # 196 pixels: direct
+        (32, 64, 1, 3, 1, 9),  # 81 pixels, 32 input channels
+        (512, 512, 32, 3, 1, 14),  # 196 pixels, 16 input channels per group
+        (256, 512, 32, 3, 1, 14),  # 196 pixels, 8 input channels per group: direct
+        (512, 512, 32, 3, 1, 15),  # 225 pixels: direct
     ]
     for C, OC, G, K, s, hw in cases:
         o = _out(hw, K, s, K // 2, 1)
         geometry = (1, C, hw, hw, OC, K, K, o, o, s, s, K // 2, K // 2, 1, 1, G)
-        igemm = lanes and OC // G >= lanes and o * o <= 64
+        small = o * o <= 64 or (o * o <= 196 and C // G >= 16)
+        igemm = lanes and OC // G >= lanes and small
         assert c.conv2d_path(geometry, dtype) == (IGEMM if igemm else DIRECT), (C, OC, G, hw)
-        if igemm or o * o <= 64:  # the default call takes that path and agrees
+        if o * o <= 196:  # the default call takes that path and agrees
             rng = np.random.default_rng(C + OC + hw)
             x = rng.standard_normal((2, C, hw, hw)).astype(dtype)
             w = rng.standard_normal((OC, C // G, K, K)).astype(dtype)
