@@ -32,11 +32,12 @@ LAYERS: Dict[str, List[Tuple[str, Tuple[int, ...]]]] = {
         ("3x3 64 g2 @56", (1, 64, 64, 2, 3, 1, 56)),
         ("3x3 128 g2 @28", (1, 128, 128, 2, 3, 1, 28)),
     ],
-    # small planes (7x7 outputs): the implicit GEMM's share of the automatic choice
+    # small planes (7x7 and 14x14 outputs): the implicit GEMM's share of the automatic choice
     "small": [
         ("ResNeXt 3x3 1024 g32 @7", (1, 1024, 1024, 32, 3, 1, 7)),
         ("ResNeXt 3x3 1024 g32 @7, batch 8", (8, 1024, 1024, 32, 3, 1, 7)),
         ("ResNeXt 3x3/2 1024 g32 @14", (1, 1024, 1024, 32, 3, 2, 14)),
+        ("ResNeXt 3x3 512 g32 @14", (1, 512, 512, 32, 3, 1, 14)),
         ("3x3 512 g32 @7", (1, 512, 512, 32, 3, 1, 7)),
         ("3x3 256 g32 @7", (1, 256, 256, 32, 3, 1, 7)),
         ("3x3 32->64 @7", (1, 32, 64, 1, 3, 1, 7)),
