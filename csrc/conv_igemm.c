@@ -374,17 +374,20 @@ static void FN(ig_pack)(void *ctx, int64_t q0, int64_t q1, int slot) {
             const int64_t t1 = min64(pl->taps, t0 + 16);
             int64_t k = 0;
 #if defined(__x86_64__)
-            const float *wf = (const float *)(const void *)a->w + (g * pl->M + m0) * pl->taps;
-            float *df = (float *)(void *)dst + t0 * pl->mbw;
-            if (!IS_F64 && a->level == 2 && t1 - t0 == 16)
-                for (; k + 16 <= pl->mbw && m0 + k + 16 <= pl->M; k += 16)
-                    fc_ig_transpose16(wf + k * pl->taps + t0, pl->taps, df + k, pl->mbw);
-            if (!IS_F64 && a->level == 1 && t1 - t0 == 16) /* AVX2: two 8 x 8 per 8 channels */
-                for (; k + 8 <= pl->mbw && m0 + k + 8 <= pl->M; k += 8) {
-                    fc_ig_transpose8(wf + k * pl->taps + t0, pl->taps, df + k, pl->mbw);
-                    fc_ig_transpose8(wf + k * pl->taps + t0 + 8, pl->taps, df + 8 * pl->mbw + k,
-                                     pl->mbw);
-                }
+            if (!IS_F64 && t1 - t0 == 16 && a->level >= 1) {
+                const float *wf = (const float *)(const void *)a->w +
+                                  (g * pl->M + m0) * pl->taps + t0;
+                float *df = (float *)(void *)dst + t0 * pl->mbw;
+                if (a->level == 2)
+                    for (; k + 16 <= pl->mbw && m0 + k + 16 <= pl->M; k += 16)
+                        fc_ig_transpose16(wf + k * pl->taps, pl->taps, df + k, pl->mbw);
+                else /* AVX2: two 8 x 8 per 8 channels */
+                    for (; k + 8 <= pl->mbw && m0 + k + 8 <= pl->M; k += 8) {
+                        fc_ig_transpose8(wf + k * pl->taps, pl->taps, df + k, pl->mbw);
+                        fc_ig_transpose8(wf + k * pl->taps + 8, pl->taps, df + 8 * pl->mbw + k,
+                                         pl->mbw);
+                    }
+            }
 #endif
             for (; k < pl->mbw; k++) {
                 const T *src = a->w + (g * pl->M + m0 + k) * pl->taps;
@@ -449,8 +452,8 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
     const int level = fc_direct_level(kernel);
     const int64_t es = sizeof(T);
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
-    /* groups of at most one vector of output channels: blocks of one vector, twice the
-     * positions (with AVX2 or AVX-512) */
+    /* groups of at most one vector of output channels: blocks of one vector (with AVX2 or
+     * AVX-512; FC_IG_NP512N / FC_IG_NP256N positions) */
     const int narrow = level >= 1 && s->OC / s->G <= vbytes / es;
     const int64_t np = level == 2 ? (narrow ? FC_IG_NP512N : FC_IG_NP512)
                                   : (narrow ? FC_IG_NP256N : FC_IG_NP256);

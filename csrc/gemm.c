@@ -371,13 +371,17 @@ ukr_avx512_f32_any(int64_t kc, const float *restrict a, int64_t ars, int64_t aks
     if (LANES_EDGE(n) && aks == AVX512_MR) /* a packed strip */
         ukr_avx512_f32_lanes(kc, a, b, c, ldc, acc, m, n, t, i0, j0, rows);
     else if (n > 24)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows, NULL, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 16, rows,
+                            NULL, 0);
     else if (n > 16)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows, NULL, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 8, rows,
+                            NULL, 0);
     else if (n > 8)
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0, rows, NULL, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 16, 0, rows,
+                            NULL, 0);
     else
-        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows, NULL, 0);
+        ukr_avx512_f32_body(kc, a, ars, aks, b, c, ldc, acc, m, n, t, i0, j0, 8, 0, rows,
+                            NULL, 0);
 }
 
 /* On a packed strip (A(i, k) = a[k*14 + i]): the body with the fewest rows that hold the

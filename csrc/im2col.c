@@ -154,7 +154,6 @@ __attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
     return 1;
 }
 
-
 /* The masks of the AVX2 float im2col forms, im2col_masks16's on blocks of 8 pixels kept as
  * bytes: bit l of mask[t*nb + j] is set where pixel p = p0 + 8*j + l (p < p1) of tap t reads
  * inside the image; idx (unless NULL) gets the pixel's input index at tap (0, 0) (pixels
