@@ -2,13 +2,20 @@
  * conv2d's ladder, float32 and float64.
  *
  * The GEMM of im2col (output channels x pixels, summed over taps) computed straight from the
- * input. A task (image, group, chunk of channel blocks whose weights fit in L2, block of
- * output rows) copies the input rows it reads into phase planes, one per input channel and
- * stride phase (plane (c, fh, fw) holds padded rows i*sh + fh, columns q*sw + fw), each Wq =
- * OW + (KW-1)*dw/sw wide. An output at row r, column j is then the flat position o = r*Wq + j
- * of every plane, and tap (c, kh, kw) reads plane (c, kh*dh % sh, kw*dw % sw) at o plus a
- * fixed offset: consecutive positions read consecutive values, across rows too (positions
- * with j >= OW are computed and discarded: 2 of 30 on a 28-wide 3x3 layer).
+ * input. A task (group, image, chunk of channel blocks whose weights fit in L2, block of
+ * output rows) copies the input rows it reads into planes, and an output at row r, column j
+ * is then the flat position o = r*Wq + j of every plane: consecutive positions read
+ * consecutive values, across rows too. Two layouts (plan_igemm):
+ * - per column tap (float with AVX2 or AVX-512 where an output row's input span,
+ *   sw*(OW-1) + (KW-1)*dw + 1 values, fits 32: the small planes the automatic choice sends
+ *   here): plane (c, fh, kw) holds padded rows i*sh + fh, columns j*sw + kw*dw, Wq = OW wide,
+ *   and tap (c, kh, kw) reads plane (c, kh*dh % sh, kw) kh*dh / sh rows in. No position is
+ *   discarded; the fill permutes each input row once into its KW planes (fc_ig_fill512,
+ *   fc_ig_fill256). On 7x7 planes the per-phase layout computed 63 positions for 49;
+ * - per column phase (otherwise): plane (c, fh, fw) holds padded rows i*sh + fh, columns
+ *   q*sw + fw, Wq = OW + (KW-1)*dw/sw wide; tap (c, kh, kw) reads plane (c, kh*dh % sh,
+ *   kw*dw % sw) at a fixed offset, and positions with j >= OW are computed and discarded
+ *   (2 of 30 on a 28-wide 3x3 layer); these planes hold sw/KW as many values.
  *
  * A register block holds NP positions x NV vectors of L output channels (AVX-512 float:
  * 14 x 32, the shape of the GEMM micro-kernel; AVX2 and baseline 6 x 16 / 6 x 8; narrow
@@ -26,17 +33,20 @@
  *
  * Groups of at most one vector of output channels (16 floats with AVX-512, 8 with AVX2) take
  * blocks of one vector (14 x 16, 12 x 8): before, a group of 16 filled half of every
- * 32-channel block.
+ * 32-channel block. With AVX-512, groups of at most 8 floats (4 doubles) take AVX2's
+ * blocks, whose lanes they fill (fc_conv2d_igemm).
  *
  * fc_igemm_choice: conv2d's automatic choice takes it where it would take the direct kernel
- * (fc_direct_choice) for groups of at least one vector of output channels on a small output
- * plane: at most 64 pixels (7x7, any stride), or at most 196 (14x14) with at least 16 input
- * channels per group. There the direct kernel's vectors run along output rows of 7 or 14 and
- * its blocks of 3 rows leave lanes idle, while a vector of output channels is always full:
- * one thread, ResNeXt 3x3 1024 g32 @7 1.03 -> 0.44 ms, 512 g32 @7 0.28 -> 0.13, 512 g32 @14
- * 0.43 -> 0.39 (bench/RESULTS.md, "Grouped convs on small planes"). With fewer input
- * channels per group on 14x14 the direct kernel stays ahead at one thread (4 or 8 per group:
- * 0.83-0.96x), and on larger planes the two are level.
+ * (fc_direct_choice) for groups of at least 8 float output channels (an AVX2 vector, with
+ * AVX-512 too) or one vector of doubles, on a small output plane: at most 64 pixels (7x7, any
+ * stride), or at most 196 (14x14) with at least 16 input channels per group. There the direct
+ * kernel's vectors run along output rows of 7 or 14 and its blocks of 3 rows leave lanes
+ * idle, while a vector of output channels is always full: one thread, AVX-512, ResNeXt 3x3
+ * 1024 g32 @7 1.03 -> 0.37 ms, 512 g32 @7 0.28 -> 0.11, 256 g32 @7 0.084 -> 0.050, 512 g32
+ * @14 0.43 -> 0.37 (bench/RESULTS.md, "Grouped convs on small planes" and "Planes per column
+ * tap"). With fewer input channels per group on 14x14 the direct kernel stays ahead at one
+ * thread (4 or 8 per group: 0.83-0.96x); on 28x28 neither is ahead throughout (16 to 48
+ * channels per group: the implicit GEMM at 0.72-1.68x the direct kernel's speed).
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when the packed weights or one task's strip exceed the workspace bound
@@ -77,6 +87,7 @@ typedef struct {
     int64_t mchunk, nmc;   /* channel blocks per task, chunks per group */
     int64_t kc;            /* taps per tap chunk */
     int64_t Wq, Rq, PS;    /* phase plane: row length, rows, size with its slack */
+    int64_t expand, xcols; /* planes per column tap (then xcols = KW) or per phase (sw) */
     int64_t rows, nrb;     /* output rows per task, row blocks per (image, group) */
     int64_t strip_elems, acc_elems, wq_elems, ntasks;
     int nthreads;
@@ -97,16 +108,25 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     pl->nmc = ceil_div(pl->nmb, pl->mchunk);
     pl->kc = max64(1, min64(pl->taps, FC_IG_KC_BYTES / (pl->mbw * es)));
     pl->kc = ceil_div(pl->taps, ceil_div(pl->taps, pl->kc)); /* equal chunks */
-    pl->Wq = s->OW + (s->KW - 1) * s->dw / s->sw;
+    /* one plane per column tap where a row's input span fits 32 floats (small planes: no
+     * discarded positions, and the fill permutes each input row once into every plane), else
+     * one per column phase (rows (KW-1)*dw/sw longer, their ends discarded) */
+#if defined(__x86_64__)
+    pl->expand = es == 4 && vbytes >= 32 && s->sw * (s->OW - 1) + (s->KW - 1) * s->dw < 32;
+#else
+    pl->expand = 0;
+#endif
+    pl->xcols = pl->expand ? s->KW : s->sw;
+    pl->Wq = pl->expand ? s->OW : s->OW + (s->KW - 1) * s->dw / s->sw;
     const int64_t extra_rows = (s->KH - 1) * s->dh / s->sh;
-    const int64_t planes = pl->Cg * s->sh * s->sw;
+    const int64_t planes = pl->Cg * s->sh * pl->xcols;
     int64_t rows = s->OH;
     /* 4 tasks per thread (each task's positions are rounded up to np: few long tasks waste
      * less), within the bounds below */
     const int64_t per_plane = ceil_div(4 * (int64_t)nthreads, s->N * s->G * pl->nmc);
     if (per_plane > 1) rows = ceil_div(s->OH, per_plane);
     for (;;) { /* the strip (every phase plane) and the accumulators within their bounds */
-        const int64_t ps = (rows + extra_rows) * pl->Wq + pl->Wq + np;
+        const int64_t ps = (rows + extra_rows) * pl->Wq + pl->Wq + np + 16;
         const int64_t acc = round_up(rows * pl->Wq, np) * pl->mbw;
         if (rows == 1 || (planes * ps * es <= FC_IG_STRIP_BYTES && acc * es <= FC_IG_ACC_BYTES))
             break;
@@ -114,7 +134,7 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     }
     pl->rows = rows;
     pl->Rq = rows + extra_rows;
-    pl->PS = pl->Rq * pl->Wq + pl->Wq + np;
+    pl->PS = pl->Rq * pl->Wq + pl->Wq + np + 16;
     pl->strip_elems = planes * pl->PS;
     pl->acc_elems = round_up(rows * pl->Wq, np) * pl->mbw;
     pl->nrb = ceil_div(s->OH, rows);
@@ -154,21 +174,25 @@ static void fc_ig_spare_give(fc_ig_spare_t *sp) {
 
 int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level) {
     if (level < 1 || !fc_direct_choice(s, is_f64)) return 0;
-    const int64_t lanes = (level == 2 ? 64 : 32) / (is_f64 ? 8 : 4), px = s->OH * s->OW;
+    /* a group fills a vector: 16 floats with AVX-512, 8 with AVX2 (half as many doubles), or
+     * with AVX-512 8 floats (AVX2's blocks, fc_conv2d_igemm) */
+    const int64_t lanes = is_f64 ? (level == 2 ? 8 : 4) : 8;
+    const int64_t px = s->OH * s->OW;
     return s->OC / s->G >= lanes && (px <= 64 || (px <= 196 && s->C / s->G >= 16));
 }
 
-/* Per tap (c, kh, kw): its offset in the strip of phase planes (plane (c, kh*dh % sh,
- * kw*dw % sw), then kh*dh / sh rows and kw*dw / sw columns into it). */
+/* Per tap (c, kh, kw): its offset in the strip of planes: plane (c, kh*dh % sh, kw) then
+ * kh*dh / sh rows into it, or with planes per column phase, plane (c, kh*dh % sh,
+ * kw*dw % sw) then also kw*dw / sw columns. */
 static int64_t *igemm_tap_offsets(const fc_conv_shape *s, const igemm_plan *pl) {
     int64_t *toff = malloc((size_t)pl->taps * sizeof(int64_t));
     if (!toff) return NULL;
     for (int64_t c = 0, t = 0; c < pl->Cg; c++)
         for (int64_t kh = 0; kh < s->KH; kh++)
             for (int64_t kw = 0; kw < s->KW; kw++, t++) {
-                const int64_t fh = kh * s->dh % s->sh, fw = kw * s->dw % s->sw;
-                toff[t] = ((c * s->sh + fh) * s->sw + fw) * pl->PS +
-                          kh * s->dh / s->sh * pl->Wq + kw * s->dw / s->sw;
+                const int64_t fx = pl->expand ? kw : kw * s->dw % s->sw;
+                toff[t] = ((c * s->sh + kh * s->dh % s->sh) * pl->xcols + fx) * pl->PS +
+                          kh * s->dh / s->sh * pl->Wq + (pl->expand ? 0 : kw * s->dw / s->sw);
             }
     return toff;
 }
@@ -227,19 +251,158 @@ FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst,
         _mm256_storeu_ps(dst + (m + 4) * ld, _mm256_permute2f128_ps(r[m], r[m + 4], 0x31));
     }
 }
+/* The lanes [lo, hi) of 16, lo and hi clamped to [0, 16]. */
+static inline uint32_t fc_ig_lanes(int64_t lo, int64_t hi) {
+    lo = max64(0, min64(16, lo));
+    hi = max64(lo, min64(16, hi));
+    return (uint32_t)((((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1));
+}
+
+/* ig_fill for float with AVX-512 where an output row's input span, sw*(Wq-1) + (KW-1)*dw + 1
+ * values, fits two vectors (7x7 and 14x14 outputs of a 3x3 conv, stride 1 or 2): per input
+ * row, masked loads of the span (the masks keep every read within the row) and, per column
+ * plane kw, a permute of lanes sw*j + kw*dw and a store; where the span fits one vector and
+ * plane rows are at most 8 long, one permute and one store make two plane rows (a 64-byte
+ * store each row, 28 bytes of it used, was the fill's cost on 7x7). Stores run up to 15
+ * values past a plane row (into rows written after it, or the plane's slack). The scalar
+ * rows took a third of 3x3 512 g32 @7 (7-value rows, one call each). */
+#define FC_IG_FILL_OUTS 64 /* column planes x chunks of 16: at most 31 (span < 32) */
+FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const igemm_plan *pl,
+                                  int64_t n, int64_t g, int64_t i0, int64_t nr, float *strip) {
+    const int64_t sh = s->sh, Wq = pl->Wq, KW = s->KW, PS = pl->PS;
+    const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
+    /* the span starts at input column -pw; lanes [lo, hi) of the two vectors lie in the row */
+    const int64_t lo = s->pw, hi = s->pw + s->W;
+    const __mmask16 ma = (__mmask16)fc_ig_lanes(lo, hi);
+    const __mmask16 mb = s->sw * (Wq - 1) + (KW - 1) * s->dw < 16 ? 0
+                         : (__mmask16)fc_ig_lanes(lo - 16, hi - 16);
+    const int pairs = !mb && Wq <= 8;
+    __m512i idx[FC_IG_FILL_OUTS];
+    int64_t o = 0;
+    for (int64_t kw = 0; kw < KW; kw++)
+        for (int64_t j0 = 0; j0 < Wq; j0 += 16) {
+            int32_t lane[16];
+            for (int64_t j = 0; j < 16; j++) /* pairs: lanes Wq.. are the next row's (16..) */
+                lane[j] = (int32_t)(pairs && j >= Wq ? 16 + s->sw * (j - Wq) + kw * s->dw
+                                                     : s->sw * (j0 + j) + kw * s->dw) & 31;
+            idx[o++] = _mm512_loadu_si512(lane);
+        }
+    for (int64_t c = 0; c < pl->Cg; c++) {
+        const float *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W - s->pw;
+        for (int64_t fh = 0; fh < sh; fh++) {
+            float *plane = strip + (c * sh + fh) * KW * PS;
+            for (int64_t r = 0; r < rows; r += 1 + pairs) {
+                int64_t ih = (i0 + r) * sh + fh - s->ph;
+                __m512 va = _mm512_setzero_ps(), vb = va;
+                if (ih >= 0 && ih < s->H) va = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
+                if (pairs) { /* vb: the next row's span */
+                    ih += sh;
+                    if (r + 1 < rows && ih >= 0 && ih < s->H)
+                        vb = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
+                } else if (mb && ih >= 0 && ih < s->H)
+                    vb = _mm512_maskz_loadu_ps(mb, xc + ih * s->W + 16);
+                float *d = plane + r * Wq;
+                o = 0;
+                for (int64_t kw = 0; kw < KW; kw++, d += PS)
+                    for (int64_t j0 = 0; j0 < Wq; j0 += 16, o++)
+                        _mm512_storeu_ps(d + j0, _mm512_permutex2var_ps(va, idx[o], vb));
+            }
+        }
+    }
+}
+
+/* The same with AVX2: the span in at most four masked loads of 8, each output vector picked
+ * from them by in-lane permutes of lanes sw*j + kw*dw and blends on which of them holds each
+ * lane (indices and blend masks per column plane and chunk computed once per call; the rows'
+ * loop instantiated per count of vectors, where a generic one spilled them to the stack). */
+#define FC_IG_FILL256_OUTS 64 /* column planes x chunks of 8: at most 46 (span < 32) */
+FC_T256 FC_INLINE void fc_ig_rows256(const float *xc, const fc_conv_shape *s, int64_t KW,
+                                     int64_t Wq, int64_t PS, float *plane, int64_t i0,
+                                     int64_t fh, int64_t rows, const __m256i *m,
+                                     const __m256i *idx, const __m256 (*sel)[4], const int nv) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t ih = (i0 + r) * s->sh + fh - s->ph;
+        __m256 v[4];
+        for (int k = 0; k < nv; k++)
+            v[k] = ih >= 0 && ih < s->H ? _mm256_maskload_ps(xc + ih * s->W + 8 * k, m[k])
+                                        : _mm256_setzero_ps();
+        int64_t o = 0;
+        for (int64_t kw = 0; kw < KW; kw++)
+            for (int64_t j0 = 0; j0 < Wq; j0 += 8, o++) {
+                __m256 out = _mm256_permutevar8x32_ps(v[0], idx[o]);
+                for (int k = 1; k < nv; k++)
+                    out = _mm256_blendv_ps(out, _mm256_permutevar8x32_ps(v[k], idx[o]), sel[o][k]);
+                _mm256_storeu_ps(plane + kw * PS + r * Wq + j0, out);
+            }
+    }
+}
+
+FC_T256 static void fc_ig_fill256(const float *x, const fc_conv_shape *s, const igemm_plan *pl,
+                                  int64_t n, int64_t g, int64_t i0, int64_t nr, float *strip) {
+    const int64_t sh = s->sh, Wq = pl->Wq, KW = s->KW;
+    const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
+    const int nv = (int)ceil_div(s->sw * (Wq - 1) + (KW - 1) * s->dw + 1, 8);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m[4], idx[FC_IG_FILL256_OUTS];
+    __m256 sel[FC_IG_FILL256_OUTS][4];
+    for (int k = 0; k < 4; k++) { /* lanes of the span within the row: [pw, pw + W) */
+        const __m256i col = _mm256_add_epi32(iota, _mm256_set1_epi32(8 * k));
+        m[k] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)s->pw), col),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(s->pw + s->W)), col));
+    }
+    int64_t o = 0;
+    for (int64_t kw = 0; kw < KW; kw++)
+        for (int64_t j0 = 0; j0 < Wq; j0 += 8, o++) {
+            const __m256i lane = _mm256_add_epi32(
+                _mm256_mullo_epi32(iota, _mm256_set1_epi32((int)s->sw)),
+                _mm256_set1_epi32((int)(s->sw * j0 + kw * s->dw)));
+            idx[o] = lane;
+            for (int k = 0; k < 4; k++)
+                sel[o][k] = _mm256_castsi256_ps(
+                    _mm256_cmpeq_epi32(_mm256_srli_epi32(lane, 3), _mm256_set1_epi32(k)));
+        }
+    for (int64_t c = 0; c < pl->Cg; c++) {
+        const float *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W - s->pw;
+        for (int64_t fh = 0; fh < sh; fh++) {
+            float *plane = strip + (c * sh + fh) * KW * pl->PS;
+            switch (nv) {
+            case 1: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 1); break;
+            case 2: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 2); break;
+            case 3: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 3); break;
+            default: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 4);
+            }
+        }
+    }
+}
 #endif
+
 
 #define FC_INSTANTIATE "conv_igemm.c"
 #include "common.h"
 
 #else /* ------------------------------------------------------------ typed section */
 
-/* The phase planes of output rows [i0, i0 + nr) of image n, group g: plane (c, fh, fw) row a,
- * column q holds padded input (row (i0 + a)*sh + fh, column q*sw + fw), zero in the padding;
- * rows past what nr output rows read are left as they are (only discarded outputs read
- * them). */
+/* The planes of output rows [i0, i0 + nr) of image n, group g. Per column tap (pl->expand,
+ * float with AVX2 or AVX-512 only): plane (c, fh, kw) row a, column j holds padded input
+ * (row (i0 + a)*sh + fh, column j*sw + kw*dw), filled by fc_ig_fill512 / fc_ig_fill256. Per
+ * column phase: plane (c, fh, fw) row a, column q holds padded input (row (i0 + a)*sh + fh,
+ * column q*sw + fw). Zero in the padding; rows past what nr output rows read are left as
+ * they are (only discarded outputs read them). */
 FC_NO_MEMCPY static void FN(ig_fill)(const T *x, const fc_conv_shape *s, const igemm_plan *pl,
-                                     int64_t n, int64_t g, int64_t i0, int64_t nr, T *strip) {
+                                     int64_t n, int64_t g, int64_t i0, int64_t nr, T *strip,
+                                     int level) {
+#if defined(__x86_64__)
+    if (!IS_F64 && pl->expand) {
+        if (level == 2)
+            fc_ig_fill512((const float *)(const void *)x, s, pl, n, g, i0, nr,
+                          (float *)(void *)strip);
+        else
+            fc_ig_fill256((const float *)(const void *)x, s, pl, n, g, i0, nr,
+                          (float *)(void *)strip);
+        return;
+    }
+#endif
+    (void)level;
     const int64_t sh = s->sh, sw = s->sw, Wq = pl->Wq;
     const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
     for (int64_t fw = 0; fw < sw; fw++) {
@@ -420,10 +583,12 @@ static void FN(ig_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
         q /= pl->nrb;
         const int64_t mc = q % pl->nmc;
         q /= pl->nmc;
-        const int64_t g = q % s->G, n = q / s->G;
+        /* images inside groups: a group's packed weights serve its images while in L2
+         * (all of 3x3 1024 g32's are 1.2 MB) */
+        const int64_t n = q % s->N, g = q / s->N;
         const int64_t i0 = rb * pl->rows, nr = min64(s->OH - i0, pl->rows);
         const int64_t mb0 = mc * pl->mchunk, mb1 = min64(pl->nmb, mb0 + pl->mchunk);
-        FN(ig_fill)(a->x, s, pl, n, g, i0, nr, strip);
+        FN(ig_fill)(a->x, s, pl, n, g, i0, nr, strip, a->level);
         for (int64_t mb = mb0; mb < mb1; mb++) {
             switch (a->level) {
 #if defined(__x86_64__)
@@ -449,8 +614,12 @@ int FN(fc_conv2d_igemm)(const T *x, const T *w, const T *b, T *y, const fc_conv_
                         int kernel, int nthreads, int64_t work_bytes, const fc_epilogue *ep) {
     FC_ASSERT_CONV_SHAPE(s);
     if (s->N <= 0 || s->OC <= 0 || s->OH <= 0 || s->OW <= 0) return 0;
-    const int level = fc_direct_level(kernel);
     const int64_t es = sizeof(T);
+    /* groups of at most 8 floats (4 doubles) run AVX2's one-vector blocks with AVX-512 too:
+     * 16-lane blocks left half their lanes idle (3x3 256 g32 @7, one thread: 0.073 -> 0.050
+     * ms) */
+    const int level = fc_direct_level(kernel) == 2 && s->OC / s->G * es <= 32
+                          ? 1 : fc_direct_level(kernel);
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
     /* groups of at most one vector of output channels: blocks of one vector (with AVX2 or
      * AVX-512; FC_IG_NP512N / FC_IG_NP256N positions) */

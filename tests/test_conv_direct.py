@@ -126,10 +126,13 @@ IGEMM = "implicit gemm (no im2col)"
 @pytest.mark.parametrize("dtype", (np.float32, np.float64))
 def test_automatic_choice_small_planes(isa_level, dtype):
     """Where the direct kernel would run on a plane of at most 64 output pixels (or at most
-    196 with at least 16 input channels per group), groups of at least one vector of output
-    channels (16 floats with AVX-512, 8 with AVX2; half as many doubles) take the implicit
+    196 with at least 16 input channels per group), groups of at least 8 float output
+    channels (one AVX2 vector; AVX-512 runs AVX2's blocks for 8 to 15) or one vector of
+    doubles (8 with AVX-512, 4 with AVX2) take the implicit
     GEMM; the portable level keeps direct."""
     lanes = {2: 16, 1: 8}.get(isa_level, 0) // (2 if dtype == np.float64 else 1)
+    if isa_level == 2 and dtype == np.float32:
+        lanes = 8  # groups of 8 to 15 run AVX2's one-vector blocks
     cases = [  # (C, OC, G, K, stride, hw): output channels per group, output plane
         (1024, 1024, 32, 3, 1, 7),  # 32, 7x7 (ResNeXt-50's last stage)
         (1024, 1024, 32, 3, 2, 14),  # 32, 7x7 by stride 2
@@ -140,7 +143,8 @@ def test_automatic_choice_small_planes(isa_level, dtype):
         (32, 64, 1, 3, 1, 9),  # 81 pixels, 32 input channels
         (512, 512, 32, 3, 1, 14),  # 196 pixels, 16 input channels per group
         (256, 512, 32, 3, 1, 14),  # 196 pixels, 8 input channels per group: direct
-        (512, 512, 32, 3, 1, 15),  # 225 pixels: direct
+        (512, 512, 32, 3, 1, 15),  # 225 pixels, 16 input channels per group: direct
+        (256, 256, 8, 3, 1, 28),  # 784 pixels, 32 input channels per group: direct
     ]
     for C, OC, G, K, s, hw in cases:
         o = _out(hw, K, s, K // 2, 1)
@@ -176,6 +180,47 @@ def test_implicit_gemm_weight_blocks(isa, dtype):
         kw = dict(stride=(1, 1), padding=(K // 2, K // 2), dilation=(1, 1), groups=G)
         got = _run_c(x, w, None, kw, variant="implicit_gemm", isa=isa)
         _close(got, _want(x, w, None, kw), dtype)
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("isa", ISAS)
+def test_implicit_gemm_short_rows(isa, threads):
+    """Where an output row's input span, sw*(OW-1) + (KW-1)*dw + 1 values, fits 32 floats,
+    the implicit GEMM gives each column tap a plane of its own, filled by permutes of masked
+    loads (two plane rows a store where the span fits 16 and rows are at most 8 long); longer
+    spans keep planes per column phase. Spans on both sides of 16 and 32, rows of 1 to 16
+    outputs, padding wider than the input, strides and dilations up to 3, odd row counts
+    (the last pair of rows half empty), split across threads."""
+    rng = np.random.default_rng(77 + ISAS.index(isa) + 5 * threads)
+    seen = set()
+    before = c.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        for _ in range(80):
+            KW, KH = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+            sw, sh = (int(v) for v in rng.integers(1, 4, 2))
+            dw, dh = (int(v) for v in rng.integers(1, 4, 2))
+            pw, ph = (int(v) for v in rng.integers(0, 5, 2))
+            OW = int(rng.integers(1, 17))
+            W = max(1, (OW - 1) * sw + dw * (KW - 1) + 1 - 2 * pw + int(rng.integers(0, sw)))
+            H = int(rng.integers(1, 16))
+            OH, OW = _out(H, KH, sh, ph, dh), _out(W, KW, sw, pw, dw)
+            if OH < 1 or OW < 1:
+                continue
+            span = sw * (OW - 1) + (KW - 1) * dw + 1
+            seen.add("pairs" if span <= 16 and OW <= 8 else "one" if span <= 16 else
+                     "two" if span <= 32 else "phase")
+            G, Cg = int(rng.choice([1, 2, 4])), int(rng.integers(1, 20))
+            M = int(rng.choice([8, 16, 17, 32, 40]))
+            x = rng.standard_normal((int(rng.integers(1, 4)), G * Cg, H, W)).astype(np.float32)
+            w = rng.standard_normal((G * M, Cg, KH, KW)).astype(np.float32)
+            b = rng.standard_normal(G * M).astype(np.float32)
+            kw = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=G)
+            got = _run_c(x, w, b, kw, variant="implicit_gemm", isa=isa)
+            _close(got, _want(x, w, b, kw), np.float32)
+    finally:
+        fastconv.set_num_threads(before)
+    assert seen == {"pairs", "one", "two", "phase"}, seen
 
 
 def test_default_variant_takes_it_and_agrees():

@@ -35,14 +35,15 @@ def test_paths_follow_the_geometry():
     net = nn.Sequential(nn.Conv2d(8, 64, 1), nn.Conv2d(64, 64, 3, groups=64),
                         nn.AvgPool2d(6), nn.AdaptiveMaxPool2d(1), nn.AdaptiveAvgPool2d(1))
     rows = fc.cpu_info(net, (8, 8, 8), batch=2)["layers"]
-    thin = fc.cpu_info(nn.Sequential(nn.Conv2d(8, 16, 1), nn.Conv2d(16, 32, 3, groups=4)),
-                       (8, 8, 8))["layers"]
-    # small planes (8x8, 6x6) with at least a vector of output channels per group (16 floats
-    # with AVX-512, 8 with AVX2): the implicit GEMM; else the direct kernel
+    thin = fc.cpu_info(nn.Sequential(nn.Conv2d(8, 16, 1), nn.Conv2d(16, 32, 3, groups=4),
+                                     nn.Conv2d(32, 16, 3, groups=4)), (8, 8, 8))["layers"]
+    # small planes (8x8, 6x6, 4x4) with at least 8 output channels per group (an AVX2 vector
+    # of floats; AVX-512 runs AVX2's blocks for groups of 8 to 15): the implicit GEMM; else
+    # the direct kernel
     from fastconv.backends.c import pool
 
-    lanes = {"avx512": 16, "avx2": 8}.get(pool.isa_level(), 10**9)
-    want = ["implicit gemm" if m >= lanes else "direct" for m in (16, 8)]
+    lanes = {"avx512": 8, "avx2": 8}.get(pool.isa_level(), 10**9)
+    want = ["implicit gemm" if m >= lanes else "direct" for m in (16, 8, 4)]
     assert [r["kernel"] for r in thin] == [k + " (no im2col)" for k in want]
     assert [r["kernel"].split(" (")[0] for r in rows] == [
         "gemm 1x1", "depthwise_conv2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
