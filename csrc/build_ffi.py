@@ -65,8 +65,8 @@ def make_builder(absolute: bool = False) -> FFI:
         depends=sorted(rel(p) for p in HERE.glob("*.h")),
         include_dirs=[rel(HERE)],
         define_macros=debug,
-        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", "-Wpointer-arith", *omp_c, *san,
-                            *_thread_flags()],
+        extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", "-Wpointer-arith",
+                            *omp_c, *san, *_thread_flags()],
         extra_link_args=[*omp_l, *san, *_thread_flags()],
     )
     return builder

@@ -119,6 +119,9 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     pl->xcols = pl->expand ? s->KW : s->sw;
     pl->Wq = pl->expand ? s->OW : s->OW + (s->KW - 1) * s->dw / s->sw;
     const int64_t extra_rows = (s->KH - 1) * s->dh / s->sh;
+    /* past a plane's rows: the last position block's reads (np; per column phase also up
+     * to a row, the discarded columns), and per column tap the fill's stores (15 values) */
+    const int64_t slack = pl->expand ? max64(np, 16) : pl->Wq + np;
     const int64_t planes = pl->Cg * s->sh * pl->xcols;
     int64_t rows = s->OH;
     /* 4 tasks per thread (each task's positions are rounded up to np: few long tasks waste
@@ -126,7 +129,7 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     const int64_t per_plane = ceil_div(4 * (int64_t)nthreads, s->N * s->G * pl->nmc);
     if (per_plane > 1) rows = ceil_div(s->OH, per_plane);
     for (;;) { /* the strip (every phase plane) and the accumulators within their bounds */
-        const int64_t ps = (rows + extra_rows) * pl->Wq + pl->Wq + np + 16;
+        const int64_t ps = (rows + extra_rows) * pl->Wq + slack;
         const int64_t acc = round_up(rows * pl->Wq, np) * pl->mbw;
         if (rows == 1 || (planes * ps * es <= FC_IG_STRIP_BYTES && acc * es <= FC_IG_ACC_BYTES))
             break;
@@ -134,7 +137,7 @@ static int plan_igemm(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64_
     }
     pl->rows = rows;
     pl->Rq = rows + extra_rows;
-    pl->PS = pl->Rq * pl->Wq + pl->Wq + np + 16;
+    pl->PS = pl->Rq * pl->Wq + slack;
     pl->strip_elems = planes * pl->PS;
     pl->acc_elems = round_up(rows * pl->Wq, np) * pl->mbw;
     pl->nrb = ceil_div(s->OH, rows);

@@ -50,6 +50,14 @@ for dt in (np.float32, np.float64):
                                 stride=s, backend=backend)
         fc.adaptive_avg_pool2d(x, 1, backend=backend)
         fc.adaptive_max_pool2d(x, (2, 3), backend=backend)
+    if backend == "c":  # the implicit GEMM's masked row loads on small planes, both layouts
+        # (8 output channels per group take AVX2's blocks and fill with AVX-512 too)
+        for H, W in ((7, 7), (9, 5), (14, 14), (3, 12), (4, 40)):
+            x = at_page_end(rng.standard_normal((2, 8, H, W)).astype(dt))
+            for s in (1, 2):
+                for v, oc in (("implicit_gemm", 16), ("implicit_gemm", 32), ("direct", 16)):
+                    w = at_page_end(rng.standard_normal((oc, 4, 3, 3)).astype(dt))
+                    fc.conv2d(x, w, stride=s, padding=1, groups=2, variant=v, backend=backend)
 print("ok")
 """
 
