@@ -20,7 +20,8 @@ conv2d variants (``variant=``; None = the best):
   registers over every tap, the input rows copied once per task into a padded strip split
   by stride phase (csrc/conv_direct.c); any geometry
 - ``"implicit_gemm"`` no im2col: blocks of 14 output pixels x 32 output channels (14 x 16
-  for groups of at most 16) in registers, the input broadcast from the same strip
+  for groups of at most 16, AVX2's 12 x 8 for groups of at most 8) in registers, the input
+  broadcast from planes per column tap on small planes, else per stride phase
   (csrc/conv_igemm.c); any geometry
 
 None picks winograd_f4 or winograd_f2 by the batch's tile count, and for dilated layers the
@@ -29,8 +30,8 @@ are cached between calls, :func:`set_winograd_cache_limit`) for float32 3x3 stri
 with at least 32 input and output channels per group, ``"direct"`` for
 grouped convs with at most 16 output channels per group and for convs with at most 4 input
 channels per group and a window of 9 taps or more (a network's stem), ``"implicit_gemm"``
-where ``"direct"`` would run with at least 16 output channels per group (8 with AVX2;
-half as many for float64) on an output plane of at most 64 pixels, or of at most 196 with
+where ``"direct"`` would run with at least 8 output channels per group (float64: 8 with
+AVX-512, 4 with AVX2) on an output plane of at most 64 pixels, or of at most 196 with
 at least 16 input channels per group, else
 the im2col path (v5 with im2col into the packed layout); a Winograd call whose x or w holds a
 NaN or Inf runs the im2col path (docs/conv_variants.md).
