@@ -254,6 +254,7 @@ FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst,
         _mm256_storeu_ps(dst + (m + 4) * ld, _mm256_permute2f128_ps(r[m], r[m + 4], 0x31));
     }
 }
+
 /* The lanes [lo, hi) of 16, lo and hi clamped to [0, 16]. */
 static inline uint32_t fc_ig_lanes(int64_t lo, int64_t hi) {
     lo = max64(0, min64(16, lo));
@@ -368,17 +369,17 @@ FC_T256 static void fc_ig_fill256(const float *x, const fc_conv_shape *s, const 
         const float *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W - s->pw;
         for (int64_t fh = 0; fh < sh; fh++) {
             float *plane = strip + (c * sh + fh) * KW * pl->PS;
+            const int64_t PS = pl->PS;
             switch (nv) {
-            case 1: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 1); break;
-            case 2: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 2); break;
-            case 3: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 3); break;
-            default: fc_ig_rows256(xc, s, KW, Wq, pl->PS, plane, i0, fh, rows, m, idx, sel, 4);
+            case 1: fc_ig_rows256(xc, s, KW, Wq, PS, plane, i0, fh, rows, m, idx, sel, 1); break;
+            case 2: fc_ig_rows256(xc, s, KW, Wq, PS, plane, i0, fh, rows, m, idx, sel, 2); break;
+            case 3: fc_ig_rows256(xc, s, KW, Wq, PS, plane, i0, fh, rows, m, idx, sel, 3); break;
+            default: fc_ig_rows256(xc, s, KW, Wq, PS, plane, i0, fh, rows, m, idx, sel, 4);
             }
         }
     }
 }
 #endif
-
 
 #define FC_INSTANTIATE "conv_igemm.c"
 #include "common.h"
