@@ -23,7 +23,7 @@
  * loads NV vectors of weights (packed once per call as [group][channel block][tap][NV*L])
  * and broadcasts NP input values. Taps go in chunks whose weights stay in L1 (16 KiB) while
  * every position block of the task passes, accumulating in a position-major buffer that is
- * transposed into y (channel-major) at the end of the channel block. Bias and the fused
+ * transposed into y (channel-major) at the end of the channel block (ig_to_y). Bias and the fused
  * epilogue (fc_epilogue) run on the task's outputs while they are in cache.
  *
  * Measured (bench/RESULTS.md, "Direct and implicit-GEMM conv"; docs/conv_variants.md):
@@ -42,8 +42,8 @@
  * stride), or at most 196 (14x14) with at least 16 input channels per group. There the direct
  * kernel's vectors run along output rows of 7 or 14 and its blocks of 3 rows leave lanes
  * idle, while a vector of output channels is always full: one thread, AVX-512, ResNeXt 3x3
- * 1024 g32 @7 1.03 -> 0.37 ms, 512 g32 @7 0.28 -> 0.11, 256 g32 @7 0.084 -> 0.050, 512 g32
- * @14 0.43 -> 0.37 (bench/RESULTS.md, "Grouped convs on small planes" and "Planes per column
+ * 1024 g32 @7 1.03 -> 0.35 ms, 512 g32 @7 0.28 -> 0.10, 256 g32 @7 0.084 -> 0.045, 512 g32
+ * @14 0.43 -> 0.32 (bench/RESULTS.md, "Grouped convs on small planes" and "Planes per column
  * tap"). With fewer input channels per group on 14x14 the direct kernel stays ahead at one
  * thread (4 or 8 per group: 0.83-0.96x); on 28x28 neither is ahead throughout (16 to 48
  * channels per group: the implicit GEMM at 0.72-1.68x the direct kernel's speed).
