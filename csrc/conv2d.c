@@ -475,7 +475,7 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
     default: {
         /* implicit GEMM (conv_igemm.c), explicitly or by the automatic choice
          * (fc_igemm_choice: what the direct kernel would take, on small planes with at
-         * least one vector of output channels per group); a call
+         * least 8 float or one vector of double output channels per group); a call
          * it declines (workspace bound) goes on below */
         if (variant == FC_CONV_IMPLICIT_GEMM ||
             (variant == FC_CONV_BEST && fc_igemm_choice(s, IS_F64, fc_direct_level(kernel)))) {

@@ -177,8 +177,8 @@ static void fc_ig_spare_give(fc_ig_spare_t *sp) {
 
 int fc_igemm_choice(const fc_conv_shape *s, int is_f64, int level) {
     if (level < 1 || !fc_direct_choice(s, is_f64)) return 0;
-    /* a group fills a vector: 16 floats with AVX-512, 8 with AVX2 (half as many doubles), or
-     * with AVX-512 8 floats (AVX2's blocks, fc_conv2d_igemm) */
+    /* a group fills a vector: 8 floats at either level (with AVX-512, groups of 8 to 15
+     * run AVX2's blocks, fc_conv2d_igemm), 8 doubles with AVX-512, 4 with AVX2 */
     const int64_t lanes = is_f64 ? (level == 2 ? 8 : 4) : 8;
     const int64_t px = s->OH * s->OW;
     return s->OC / s->G >= lanes && (px <= 64 || (px <= 196 && s->C / s->G >= 16));
