@@ -278,9 +278,10 @@ FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const 
     /* the span starts at input column -pw; lanes [lo, hi) of the two vectors lie in the row */
     const int64_t lo = s->pw, hi = s->pw + s->W;
     const __mmask16 ma = (__mmask16)fc_ig_lanes(lo, hi);
-    const __mmask16 mb = s->sw * (Wq - 1) + (KW - 1) * s->dw < 16 ? 0
-                         : (__mmask16)fc_ig_lanes(lo - 16, hi - 16);
-    const int pairs = !mb && Wq <= 8;
+    const __mmask16 mb = (__mmask16)fc_ig_lanes(lo - 16, hi - 16); /* 0: lanes 16.. padding */
+    /* two plane rows a vector where the span fits 16 lanes (lanes 16.. then hold the next
+     * row; with a longer span they are this row's, zero where they are padding) */
+    const int pairs = s->sw * (Wq - 1) + (KW - 1) * s->dw < 16 && Wq <= 8;
     __m512i idx[FC_IG_FILL_OUTS];
     int64_t o = 0;
     for (int64_t kw = 0; kw < KW; kw++)

@@ -189,38 +189,46 @@ def test_implicit_gemm_short_rows(isa, threads):
     the implicit GEMM gives each column tap a plane of its own, filled by permutes of masked
     loads (two plane rows a store where the span fits 16 and rows are at most 8 long); longer
     spans keep planes per column phase. Spans on both sides of 16 and 32, rows of 1 to 16
-    outputs, padding wider than the input, strides and dilations up to 3, odd row counts
-    (the last pair of rows half empty), split across threads."""
+    outputs, padding wider than the input, right and bottom padding other than left and top
+    (spans over 16 whose lanes past 16 are all padding: such a row once took the next row's
+    values there), strides and dilations up to 3, odd row counts (the last pair of rows half
+    empty), split across threads."""
     rng = np.random.default_rng(77 + ISAS.index(isa) + 5 * threads)
     seen = set()
     before = c.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
-        for _ in range(80):
+        for _ in range(160):
             KW, KH = int(rng.integers(1, 6)), int(rng.integers(1, 4))
             sw, sh = (int(v) for v in rng.integers(1, 4, 2))
             dw, dh = (int(v) for v in rng.integers(1, 4, 2))
             pw, ph = (int(v) for v in rng.integers(0, 5, 2))
+            pr, pb = (int(v) for v in rng.integers(0, 9, 2))  # right and bottom
             OW = int(rng.integers(1, 17))
-            W = max(1, (OW - 1) * sw + dw * (KW - 1) + 1 - 2 * pw + int(rng.integers(0, sw)))
+            W = max(1, (OW - 1) * sw + dw * (KW - 1) + 1 - pw - pr + int(rng.integers(0, sw)))
             H = int(rng.integers(1, 16))
-            OH, OW = _out(H, KH, sh, ph, dh), _out(W, KW, sw, pw, dw)
+            OH = (H + ph + pb - dh * (KH - 1) - 1) // sh + 1
+            OW = (W + pw + pr - dw * (KW - 1) - 1) // sw + 1
             if OH < 1 or OW < 1:
                 continue
             span = sw * (OW - 1) + (KW - 1) * dw + 1
             seen.add("pairs" if span <= 16 and OW <= 8 else "one" if span <= 16 else
                      "two" if span <= 32 else "phase")
+            if 16 < span <= 32 and W + pw <= 16 and OW <= 8:
+                seen.add("padding past 16")
             G, Cg = int(rng.choice([1, 2, 4])), int(rng.integers(1, 20))
             M = int(rng.choice([8, 16, 17, 32, 40]))
             x = rng.standard_normal((int(rng.integers(1, 4)), G * Cg, H, W)).astype(np.float32)
             w = rng.standard_normal((G * M, Cg, KH, KW)).astype(np.float32)
             b = rng.standard_normal(G * M).astype(np.float32)
-            kw = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=G)
-            got = _run_c(x, w, b, kw, variant="implicit_gemm", isa=isa)
-            _close(got, _want(x, w, b, kw), np.float32)
+            got = np.full((x.shape[0], G * M, OH, OW), np.nan, np.float32)
+            c.conv2d(x, w, b, got, sh, sw, ph, pw, dh, dw, G, variant="implicit_gemm", isa=isa)
+            xp = np.pad(x, ((0, 0), (0, 0), (ph, pb), (pw, pr)))
+            kw = dict(stride=(sh, sw), padding=(0, 0), dilation=(dh, dw), groups=G)
+            _close(got, _want(xp, w, b, kw)[:, :, :OH, :OW], np.float32)
     finally:
         fastconv.set_num_threads(before)
-    assert seen == {"pairs", "one", "two", "phase"}, seen
+    assert seen == {"pairs", "one", "two", "phase", "padding past 16"}, seen
 
 
 def test_default_variant_takes_it_and_agrees():
