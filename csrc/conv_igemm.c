@@ -202,35 +202,14 @@ static int64_t *igemm_tap_offsets(const fc_conv_shape *s, const igemm_plan *pl) 
 
 #if defined(__x86_64__)
 /* dst[t*ld + k] = src[k*taps + t] for t, k < 16: a 16 x 16 float block transposed in
- * registers (pairs of lanes, then of pairs, then 128-bit quarters twice), 64 shuffles where
- * the scalar loop made 256 strided stores. */
+ * registers (common.h's fc_transpose16_f32: 64 shuffles where the scalar loop made 256
+ * strided stores). */
 FC_T512 static void fc_ig_transpose16(const float *src, int64_t taps, float *dst, int64_t ld)
 {
-    __m512 r[16], u[16];
+    __m512 r[16];
     for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + k * taps);
-    for (int i = 0; i < 8; i++) {
-        u[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        u[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-#define FC_PD(v) _mm512_castps_pd(v)
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(FC_PD(u[4 * i]), FC_PD(u[4 * i + 2])));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(FC_PD(u[4 * i]), FC_PD(u[4 * i + 2])));
-        r[4 * i + 2] =
-            _mm512_castpd_ps(_mm512_unpacklo_pd(FC_PD(u[4 * i + 1]), FC_PD(u[4 * i + 3])));
-        r[4 * i + 3] =
-            _mm512_castpd_ps(_mm512_unpackhi_pd(FC_PD(u[4 * i + 1]), FC_PD(u[4 * i + 3])));
-    }
-#undef FC_PD
-    for (int i = 0; i < 2; i++)
-        for (int m = 0; m < 4; m++) {
-            u[8 * i + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0x88);
-            u[8 * i + 4 + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0xDD);
-        }
-    for (int m = 0; m < 8; m++) {
-        _mm512_storeu_ps(dst + m * ld, _mm512_shuffle_f32x4(u[m], u[8 + m], 0x88));
-        _mm512_storeu_ps(dst + (m + 8) * ld, _mm512_shuffle_f32x4(u[m], u[8 + m], 0xDD));
-    }
+    fc_transpose16_f32(r);
+    for (int t = 0; t < 16; t++) _mm512_storeu_ps(dst + t * ld, r[t]);
 }
 
 /* The same for an 8 x 8 block with AVX2 (pairs of lanes, pairs of pairs, then 128-bit halves:
@@ -492,9 +471,8 @@ static void FN(ig_to_y)(const T *accb, int64_t mbw, int64_t nm, int64_t npos, T 
             for (int64_t o0 = 0; o0 < of; o0 += B) {
                 if (level == 2)
                     fc_ig_transpose16(af + o0 * mbw + k0, mbw, yf + k0 * P + o0, P);
-                else {
+                else
                     fc_ig_transpose8(af + o0 * mbw + k0, mbw, yf + k0 * P + o0, P);
-                }
             }
     }
 #endif
