@@ -711,7 +711,12 @@ def test_global_avg_many_planes(isa, dtype, threads):
         (4, 333, 7, 7),
         (1, 40, 10, 10),
         (2, 9, 64, 65),
+        (2, 20, 6, 6),   # 36 values: two full vectors, a partial one
+        (1, 35, 8, 8),   # 64: four full vectors, no partial one
+        (1, 33, 5, 11),  # 55: the unrolled 48-63 branch with a 7-value tail
     ]
+    # random plane sizes of every branch (under 16, 16-47, 48-63, 64 and more)
+    shapes += [(1, int(rng.integers(16, 70)), 1, int(n)) for n in rng.integers(1, 300, 6)]
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
