@@ -47,11 +47,17 @@
 /* Largest strip of one task (bytes): the input rows of a block stay in L2 while every output
  * channel of the group is computed from them. */
 #define FC_DIRECT_STRIP_BYTES (256 * 1024)
+/* Values after a strip's last row that the vector fill may overwrite (fc_direct_fill) and
+ * the last flat position's loads may read (at most a vector's L - 1; FC_DIRECT_TASK). The
+ * workspace is zeroed when made, so lanes left out of the stores never compute on garbage
+ * (no denormal or NaN slow paths). */
+#define FC_DIRECT_SLACK 16
 
 typedef struct {
     int64_t M, Cg, taps;  /* output channels per group, input channels per group, Cg*KH*KW */
     int64_t L, nvec;      /* vector length (elements), vectors per output row */
     int64_t Wq;           /* length of one phase row of the strip */
+    int flat;             /* vectors run along the task's rows as one line (FC_DIRECT_TASK) */
     int64_t rows, nrb;    /* output rows per task, row blocks per (image, group) */
     int64_t R;            /* strip rows per channel: the input rows `rows` output rows read */
     int64_t nob, nvb;     /* register block: output channels x vectors */
@@ -94,6 +100,12 @@ int fc_direct_level(int kernel) {
     return level;
 }
 
+/* Register blocks of a task of r output rows (flat: vectors over the rows as one line). */
+static int64_t direct_blocks(const direct_plan *pl, const fc_conv_shape *s, int64_t r) {
+    const int64_t vecs = pl->flat ? ceil_div((r - 1) * pl->Wq + s->OW, pl->L) : r * pl->nvec;
+    return ceil_div(vecs, pl->nvb);
+}
+
 /* The plan of a call on vectors of `vbytes` bytes with register blocks nob x nvb (wide: the
  * group has more than nob/2 output channels; narrow otherwise). 0, or 1 when the strips and
  * weights of one output row per thread exceed the workspace bound (the call then declines). */
@@ -105,6 +117,14 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
     pl->L = vbytes / es;
     pl->nvec = ceil_div(s->OW, pl->L);
     pl->Wq = pl->nvec * pl->L + (s->KW - 1) * s->dw / s->sw;
+    /* Flat positions (AVX-512, stride 1): where a padded row, OW + (KW-1)*dw values, is
+     * shorter than the row's vectors, the vectors run on across row ends through the strip,
+     * whose rows are then that long; the lanes of the (KW-1)*dw columns past a row's end are
+     * computed and not stored. 28-wide rows: 28 of 30 lanes used, not 28 of 32. */
+    const int64_t padded = s->OW + (s->KW - 1) * s->dw;
+    pl->flat = vbytes == 64 && s->sh == 1 && s->sw == 1 && (s->KW - 1) * s->dw < pl->L &&
+               padded < pl->Wq;
+    if (pl->flat) pl->Wq = padded;
     if (pl->M <= nob_wide / 2) {
         pl->nob = nob_wide / 2;
         pl->nvb = nvb_wide * 2;
@@ -124,7 +144,7 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
     while (rows > 1 && ((rows - 1) * s->sh + (s->KH - 1) * s->dh + 1) * row_elems > bound)
         rows = ceil_div(rows, 2);
     const int64_t q = pl->nvb / gcd64(pl->nvec, pl->nvb);
-    if (rows > q) rows = rows / q * q;
+    if (rows > q && !pl->flat) rows = rows / q * q;
     /* then, from half to twice that, the rows whose tasks end soonest: the busiest thread's
      * tasks (the pool hands them out in turn) times a task's register blocks, ragged ones
      * included (the stem 7x7/2 @224 on 2 threads: 19 tasks of 6 rows, 10 on one thread,
@@ -135,7 +155,7 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
         for (int64_t r = max64(1, rows / 2); r <= min64(s->OH, 2 * rows); r++) {
             if (((r - 1) * s->sh + (s->KH - 1) * s->dh + 1) * row_elems > bound) break;
             const int64_t tasks = per * ceil_div(s->OH, r);
-            const int64_t t = ceil_div(tasks, nthreads) * ceil_div(r * pl->nvec, pl->nvb);
+            const int64_t t = ceil_div(tasks, nthreads) * direct_blocks(pl, s, r);
             if (t < best_t || (t == best_t && llabs(r - rows) < llabs(best - rows)))
                 best = r, best_t = t;
         }
@@ -144,11 +164,26 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
     pl->rows = rows;
     pl->R = (rows - 1) * s->sh + (s->KH - 1) * s->dh + 1;
     pl->strip_elems = pl->R * row_elems;
-    if ((pl->strip_elems + pl->wp_elems) * es * nthreads > work_bytes) return 1;
+    if ((pl->strip_elems + FC_DIRECT_SLACK + pl->wp_elems) * es * nthreads > work_bytes) return 1;
     pl->nrb = ceil_div(s->OH, rows);
     pl->ntasks = s->N * s->G * pl->nrb;
     pl->nthreads = (int)min64(nthreads < 1 ? 1 : nthreads, pl->ntasks);
     return 0;
+}
+
+/* The lanes of flat position q0 (L lanes from q0 of a line of rows Wq long) that hold
+ * outputs: column q % Wq < OW, q < span (the last output of the task's rows + 1), as a mask
+ * (keep) and their count. */
+static inline void fc_direct_flat_lanes(int64_t q0, int64_t L, int64_t Wq, int64_t OW,
+                                        int64_t span, uint32_t *keep, int64_t *cnt) {
+    uint32_t k = 0;
+    const int64_t end = min64(q0 + L, span);
+    for (int64_t r0 = q0 / Wq * Wq; r0 < end; r0 += Wq) {
+        const int64_t lo = max64(r0, q0) - q0, hi = min64(r0 + OW, end) - q0;
+        if (hi > lo) k |= (uint32_t)(((1ull << hi) - 1u) & ~((1ull << lo) - 1u));
+    }
+    *keep = k;
+    *cnt = __builtin_popcount(k);
 }
 
 #define FC_INSTANTIATE "conv_direct.c"
@@ -192,13 +227,15 @@ typedef struct {
     } while (0)
 
 /* dst[v][a*ys + 0:cnt[v]] = sum over taps t of wp[t*NOB + a] * strip[pb[v] + toff[t] + 0:L]
- * for a < nm, v < nv: one register block of NOB output channels x NVB output vectors; a
- * vector cut by the row's end (cnt < L) is stored by PART (a masked store where there is
+ * for a < nm, v < nv, the lanes of keep[v] (cnt[v] of them) in order: one register block of
+ * NOB output channels x NVB output vectors. A vector with lanes to leave out (cut by the row's
+ * end, or flat positions past a row's end) is stored by PART (a masked store where there is
  * one: storing it value by value cost a quarter of a layer with 28-wide rows). */
 #define FC_DIRECT_BLOCK(NAME, ATTR, VBYTES, NOB, NVB, PART)                                   \
     ATTR FC_INLINE void NAME(const T *restrict strip, const int64_t *restrict toff, int64_t taps, \
                         const T *restrict wp, const int64_t *restrict pb, T *const *dst,     \
-                        const int64_t *restrict cnt, int64_t ys, int64_t nm, int64_t nv,     \
+                        const int64_t *restrict cnt, const uint32_t *restrict keep,          \
+                        int64_t ys, int64_t nm, int64_t nv,                                  \
                         const FN(direct_out) *E, int64_t o)                                  \
     {                                                                                        \
         typedef T vt __attribute__((vector_size(VBYTES), aligned(sizeof(T)), may_alias));   \
@@ -230,7 +267,7 @@ typedef struct {
                 if (cnt[v] == L)                                                             \
                     *(vt *)d = acc[a][v];                                                    \
                 else                                                                         \
-                    PART(d, acc[a][v], cnt[v]);                                              \
+                    PART(d, acc[a][v], cnt[v], keep[v]);                                     \
             }                                                                                \
         }                                                                                    \
     }
@@ -252,10 +289,90 @@ typedef struct {
 /* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g (Cg channels)
  * into the strip, each row as sw phase rows of Wq values (zero where the padded input is
  * padding); channel c's rows start at c * Rfull strip rows. Shared with conv_igemm.c. */
+#if defined(__x86_64__)
+/* fc_direct_fill for float rows at stride 1, AVX-512: each 16 values of a strip row by one
+ * masked load (lanes outside the input row masked off: they read nothing and come out 0)
+ * and one full store, which may run up to 15 values past the row's end. The rows are
+ * written in increasing address order, so that the next row overwrites what ran over, and
+ * the strip has FC_DIRECT_SLACK values after its last row. */
+FC_T512 static void FN(direct_fill_s1_512)(const float *x, const fc_conv_shape *s, int64_t Cg,
+                                          int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
+                                          int64_t i0, int64_t R, float *strip)
+{
+    int64_t qlo, qhi;
+    fc_phase_span(s->W, s->pw, 0, 1, Wq, &qlo, &qhi);
+    for (int64_t c = 0; c < Cg; c++) {
+        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t ih = i0 * s->sh - s->ph + r;
+            float *d = strip + (c * Rfull + r) * Wq;
+            if (ih < 0 || ih >= s->H) {
+                for (int64_t q = 0; q < Wq; q += 16) _mm512_storeu_ps(d + q, _mm512_setzero_ps());
+                continue;
+            }
+            const float *src = xc + ih * s->W;
+            for (int64_t q = 0; q < Wq; q += 16) {
+                /* lanes l with qlo <= q + l < qhi */
+                const int64_t a = qlo - q, b = qhi - q;
+                const uint32_t lo = a <= 0 ? 0xFFFFu : a >= 16 ? 0u : 0xFFFFu << a;
+                const uint32_t hi = b >= 16 ? 0xFFFFu : b <= 0 ? 0u : (1u << b) - 1u;
+                _mm512_storeu_ps(d + q, _mm512_maskz_loadu_ps((__mmask16)(lo & hi), src + q));
+            }
+        }
+    }
+}
+
+/* The same with AVX2: masked loads of 8 values (_mm256_maskload_ps reads nothing in
+ * masked-off lanes). */
+FC_T256 static void FN(direct_fill_s1_256)(const float *x, const fc_conv_shape *s, int64_t Cg,
+                                          int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
+                                          int64_t i0, int64_t R, float *strip)
+{
+    int64_t qlo, qhi;
+    fc_phase_span(s->W, s->pw, 0, 1, Wq, &qlo, &qhi);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t c = 0; c < Cg; c++) {
+        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t ih = i0 * s->sh - s->ph + r;
+            float *d = strip + (c * Rfull + r) * Wq;
+            if (ih < 0 || ih >= s->H) {
+                for (int64_t q = 0; q < Wq; q += 8) _mm256_storeu_ps(d + q, _mm256_setzero_ps());
+                continue;
+            }
+            const float *src = xc + ih * s->W;
+            for (int64_t q = 0; q < Wq; q += 8) {
+                const int64_t a = qlo - q, b = qhi - q; /* lanes l with a <= l < b */
+                const __m256i lane = iota;
+                const __m256i m = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)max64(min64(a, 8), -1)), lane),
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)max64(min64(b, 9), 0)), lane));
+                _mm256_storeu_ps(d + q, _mm256_maskload_ps(src + q, m));
+            }
+        }
+    }
+}
+#endif
+
 FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t Cg,
                                      int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
                                      int64_t i0, int64_t nr, T *strip) {
     const int64_t sw = s->sw, R = (nr - 1) * s->sh + (s->KH - 1) * s->dh + 1;
+#if defined(__x86_64__)
+    if (!IS_F64 && sw == 1) {
+        const int level = fc_dwpool_isa(-1);
+        if (level == 2) {
+            FN(direct_fill_s1_512)((const float *)(const void *)x, s, Cg, Rfull, Wq, n, g, i0,
+                                   R, (float *)(void *)strip);
+            return;
+        }
+        if (level == 1) {
+            FN(direct_fill_s1_256)((const float *)(const void *)x, s, Cg, Rfull, Wq, n, g, i0,
+                                   R, (float *)(void *)strip);
+            return;
+        }
+    }
+#endif
     for (int64_t f = 0; f < sw; f++) {
         int64_t qlo, qhi;
         fc_phase_span(s->W, s->pw, f, sw, Wq, &qlo, &qhi);
@@ -283,7 +400,10 @@ static void FN(direct_pack)(const FN(direct_args) *a, int64_t g, T *wp) {
 
 /* One task's loop over register blocks: positions (output row r, vector v) of the block's
  * rows in groups of NVB (the last group repeats its last position and stores only the real
- * ones), and for each, every block of NOB output channels. */
+ * ones), and for each, every block of NOB output channels. Flat (pl->flat): the positions
+ * are vectors of L consecutive values of the strip's rows taken as one line (position q is
+ * output row q / Wq, column q % Wq); lanes of columns >= OW are left out of the stores, and
+ * the rest are consecutive outputs in y. */
 #define FC_DIRECT_TASK(NAME, ATTR, BLOCK, VBYTES, NOB, NVB)                                  \
     ATTR FC_NO_MEMCPY static void NAME(const FN(direct_args) *a, int64_t n, int64_t g,       \
                                        int64_t i0, int64_t nr, const T *strip, const T *wp,  \
@@ -293,41 +413,66 @@ static void FN(direct_pack)(const FN(direct_args) *a, int64_t g, T *wp) {
         const direct_plan *pl = a->pl;                                                       \
         enum { L = VBYTES / sizeof(T) };                                                     \
         int64_t pb[NVB], cnt[NVB];                                                           \
+        uint32_t keep[NVB];                                                                  \
         T *dst[NVB];                                                                         \
-        const int64_t npos = nr * pl->nvec, P = s->OH * s->OW;                               \
+        const int64_t Wq = pl->Wq, span = (nr - 1) * Wq + s->OW;                             \
+        const int64_t npos = pl->flat ? ceil_div(span, L) : nr * pl->nvec, P = s->OH * s->OW; \
         T *yg = a->y + (n * s->OC + g * pl->M) * P + i0 * s->OW;                             \
         for (int64_t p0 = 0; p0 < npos; p0 += NVB) {                                         \
             const int64_t nv = min64(NVB, npos - p0);                                        \
             for (int v = 0; v < NVB; v++) {                                                  \
                 const int64_t p = min64(p0 + v, npos - 1);                                   \
+                if (pl->flat) {                                                              \
+                    const int64_t q0 = p * L;                                                \
+                    fc_direct_flat_lanes(q0, L, Wq, s->OW, span, &keep[v], &cnt[v]);         \
+                    const int64_t q = q0 + __builtin_ctz(keep[v]);                           \
+                    pb[v] = q0;                                                              \
+                    dst[v] = yg + q / Wq * s->OW + q % Wq;                                   \
+                    continue;                                                                \
+                }                                                                            \
                 const int64_t r = p / pl->nvec, j = p % pl->nvec * L;                        \
-                pb[v] = r * s->sh * s->sw * pl->Wq + j;                                      \
+                pb[v] = r * s->sh * s->sw * Wq + j;                                          \
                 cnt[v] = min64(L, s->OW - j);                                                \
+                keep[v] = (uint32_t)((1ull << cnt[v]) - 1u);                                 \
                 dst[v] = yg + r * s->OW + j;                                                 \
             }                                                                                \
             for (int64_t m0 = 0; m0 < pl->M; m0 += NOB) {                                    \
                 T *dm[NVB];                                                                  \
                 for (int v = 0; v < NVB; v++) dm[v] = dst[v] + m0 * P;                       \
-                BLOCK(strip, a->toff, pl->taps, wp + m0 * pl->taps, pb, dm, cnt, P,          \
+                BLOCK(strip, a->toff, pl->taps, wp + m0 * pl->taps, pb, dm, cnt, keep, P,    \
                       min64(NOB, pl->M - m0), nv, E, g * pl->M + m0);                        \
             }                                                                                \
         }                                                                                    \
     }
 
 /* The first cnt values of vector v (of T) to d: value by value, or masked stores of the
- * vector's 32-bit lanes (a double is two). */
-#define FC_PART_BASE(d, v, cnt)                                                          \
+ * vector's 32-bit lanes (a double is two). Only AVX-512 runs flat positions, whose lanes to
+ * keep (keep) need not be the first cnt: it compresses them to the front first. */
+#define FC_PART_BASE(d, v, cnt, keep)                                                    \
     do {                                                                                 \
         for (int64_t i_ = 0; i_ < (cnt); i_++) (d)[i_] = (v)[i_];                        \
     } while (0)
 #define FC_LANES(cnt) ((cnt) * (int64_t)sizeof(T) / 4)
-#define FC_PART_512(d, v, cnt)                                                           \
-    _mm512_mask_storeu_ps((float *)(d), (__mmask16)((1u << FC_LANES(cnt)) - 1), (__m512)(v))
-#define FC_PART_256(d, v, cnt)                                                           \
+#define FC_PART_512(d, v, cnt, keep) FN(direct_part512)((T *)(d), (__m512)(v), (cnt), (keep))
+#define FC_PART_256(d, v, cnt, keep)                                                     \
     _mm256_maskstore_ps((float *)(d),                                                    \
                         _mm256_cmpgt_epi32(_mm256_set1_epi32((int)FC_LANES(cnt)),          \
                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),     \
                         (__m256)(v))
+
+#if defined(__x86_64__)
+FC_T512 FC_INLINE void FN(direct_part512)(T *d, __m512 v, int64_t cnt, uint32_t keep)
+{
+    if (IS_F64) {
+        __m512d vd = _mm512_castps_pd(v);
+        if (keep != (1u << cnt) - 1u) vd = _mm512_maskz_compress_pd((__mmask8)keep, vd);
+        _mm512_mask_storeu_pd((double *)(void *)d, (__mmask8)((1u << cnt) - 1u), vd);
+    } else {
+        if (keep != (1u << cnt) - 1u) v = _mm512_maskz_compress_ps((__mmask16)keep, v);
+        _mm512_mask_storeu_ps((float *)(void *)d, (__mmask16)((1u << cnt) - 1u), v);
+    }
+}
+#endif
 
 FC_DIRECT_BLOCK(FN(direct_block_base_w), , 16, 4, 3, FC_PART_BASE)
 FC_DIRECT_BLOCK(FN(direct_block_base_n), , 16, 2, 6, FC_PART_BASE)
@@ -370,11 +515,12 @@ static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     const fc_conv_shape *s = a->s;
     const direct_plan *pl = a->pl;
     if (!a->works[slot] &&
-        !(a->works[slot] = malloc((size_t)(pl->strip_elems + pl->wp_elems + 16) * sizeof(T)))) {
+        !(a->works[slot] = calloc((size_t)(pl->strip_elems + FC_DIRECT_SLACK + pl->wp_elems + 16),
+                                  sizeof(T)))) {
         a->failed = 1; /* y stays incomplete; the caller reports it */
         return;
     }
-    T *strip = a->works[slot], *wp = strip + pl->strip_elems;
+    T *strip = a->works[slot], *wp = strip + pl->strip_elems + FC_DIRECT_SLACK;
     const int narrow = pl->nvb > 3;
     /* bias, scale and shift (and the activation, without a residual) in the kernels' registers;
      * a residual and the activation after it in a pass over the task's rows (post) */

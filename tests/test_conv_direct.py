@@ -86,6 +86,62 @@ def test_random_geometries_every_isa(isa, dtype, variant):
         _close(got, _want(x, w, b, kw), dtype)
 
 
+def _flat(kw, w, dtype, OW):
+    """Whether the AVX-512 direct kernel runs this geometry's vectors across row ends (flat
+    positions, plan_direct): stride 1, a padded row shorter than the row's vectors."""
+    L = 64 // np.dtype(dtype).itemsize
+    KW, dw = w.shape[3], kw["dilation"][1]
+    pad = OW + (KW - 1) * dw
+    return kw["stride"] == (1, 1) and (KW - 1) * dw < L and pad < -(-OW // L) * L
+
+
+@pytest.mark.skipif("avx512" not in ISAS, reason="no AVX-512 here")
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+@pytest.mark.parametrize("threads", (1, 2))
+def test_flat_positions(dtype, threads):
+    """Vectors that run on across row ends (28-wide rows: 28 of 30 lanes used): random widths
+    and windows at stride 1, row blocks of any height (threads), the epilogue in registers and
+    a residual; the lanes past a row's end are computed and must land nowhere (a NaN-poisoned
+    output, and an input NaN next to a row's end must stay in its own outputs)."""
+    rng = np.random.default_rng(31 + threads + (dtype == np.float64) * 5)
+    flat = 0
+    for i in range(60):
+        G = int(rng.choice([1, 2, 4]))
+        Cg, M = int(rng.integers(1, 9)), int(rng.integers(1, 21))
+        KH, KW = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        ph, pw = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        H, W = int(rng.integers(1, 30)), int(rng.integers(1, 70))
+        OH, OW = _out(H, KH, 1, ph, dh), _out(W, KW, 1, pw, dw)
+        if OH < 1 or OW < 1 or (Cg == 1 and M == 1):
+            continue
+        kw = dict(stride=(1, 1), padding=(ph, pw), dilation=(dh, dw), groups=G)
+        x = rng.standard_normal((int(rng.integers(1, 3)), G * Cg, H, W)).astype(dtype)
+        if i % 4 == 0:
+            x[0, 0, rng.integers(H), W - 1] = np.nan
+        w = rng.standard_normal((G * M, Cg, KH, KW)).astype(dtype)
+        b = rng.standard_normal(G * M).astype(dtype)
+        flat += _flat(kw, w, dtype, OW)
+        want = _want(x, w, b, kw)
+        before = fastconv.get_num_threads()
+        fastconv.set_num_threads(threads)
+        try:
+            if i % 3 == 0:
+                res = rng.standard_normal(want.shape).astype(dtype)
+                y = np.full(want.shape, np.nan, dtype)
+                c.conv2d_fused(x, w, b, y, 1, 1, ph, pw, dh, dw, G, None, None, res, "relu",
+                               variant="direct", isa="avx512")
+                want = np.where(want + res < 0, 0.0, want + res)
+            else:
+                y = _run_c(x, w, b, kw, variant="direct", isa="avx512")
+        finally:
+            fastconv.set_num_threads(before)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+        fin = np.isfinite(want)
+        _close(y[fin].reshape(-1), want[fin].reshape(-1), dtype)
+    assert flat >= 15, flat
+
+
 isa_level = isa_fixture("isa_level")
 
 

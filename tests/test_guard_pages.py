@@ -52,7 +52,7 @@ for dt in (np.float32, np.float64):
         fc.adaptive_max_pool2d(x, (2, 3), backend=backend)
     if backend == "c":  # the implicit GEMM's masked row loads on small planes, both layouts
         # (8 output channels per group take AVX2's blocks and fill with AVX-512 too)
-        for H, W in ((7, 7), (9, 5), (14, 14), (3, 12), (4, 40)):
+        for H, W in ((7, 7), (9, 5), (14, 14), (3, 12), (4, 40), (6, 28)):
             x = at_page_end(rng.standard_normal((2, 8, H, W)).astype(dt))
             for s in (1, 2):
                 for v, oc in (("implicit_gemm", 16), ("implicit_gemm", 32), ("direct", 16)):
