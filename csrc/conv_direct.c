@@ -15,8 +15,11 @@
  * output channels x NVB such vectors stays in registers over all C/G*KH*KW taps: per tap NVB
  * loads, NOB broadcasts of a weight (packed per group tap-major) and NOB*NVB multiply-adds.
  * Shapes: AVX-512 8x3 (or 4x6 when the group has <= 4 output channels), AVX2 and baseline
- * x86-64 4x3 (2x6); row ends are masked by storing through a small tile. Bias and the fused
- * epilogue (fc_epilogue) run on the task's rows while they are in cache.
+ * x86-64 4x3 (2x6); row ends are masked stores. With AVX-512 at stride 1, where a padded row
+ * (OW + (KW-1)*dw) is shorter than the row's vectors, the vectors run on across row ends
+ * (flat positions, plan_direct) and the lanes past a row's end are left out of the stores.
+ * The strip fill at strides 1 and 2 is vector code (float32; fc_direct_fill). Bias and the
+ * fused epilogue (fc_epilogue) run on the task's rows while they are in cache.
  *
  * fc_direct_choice: conv2d's automatic choice takes this path (before Winograd) for groups of
  * at most 16 output channels (any window; at most 64 input channels unless grouped), for at
