@@ -154,6 +154,71 @@ __attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
     return 1;
 }
 
+/* 16 floats at p[0], p[2], ..., p[30], the lanes of m only (the others 0; nothing is read
+ * for them): two masked loads, their even values picked by one two-source permute. */
+__attribute__((target("avx512f,bmi2"))) static inline __m512 im2col_even16(const float *p,
+                                                                          __mmask16 m) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)_pdep_u32(m & 0xFFu, 0x5555u), p);
+    const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)_pdep_u32(m >> 8, 0x5555u), p + 16);
+    return _mm512_permutex2var_ps(lo, ev, hi);
+}
+
+/* im2col_packed_gather_f32 at a column stride of 2 without gathers: a 16-pixel block's pixels
+ * of one output row read every other input value from the block's first, 16 of them by
+ * im2col_even16; a block across a row end is two such runs, the second's lanes blended in
+ * (blocks over three rows, outputs narrower than 8, keep the gather). The gathers were a
+ * fifth of ResNet-50's 3x3/2 128->128 @56 on one thread (perf). Returns 0 (nothing written)
+ * where the indices or masks would not fit. */
+__attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
+    const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
+    int64_t ldk, float *Bp) {
+    const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
+    if (KK * nb > IM2COL_FLAT_MAXMASK || nb > IM2COL_GATHER_MAXBLK) return 0;
+    if (!im2col_idx_fits(s)) return 0;
+    __mmask16 mask[IM2COL_FLAT_MAXMASK];
+    int32_t idx[IM2COL_GATHER_MAXBLK * 16];
+    /* per block: the first lane of its second run (16: one run; 0: neither, gather) and the
+     * input index, at tap (0, 0), that each run's lane 0 would read */
+    uint8_t cut[IM2COL_GATHER_MAXBLK];
+    int32_t ia[IM2COL_GATHER_MAXBLK], ib[IM2COL_GATHER_MAXBLK];
+    im2col_masks16(s, p0, p1, nb, mask, idx);
+    for (int64_t j = 0; j < nb; j++) {
+        const int32_t *id = idx + 16 * j;
+        const int64_t n = min64(16, max64(0, p1 - p0 - 16 * j)); /* lanes in [p0, p1) */
+        int a = 16, ok = 1;
+        for (int l = 1; l < n && a == 16; l++)
+            if (id[l] != id[0] + 2 * l) a = l;
+        for (int l = a + 1; l < n; l++)
+            if (id[l] != id[a] + 2 * (l - a)) ok = 0;
+        cut[j] = (uint8_t)(ok ? a : 0);
+        ia[j] = id[0];
+        ib[j] = a < 16 ? id[a] - 2 * a : 0;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
+        const float *src = x + c * s->H * s->W + kh * s->dh * s->W + kw * s->dw;
+        float *dst = Bp + (r - r0) * 32;
+        const __mmask16 *mt = mask + t * nb;
+        for (int64_t j = 0; j < nb; j++) {
+            const __mmask16 m = mt[j];
+            __m512 v;
+            if (cut[j] == 16) {
+                v = im2col_even16(src + ia[j], m);
+            } else if (cut[j]) {
+                const __mmask16 first = (__mmask16)((1u << cut[j]) - 1u);
+                v = _mm512_mask_mov_ps(im2col_even16(src + ia[j], m & first), (__mmask16)~first,
+                                       im2col_even16(src + ib[j], m & (__mmask16)~first));
+            } else {
+                v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                             _mm512_loadu_si512(idx + 16 * j), src, 4);
+            }
+            _mm512_storeu_ps(dst + (j >> 1) * ldk * 32 + (j & 1) * 16, v);
+        }
+    }
+    return 1;
+}
+
 /* The masks of the AVX2 float im2col forms, im2col_masks16's on blocks of 8 pixels kept as
  * bytes: bit l of mask[t*nb + j] is set where pixel p = p0 + 8*j + l (p < p1) of tap t reads
  * inside the image; idx (unless NULL) gets the pixel's input index at tap (0, 0) (pixels
@@ -320,6 +385,10 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
         if (nr == 16 && fc_dwpool_isa(-1) >= 1 &&
             im2col_packed_flat8_f32(xf, s, r0, r1, p0, p1, R, bf))
             return;
+    } else if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 && s->sw == 2 &&
+               im2col_packed_s2_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
+                                    (float *)(void *)Bp)) {
+        return;
     } else if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 &&
                im2col_packed_gather_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
                                         (float *)(void *)Bp)) {

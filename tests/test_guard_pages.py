@@ -46,6 +46,9 @@ for dt in (np.float32, np.float64):
             fc.depthwise_conv2d(x, w, stride=s, padding=1, backend=backend)
             fc.conv2d(x, at_page_end(rng.standard_normal((4, 3, 3, 3)).astype(dt)), stride=s,
                       padding=1, backend=backend)
+            # 70 output channels: im2col + GEMM (at stride 2 the even-value loads)
+            fc.conv2d(x, at_page_end(rng.standard_normal((70, 3, 3, 3)).astype(dt)), stride=s,
+                      padding=1, backend=backend)
             fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 2, 3, 3)).astype(dt)),
                                 stride=s, backend=backend)
         fc.adaptive_avg_pool2d(x, 1, backend=backend)
