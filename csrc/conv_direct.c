@@ -296,9 +296,6 @@ typedef struct {
     _Atomic int failed;
 } FN(direct_args);
 
-/* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g (Cg channels)
- * into the strip, each row as sw phase rows of Wq values (zero where the padded input is
- * padding); channel c's rows start at c * Rfull strip rows. Shared with conv_igemm.c. */
 #if defined(__x86_64__)
 /* fc_direct_fill for float rows at stride 1, AVX-512: each 16 values of a strip row by one
  * masked load (lanes outside the input row masked off: they read nothing and come out 0)
@@ -328,38 +325,6 @@ FC_T512 static void FN(direct_fill_s1_512)(const float *x, const fc_conv_shape *
         }
     }
 }
-
-/* The same with AVX2: masked loads of 8 values (_mm256_maskload_ps reads nothing in
- * masked-off lanes). */
-FC_T256 static void FN(direct_fill_s1_256)(const float *x, const fc_conv_shape *s, int64_t Cg,
-                                          int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
-                                          int64_t i0, int64_t R, float *strip)
-{
-    int64_t qlo, qhi;
-    fc_phase_span(s->W, s->pw, 0, 1, Wq, &qlo, &qhi);
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int64_t c = 0; c < Cg; c++) {
-        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t ih = i0 * s->sh - s->ph + r;
-            float *d = strip + (c * Rfull + r) * Wq;
-            if (ih < 0 || ih >= s->H) {
-                for (int64_t q = 0; q < Wq; q += 8) _mm256_storeu_ps(d + q, _mm256_setzero_ps());
-                continue;
-            }
-            const float *src = xc + ih * s->W;
-            for (int64_t q = 0; q < Wq; q += 8) {
-                const int64_t a = qlo - q, b = qhi - q; /* lanes l with a <= l < b */
-                const __m256i lane = iota;
-                const __m256i m = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)max64(min64(a, 8), -1)), lane),
-                    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)max64(min64(b, 9), 0)), lane));
-                _mm256_storeu_ps(d + q, _mm256_maskload_ps(src + q, m));
-            }
-        }
-    }
-}
-#endif
 
 /* fc_direct_fill for float rows at stride 2, AVX-512: 32 padded values of a row by two
  * masked loads (lanes outside the input row read nothing and come out 0), their even and
@@ -400,6 +365,11 @@ FC_T512 static void FN(direct_fill_s2_512)(const float *x, const fc_conv_shape *
     }
 }
 
+#endif
+
+/* Copy the padded input rows of output rows [i0, i0 + nr) of image n, group g (Cg channels)
+ * into the strip, each row as sw phase rows of Wq values (zero where the padded input is
+ * padding); channel c's rows start at c * Rfull strip rows. */
 FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t Cg,
                                      int64_t Rfull, int64_t Wq, int64_t n, int64_t g,
                                      int64_t i0, int64_t nr, T *strip) {
@@ -410,18 +380,10 @@ FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t
                                (float *)(void *)strip);
         return;
     }
-    if (!IS_F64 && sw == 1) {
-        const int level = fc_dwpool_isa(-1);
-        if (level == 2) {
-            FN(direct_fill_s1_512)((const float *)(const void *)x, s, Cg, Rfull, Wq, n, g, i0,
-                                   R, (float *)(void *)strip);
-            return;
-        }
-        if (level == 1) {
-            FN(direct_fill_s1_256)((const float *)(const void *)x, s, Cg, Rfull, Wq, n, g, i0,
-                                   R, (float *)(void *)strip);
-            return;
-        }
+    if (!IS_F64 && sw == 1 && fc_dwpool_isa(-1) == 2) {
+        FN(direct_fill_s1_512)((const float *)(const void *)x, s, Cg, Rfull, Wq, n, g, i0, R,
+                               (float *)(void *)strip);
+        return;
     }
 #endif
     for (int64_t f = 0; f < sw; f++) {
