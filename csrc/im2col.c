@@ -164,12 +164,15 @@ __attribute__((target("avx512f,bmi2"))) static inline __m512 im2col_even16(const
     return _mm512_permutex2var_ps(lo, ev, hi);
 }
 
+/* Most runs of one 16-pixel block that im2col_packed_s2_f32 loads (an output 7 wide: 1 + 7 + 7
+ * + 1); blocks of more runs keep the gather. */
+#define IM2COL_S2_RUNS 4
+
 /* im2col_packed_gather_f32 at a column stride of 2 without gathers: a 16-pixel block's pixels
- * of one output row read every other input value from the block's first, 16 of them by
- * im2col_even16; a block across a row end is two such runs, the second's lanes blended in
- * (blocks over three rows, outputs narrower than 8, keep the gather). The gathers were a
- * fifth of ResNet-50's 3x3/2 128->128 @56 on one thread (perf). Returns 0 (nothing written)
- * where the indices or masks would not fit. */
+ * of one output row (a run) read every other input value from the run's first, 16 of them by
+ * im2col_even16; a block across row ends is up to IM2COL_S2_RUNS such runs, each one's lanes
+ * blended in. The gathers were a fifth of ResNet-50's 3x3/2 128->128 @56 on one thread
+ * (perf). Returns 0 (nothing written) where the indices or masks would not fit. */
 __attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
     const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
     int64_t ldk, float *Bp) {
@@ -178,22 +181,28 @@ __attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
     if (!im2col_idx_fits(s)) return 0;
     __mmask16 mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[IM2COL_GATHER_MAXBLK * 16];
-    /* per block: the first lane of its second run (16: one run; 0: neither, gather) and the
-     * input index, at tap (0, 0), that each run's lane 0 would read */
-    uint8_t cut[IM2COL_GATHER_MAXBLK];
-    int32_t ia[IM2COL_GATHER_MAXBLK], ib[IM2COL_GATHER_MAXBLK];
+    /* per block: its runs (0: more than IM2COL_S2_RUNS, the gather), each run's lanes and the
+     * input index, at tap (0, 0), that the run's lane 0 would read */
+    uint8_t nrun[IM2COL_GATHER_MAXBLK];
+    __mmask16 lanes[IM2COL_GATHER_MAXBLK][IM2COL_S2_RUNS];
+    int32_t base[IM2COL_GATHER_MAXBLK][IM2COL_S2_RUNS];
     im2col_masks16(s, p0, p1, nb, mask, idx);
     for (int64_t j = 0; j < nb; j++) {
         const int32_t *id = idx + 16 * j;
-        const int64_t n = min64(16, max64(0, p1 - p0 - 16 * j)); /* lanes in [p0, p1) */
-        int a = 16, ok = 1;
-        for (int l = 1; l < n && a == 16; l++)
-            if (id[l] != id[0] + 2 * l) a = l;
-        for (int l = a + 1; l < n; l++)
-            if (id[l] != id[a] + 2 * (l - a)) ok = 0;
-        cut[j] = (uint8_t)(ok ? a : 0);
-        ia[j] = id[0];
-        ib[j] = a < 16 ? id[a] - 2 * a : 0;
+        const int n = (int)min64(16, max64(0, p1 - p0 - 16 * j)); /* lanes in [p0, p1) */
+        int k = 0;
+        for (int l = 0, a = 0; l <= n && k <= IM2COL_S2_RUNS; l++)
+            if (l == n || (l > a && id[l] != id[a] + 2 * (l - a))) { /* run [a, l) ends */
+                if (k < IM2COL_S2_RUNS) {
+                    /* the last run takes the lanes past p1 too (masked off in every tap) */
+                    lanes[j][k] = (__mmask16)((l == n ? 0xFFFFu : (1u << l) - 1u) &
+                                              ~((1u << a) - 1u));
+                    base[j][k] = id[a] - 2 * a;
+                }
+                k++;
+                a = l;
+            }
+        nrun[j] = (uint8_t)(k <= IM2COL_S2_RUNS ? k : 0);
     }
     for (int64_t r = r0; r < r1; r++) {
         const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
@@ -203,12 +212,13 @@ __attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
         for (int64_t j = 0; j < nb; j++) {
             const __mmask16 m = mt[j];
             __m512 v;
-            if (cut[j] == 16) {
-                v = im2col_even16(src + ia[j], m);
-            } else if (cut[j]) {
-                const __mmask16 first = (__mmask16)((1u << cut[j]) - 1u);
-                v = _mm512_mask_mov_ps(im2col_even16(src + ia[j], m & first), (__mmask16)~first,
-                                       im2col_even16(src + ib[j], m & (__mmask16)~first));
+            if (nrun[j] == 1) {
+                v = im2col_even16(src + base[j][0], m);
+            } else if (nrun[j]) {
+                v = im2col_even16(src + base[j][0], m & lanes[j][0]);
+                for (int k = 1; k < nrun[j]; k++)
+                    v = _mm512_mask_mov_ps(v, lanes[j][k],
+                                           im2col_even16(src + base[j][k], m & lanes[j][k]));
             } else {
                 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
                                              _mm512_loadu_si512(idx + 16 * j), src, 4);
