@@ -139,21 +139,20 @@ FC_T512 FC_INLINE __m512 fc_gap_plane(const float *restrict xp, int64_t nfull, _
 }
 
 /* Sum the 16 planes of n floats from x into v, plane q[k] into v[k] (q: fc_gap_q, its own
- * inverse, so plane p goes to v[q[p]]). A full group (np == 16) of planes of 16 or more
- * values reads its planes one after another, in memory order: the group's 16 n floats are
- * then one stream, where loading the planes in the tree's order q, a vector of each at a
- * time, had jumped back and forth across the block (8x2048x7x7, one thread: the kernel
- * 50 -> 38 us, the read floor of the input being 32 us; AMD EPYC, Zen 4). Planes of 48 to
- * 63 values (7x7) are summed with their three full vectors unrolled (a further 39 -> 37 us
- * there, no gain at other sizes). Planes under 16 values run side by side, 16 independent
- * single-vector sums; the last, partial group of a call loads planes np.. as zero. */
-FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, int64_t np,
-                                   __m512 v[16])
+ * inverse, so plane p goes to v[q[p]]). Planes of 16 or more values are read one after
+ * another, in memory order: the group's 16 n floats are then one stream, where loading the
+ * planes in the tree's order q, a vector of each at a time, had jumped back and forth across
+ * the block (8x2048x7x7, one thread: the kernel 50 -> 38 us, the read floor of the input
+ * being 32 us; AMD EPYC, Zen 4). Planes of 48 to 63 values (7x7) are summed with their three
+ * full vectors unrolled (a further 39 -> 37 us there, no gain at other sizes). Planes under
+ * 16 values run side by side, 16 independent single-vector sums. Every index of v is a
+ * constant once unrolled, so that v stays in registers. */
+FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, __m512 v[16])
 {
     const int *q = fc_gap_q;
     const int64_t nfull = n & ~(int64_t)15;
     const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
-    if (np == 16 && n >> 4 == 3) {
+    if (n >> 4 == 3) {
 #pragma GCC unroll 16
         for (int p = 0; p < 16; p++) {
             const float *xp = x + p * n;
@@ -163,43 +162,35 @@ FC_T512 FC_INLINE void fc_gap_group(const float *restrict x, int64_t n, int64_t 
         }
         return;
     }
-    if (np == 16 && n >= 16) {
+    if (n >= 16) {
 #pragma GCC unroll 16
         for (int p = 0; p < 16; p++)
             v[q[p]] = fc_gap_plane(x + p * n, nfull, tail);
         return;
     }
-    if (np == 16) {
 #pragma GCC unroll 16
-        for (int k = 0; k < 16; k++)
-            v[k] = _mm512_maskz_loadu_ps(tail, x + q[k] * n);
-        return;
-    }
-    for (int k = 0; k < 16; k++) {
-        __m512 a = _mm512_setzero_ps();
-        if (q[k] < np) {
-            const float *xp = x + q[k] * n;
-            a = _mm512_maskz_loadu_ps(tail, xp + nfull);
-            for (int64_t i = 0; i < nfull; i += 16)
-                a = _mm512_add_ps(a, _mm512_loadu_ps(xp + i));
-        }
-        v[k] = a;
-    }
+    for (int k = 0; k < 16; k++)
+        v[k] = _mm512_maskz_loadu_ps(tail, x + q[k] * n);
 }
 
 /* y[p] = mean of the n contiguous floats of plane p, for p < planes; 16 planes per step.
  * The planes of a step are loaded in the order fc_gap_q (q), so that the tree's
  * output lanes come out in plane order: level 1 pairs planes j and j+8 into 256-bit
  * halves, level 2 pairs 128-bit chunks, levels 3 and 4 pairs and single lanes inside a
- * chunk; lane k of the result then holds loaded plane q[k], and q is its own inverse. */
+ * chunk; lane k of the result then holds loaded plane q[k], and q is its own inverse. The
+ * last planes of a call, fewer than 16, are summed one at a time (a step with planes
+ * missing had the 16 sums spilled to memory in every step: 8x2048x7x7 in a loop of calls
+ * from C, one thread 41.5 -> 37.4 us, two 24.2 -> 22.1). */
 FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *restrict y,
                                              int64_t planes, int64_t n)
 {
     const __m512 div = _mm512_set1_ps((float)n);
-    for (int64_t p0 = 0; p0 < planes; p0 += 16) {
-        const int64_t np = planes - p0 < 16 ? planes - p0 : 16;
+    const int64_t nfull = n & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1u);
+    int64_t p0 = 0;
+    for (; p0 + 16 <= planes; p0 += 16) {
         __m512 v[16];
-        fc_gap_group(x + p0 * n, n, np, v);
+        fc_gap_group(x + p0 * n, n, v);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
             v[k] = FC_GAP_LEVEL(v[k], v[k + 8], _mm512_shuffle_f32x4, 0x44, 0xEE);
@@ -210,7 +201,14 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
         for (int k = 0; k < 2; k++)
             v[k] = FC_GAP_LEVEL(v[k], v[k + 2], _mm512_shuffle_ps, 0x44, 0xEE);
         v[0] = FC_GAP_LEVEL(v[0], v[1], _mm512_shuffle_ps, 0x88, 0xDD);
-        _mm512_mask_storeu_ps(y + p0, (__mmask16)((1u << np) - 1u), _mm512_div_ps(v[0], div));
+        _mm512_storeu_ps(y + p0, _mm512_div_ps(v[0], div));
+    }
+    for (; p0 < planes; p0++) {
+        const float *xp = x + p0 * n;
+        __m512 a = _mm512_maskz_loadu_ps(tail, xp + nfull);
+        for (int64_t i = 0; i < nfull; i += 16)
+            a = _mm512_add_ps(a, _mm512_loadu_ps(xp + i));
+        y[p0] = _mm512_reduce_add_ps(a) / (float)n;
     }
 }
 #undef FC_GAP_LEVEL
@@ -245,9 +243,10 @@ FC_T256 FC_INLINE __m256 fc_gap_plane8(const float *restrict xp, int64_t nfull, 
 }
 
 /* y[p] = mean of the n contiguous floats of plane p, for p < planes; 8 planes per step, read
- * in memory order, reduced together by the tree. A step's missing planes (the last of a
- * call) are zero and not stored. The per-plane loop's horizontal reduction after every plane
- * took 8x2048x7x7 at one thread to 85 us, the numba engine's 71. */
+ * in memory order, reduced together by the tree; the last planes of a call, fewer than 8,
+ * one at a time (as in the AVX-512 copy, so that the 8 sums stay in registers). The
+ * per-plane loop's horizontal reduction after every plane took 8x2048x7x7 at one thread to
+ * 85 us, the numba engine's 71. */
 FC_T256 static void fc_global_avg_f32_avx2(const float *restrict x, float *restrict y,
                                            int64_t planes, int64_t n)
 {
@@ -255,18 +254,13 @@ FC_T256 static void fc_global_avg_f32_avx2(const float *restrict x, float *restr
     const __m256 div = _mm256_set1_ps((float)n);
     const int64_t nfull = n & ~(int64_t)7;
     const __m256i tail = fc_gap_mask8(n & 7);
-    for (int64_t p0 = 0; p0 < planes; p0 += 8) {
-        const int64_t np = planes - p0 < 8 ? planes - p0 : 8;
+    int64_t p0 = 0;
+    for (; p0 + 8 <= planes; p0 += 8) {
         const float *xb = x + p0 * n;
         __m256 v[8];
-        if (np == 8) {
 #pragma GCC unroll 8
-            for (int p = 0; p < 8; p++)
-                v[q[p]] = fc_gap_plane8(xb + p * n, nfull, tail);
-        } else {
-            for (int k = 0; k < 8; k++)
-                v[k] = q[k] < np ? fc_gap_plane8(xb + q[k] * n, nfull, tail) : _mm256_setzero_ps();
-        }
+        for (int p = 0; p < 8; p++)
+            v[q[p]] = fc_gap_plane8(xb + p * n, nfull, tail);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
             v[k] = FC_GAP8_LEVEL(v[k], v[k + 4], _mm256_permute2f128_ps, 0x20, 0x31);
@@ -274,7 +268,13 @@ FC_T256 static void fc_global_avg_f32_avx2(const float *restrict x, float *restr
         for (int k = 0; k < 2; k++)
             v[k] = FC_GAP8_LEVEL(v[k], v[k + 2], _mm256_shuffle_ps, 0x44, 0xEE);
         v[0] = FC_GAP8_LEVEL(v[0], v[1], _mm256_shuffle_ps, 0x88, 0xDD);
-        _mm256_maskstore_ps(y + p0, fc_gap_mask8(np), _mm256_div_ps(v[0], div));
+        _mm256_storeu_ps(y + p0, _mm256_div_ps(v[0], div));
+    }
+    for (; p0 < planes; p0++) {
+        const __m256 a = fc_gap_plane8(x + p0 * n, nfull, tail);
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        y[p0] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1))) / (float)n;
     }
 }
 #undef FC_GAP8_LEVEL
