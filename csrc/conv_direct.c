@@ -126,7 +126,7 @@ static int plan_direct(const fc_conv_shape *s, int64_t es, int64_t vbytes, int64
      * computed and not stored. 28-wide rows: 28 of 30 lanes used, not 28 of 32. */
     const int64_t padded = s->OW + (s->KW - 1) * s->dw;
     pl->flat = vbytes == 64 && s->sh == 1 && s->sw == 1 && (s->KW - 1) * s->dw < pl->L &&
-               padded < pl->Wq;
+               padded < pl->nvec * pl->L;
     if (pl->flat) pl->Wq = padded;
     if (pl->M <= nob_wide / 2) {
         pl->nob = nob_wide / 2;
