@@ -2,6 +2,7 @@
 read (PROT_NONE), so an over-read crashes the child process that runs the op. (The AVX-512
 3x3 stride-2 max pool read one float past a row's last window, found by scripts/sanitize.sh.)"""
 
+import os
 import subprocess
 import sys
 
@@ -70,4 +71,14 @@ print("ok")
 def test_no_read_past_the_input(backend):
     out = subprocess.run([sys.executable, "-c", CHILD, backend], capture_output=True,
                          text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+@pytest.mark.skipif(fastconv.available_backends()["c"] != "available", reason="no C engine")
+def test_no_read_past_the_input_avx2():
+    """The same with the C engine's AVX2 copies (its AVX2 fills and masked loads), where the
+    CPU has more (FASTCONV_ISA caps the level; on an AVX2-only CPU this repeats the above)."""
+    env = dict(os.environ, FASTCONV_ISA="avx2")
+    out = subprocess.run([sys.executable, "-c", CHILD, "c"], capture_output=True, text=True,
+                         timeout=600, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
