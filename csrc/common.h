@@ -1,6 +1,7 @@
 /* common.h: what every C file of fastconv shares; private (not part of the cffi cdef).
  *
  *   ceil_div round_up min64 max64 gcd64  int64_t arithmetic of the planners and loops
+ *   fc_lanes16                           lanes [lo, hi) of a 16-lane mask (masked loads)
  *   FC_ASSERT                            a written precondition, checked in debug builds
  *   FC_ASSERT_CONV_SHAPE, _POOL_SHAPE    the preconditions of an fc_conv_shape / fc_pool_shape
  *   fc_cpu_has                           the one CPU-feature test (fc_cpu_features, runtime.c)
@@ -43,6 +44,12 @@ static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+/* The lanes [lo, hi) of 16 as a mask, lo and hi clamped to [0, 16]. */
+static inline uint32_t fc_lanes16(int64_t lo, int64_t hi) {
+    const uint32_t a = lo <= 0 ? 0xFFFFu : lo >= 16 ? 0u : 0xFFFFu << lo;
+    const uint32_t b = hi >= 16 ? 0xFFFFu : hi <= 0 ? 0u : (1u << hi) - 1u;
+    return a & b & 0xFFFFu;
+}
 static inline int64_t gcd64(int64_t a, int64_t b) {
     while (b) {
         int64_t t = a % b;

@@ -189,11 +189,14 @@ static inline void fc_direct_flat_lanes(int64_t q0, int64_t L, int64_t Wq, int64
     *cnt = __builtin_popcount(k);
 }
 
-/* Lanes l with lo <= l < hi of a 16-lane mask. */
-static inline uint32_t fc_lanes16(int64_t lo, int64_t hi) {
-    const uint32_t a = lo <= 0 ? 0xFFFFu : lo >= 16 ? 0u : 0xFFFFu << lo;
-    const uint32_t b = hi >= 16 ? 0xFFFFu : hi <= 0 ? 0u : (1u << hi) - 1u;
-    return a & b & 0xFFFFu;
+/* The input row that strip row r of channel c reads (image n, group g, the task's output rows
+ * from i0): 1 and its offset in x from input column -pw (so that padded column q is at
+ * offset + q), or 0 where the row is padding, above or below the input. */
+FC_INLINE int fc_direct_src_row(const fc_conv_shape *s, int64_t Cg, int64_t n, int64_t g,
+                                    int64_t c, int64_t i0, int64_t r, int64_t *off) {
+    const int64_t ih = i0 * s->sh - s->ph + r;
+    *off = ((n * s->C + g * Cg + c) * s->H + ih) * s->W - s->pw;
+    return ih >= 0 && ih < s->H;
 }
 
 #define FC_INSTANTIATE "conv_direct.c"
@@ -308,22 +311,20 @@ FC_T512 static void FN(direct_fill_s1_512)(const float *x, const fc_conv_shape *
 {
     int64_t qlo, qhi;
     fc_phase_span(s->W, s->pw, 0, 1, Wq, &qlo, &qhi);
-    for (int64_t c = 0; c < Cg; c++) {
-        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
+    for (int64_t c = 0; c < Cg; c++)
         for (int64_t r = 0; r < R; r++) {
-            const int64_t ih = i0 * s->sh - s->ph + r;
             float *d = strip + (c * Rfull + r) * Wq;
-            if (ih < 0 || ih >= s->H) {
+            int64_t off;
+            if (!fc_direct_src_row(s, Cg, n, g, c, i0, r, &off)) {
                 for (int64_t q = 0; q < Wq; q += 16) _mm512_storeu_ps(d + q, _mm512_setzero_ps());
                 continue;
             }
-            const float *src = xc + ih * s->W;
+            const float *src = x + off;
             for (int64_t q = 0; q < Wq; q += 16) {
                 const __mmask16 m = (__mmask16)fc_lanes16(qlo - q, qhi - q);
                 _mm512_storeu_ps(d + q, _mm512_maskz_loadu_ps(m, src + q));
             }
         }
-    }
 }
 
 /* fc_direct_fill for float rows at stride 2, AVX-512: 32 padded values of a row by two
@@ -341,11 +342,10 @@ FC_T512 static void FN(direct_fill_s2_512)(const float *x, const fc_conv_shape *
     const int64_t lo = s->pw, hi = s->pw + s->W; /* padded columns inside the input */
     const __mmask16 last = (__mmask16)fc_lanes16(0, Wq - (Wq - 1) / 16 * 16);
     for (int64_t c = 0; c < Cg; c++) {
-        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
         for (int64_t r = 0; r < R; r++) {
-            const int64_t ih = i0 * s->sh - s->ph + r;
             float *d0 = strip + (c * Rfull + r) * 2 * Wq, *d1 = d0 + Wq;
-            const float *src = ih < 0 || ih >= s->H ? NULL : xc + ih * s->W;
+            int64_t off;
+            const float *src = fc_direct_src_row(s, Cg, n, g, c, i0, r, &off) ? x + off : NULL;
             for (int64_t q = 0; q < Wq; q += 16) {
                 __m512 e = _mm512_setzero_ps(), o = e;
                 if (src) {
@@ -378,11 +378,10 @@ FC_T256 static void FN(direct_fill_s2_256)(const float *x, const fc_conv_shape *
     const int64_t lo = s->pw, hi = s->pw + s->W; /* padded columns inside the input */
     const int64_t qlast = (Wq - 1) / 8 * 8;
     for (int64_t c = 0; c < Cg; c++) {
-        const float *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W - s->pw;
         for (int64_t r = 0; r < R; r++) {
-            const int64_t ih = i0 * s->sh - s->ph + r;
             float *d0 = strip + (c * Rfull + r) * 2 * Wq, *d1 = d0 + Wq;
-            const float *src = ih < 0 || ih >= s->H ? NULL : xc + ih * s->W;
+            int64_t off;
+            const float *src = fc_direct_src_row(s, Cg, n, g, c, i0, r, &off) ? x + off : NULL;
             for (int64_t k = -1; k <= qlast / 8; k++) {
                 const int64_t q = k < 0 ? qlast : 8 * k; /* phase 0's last vector first */
                 __m256 e = _mm256_setzero_ps(), o = e;
@@ -441,14 +440,13 @@ FC_NO_MEMCPY void FN(fc_direct_fill)(const T *x, const fc_conv_shape *s, int64_t
     for (int64_t f = 0; f < sw; f++) {
         int64_t qlo, qhi;
         fc_phase_span(s->W, s->pw, f, sw, Wq, &qlo, &qhi);
-        for (int64_t c = 0; c < Cg; c++) {
-            const T *xc = x + ((n * s->C + g * Cg + c) * s->H) * s->W + f - s->pw;
+        for (int64_t c = 0; c < Cg; c++)
             for (int64_t r = 0; r < R; r++) {
-                const int64_t ih = i0 * s->sh - s->ph + r;
-                FN(fc_strip_row)(strip + ((c * Rfull + r) * sw + f) * Wq,
-                                 ih < 0 || ih >= s->H ? NULL : xc + ih * s->W, sw, Wq, qlo, qhi);
+                int64_t off;
+                const int in = fc_direct_src_row(s, Cg, n, g, c, i0, r, &off);
+                FN(fc_strip_row)(strip + ((c * Rfull + r) * sw + f) * Wq, in ? x + off + f : NULL,
+                                 sw, Wq, qlo, qhi);
             }
-        }
     }
 }
 

@@ -234,13 +234,6 @@ FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst,
     }
 }
 
-/* The lanes [lo, hi) of 16, lo and hi clamped to [0, 16]. */
-static inline uint32_t fc_ig_lanes(int64_t lo, int64_t hi) {
-    lo = max64(0, min64(16, lo));
-    hi = max64(lo, min64(16, hi));
-    return (uint32_t)((((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1));
-}
-
 /* ig_fill for float with AVX-512 where an output row's input span, sw*(Wq-1) + (KW-1)*dw + 1
  * values, fits two vectors (7x7 and 14x14 outputs of a 3x3 conv, stride 1 or 2): per input
  * row, masked loads of the span (the masks keep every read within the row) and, per column
@@ -256,8 +249,8 @@ FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const 
     const int64_t rows = nr + (s->KH - 1) * s->dh / sh;
     /* the span starts at input column -pw; lanes [lo, hi) of the two vectors lie in the row */
     const int64_t lo = s->pw, hi = s->pw + s->W;
-    const __mmask16 ma = (__mmask16)fc_ig_lanes(lo, hi);
-    const __mmask16 mb = (__mmask16)fc_ig_lanes(lo - 16, hi - 16); /* 0: lanes 16.. padding */
+    const __mmask16 ma = (__mmask16)fc_lanes16(lo, hi);
+    const __mmask16 mb = (__mmask16)fc_lanes16(lo - 16, hi - 16); /* 0: lanes 16.. padding */
     /* two plane rows a vector where the span fits 16 lanes (lanes 16.. then hold the next
      * row; with a longer span they are this row's, zero where they are padding) */
     const int pairs = s->sw * (Wq - 1) + (KW - 1) * s->dw < 16 && Wq <= 8;

@@ -123,37 +123,6 @@ static int im2col_idx_fits(const fc_conv_shape *s) {
 /* Most 16-pixel blocks of im2col_packed_gather_f32 (their indices: 32 KB on the stack). */
 #define IM2COL_GATHER_MAXBLK 512
 
-/* fc_im2col_packed for the AVX-512 GEMM's float slivers of 32 pixels in the cases the flat
- * form does not take (a stride of 2 and more, an output narrower than the input): pixel
- * p = oh*OW + ow of tap (kh, kw) reads input (oh*sh - ph + kh*dh)*W + ow*sw - pw + kw*dw of
- * its channel, a per-pixel index plus a per-tap offset, so a row of the matrix is 16 pixels
- * per masked gather (the masked-off lanes read nothing and give the padding's zero), the
- * indices of each 16-pixel block and a mask per (tap, block) made once per call. The general
- * loop's call per output row and sliver (runs of 28 pixels and less, copied at stride 2) was
- * 13-18% of ResNet-50's 3x3/2 convs on one thread. Returns 0 (nothing written) where the
- * indices or masks would not fit. */
-__attribute__((target("avx512f"))) static int im2col_packed_gather_f32(
-    const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
-    int64_t ldk, float *Bp) {
-    const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
-    if (KK * nb > IM2COL_FLAT_MAXMASK || nb > IM2COL_GATHER_MAXBLK) return 0;
-    if (!im2col_idx_fits(s)) return 0;
-    __mmask16 mask[IM2COL_FLAT_MAXMASK];
-    int32_t idx[IM2COL_GATHER_MAXBLK * 16];
-    im2col_masks16(s, p0, p1, nb, mask, idx);
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t c = r / KK, t = r % KK, kh = t / s->KW, kw = t % s->KW;
-        const float *src = x + c * s->H * s->W + kh * s->dh * s->W + kw * s->dw;
-        float *dst = Bp + (r - r0) * 32;
-        const __mmask16 *mt = mask + t * nb;
-        for (int64_t j = 0; j < nb; j++)
-            _mm512_storeu_ps(dst + (j >> 1) * ldk * 32 + (j & 1) * 16,
-                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mt[j],
-                                                      _mm512_loadu_si512(idx + 16 * j), src, 4));
-    }
-    return 1;
-}
-
 /* 16 floats at p[0], p[2], ..., p[30], the lanes of m only (the others 0; nothing is read
  * for them): two masked loads, their even values picked by one two-source permute. */
 __attribute__((target("avx512f,bmi2"))) static inline __m512 im2col_even16(const float *p,
@@ -164,16 +133,24 @@ __attribute__((target("avx512f,bmi2"))) static inline __m512 im2col_even16(const
     return _mm512_permutex2var_ps(lo, ev, hi);
 }
 
-/* Most runs of one 16-pixel block that im2col_packed_s2_f32 loads (an output 7 wide: 1 + 7 + 7
- * + 1); blocks of more runs keep the gather. */
+/* Most runs of one 16-pixel block that im2col_packed_gather_f32 loads by im2col_even16 (an
+ * output 7 wide: 1 + 7 + 7 + 1); blocks of more runs keep the gather. */
 #define IM2COL_S2_RUNS 4
 
-/* im2col_packed_gather_f32 at a column stride of 2 without gathers: a 16-pixel block's pixels
- * of one output row (a run) read every other input value from the run's first, 16 of them by
- * im2col_even16; a block across row ends is up to IM2COL_S2_RUNS such runs, each one's lanes
- * blended in. The gathers were a fifth of ResNet-50's 3x3/2 128->128 @56 on one thread
- * (perf). Returns 0 (nothing written) where the indices or masks would not fit. */
-__attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
+/* fc_im2col_packed for the AVX-512 GEMM's float slivers of 32 pixels in the cases the flat
+ * form does not take (a stride of 2 and more, an output narrower than the input): pixel
+ * p = oh*OW + ow of tap (kh, kw) reads input (oh*sh - ph + kh*dh)*W + ow*sw - pw + kw*dw of
+ * its channel, a per-pixel index plus a per-tap offset, so a row of the matrix is 16 pixels
+ * per masked gather (the masked-off lanes read nothing and give the padding's zero), the
+ * indices of each 16-pixel block and a mask per (tap, block) made once per call. The general
+ * loop's call per output row and sliver (runs of 28 pixels and less, copied at stride 2) was
+ * 13-18% of ResNet-50's 3x3/2 convs on one thread. At a column stride of 2 a block's pixels
+ * of one output row (a run) read every other input value from the run's first, 16 of them
+ * by im2col_even16 in place of the gather; a block across row ends is up to IM2COL_S2_RUNS
+ * such runs, each one's lanes blended in (the gathers were a fifth of ResNet-50's 3x3/2
+ * 128->128 @56 on one thread, perf). Returns 0 (nothing written) where the indices or masks
+ * would not fit. */
+__attribute__((target("avx512f,bmi2"))) static int im2col_packed_gather_f32(
     const float *x, const fc_conv_shape *s, int64_t r0, int64_t r1, int64_t p0, int64_t p1,
     int64_t ldk, float *Bp) {
     const int64_t KK = s->KH * s->KW, nb = ceil_div(p1 - p0, 32) * 2; /* whole slivers */
@@ -181,8 +158,8 @@ __attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
     if (!im2col_idx_fits(s)) return 0;
     __mmask16 mask[IM2COL_FLAT_MAXMASK];
     int32_t idx[IM2COL_GATHER_MAXBLK * 16];
-    /* per block: its runs (0: more than IM2COL_S2_RUNS, the gather), each run's lanes and the
-     * input index, at tap (0, 0), that the run's lane 0 would read */
+    /* per block: its runs (0: the gather), each run's lanes and the input index, at tap
+     * (0, 0), that the run's lane 0 would read */
     uint8_t nrun[IM2COL_GATHER_MAXBLK];
     __mmask16 lanes[IM2COL_GATHER_MAXBLK][IM2COL_S2_RUNS];
     int32_t base[IM2COL_GATHER_MAXBLK][IM2COL_S2_RUNS];
@@ -190,7 +167,7 @@ __attribute__((target("avx512f,bmi2"))) static int im2col_packed_s2_f32(
     for (int64_t j = 0; j < nb; j++) {
         const int32_t *id = idx + 16 * j;
         const int n = (int)min64(16, max64(0, p1 - p0 - 16 * j)); /* lanes in [p0, p1) */
-        int k = 0;
+        int k = s->sw == 2 ? 0 : IM2COL_S2_RUNS + 1;
         for (int l = 0, a = 0; l <= n && k <= IM2COL_S2_RUNS; l++)
             if (l == n || (l > a && id[l] != id[a] + 2 * (l - a))) { /* run [a, l) ends */
                 if (k < IM2COL_S2_RUNS) {
@@ -395,10 +372,6 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
         if (nr == 16 && fc_dwpool_isa(-1) >= 1 &&
             im2col_packed_flat8_f32(xf, s, r0, r1, p0, p1, R, bf))
             return;
-    } else if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 && s->sw == 2 &&
-               im2col_packed_s2_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
-                                    (float *)(void *)Bp)) {
-        return;
     } else if (!IS_F64 && nr == 32 && fc_dwpool_isa(-1) == 2 &&
                im2col_packed_gather_f32((const float *)(const void *)x, s, r0, r1, p0, p1, R,
                                         (float *)(void *)Bp)) {

@@ -42,8 +42,8 @@
  *                   step, reduced together by a transpose-and-add tree instead of one
  *                   horizontal reduction per plane; the pool's chunks are whole blocks
  *                   of 16 planes. With AVX2 the same, 8 planes per step (the planes
-                   read in memory order at both levels). Elsewhere (float64, the
-                   portable level) each plane is one vectorised reduction.
+ *                   read in memory order at both levels). Elsewhere (float64, the
+ *                   portable level) each plane is one vectorised reduction.
  *   global max      a 1x1 adaptive max (a window of the whole plane is routed there):
  *                   16 planes per step, each lane of a plane's vector keeping the maximum
  *                   and its index of every 16th value, lanes and planes then merged by the

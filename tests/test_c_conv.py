@@ -676,9 +676,9 @@ def test_im2col_packed_matches_im2col(isa_level, dtype):
     anywhere, slivers of 8, 16 and 32; a third of stride 1 with the output as wide as the
     input on slivers of 16 or 32 (the float AVX2 / AVX-512 paths, im2col_packed_flat*); the
     rest on slivers of 32 take the AVX-512 gathers (im2col_packed_gather_f32; at a column
-    stride of 2 the even values of two loads, im2col_packed_s2_f32, with blocks across a
-    row end in two runs and outputs under 8 wide on the gather), on slivers of 16 the AVX2
-    ones (im2col_packed_gather8_f32)."""
+    stride of 2 the even values of two loads, with blocks across row ends in up to four
+    runs and blocks of more runs on the gather), on slivers of 16 the AVX2 ones
+    (im2col_packed_gather8_f32)."""
     lib = c.lib
     sfx = "f64" if dtype == np.float64 else "f32"
     im2col, packed = getattr(lib, f"fc_im2col_{sfx}"), getattr(lib, f"fc_im2col_packed_{sfx}")
