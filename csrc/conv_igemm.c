@@ -234,6 +234,36 @@ FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst,
     }
 }
 
+#define FC_IG_FILL_OUTS 64 /* column planes x chunks of 16: at most 31 (span < 32) */
+/* The rows of one (channel, row phase): per input row (pairs: two), the span's masked loads
+ * va, vb and per output vector o a permute and a store. Instantiated for the common counts
+ * of output vectors (KW column planes of one chunk each: 3x3, 1x3 and 1x1 on rows of at most
+ * 16) with the indices in registers; the generic loop reloaded them, and its loop over
+ * planes and chunks took most of the fill's time (3x3 1024 g32 @7, `perf`). */
+FC_T512 FC_INLINE void fc_ig_rows512(const float *xc, const fc_conv_shape *s, int64_t Wq,
+                                     int64_t PS, float *plane, int64_t i0, int64_t fh,
+                                     int64_t rows, __mmask16 ma, __mmask16 mb,
+                                     const __m512i *idx, const int64_t KW, const int64_t nch,
+                                     const int pairs) {
+    const int64_t sh = s->sh;
+    for (int64_t r = 0; r < rows; r += 1 + pairs) {
+        int64_t ih = (i0 + r) * sh + fh - s->ph;
+        __m512 va = _mm512_setzero_ps(), vb = va;
+        if (ih >= 0 && ih < s->H) va = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
+        if (pairs) { /* vb: the next row's span */
+            ih += sh;
+            if (r + 1 < rows && ih >= 0 && ih < s->H)
+                vb = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
+        } else if (mb && ih >= 0 && ih < s->H)
+            vb = _mm512_maskz_loadu_ps(mb, xc + ih * s->W + 16);
+        float *d = plane + r * Wq;
+        int64_t o = 0;
+        for (int64_t kw = 0; kw < KW; kw++, d += PS)
+            for (int64_t j = 0; j < nch; j++, o++) /* nch chunks of 16 per plane row */
+                _mm512_storeu_ps(d + 16 * j, _mm512_permutex2var_ps(va, idx[o], vb));
+    }
+}
+
 /* ig_fill for float with AVX-512 where an output row's input span, sw*(Wq-1) + (KW-1)*dw + 1
  * values, fits two vectors (7x7 and 14x14 outputs of a 3x3 conv, stride 1 or 2): per input
  * row, masked loads of the span (the masks keep every read within the row) and, per column
@@ -242,7 +272,6 @@ FC_T256 static void fc_ig_transpose8(const float *src, int64_t taps, float *dst,
  * store each row, 28 bytes of it used, was the fill's cost on 7x7). Stores run up to 15
  * values past a plane row (into rows written after it, or the plane's slack). The scalar
  * rows took a third of 3x3 512 g32 @7 (7-value rows, one call each). */
-#define FC_IG_FILL_OUTS 64 /* column planes x chunks of 16: at most 31 (span < 32) */
 FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const igemm_plan *pl,
                                   int64_t n, int64_t g, int64_t i0, int64_t nr, float *strip) {
     const int64_t sh = s->sh, Wq = pl->Wq, KW = s->KW, PS = pl->PS;
@@ -264,26 +293,24 @@ FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const 
                                                      : s->sw * (j0 + j) + kw * s->dw) & 31;
             idx[o++] = _mm512_loadu_si512(lane);
         }
+    /* the instantiation: KW planes of one chunk (0: the generic loop) */
+    const int64_t kws = Wq <= 16 && KW <= 3 ? KW : 0;
     for (int64_t c = 0; c < pl->Cg; c++) {
         const float *xc = x + ((n * s->C + g * pl->Cg + c) * s->H) * s->W - s->pw;
         for (int64_t fh = 0; fh < sh; fh++) {
-            float *plane = strip + (c * sh + fh) * KW * PS;
-            for (int64_t r = 0; r < rows; r += 1 + pairs) {
-                int64_t ih = (i0 + r) * sh + fh - s->ph;
-                __m512 va = _mm512_setzero_ps(), vb = va;
-                if (ih >= 0 && ih < s->H) va = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
-                if (pairs) { /* vb: the next row's span */
-                    ih += sh;
-                    if (r + 1 < rows && ih >= 0 && ih < s->H)
-                        vb = _mm512_maskz_loadu_ps(ma, xc + ih * s->W);
-                } else if (mb && ih >= 0 && ih < s->H)
-                    vb = _mm512_maskz_loadu_ps(mb, xc + ih * s->W + 16);
-                float *d = plane + r * Wq;
-                o = 0;
-                for (int64_t kw = 0; kw < KW; kw++, d += PS)
-                    for (int64_t j0 = 0; j0 < Wq; j0 += 16, o++)
-                        _mm512_storeu_ps(d + j0, _mm512_permutex2var_ps(va, idx[o], vb));
+            float *pc = strip + (c * sh + fh) * KW * PS;
+#define FC_IG_ROWS(K, NC, P)                                                                 \
+    fc_ig_rows512(xc, s, Wq, PS, pc, i0, fh, rows, ma, mb, idx, K, NC, P)
+            switch (kws * 2 + pairs) {
+            case 2: FC_IG_ROWS(1, 1, 0); break;
+            case 3: FC_IG_ROWS(1, 1, 1); break;
+            case 4: FC_IG_ROWS(2, 1, 0); break;
+            case 5: FC_IG_ROWS(2, 1, 1); break;
+            case 6: FC_IG_ROWS(3, 1, 0); break;
+            case 7: FC_IG_ROWS(3, 1, 1); break;
+            default: FC_IG_ROWS(KW, (Wq + 15) / 16, pairs);
             }
+#undef FC_IG_ROWS
         }
     }
 }
