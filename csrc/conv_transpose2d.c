@@ -13,7 +13,10 @@
  * Tasks are (image, group, block of output channels), so no two tasks write the same output;
  * the thread pool (parallel.c) hands them out one at a time; small calls run on one thread.
  * Inside a task, col is built one chunk of rows x input pixels at a time, so a call
- * allocates at most `work_bytes` (all threads together), whatever the input. Returns 0, or 1 when a workspace could not be allocated.
+ * allocates at most `work_bytes` (all threads together), whatever the input: chunks of whole
+ * output channels over every pixel where the pixels are fewer than the rows (each chunk's
+ * weights then packed once), else chunks of pixels. Returns 0, or 1 when a workspace could
+ * not be allocated.
  *
  * Build: `python csrc/build_ffi.py`.
  * Test: `pytest tests/test_c_conv.py -k transpose`; time: `pytest bench/bench_conv_transpose2d.py
@@ -64,8 +67,17 @@ static void plan_convt(const fc_conv_shape *s, int kernel, int is_f64, int nthre
 
     pl->rstep = pl->mstep * pl->KK;
     pl->pstep = pl->P;
-    if (pl->rstep * pl->P * es > COL_TARGET_BYTES)
-        pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->rstep * es) / nr * nr));
+    if (pl->rstep * pl->P * es > COL_TARGET_BYTES) {
+        /* chunks of whole output channels' rows over every pixel where a channel's rows fit
+         * the target: the GEMM packs each chunk's weights once (pixel chunks packed all of
+         * them again per chunk), and x's block again per chunk, which is smaller where the
+         * pixels are fewer than the rows */
+        const int64_t ch = COL_TARGET_BYTES / (pl->KK * pl->P * es);
+        if (ch >= 1 && pl->P < pl->rstep)
+            pl->rstep = ch * pl->KK;
+        else
+            pl->pstep = min64(pl->P, max64(nr, COL_TARGET_BYTES / (pl->rstep * es) / nr * nr));
+    }
     /* With very few pixels (small inputs, e.g. 4x4 -> 8x8 decoders) the product is
      * computed transposed: the GEMM then packs the small x block as its A (a cheap gather)
      * and the weights as its B (contiguous rows, a memcpy), instead of gathering the whole

@@ -764,22 +764,32 @@ static void FN(pack_a)(int64_t mc, int64_t kc, const T *A, int64_t rsa, int64_t 
 }
 
 /* pack_b: the kc x nc panel of B at (0, 0) into slivers of nr columns, each k-major
- * (Bp[s*nr*kc + k*nr + j] = B(k, s*nr + j)); columns past nc are zero. */
+ * (Bp[s*nr*kc + k*nr + j] = B(k, s*nr + j)); columns past nc are zero. The whole slivers
+ * eight rows of B at a time: eight rows read in order, each sliver's eight rows written
+ * together. Sliver by sliver over all kc rows, every 128-byte piece came from another row,
+ * ldb apart and often on another page, too many streams to prefetch (a transposed conv whose
+ * 8 MB of weights are B, tconv 4x4/2 512->256 @4: half of its time here on one thread,
+ * `perf`); row by row, the writes went to every sliver, kc*nr apart, into one L1 set. */
+#define PACK_B_ROWS 8
 static void FN(pack_b)(int64_t kc, int64_t nc, const T *B, int64_t ldb, T *Bp, int64_t nr) {
-    for (int64_t j0 = 0; j0 < nc; j0 += nr) {
-        int64_t n = min64(nr, nc - j0);
-        const T *b = B + j0;
-        if (n == nr) {
-            for (int64_t k = 0; k < kc; k++) memcpy(Bp + k * nr, b + k * ldb, nr * sizeof(T));
-        } else {
-            for (int64_t k = 0; k < kc; k++) {
-                for (int64_t j = 0; j < n; j++) Bp[k * nr + j] = b[k * ldb + j];
-                for (int64_t j = n; j < nr; j++) Bp[k * nr + j] = 0;
-            }
+    const int64_t whole = nc / nr;
+    for (int64_t k0 = 0; k0 < kc; k0 += PACK_B_ROWS) {
+        const int64_t k1 = min64(kc, k0 + PACK_B_ROWS);
+        for (int64_t sl = 0; sl < whole; sl++)
+            for (int64_t k = k0; k < k1; k++)
+                memcpy(Bp + sl * nr * kc + k * nr, B + k * ldb + sl * nr,
+                       (size_t)nr * sizeof(T));
+    }
+    const int64_t j0 = whole * nr, n = nc - j0;
+    if (n > 0) {
+        T *d = Bp + whole * nr * kc;
+        for (int64_t k = 0; k < kc; k++) {
+            for (int64_t j = 0; j < n; j++) d[k * nr + j] = B[k * ldb + j0 + j];
+            for (int64_t j = n; j < nr; j++) d[k * nr + j] = 0;
         }
-        Bp += nr * kc;
     }
 }
+#undef PACK_B_ROWS
 
 /* The tail (fc_gemm_tail, fastconv.h) on the m x n tile of C at row i0, column j0 of the whole
  * product, right after the micro-kernel stored its last K block (the tile is in L1): the

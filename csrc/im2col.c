@@ -18,7 +18,10 @@
  *
  * For each row the columns ow whose input column iw lies inside [0, W) form one interval
  * [lo, hi), computed once per row, so the inner loops have no bounds tests: zeros, then a
- * copy (a memcpy at stride 1), then zeros.
+ * copy (a memcpy at stride 1), then zeros. col2im at column stride 2 adds the rows of taps
+ * kw and kw + 1 together (even and odd output columns); with AVX-512 (float) by masked loads
+ * and permutes (fc_col2im_pair512), and a transposed col a kernel row at a time
+ * (fc_col2im_t512).
  *
  * Build: `python csrc/build_ffi.py` (part of the fastconv._fastconv_c extension).
  * Test: `pytest tests/test_c_conv.py -k im2col` (and every conv test, which runs through it).
@@ -404,6 +407,86 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
     }
 }
 
+#if defined(__x86_64__) && !IS_F64
+/* Bit k of m at bit 2k (k < 16). */
+static inline uint32_t fc_spread16(uint32_t m) {
+    m = (m | m << 8) & 0x00FF00FFu;
+    m = (m | m << 4) & 0x0F0F0F0Fu;
+    m = (m | m << 2) & 0x33333333u;
+    return (m | m << 1) & 0x55555555u;
+}
+
+/* col2im_rows' stride-2 pair (rows kw and kw + 1 of one channel and kh; their col rows s0
+ * and s1 = s0 + ldr) with AVX-512, over pixels [p0, p1): per output row, rw[2*ow] +=
+ * s0[ow] for ow in [l0, h0) and rw[2*ow + 1] += s1[ow] for ow in [l1, h1) (the ranges as in
+ * col2im_rows), 16 values of each a step: masked loads, two permutes interleave them, and
+ * masked loads, adds and stores of the 32 outputs write exactly the elements the scalar
+ * loops write, each once, so the sums are the same. gcc's vectorised loops spent most of
+ * their time outside the vectors on rows of 16 (tconv 4x4/2 128->64 @16: col2im 16% of the
+ * call, `perf`). */
+FC_T512 static void fc_col2im_pair512(const float *s0, int64_t ldr, float *xc,
+                                      const fc_conv_shape *s, int64_t kh, int64_t off,
+                                      int64_t lo, int64_t hi, int64_t lo1, int64_t hi1,
+                                      int64_t p0, int64_t p1) {
+    const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+    int64_t oh = p0 / s->OW, a = p0 % s->OW;
+    for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
+        const int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;
+        const int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+        if (ih >= 0 && ih < s->H) {
+            float *rw = xc + ih * s->W + off;
+            const float *r0 = s0 - a, *r1 = s0 + ldr - a;
+            const int64_t l0 = max64(lo, a), h0 = min64(hi, e);
+            const int64_t l1 = max64(lo1, a), h1 = min64(hi1, e);
+            for (int64_t ow = min64(l0, l1); ow < max64(h0, h1); ow += 16) {
+                const uint32_t m0 = fc_lanes16(l0 - ow, h0 - ow);
+                const uint32_t m1 = fc_lanes16(l1 - ow, h1 - ow);
+                const __m512 v0 = _mm512_maskz_loadu_ps((__mmask16)m0, r0 + ow);
+                const __m512 v1 = _mm512_maskz_loadu_ps((__mmask16)m1, r1 + ow);
+                const uint32_t mm = fc_spread16(m0) | fc_spread16(m1) << 1;
+                const __mmask16 ma = (__mmask16)mm, mb = (__mmask16)(mm >> 16);
+                float *d = rw + 2 * ow;
+                _mm512_mask_storeu_ps(d, ma, _mm512_add_ps(_mm512_maskz_loadu_ps(ma, d),
+                                                           _mm512_permutex2var_ps(v0, ilo, v1)));
+                if (mb)
+                    _mm512_mask_storeu_ps(d + 16, mb,
+                                          _mm512_add_ps(_mm512_maskz_loadu_ps(mb, d + 16),
+                                                        _mm512_permutex2var_ps(v0, ihi, v1)));
+            }
+        }
+        s0 += e - a;
+        p += e - a;
+        a = 0;
+        oh++;
+    }
+}
+/* fc_col2im's transposed col with AVX-512, for one whole channel's KH*KW rows (col: its
+ * first row at pixel p0, pixels ldp apart) where a kernel row's taps are adjacent columns
+ * (dw = 1, KW <= 16): per pixel and kh, the KW values of that kernel row go to KW adjacent
+ * elements of one row of x, one masked load, add and store (lanes outside x's row masked
+ * off), in place of a scalar add per tap with its bounds test (tconv 4x4/2 256->128 @8, one
+ * thread: the scalar loop 27% of the call, `perf`). Each element still gets its values in
+ * pixel order, one per pixel at most: the same sums. */
+FC_T512 static void fc_col2im_t512(const float *col, int64_t ldp, float *xc,
+                                   const fc_conv_shape *s, int64_t p0, int64_t p1) {
+    const __mmask16 taps = (__mmask16)fc_lanes16(0, s->KW);
+    int64_t oh = p0 / s->OW, ow = p0 % s->OW;
+    for (int64_t p = p0; p < p1; p++, col += ldp) {
+        const int64_t iw = ow * s->sw - s->pw;
+        const __mmask16 m = taps & (__mmask16)fc_lanes16(-iw, s->W - iw);
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+            if (ih < 0 || ih >= s->H || !m) continue;
+            float *d = xc + ih * s->W + iw;
+            const __m512 v = _mm512_maskz_loadu_ps(m, col + kh * s->KW);
+            _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v));
+        }
+        if (++ow == s->OW) ow = 0, oh++;
+    }
+}
+#endif
+
 static void FN(col2im_rows)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *s,
                             int64_t r0, int64_t r1, int64_t p0, int64_t p1, T *x);
 
@@ -422,9 +505,19 @@ void FN(fc_col2im)(const T *col, int64_t ldr, int64_t ldp, const fc_conv_shape *
          * contiguous runs. (Walking all rows per pixel would write to every channel, often
          * 4 KiB apart, and thrash L1.) Callers pad ldp off multiples of 4 KiB for the same
          * reason. */
+#if defined(__x86_64__) && !IS_F64
+        const int t512 = s->dw == 1 && s->KW <= 16 && fc_dwpool_isa(-1) == 2;
+#endif
         for (int64_t rc = r0; rc < r1;) {
             const int64_t c = rc / KK, re = (c + 1) * KK < r1 ? (c + 1) * KK : r1;
             T *xc = x + c * s->H * s->W;
+#if defined(__x86_64__) && !IS_F64
+            if (t512 && rc == c * KK && re - rc == KK) { /* a whole channel */
+                fc_col2im_t512(col + (rc - r0), ldp, xc, s, p0, p1);
+                rc = re;
+                continue;
+            }
+#endif
             int64_t oh = p0 / s->OW, ow = p0 % s->OW;
             for (int64_t p = p0; p < p1; p++) {
                 const T *src = col + (p - p0) * ldp + (rc - r0);
@@ -451,6 +544,9 @@ FC_INLINE void FC_CAT(FN(col2im_rows), _body)(const T *col, int64_t ldr, int64_t
                                               const fc_conv_shape *s, int64_t r0, int64_t r1,
                                               int64_t p0, int64_t p1, T *x) {
     const int64_t KK = s->KH * s->KW;
+#if defined(__x86_64__) && !IS_F64
+    const int v512 = fc_dwpool_isa(-1) == 2; /* the pairs by fc_col2im_pair512 */
+#endif
     for (int64_t r = r0; r < r1; r++) {
         int64_t c = r / KK, kh = (r % KK) / s->KW, kw = r % s->KW;
         int64_t lo, hi;
@@ -466,6 +562,13 @@ FC_INLINE void FC_CAT(FN(col2im_rows), _body)(const T *col, int64_t ldr, int64_t
         const int pair = s->sw == 2 && s->dw == 1 && kw + 1 < s->KW && r + 1 < r1;
         int64_t lo1 = 0, hi1 = 0;
         if (pair) valid_columns(s, kw + 1, &lo1, &hi1);
+#if defined(__x86_64__) && !IS_F64
+        if (pair && v512) {
+            fc_col2im_pair512(src, ldr, xc, s, kh, off, lo, hi, lo1, hi1, p0, p1);
+            r++; /* row kw + 1 is done too */
+            continue;
+        }
+#endif
         int64_t oh = p0 / s->OW, a = p0 % s->OW;
         for (int64_t p = p0; p < p1;) { /* one output row (or its part inside [p0, p1)) */
             int64_t e = (p1 - p < s->OW - a) ? a + (p1 - p) : s->OW;

@@ -746,12 +746,13 @@ def test_col2im_stride_2_pairs(dtype):
     odd input columns: conv_transpose2d.c and conv2d's input gradient): exactly the
     scatter of the definition, on small integers (exact sums) over random geometries, with
     row blocks that start or end inside a pair, pixel blocks cut anywhere, paddings past the
-    window, and odd KW (a last row alone)."""
+    window, and odd KW (a last row alone); rows of one to several vectors of 16 (AVX-512:
+    fc_col2im_pair512)."""
     lib = c.lib
     col2im = lib.fc_col2im_f64 if dtype == np.float64 else lib.fc_col2im_f32
     rng = np.random.default_rng(61)
-    for _ in range(40):
-        C, H, W = (int(v) for v in rng.integers(1, [4, 12, 30]))
+    for i in range(60):
+        C, H, W = (int(v) for v in rng.integers(1, [4, 12, 30 if i % 2 else 90]))
         KH, KW = int(rng.integers(1, 4)), int(rng.integers(2, 6))
         sh, dh = int(rng.choice([1, 2])), int(rng.choice([1, 2]))
         ph, pw = int(rng.integers(0, 4)), int(rng.integers(0, 6))
@@ -773,6 +774,50 @@ def test_col2im_stride_2_pairs(dtype):
         got = np.zeros((C, H, W), dtype)
         col2im(ptr(u), p1 - p0, 1, s, r0, r1, p0, p1, ptr(got))
         assert np.array_equal(got, want), (C, H, W, KH, KW, sh, dh, ph, pw, r0, r1, p0, p1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_col2im_transposed(dtype):
+    """col2im of a transposed col (ldr = 1: a transposed conv on few pixels computes col^T):
+    exactly the scatter of the definition on small integers, for row blocks of whole
+    channels (AVX-512, dilation 1 along rows and KW <= 16: one masked add per kernel row,
+    fc_col2im_t512) and blocks starting or ending inside a channel, KW past 16, column
+    dilation 2, any stride, padding past the window, pixel blocks cut anywhere, padded
+    pixel rows (ldp > rows)."""
+    lib = c.lib
+    col2im = lib.fc_col2im_f64 if dtype == np.float64 else lib.fc_col2im_f32
+    rng = np.random.default_rng(62)
+    for i in range(60):
+        C, H, W = (int(v) for v in rng.integers(1, [4, 14, 40]))
+        KH, KW = int(rng.integers(1, 5)), int(rng.choice([1, 2, 3, 4, 7, 16, 17]))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = int(rng.choice([1, 2])), 1 if i % 3 else 2
+        ph, pw = int(rng.integers(0, 4)), int(rng.integers(0, 18))
+        OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, sw, pw, pw, dw)
+        if OH < 1 or OW < 1:
+            continue
+        s = c.conv_shape((1, C, H, W, C, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, 1))
+        R, P, KK = C * KH * KW, OH * OW, KH * KW
+        if i % 2:  # whole channels
+            c0 = int(rng.integers(0, C))
+            r0, r1 = c0 * KK, int(rng.integers(c0 + 1, C + 1)) * KK
+        else:
+            r0 = int(rng.integers(0, R))
+            r1 = int(rng.integers(r0 + 1, R + 1))
+        p0 = int(rng.integers(0, P))
+        p1 = int(rng.integers(p0 + 1, P + 1))
+        ldp = r1 - r0 + int(rng.integers(0, 3)) * 16
+        u = rng.integers(-4, 5, (p1 - p0, ldp)).astype(dtype)
+        want = np.zeros((C, H, W), dtype)
+        for r in range(r0, r1):
+            cc, kh, kw = r // KK, r % KK // KW, r % KW
+            for q in range(p0, p1):
+                ih, iw = q // OW * sh - ph + kh * dh, q % OW * sw - pw + kw * dw
+                if 0 <= ih < H and 0 <= iw < W:
+                    want[cc, ih, iw] += u[q - p0, r - r0]
+        got = np.zeros((C, H, W), dtype)
+        col2im(ptr(u), 1, ldp, s, r0, r1, p0, p1, ptr(got))
+        assert np.array_equal(got, want), (C, H, W, KH, KW, sh, sw, dh, dw, ph, pw, r0, r1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

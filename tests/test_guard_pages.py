@@ -52,6 +52,13 @@ for dt in (np.float32, np.float64):
                       padding=1, backend=backend)
             fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 2, 3, 3)).astype(dt)),
                                 stride=s, backend=backend)
+        # 4x4/2 transposed: col2im's stride-2 pairs; on a 2x3 input the product runs
+        # transposed, and col2im by kernel rows
+        fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 5, 4, 4)).astype(dt)),
+                            stride=2, padding=1, backend=backend)
+        fc.conv_transpose2d(at_page_end(x[:, :, :2, :3]),
+                            at_page_end(rng.standard_normal((3, 8, 4, 4)).astype(dt)),
+                            stride=2, padding=1, backend=backend)
         fc.adaptive_avg_pool2d(x, 1, backend=backend)
         fc.adaptive_max_pool2d(x, (2, 3), backend=backend)
     if backend == "c":  # the implicit GEMM's masked row loads on small planes, both layouts
