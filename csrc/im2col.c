@@ -419,7 +419,8 @@ static inline uint32_t fc_spread16(uint32_t m) {
 /* col2im_rows' stride-2 pair (rows kw and kw + 1 of one channel and kh; their col rows s0
  * and s1 = s0 + ldr) with AVX-512, over pixels [p0, p1): per output row, rw[2*ow] +=
  * s0[ow] for ow in [l0, h0) and rw[2*ow + 1] += s1[ow] for ow in [l1, h1) (the ranges as in
- * col2im_rows), 16 values of each a step: masked loads, two permutes interleave them, and
+ * col2im_rows; a row without a partner, the last of an odd KW, passes [lo1, hi1) empty and
+ * s1 is not read), 16 values of each a step: masked loads, two permutes interleave them, and
  * masked loads, adds and stores of the 32 outputs write exactly the elements the scalar
  * loops write, each once, so the sums are the same. gcc's vectorised loops spent most of
  * their time outside the vectors on rows of 16 (tconv 4x4/2 128->64 @16: col2im 16% of the
@@ -563,9 +564,10 @@ FC_INLINE void FC_CAT(FN(col2im_rows), _body)(const T *col, int64_t ldr, int64_t
         int64_t lo1 = 0, hi1 = 0;
         if (pair) valid_columns(s, kw + 1, &lo1, &hi1);
 #if defined(__x86_64__) && !IS_F64
-        if (pair && v512) {
-            fc_col2im_pair512(src, ldr, xc, s, kh, off, lo, hi, lo1, hi1, p0, p1);
-            r++; /* row kw + 1 is done too */
+        if (v512 && s->sw == 2 && ldp == 1) { /* the pair, or a row alone (odd columns: none) */
+            fc_col2im_pair512(src, ldr, xc, s, kh, off, lo, hi, pair ? lo1 : lo, pair ? hi1 : lo,
+                              p0, p1);
+            r += pair; /* row kw + 1 is done too */
             continue;
         }
 #endif

@@ -743,11 +743,11 @@ def test_pack_a_layout(kernel, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_col2im_stride_2_pairs(dtype):
     """col2im with column stride 2 and dilation 1 adds rows kw and kw + 1 together (even and
-    odd input columns: conv_transpose2d.c and conv2d's input gradient): exactly the
-    scatter of the definition, on small integers (exact sums) over random geometries, with
-    row blocks that start or end inside a pair, pixel blocks cut anywhere, paddings past the
-    window, and odd KW (a last row alone); rows of one to several vectors of 16 (AVX-512:
-    fc_col2im_pair512)."""
+    odd input columns: conv_transpose2d.c and conv2d's input gradient), with dilation 2 each
+    row alone: exactly the scatter of the definition, on small integers (exact sums) over
+    random geometries, with row blocks that start or end inside a pair, pixel blocks cut
+    anywhere, paddings past the window, and odd KW (a last row alone); rows of one to several
+    vectors of 16 (AVX-512: fc_col2im_pair512, rows alone too)."""
     lib = c.lib
     col2im = lib.fc_col2im_f64 if dtype == np.float64 else lib.fc_col2im_f32
     rng = np.random.default_rng(61)
@@ -755,11 +755,12 @@ def test_col2im_stride_2_pairs(dtype):
         C, H, W = (int(v) for v in rng.integers(1, [4, 12, 30 if i % 2 else 90]))
         KH, KW = int(rng.integers(1, 4)), int(rng.integers(2, 6))
         sh, dh = int(rng.choice([1, 2])), int(rng.choice([1, 2]))
+        dw = 2 if i % 4 == 0 else 1  # dilation 2: every row alone
         ph, pw = int(rng.integers(0, 4)), int(rng.integers(0, 6))
-        OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, 2, pw, pw, 1)
+        OH, OW = _conv_out(H, KH, sh, ph, ph, dh), _conv_out(W, KW, 2, pw, pw, dw)
         if OH < 1 or OW < 1:
             continue
-        s = c.conv_shape((1, C, H, W, C, KH, KW, OH, OW, sh, 2, ph, pw, dh, 1, 1))
+        s = c.conv_shape((1, C, H, W, C, KH, KW, OH, OW, sh, 2, ph, pw, dh, dw, 1))
         R, P = C * KH * KW, OH * OW
         r0, p0 = int(rng.integers(0, R)), int(rng.integers(0, P))
         r1, p1 = int(rng.integers(r0 + 1, R + 1)), int(rng.integers(p0 + 1, P + 1))
@@ -768,7 +769,7 @@ def test_col2im_stride_2_pairs(dtype):
         for r in range(r0, r1):
             cc, kh, kw = r // (KH * KW), r % (KH * KW) // KW, r % KW
             for q in range(p0, p1):
-                ih, iw = q // OW * sh - ph + kh * dh, q % OW * 2 - pw + kw
+                ih, iw = q // OW * sh - ph + kh * dh, q % OW * 2 - pw + kw * dw
                 if 0 <= ih < H and 0 <= iw < W:
                     want[cc, ih, iw] += u[r - r0, q - p0]
         got = np.zeros((C, H, W), dtype)
