@@ -96,3 +96,62 @@ def test_depthwise_paths_follow_level_and_geometry():
 def test_invalid(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         fc.cpu_info(**kwargs)
+
+
+@needs_c
+def test_depthwise_groupings_take_the_faster_kernel():
+    """A depthwise grouping (groups = C, OC = m*C) runs the depthwise kernel where it is the
+    faster one (m = 1; windows of at most 3x3 at stride 1 for any m; m = 2 up to 5x5 at
+    stride 1) and conv2d's own choice elsewhere (a raw-audio front end, 1 -> 64 channels over
+    80 taps at stride 4, ran 10x slower on the depthwise kernel): what cpu_info reports, and
+    what conv2d, depthwise_conv2d and fused.conv2d run (recorded here), for both routes."""
+    import numpy as np
+
+    from fastconv import fused
+    from fastconv.backends import c
+    from fastconv.ops import _plans
+
+    pays = c.depthwise_conv2d_pays
+    assert pays(32, 32, 7, 7, 2, 2) and pays(1, 32, 3, 3, 1, 1) and pays(8, 16, 5, 5, 1, 1)
+    assert not pays(1, 64, 1, 80, 1, 4) and not pays(8, 16, 3, 3, 2, 2)
+    assert not pays(8, 32, 5, 5, 1, 1) and not pays(8, 16, 1, 31, 1, 1)
+    cases = [(1, 64, (1, 80), (1, 4), False), (4, 4, 7, 2, True), (3, 24, 3, 1, True),
+             (2, 4, 5, 1, True), (2, 4, 5, 2, False), (4, 32, 5, 1, False)]
+    for C, OC, k, s, dw in cases:
+        net = nn.Sequential(nn.Conv2d(C, OC, k, stride=s, groups=C))
+        kernel = fc.cpu_info(net, (C, 9, 90))["layers"][0]["kernel"]
+        assert kernel.startswith("depthwise_conv2d") == dw, (C, OC, k, s, kernel)
+    ran = []
+    real = {name: getattr(c, name) for name in ("conv2d", "depthwise_conv2d", "conv2d_fused",
+                                                "depthwise_conv2d_fused")}
+
+    def spy(name):
+        def run(*args, **kwargs):
+            ran.append(name.replace("_fused", ""))
+            return real[name](*args, **kwargs)
+        return run
+
+    rng = np.random.default_rng(5)
+    try:
+        for name in real:
+            setattr(c, name, spy(name))
+        _plans._plans.clear()
+        for C, OC, k, s, dw in cases:
+            kh, kw = (k, k) if isinstance(k, int) else k
+            x = rng.standard_normal((2, C, 9, 90)).astype(np.float32)
+            w = rng.standard_normal((OC, 1, kh, kw)).astype(np.float32)
+            want = fc.conv2d(x.astype(np.float64), w.astype(np.float64), stride=s, groups=C,
+                             backend="reference")
+            tol = 1e-5 * np.abs(want).max()
+            del ran[:]
+            np.testing.assert_allclose(fc.conv2d(x, w, stride=s, groups=C, backend="c"), want,
+                                       atol=tol, rtol=0)
+            np.testing.assert_allclose(fc.depthwise_conv2d(x, w, stride=s, backend="c"), want,
+                                       atol=tol, rtol=0)
+            got = fused.conv2d(x, w, stride=s, groups=C, activation="relu", backend="c")
+            np.testing.assert_allclose(got, np.maximum(want, 0), atol=tol, rtol=0)
+            assert ran == ["depthwise_conv2d" if dw else "conv2d"] * 3, (C, OC, k, s, ran)
+    finally:
+        for name, fn in real.items():
+            setattr(c, name, fn)
+        _plans._plans.clear()

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from .. import _shapes
+from ..backends._registry import takes_depthwise
 from ..nn.module import Tracer
 
 
@@ -51,7 +52,9 @@ class _Kernels(Tracer):
             g = module.geometry(tuple(in_shape))
             shape = (g.N, g.C, g.H, g.W, g.OC, g.KH, g.KW, g.OH, g.OW, g.sh, g.sw, g.ph, g.pw,
                      g.dh, g.dw, g.groups)
-            if _shapes.is_depthwise(g.C, g.groups):
+            dw = (_shapes.is_depthwise(g.C, g.groups) if self.c is None else
+                  takes_depthwise(self.c, g.C, g.groups, g.OC, g.KH, g.KW, g.sh, g.sw))
+            if dw:
                 kernel = "depthwise_conv2d" + (
                     "" if self.c is None else f" ({self.c.depthwise_path(shape, self.dtype)})")
             elif self.c is None:

@@ -611,3 +611,17 @@ def check_isa(backend_module: Any, isa: Any) -> None:
     valid = tuple(getattr(backend_module, "GEMM_KERNELS", ()))
     if isa is not None and isa not in valid:
         raise ValueError(f"isa must be one of {valid} or None, got {isa!r}")
+
+
+def takes_depthwise(module: Any, C: int, groups: int, OC: int, KH: int, KW: int, sh: int,
+                    sw: int) -> bool:
+    """Whether a conv on backend ``module`` runs its depthwise kernel: a depthwise grouping
+    (one input channel per group) on a backend that has one, where the backend does not say
+    its conv2d is faster for this window, stride and channel multiplier
+    (``depthwise_conv2d_pays``, the C engine)."""
+    from .._shapes import is_depthwise
+
+    if not (is_depthwise(C, groups) and hasattr(module, "depthwise_conv2d")):
+        return False
+    pays = getattr(module, "depthwise_conv2d_pays", None)
+    return pays is None or pays(C, OC, KH, KW, sh, sw)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _shapes
 from ..backends import reference
-from ..backends._registry import Call, begin
+from ..backends._registry import Call, begin, takes_depthwise
 from . import _padding, _plans
 
 Padding = Union[int, tuple, str]
@@ -130,8 +130,10 @@ def _conv_nd(
 
 def _conv_kernel(call: Call, g: Any, variant: Optional[str], ph: int, pw: int) -> tuple:
     """The kernel a conv2d of geometry ``g`` runs (its name) and the arguments that follow
-    (x, w, b, y): a depthwise conv takes the depthwise kernel unless a variant is asked for."""
-    if _shapes.is_depthwise(g.C, g.groups) and call.has("depthwise_conv2d") and variant is None:
+    (x, w, b, y): a depthwise conv takes the depthwise kernel (``takes_depthwise``) unless a
+    variant is asked for."""
+    if variant is None and takes_depthwise(call.backend_module, g.C, g.groups, g.OC, g.KH, g.KW,
+                                           g.sh, g.sw):
         return "depthwise_conv2d", (g.sh, g.sw, ph, pw, g.dh, g.dw)
     return "conv2d", (g.sh, g.sw, ph, pw, g.dh, g.dw, g.groups)
 
@@ -464,7 +466,8 @@ def depthwise_conv2d(
     """Depthwise 2-D convolution: each input channel convolved with its own m filters.
 
     The same as ``conv2d(input, weight, bias, stride, padding, dilation, groups=C)``, with
-    kernels made for it; output channel o reads input channel o // m.
+    kernels made for it (which the C engine runs where they are faster than its conv2d:
+    docs/conv_variants.md); output channel o reads input channel o // m.
 
     Parameters
     ----------
@@ -520,8 +523,12 @@ def _depthwise(op: str, input: Any, weight: Any, bias: Any, stride: Any, padding
     b = call.prepare("bias")
     y = call.empty((g.N, g.OC, g.OH, g.OW))
     ep = None if epilogue is None else epilogue.prepare(call, (g.N, g.OC, g.OH, g.OW))
-    if y.size:
+    if not y.size:
+        pass
+    elif takes_depthwise(call.backend_module, g.C, g.C, g.OC, g.KH, g.KW, g.sh, g.sw):
         _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    else:  # the backend's conv2d is faster here (large windows or strides, m > 1)
+        _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.C)
     return call.finish(y, g.output_shape())
 
 

@@ -280,6 +280,18 @@ if AVAILABLE_REASON == "available":
               else lib.fc_depthwise_path_f64)
         return DEPTHWISE_PATHS[fn(conv_shape(tuple(int(v) for v in shape)))]
 
+    def depthwise_conv2d_pays(C: int, OC: int, KH: int, KW: int, sh: int, sw: int) -> bool:
+        """Whether a depthwise conv (groups = C, OC = m*C) of this window and stride runs
+        faster on the depthwise kernel than on conv2d's own choice. The depthwise kernel
+        computes each of an input channel's m output channels in a pass of its own, conv2d's
+        direct kernel all m from one strip: the depthwise kernel is ahead for m = 1, and on
+        3x3-or-smaller windows at stride 1 for any m (m = 4 .. 32: 0.8-1.0x the time), even at
+        m = 2 up to 5x5; elsewhere conv2d is (m = 2 at stride 2 and 5x5: 2x; m = 8 on 5x5:
+        1.8x; a raw-audio front end, 1 -> 64 channels, 80 taps at stride 4: 0.39 against 3.7
+        ms; one thread, AMD EPYC, Zen 4, bench/RESULTS.md)."""
+        m, taps = OC // max(C, 1), KH * KW
+        return m <= 1 or (sh == 1 and sw == 1 and (taps <= 9 or (m <= 2 and taps <= 25)))
+
     def conv2d_fused(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, scale, shift, residual,
                      activation, variant=None, *, isa=None):
         # conv2d, then the epilogue on each output block while it is in cache (the default

@@ -21,7 +21,7 @@ from typing import Any, Dict, Sequence, Union
 import numpy as np
 
 from ... import _shapes
-from ...backends._registry import Call, begin
+from ...backends._registry import Call, begin, takes_depthwise
 from ._plumbing import check_grad_output, check_memory, host, rearranged, zeros
 
 Padding = Union[int, tuple, str]
@@ -32,8 +32,9 @@ Shape = Sequence[int]
 
 
 def _run_conv(call: Call, x, w, b, y, sh, sw, ph, pw, dh, dw, groups) -> None:
-    """The backend's conv2d (its depthwise kernel when the grouping is depthwise)."""
-    if _shapes.is_depthwise(x.shape[1], groups) and call.has("depthwise_conv2d"):
+    """The backend's conv2d (its depthwise kernel where the forward conv takes it)."""
+    if takes_depthwise(call.backend_module, x.shape[1], groups, w.shape[0], w.shape[2],
+                       w.shape[3], sh, sw):
         call.kernel("depthwise_conv2d")(x, w, b, y, sh, sw, ph, pw, dh, dw)
     else:
         call.kernel("conv2d")(x, w, b, y, sh, sw, ph, pw, dh, dw, groups)
