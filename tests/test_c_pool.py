@@ -204,7 +204,7 @@ def test_depthwise_3x3_kernels_same_bits():
     rng = np.random.default_rng(5)
     try:
         for H, W in [(16, 16), (17, 33), (9, 40), (30, 17), (7, 7), (14, 14), (5, 9), (3, 1),
-                     (12, 113)]:
+                     (12, 113), (40, 12), (25, 15)]:  # the last two: flat, by kernel rows
             x = pool_input(rng, (2, 3, H, W), np.float32, special=True)
             w = rand(rng, (6, 1, 3, 3), np.float32)
             b = rand(rng, (6,), np.float32)
@@ -259,6 +259,11 @@ def test_depthwise_same_width_planes(isa, dtype):
         (1, 2, 1, 20, 20, 8, 8, 3, 4, 1, 1, 19),  # 64 taps, even kernel
         (1, 2, 1, 20, 20, 9, 9, 4, 4, 1, 1, 20),  # 81 taps: row paths
         (1, 2, 1, 40, 12, 3, 3, 0, 1, 1, 1, 38),  # no vertical padding
+        # 16 blocks and more with KW = 3, 5, 7 at dw = 1: by kernel rows (fc_dws_chunk_rows)
+        (1, 2, 1, 28, 28, 7, 7, 3, 3, 1, 1, 28),
+        (1, 3, 2, 20, 19, 5, 5, 2, 2, 1, 1, 20),
+        (2, 2, 1, 30, 9, 5, 7, 1, 3, 1, 1, 28),  # plane ends inside a pair of loads
+        (1, 2, 1, 16, 16, 7, 5, 6, 2, 1, 1, 22),  # rows of padding past the input
     ]
     for N, Cin, m, H, W, KH, KW, ph, pw, dh, dw, OH in cases:
         x = pool_input(rng, (N, Cin, H, W), dtype, special=False)

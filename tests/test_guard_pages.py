@@ -52,6 +52,9 @@ for dt in (np.float32, np.float64):
                       padding=1, backend=backend)
             fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 2, 3, 3)).astype(dt)),
                                 stride=s, backend=backend)
+        for k in (5, 7):  # 'same' windows: the flat path by kernel rows on large planes
+            fc.depthwise_conv2d(x, at_page_end(rng.standard_normal((6, 1, k, k)).astype(dt)),
+                                padding=k // 2, backend=backend)
         # 4x4/2 transposed: col2im's stride-2 pairs; on a 2x3 input the product runs
         # transposed, and col2im by kernel rows
         fc.conv_transpose2d(x, at_page_end(rng.standard_normal((3, 5, 4, 4)).astype(dt)),
