@@ -22,6 +22,9 @@
  *            masked loads, in chunks of 16 blocks, no padded copy and no per-row work (see
  *            fc_dws_make); with KW = 3, 5, 7 adjacent taps on planes of 16 blocks or more,
  *            a kernel row's taps from two loads and lane shifts (fc_dws_chunk_rows).
+ *   lanes    (AVX-512, float32) the flat path's planes up to 56x56 with windows past 3x3
+ *            and m = 1: 16 channels at a time, the channels in the vector lanes
+ *            (fc_dwl_planes16); the flat path's sums, bit for bit.
  *   3x3      (AVX-512, float32) 3x3, stride 1, padding 1, rows of 16 and more (MobileNet's
  *            stride-1 layers from 28x28 up): two output rows at a time, each input vector
  *            loaded once per row pair (the one after a step's last vectors twice) and
@@ -600,6 +603,123 @@ FC_T512 static void fc_dws_plane_f32_avx512(const float *x, const float *w, floa
     default: fc_dws_plane_taps(x, w, bias, y, s);
     }
 }
+
+/* ---- 16 channels in the lanes (AVX-512, float32, m = 1): flat planes, windows past 3x3
+ *
+ * The flat path loads each tap's vector of one plane with a mask, mostly across two cache
+ * lines, and on small planes (14x14, 7x7) most of a vector is padding or another row (7x7
+ * 384 @14: 0.154 ms, torch 0.145; by kernel rows, 7x7 192 @28: 0.287, torch 0.247). Here 16
+ * channels' planes go into one padded buffer with the channels in the lanes,
+ * P[row][column][16] (16x16 transposes in, zero padding around), the weights likewise
+ * (Wt[tap][16]); the outputs of a row's column chunk (at most 16) stay in registers over
+ * the taps, each tap one weight vector and one aligned load per output, no masks; then the
+ * 16 planes back out by transposes. Each lane sums the bias and then the taps in the flat
+ * path's order with the same operands (padding: zeros): the same bits as the flat path. */
+#define FC_DWL_MAX_BYTES (512 * 1024) /* in L2 */
+
+/* Elements of fc_dwl_planes16's workspace for the flat path's geometry s, or 0 where it
+ * does not take s: m > 1, windows up to 3x3, a buffer past FC_DWL_MAX_BYTES (planes past
+ * 56x56 with 7x7), fewer than 16 channels, or channels that leave a last group of fewer than
+ * 16 under 64 (40 channels on two threads: one thread's 32 in the lanes, the other's 8 by
+ * the flat path, 5x5 40 @56 0.072 -> 0.081 ms). */
+static int64_t fc_dwl_elems(const fc_conv_shape *s)
+{
+    const int64_t taps = s->KH * s->KW, out = s->OH * s->OW;
+    const int64_t Hp = s->OH + (s->KH - 1) * s->dh, Wp = s->OW + (s->KW - 1) * s->dw;
+    if (s->OC != s->C || s->C < 16 || (s->C % 16 && s->C < 64) || s->sh != 1 || s->sw != 1 ||
+        s->OW != s->W || taps <= 9)
+        return 0;
+    const int64_t n = (Hp * Wp + out + taps) * 16;
+    return n * (int64_t)sizeof(float) <= FC_DWL_MAX_BYTES ? n : 0;
+}
+
+/* Output columns [j0, j0 + NJ) of every row of the 16 channels: Q[(oh*OW + j)*16 + c]
+ * (NJ <= 16, a constant per copy). */
+FC_T512 FC_INLINE void fc_dwl_rows(const float *P, const float *Wt, __m512 bv, float *Q,
+                                   const fc_conv_shape *s, int64_t Wp, int64_t j0, const int NJ)
+{
+    __m512 acc[16];
+    for (int64_t oh = 0; oh < s->OH; oh++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; j++)
+            acc[j] = bv;
+        for (int64_t kh = 0; kh < s->KH; kh++) {
+            const float *pr = P + ((oh + kh * s->dh) * Wp + j0) * 16;
+            const float *wt = Wt + kh * s->KW * 16;
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                const __m512 wv = _mm512_load_ps(wt + kw * 16);
+                const float *pk = pr + kw * s->dw * 16;
+#pragma GCC unroll 16
+                for (int j = 0; j < NJ; j++)
+                    acc[j] = _mm512_fmadd_ps(_mm512_load_ps(pk + j * 16), wv, acc[j]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < NJ; j++)
+            _mm512_store_ps(Q + (oh * s->OW + j0 + j) * 16, acc[j]);
+    }
+}
+
+/* Planes of 16 consecutive channels (x: their input planes, w: their filters, b: their
+ * biases or NULL, y: their output planes), ws: fc_dwl_elems(s) floats, 64-byte aligned. */
+FC_T512 static void fc_dwl_planes16(const float *x, const float *w, const float *b, float *y,
+                                    const fc_conv_shape *s, float *ws)
+{
+    const int64_t taps = s->KH * s->KW, in = s->H * s->W, out = s->OH * s->OW;
+    const int64_t Hp = s->OH + (s->KH - 1) * s->dh, Wp = s->OW + (s->KW - 1) * s->dw;
+    float *P = ws, *Q = P + Hp * Wp * 16, *Wt = Q + out * 16;
+    __m512 r[16];
+    memset(P, 0, (size_t)(Hp * Wp * 16) * sizeof(float));
+    for (int64_t q0 = 0, ih = 0, iw = 0; q0 < in; q0 += 16) { /* the planes, transposed in */
+        const __mmask16 m = (__mmask16)fc_lanes16(0, in - q0);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+            r[c] = _mm512_maskz_loadu_ps(m, x + c * in + q0);
+        fc_transpose16_f32(r);
+        for (int k = 0; k < 16 && q0 + k < in; k++) { /* position q0 + k is (ih, iw) */
+            const int64_t pr = ih + s->ph, pc = iw + s->pw;
+            if (pr < Hp && pc < Wp) /* rows past the last output's window are not read */
+                _mm512_store_ps(P + (pr * Wp + pc) * 16, r[k]);
+            if (++iw == s->W)
+                iw = 0, ih++;
+        }
+    }
+    for (int64_t t0 = 0; t0 < taps; t0 += 16) { /* the filters, transposed */
+        const __mmask16 m = (__mmask16)fc_lanes16(0, taps - t0);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+            r[c] = _mm512_maskz_loadu_ps(m, w + c * taps + t0);
+        fc_transpose16_f32(r);
+        for (int k = 0; k < 16 && t0 + k < taps; k++)
+            _mm512_store_ps(Wt + (t0 + k) * 16, r[k]);
+    }
+    const __m512 bv = b ? _mm512_loadu_ps(b) : _mm512_setzero_ps();
+    /* the rows in column chunks of equal width, at most 16 (28: 14 + 14), whose
+     * accumulators stay in registers: one copy per width */
+    const int64_t nch = ceil_div(s->OW, 16), cw = ceil_div(s->OW, nch);
+    for (int64_t j0 = 0; j0 < s->OW; j0 += cw) {
+        switch (s->OW - j0 < cw ? s->OW - j0 : cw) {
+#define FC_DWL_CASE(nj) case nj: fc_dwl_rows(P, Wt, bv, Q, s, Wp, j0, nj); break;
+        FC_DWL_CASE(1) FC_DWL_CASE(2) FC_DWL_CASE(3) FC_DWL_CASE(4) FC_DWL_CASE(5)
+        FC_DWL_CASE(6) FC_DWL_CASE(7) FC_DWL_CASE(8) FC_DWL_CASE(9) FC_DWL_CASE(10)
+        FC_DWL_CASE(11) FC_DWL_CASE(12) FC_DWL_CASE(13) FC_DWL_CASE(14) FC_DWL_CASE(15)
+        FC_DWL_CASE(16)
+#undef FC_DWL_CASE
+        default: FC_ASSERT(0);
+        }
+    }
+    for (int64_t q0 = 0; q0 < out; q0 += 16) { /* the output planes, transposed out */
+        const int64_t n = out - q0 < 16 ? out - q0 : 16;
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++)
+            r[k] = k < n ? _mm512_load_ps(Q + (q0 + k) * 16) : _mm512_setzero_ps();
+        fc_transpose16_f32(r);
+        const __mmask16 m = (__mmask16)fc_lanes16(0, n);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+            _mm512_mask_storeu_ps(y + c * out + q0, m, r[c]);
+    }
+}
 #endif
 
 #define FC_INSTANTIATE "depthwise_conv2d.c"
@@ -812,6 +932,7 @@ typedef struct {
     const fc_conv_shape *s;
     const fc_win *g;
     const void *flat;  /* the flat path's fc_dws (float32, AVX-512) */
+    int64_t lanes;     /* with it, fc_dwl_elems: 16 channels at a time by fc_dwl_planes16 */
     int64_t buf_elems; /* the padded path's buffer per thread (0: rows read in place) */
     T **bufs;          /* one per pool slot, made by the slot's thread on first use */
     const fc_epilogue *ep; /* NULL: none */
@@ -837,16 +958,29 @@ static void FN(dw_flat_planes)(void *ctx, int64_t p0, int64_t p1, int slot)
     const float *xf = (const float *)(const void *)a->x, *wf = (const float *)(const void *)a->w;
     const float *bf = (const float *)(const void *)a->b;
     float *yf = (float *)(void *)a->y;
+    float *ws = NULL; /* fc_dwl_planes16's workspace, made on the first group of 16 */
     (void)slot;
     for (int64_t p = p0; p < p1; p++) {
         const int64_t n = p / OC, o = p % OC;
         const float *xp = xf + (n * s->C + o / m) * in_sz, *wp = wf + o * s->KH * s->KW;
+        if (a->lanes && o % 16 == 0 && o + 16 <= OC && p + 16 <= p1) {
+            if (!ws)
+                ws = aligned_alloc(64, (size_t)round_up(a->lanes * (int64_t)sizeof(float), 64));
+            if (ws) { /* (without it, plane by plane below) */
+                fc_dwl_planes16(xp, wp, bf ? bf + o : NULL, yf + p * out_sz, s, ws);
+                for (int64_t k = 0; k < 16; k++)
+                    FN(dw_plane_epilogue)(a, p + k, o + k, out_sz);
+                p += 15;
+                continue;
+            }
+        }
         if (a->flat)
             fc_dws_plane_f32_avx512(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, a->flat);
         else
             fc_dw3x3_rows_f32(xp, wp, bf ? bf[o] : 0.0f, yf + p * out_sz, s->H, s->W, 0, s->H);
         FN(dw_plane_epilogue)(a, p, o, out_sz);
     }
+    free(ws);
 }
 #endif
 
@@ -876,7 +1010,7 @@ static int FN(dw_path)(const fc_conv_shape *s, const fc_win *g, fc_dws *flat)
     if (fc_dw3x3_takes(s, IS_F64))
         return fc_dwpool_isa(-1) == 2 ? FC_DW_3X3_AVX512 : FC_DW_3X3_AVX2;
     if (!IS_F64 && fc_dwpool_isa(-1) == 2 && fc_dws_make(flat, g))
-        return FC_DW_FLAT_AVX512;
+        return fc_dwl_elems(s) ? FC_DW_LANES_AVX512 : FC_DW_FLAT_AVX512;
 #endif
     return fc_dw_buf_elems(g, s->OH, (int64_t)sizeof(T)) && fc_dw_padded(g)
                ? FC_DW_ROWS_PADDED
@@ -902,14 +1036,18 @@ void FN(fc_depthwise_conv2d_ep)(const T *x, const T *w, const T *b, T *y,
     const int64_t cost = fc_cost_mem(planes * (in_sz + out_sz) * (int64_t)sizeof(T),
                                      planes * out_sz * s->KH * s->KW);
     const int team = fc_team_for(cost, fc_threads());
-    const int64_t chunk = fc_chunk_for(planes, cost, team);
+    int64_t chunk = fc_chunk_for(planes, cost, team);
     FN(fc_dw_args) a = {.x = x, .w = w, .b = b, .y = y, .s = s, .g = &g,
                         .ep = fc_epilogue_active(ep) ? ep : NULL};
     fc_dws flat;
     const int path = FN(dw_path)(s, &g, &flat);
 #if defined(__x86_64__)
-    if (path == FC_DW_3X3_AVX512 || path == FC_DW_3X3_AVX2 || path == FC_DW_FLAT_AVX512) {
+    if (path == FC_DW_3X3_AVX512 || path == FC_DW_3X3_AVX2 || path == FC_DW_FLAT_AVX512 ||
+        path == FC_DW_LANES_AVX512) {
         a.flat = flat.mask ? &flat : NULL; /* NULL: the 3x3 kernel, fc_dw3x3_rows_f32 */
+        a.lanes = path == FC_DW_LANES_AVX512 ? fc_dwl_elems(s) : 0;
+        if (a.lanes) /* whole groups of 16 channels per chunk (the same sums either way) */
+            chunk = round_up(chunk, 16);
         fc_parallel_for(planes, chunk, team, FN(dw_flat_planes), &a);
         fc_dws_free(&flat);
         return;

@@ -174,7 +174,7 @@ void fc_depthwise_conv2d_ep_f64(const double *x, const double *w, const double *
                                 double *y, const fc_conv_shape *s, const fc_epilogue *ep);
 /* The path fc_depthwise_conv2d takes for a geometry (fc_depthwise_path_*). */
 enum fc_dw_path { FC_DW_ROWS_DIRECT = 1, FC_DW_ROWS_PADDED = 2, FC_DW_FLAT_AVX512 = 3,
-                  FC_DW_3X3_AVX512 = 4, FC_DW_3X3_AVX2 = 5 };
+                  FC_DW_3X3_AVX512 = 4, FC_DW_3X3_AVX2 = 5, FC_DW_LANES_AVX512 = 6 };
 int fc_depthwise_path_f32(const fc_conv_shape *s);
 int fc_depthwise_path_f64(const fc_conv_shape *s);
 int fc_separable_conv2d_f32(const float *x, const float *wd, const float *bd, const float *wp,

@@ -28,7 +28,7 @@
 
 #include "common.h"
 
-int fc_abi_version(void) { return 7; }
+int fc_abi_version(void) { return 8; }
 
 static int fc_probe_features(void) {
     int f = 0;

@@ -219,6 +219,57 @@ def test_depthwise_3x3_kernels_same_bits():
         C.isa_level(before)
 
 
+@pytest.mark.parametrize("threads", (1, 2))
+def test_depthwise_channels_in_lanes_same_bits(threads):
+    """'Same'-width planes up to 56x56 with windows past 3x3 and channel multiplier 1 go 16
+    channels at a time with the channels in the lanes (AVX-512, fc_dwl_planes16; rows in
+    column chunks of at most 16): each output the same bits as the flat path gives it alone
+    (a one-channel call: its plane by the flat path), on random windows (even and odd,
+    dilation 2), vertical padding, rows of 1 to 40, channel counts on both sides of a
+    multiple of 16 (20 and 33 keep the flat path: a last group under 16, under 64
+    channels), with and without bias and with a fused epilogue; and within the reference's
+    tolerance."""
+    if C.isa_level() != "avx512":
+        pytest.skip("the lanes path is AVX-512's")
+    rng = np.random.default_rng(31)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        done = 0
+        while done < 25:
+            KH, KW = (int(v) for v in rng.integers(1, 8, 2))
+            dh, dw = int(rng.choice([1, 1, 2])), int(rng.choice([1, 1, 2]))
+            if KH * KW <= 9 or (KW - 1) * dw % 2:
+                continue
+            pw, ph = (KW - 1) * dw // 2, int(rng.integers(0, KH * dh))
+            H, W = int(rng.integers(1, 41)), int(rng.integers(1, 41))
+            OH = H + 2 * ph - (KH - 1) * dh
+            if OH < 1:
+                continue
+            Cn, N = int(rng.choice([16, 20, 32, 33, 48, 80])), int(rng.integers(1, 3))
+            x = pool_input(rng, (N, Cn, H, W), np.float32, special=False)
+            w = rand(rng, (Cn, 1, KH, KW), np.float32)
+            b = rand(rng, (Cn,), np.float32) if done % 2 else None
+            kw = dict(padding=(ph, pw), dilation=(dh, dw), backend="c")
+            got = fastconv.depthwise_conv2d(x, w, b, **kw)
+            for c in range(Cn):  # one channel: the flat path
+                one = fastconv.depthwise_conv2d(x[:, c:c + 1], w[c:c + 1],
+                                                None if b is None else b[c:c + 1], **kw)
+                np.testing.assert_array_equal(got[:, c:c + 1], one, err_msg=str((KH, KW, c)))
+            want = fastconv.depthwise_conv2d(x.astype(np.float64), w.astype(np.float64),
+                                             None if b is None else b.astype(np.float64),
+                                             padding=(ph, pw), dilation=(dh, dw),
+                                             backend="reference")
+            assert_close(got, want, np.float32)
+            res = rand(rng, got.shape, np.float32)
+            fused = fastconv.fused.depthwise_conv2d(x, w, b, residual=res, activation="relu",
+                                                    **kw)
+            np.testing.assert_array_equal(fused, np.maximum(got + res, 0))
+            done += 1
+    finally:
+        fastconv.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_depthwise_inf_input_stays_local(dtype):
     # padding reads as zero even next to inf (no 0 * inf = NaN leaks into other outputs)

@@ -78,6 +78,13 @@ def test_depthwise_paths_follow_level_and_geometry():
                                                   for k in want[level]], level
             rows = fc.cpu_info(net, (4, 20, 20), dtype="float64")["layers"]
             assert {r["kernel"] for r in rows} == {"depthwise_conv2d (rows through a padded copy)"}
+        if before == 2:  # 16 channels and more, small planes, windows past 3x3: in the lanes
+            lanes = fc.cpu_info(nn.Sequential(nn.Conv2d(16, 16, 7, padding=3, groups=16),
+                                              nn.Conv2d(16, 16, 3, padding=1, groups=16)),
+                                (16, 14, 14))["layers"]
+            assert [r["kernel"] for r in lanes] == [
+                "depthwise_conv2d (16 channels in the lanes, avx512)",
+                "depthwise_conv2d (flat plane, avx512)"]
         # rows wider than the padded copy's limit (1 MiB): read in place
         wide = fc.cpu_info(nn.Sequential(nn.Conv2d(2, 2, 3, stride=2, groups=2)),
                            (2, 8, 300000))["layers"]

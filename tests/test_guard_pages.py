@@ -64,6 +64,12 @@ for dt in (np.float32, np.float64):
                             stride=2, padding=1, backend=backend)
         fc.adaptive_avg_pool2d(x, 1, backend=backend)
         fc.adaptive_max_pool2d(x, (2, 3), backend=backend)
+    # 16 channels in the lanes (small planes, 7x7 and 5x5 windows): planes, filters, biases
+    for H, W, k in ((7, 7, 7), (14, 14, 5), (3, 16, 5), (20, 33, 7)):
+        fc.depthwise_conv2d(at_page_end(rng.standard_normal((1, 16, H, W)).astype(dt)),
+                            at_page_end(rng.standard_normal((16, 1, k, k)).astype(dt)),
+                            at_page_end(rng.standard_normal(16).astype(dt)), padding=k // 2,
+                            backend=backend)
     if backend == "c":  # the implicit GEMM's masked row loads on small planes, both layouts
         # (8 output channels per group take AVX2's blocks and fill with AVX-512 too)
         for H, W in ((7, 7), (9, 5), (14, 14), (3, 12), (4, 40), (6, 28)):

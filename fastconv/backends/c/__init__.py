@@ -58,7 +58,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 try:
     from ..._fastconv_c import ffi, lib  # noqa: F401
@@ -271,7 +271,7 @@ if AVAILABLE_REASON == "available":
     #: enum fc_dw_path (csrc/fastconv.h) -> what cpu_info calls it
     DEPTHWISE_PATHS = {1: "rows read in place", 2: "rows through a padded copy",
                        3: "flat plane, avx512", 4: "3x3 row-pair kernel, avx512",
-                       5: "3x3 row-pair kernel, avx2"}
+                       5: "3x3 row-pair kernel, avx2", 6: "16 channels in the lanes, avx512"}
 
     def depthwise_path(shape: tuple, dtype: Any) -> str:
         """The path the depthwise kernel takes for ``shape`` (as conv2d_path's) in
