@@ -462,6 +462,7 @@ FC_T512 static void fc_col2im_pair512(const float *s0, int64_t ldr, float *xc,
         oh++;
     }
 }
+
 /* fc_col2im's transposed col with AVX-512, for one whole channel's KH*KW rows (col: its
  * first row at pixel p0, pixels ldp apart) where a kernel row's taps are adjacent columns
  * (dw = 1, KW <= 16): per pixel and kh, the KW values of that kernel row go to KW adjacent
