@@ -270,12 +270,15 @@ def test_pool_probes_after_a_loss_and_shares_again(c_lib, restore_threads):
         c_lib.fc_pool_forget_losses()
         c_lib.fc_pool_set_straggle(20_000_000)
         assert c_lib.fc_pool_straggle_ns() > 10_000_000
-        fc.avg_pool2d(x, 3, 1, 1, backend="c")
-        teams = []
+        probe = time.perf_counter()
+        fc.avg_pool2d(x, 3, 1, 1, backend="c")  # the first probe (none before): shared
+        teams, first = [], None
         end = time.perf_counter() + 1.5
         while time.perf_counter() < end:
             fc.avg_pool2d(small, 3, 1, 1, backend="c")
             assert c_lib.fc_last_team() == 1
+            if first is None:  # how long after that probe the next one may come
+                first = time.perf_counter() - probe
             fc.avg_pool2d(x, 3, 1, 1, backend="c")
             teams.append(c_lib.fc_last_team())
         if c_lib.fc_pool_straggle_ns() < 20_000_000 // 16 and teams[-1] == 2:
@@ -283,5 +286,8 @@ def test_pool_probes_after_a_loss_and_shares_again(c_lib, restore_threads):
     else:
         pytest.fail(f"no recovery: straggle {c_lib.fc_pool_straggle_ns()} ns, last teams "
                     f"{teams[-5:]}")
-    assert teams[0] == 1  # the loss did keep calls alone at first
+    # the loss did keep calls alone at first: the next call alone, unless it came a probe
+    # gap (FC_PROBE_MIN_NS, 50 ms) after the first probe and was a probe itself (a slow
+    # build, such as scripts/sanitize.sh's, on a loaded machine)
+    assert teams[0] == 1 or first >= 0.05, (teams[:3], first)
     c_lib.fc_pool_forget_losses()
