@@ -308,7 +308,7 @@ FC_T512 static void fc_ig_fill512(const float *x, const fc_conv_shape *s, const 
             case 5: FC_IG_ROWS(2, 1, 1); break;
             case 6: FC_IG_ROWS(3, 1, 0); break;
             case 7: FC_IG_ROWS(3, 1, 1); break;
-            default: FC_IG_ROWS(KW, (Wq + 15) / 16, pairs);
+            default: FC_IG_ROWS(KW, ceil_div(Wq, 16), pairs);
             }
 #undef FC_IG_ROWS
         }

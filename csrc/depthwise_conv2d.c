@@ -221,6 +221,19 @@ static void fc_dws_free(fc_dws *s)
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+/* A chunk's NB accumulators into blocks b0.. of the plane's s->out outputs (the last block
+ * partial). */
+FC_T512 FC_INLINE void fc_dws_store(float *y, const fc_dws *s, int64_t b0, const __m512 *acc,
+                                    const int NB)
+{
+#pragma GCC unroll 16
+    for (int b = 0; b < NB; b++) {
+        const int64_t left = s->out - 16 * (b0 + b);
+        const __mmask16 st = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        _mm512_mask_storeu_ps(y + 16 * (b0 + b), st, acc[b]);
+    }
+}
+
 /* Blocks b0 <= b < b0 + NB of one plane: x is (H, W) (one input channel), w is (KH, KW),
  * y is (OH, OW) = (OH, W). */
 FC_T512 FC_INLINE void fc_dws_chunk(const float *x, const float *w, float bias, float *y,
@@ -239,12 +252,7 @@ FC_T512 FC_INLINE void fc_dws_chunk(const float *x, const float *w, float bias, 
         for (int b = 0; b < NB; b++)
             acc[b] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt[b], xt + 16 * b), wv, acc[b]);
     }
-#pragma GCC unroll 16
-    for (int b = 0; b < NB; b++) {
-        const int64_t left = s->out - 16 * (b0 + b);
-        const __mmask16 st = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-        _mm512_mask_storeu_ps(y + 16 * (b0 + b), st, acc[b]);
-    }
+    fc_dws_store(y, s, b0, acc, NB);
 }
 
 /* fc_dws_chunk where a kernel row's KW taps are adjacent (dw = 1; KW = 3, 5, 7, a constant
@@ -289,12 +297,7 @@ FC_T512 FC_INLINE void fc_dws_chunk_rows(const float *x, const float *w, float b
             }
         }
     }
-#pragma GCC unroll 16
-    for (int b = 0; b < NB; b++) {
-        const int64_t left = s->out - 16 * (b0 + b);
-        const __mmask16 st = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-        _mm512_mask_storeu_ps(y + 16 * (b0 + b), st, acc[b]);
-    }
+    fc_dws_store(y, s, b0, acc, NB);
 }
 
 /* 3x3, stride 1, dilation 1, padding 1 (OH = H, OW = W): two output rows at a time from

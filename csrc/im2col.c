@@ -408,27 +408,19 @@ void FN(fc_im2col_packed)(const T *x, const fc_conv_shape *s, int64_t r0, int64_
 }
 
 #if defined(__x86_64__) && !IS_F64
-/* Bit k of m at bit 2k (k < 16). */
-static inline uint32_t fc_spread16(uint32_t m) {
-    m = (m | m << 8) & 0x00FF00FFu;
-    m = (m | m << 4) & 0x0F0F0F0Fu;
-    m = (m | m << 2) & 0x33333333u;
-    return (m | m << 1) & 0x55555555u;
-}
-
 /* col2im_rows' stride-2 pair (rows kw and kw + 1 of one channel and kh; their col rows s0
  * and s1 = s0 + ldr) with AVX-512, over pixels [p0, p1): per output row, rw[2*ow] +=
  * s0[ow] for ow in [l0, h0) and rw[2*ow + 1] += s1[ow] for ow in [l1, h1) (the ranges as in
  * col2im_rows; a row without a partner, the last of an odd KW, passes [lo1, hi1) empty and
  * s1 is not read), 16 values of each a step: masked loads, two permutes interleave them, and
- * masked loads, adds and stores of the 32 outputs write exactly the elements the scalar
+ * masked loads, adds and stores of the 32 outputs (their masks interleaved by pdep, as in
+ * im2col_even16) write exactly the elements the scalar
  * loops write, each once, so the sums are the same. gcc's vectorised loops spent most of
  * their time outside the vectors on rows of 16 (tconv 4x4/2 128->64 @16: col2im 16% of the
  * call, `perf`). */
-FC_T512 static void fc_col2im_pair512(const float *s0, int64_t ldr, float *xc,
-                                      const fc_conv_shape *s, int64_t kh, int64_t off,
-                                      int64_t lo, int64_t hi, int64_t lo1, int64_t hi1,
-                                      int64_t p0, int64_t p1) {
+__attribute__((target("avx512f,bmi2"))) static void fc_col2im_pair512(
+    const float *s0, int64_t ldr, float *xc, const fc_conv_shape *s, int64_t kh, int64_t off,
+    int64_t lo, int64_t hi, int64_t lo1, int64_t hi1, int64_t p0, int64_t p1) {
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
     int64_t oh = p0 / s->OW, a = p0 % s->OW;
@@ -445,7 +437,7 @@ FC_T512 static void fc_col2im_pair512(const float *s0, int64_t ldr, float *xc,
                 const uint32_t m1 = fc_lanes16(l1 - ow, h1 - ow);
                 const __m512 v0 = _mm512_maskz_loadu_ps((__mmask16)m0, r0 + ow);
                 const __m512 v1 = _mm512_maskz_loadu_ps((__mmask16)m1, r1 + ow);
-                const uint32_t mm = fc_spread16(m0) | fc_spread16(m1) << 1;
+                const uint32_t mm = _pdep_u32(m0, 0x55555555u) | _pdep_u32(m1, 0xAAAAAAAAu);
                 const __mmask16 ma = (__mmask16)mm, mb = (__mmask16)(mm >> 16);
                 float *d = rw + 2 * ow;
                 _mm512_mask_storeu_ps(d, ma, _mm512_add_ps(_mm512_maskz_loadu_ps(ma, d),

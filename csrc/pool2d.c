@@ -123,8 +123,8 @@ static inline int64_t fc_bin_end(int64_t i, int64_t in, int64_t out)
  * their trees' output lanes come out in plane order (fc_global_avg_f32_avx512). */
 static const int fc_gap_q[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
 
-/* The sum, lane by lane, of the n >= 16 floats at xp: the partial last vector (tail) and
- * the nfull / 16 full ones, in two chains of adds. */
+/* The sum, lane by lane, of the n floats at xp: the partial last vector (tail) and the
+ * nfull / 16 full ones, in two chains of adds. */
 FC_T512 FC_INLINE __m512 fc_gap_plane(const float *restrict xp, int64_t nfull, __mmask16 tail)
 {
     __m512 a = _mm512_maskz_loadu_ps(tail, xp + nfull), b = _mm512_setzero_ps();
@@ -203,13 +203,8 @@ FC_T512 static void fc_global_avg_f32_avx512(const float *restrict x, float *res
         v[0] = FC_GAP_LEVEL(v[0], v[1], _mm512_shuffle_ps, 0x88, 0xDD);
         _mm512_storeu_ps(y + p0, _mm512_div_ps(v[0], div));
     }
-    for (; p0 < planes; p0++) {
-        const float *xp = x + p0 * n;
-        __m512 a = _mm512_maskz_loadu_ps(tail, xp + nfull);
-        for (int64_t i = 0; i < nfull; i += 16)
-            a = _mm512_add_ps(a, _mm512_loadu_ps(xp + i));
-        y[p0] = _mm512_reduce_add_ps(a) / (float)n;
-    }
+    for (; p0 < planes; p0++)
+        y[p0] = _mm512_reduce_add_ps(fc_gap_plane(x + p0 * n, nfull, tail)) / (float)n;
 }
 #undef FC_GAP_LEVEL
 

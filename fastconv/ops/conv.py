@@ -523,12 +523,11 @@ def _depthwise(op: str, input: Any, weight: Any, bias: Any, stride: Any, padding
     b = call.prepare("bias")
     y = call.empty((g.N, g.OC, g.OH, g.OW))
     ep = None if epilogue is None else epilogue.prepare(call, (g.N, g.OC, g.OH, g.OW))
-    if not y.size:
-        pass
-    elif takes_depthwise(call.backend_module, g.C, g.C, g.OC, g.KH, g.KW, g.sh, g.sw):
-        _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
-    else:  # the backend's conv2d is faster here (large windows or strides, m > 1)
-        _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.C)
+    if y.size:
+        if takes_depthwise(call.backend_module, g.C, g.C, g.OC, g.KH, g.KW, g.sh, g.sw):
+            _run(call, "depthwise_conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        else:  # the backend's conv2d is faster here (large windows or strides, m > 1)
+            _run(call, "conv2d", ep, x, w, b, y, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.C)
     return call.finish(y, g.output_shape())
 
 
