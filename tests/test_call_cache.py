@@ -322,3 +322,132 @@ def test_repeated_calls_run_their_plans(monkeypatch):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(AssertionError, match="validated again"):
         fc.max_pool2d(X, 2, backend="c")  # not planned yet
+
+
+# Bound kernels: the C engine's plans run its kernels bound to the call's shapes (the backend's
+# ``bind``), passing only the pointers, the thread count and the workspace bound.
+def _random_call(rng, dtype):
+    """A random planned call (op, input, the rest of its arguments as a dict)."""
+    N, C = int(rng.integers(1, 3)), int(rng.integers(1, 6))
+    H, W_ = int(rng.integers(4, 12)), int(rng.integers(4, 12))
+    x = rng.standard_normal((N, C, H, W_)).astype(dtype)
+    kind = rng.integers(0, 7)
+    k = int(rng.integers(1, 4))
+    if kind == 0:
+        g = int(rng.choice([d for d in range(1, C + 1) if C % d == 0]))
+        oc = g * int(rng.integers(1, 4))
+        w = rng.standard_normal((oc, C // g, k, k)).astype(dtype)
+        b = rng.standard_normal(oc).astype(dtype) if rng.integers(0, 2) else None
+        return fc.conv2d, x, dict(weight=w, bias=b, stride=int(rng.integers(1, 3)),
+                                  padding=int(rng.integers(0, 2)), dilation=int(rng.integers(1, 3)),
+                                  groups=g)
+    if kind == 1:  # depthwise (groups = C)
+        w = rng.standard_normal((C, 1, k, k)).astype(dtype)
+        b = rng.standard_normal(C).astype(dtype) if rng.integers(0, 2) else None
+        return fc.conv2d, x, dict(weight=w, bias=b, padding=k // 2, groups=C)
+    if kind == 2:
+        oc = int(rng.integers(1, 5))
+        w = rng.standard_normal((C, oc, k, k)).astype(dtype)
+        b = rng.standard_normal(oc).astype(dtype) if rng.integers(0, 2) else None
+        s = int(rng.integers(1, 3))
+        return fc.conv_transpose2d, x, dict(weight=w, bias=b, stride=s,
+                                            output_padding=int(rng.integers(0, s)))
+    if kind == 3:
+        return fc.max_pool2d, x, dict(kernel_size=k + 1, stride=int(rng.integers(1, 3)),
+                                      padding=int(rng.integers(0, (k + 1) // 2 + 1)),
+                                      return_indices=bool(rng.integers(0, 2)))
+    if kind == 4:
+        return fc.avg_pool2d, x, dict(kernel_size=k + 1, padding=int(rng.integers(0, 2)),
+                                      ceil_mode=bool(rng.integers(0, 2)),
+                                      count_include_pad=bool(rng.integers(0, 2)),
+                                      divisor_override=[None, 3][int(rng.integers(0, 2))])
+    if kind == 5:
+        return fc.adaptive_max_pool2d, x, dict(output_size=(int(rng.integers(1, H + 1)),
+                                                            int(rng.integers(1, W_ + 1))),
+                                               return_indices=bool(rng.integers(0, 2)))
+    return fc.adaptive_avg_pool2d, x, dict(output_size=int(rng.integers(1, 4)))
+
+
+def test_bound_kernels_give_the_kernels_bits():
+    # the first call runs the engine's kernel, the next ones the plan's bound form: the same
+    # bits, on random shapes of every op with a bound form, both dtypes, with and without
+    # bias and indices, unbatched inputs too
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    from fastconv.ops import _plans
+
+    rng = np.random.default_rng(11)
+    for trial in range(150):
+        dtype = (np.float32, np.float64)[trial % 2]
+        f, x, kw = _random_call(rng, dtype)
+        if trial % 5 == 0:
+            x = x[0]
+        _plans._plans.clear()
+        first = _as_list(f(x, backend="c", **kw))
+        (plan,) = _plans._plans.values()
+        assert plan.run is None  # bound on its first rerun
+        for _ in range(2):
+            again = _as_list(f(x, backend="c", **kw))
+            for a, b in zip(first, again):
+                assert a.shape == b.shape and a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+        (plan,) = _plans._plans.values()
+        assert plan.kernel is None or "bind" in plan.run.__qualname__, plan.run.__qualname__
+
+
+def test_a_replaced_kernel_runs_as_it_is(monkeypatch):
+    # a kernel replaced before the plan is bound (on its first rerun; a spy) is what the
+    # plan runs, every time; one replaced after that is not (the plan holds the engine's
+    # bound kernel)
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    from fastconv.backends import c
+    from fastconv.ops import _plans
+
+    seen = []
+    own = c.max_pool2d
+
+    def spy(*args):
+        seen.append(args[0].shape)
+        return own(*args)
+
+    _plans._plans.clear()
+    monkeypatch.setattr(c, "max_pool2d", spy)
+    want = [fc.max_pool2d(X, 3, backend="c") for _ in range(3)]
+    assert len(seen) == 3
+    monkeypatch.setattr(c, "max_pool2d", own)
+    _plans._plans.clear()
+    fc.max_pool2d(X, 3, backend="c")
+    fc.max_pool2d(X, 3, backend="c")  # the plan's first rerun: bound
+
+    def gone(*args):
+        raise AssertionError("the module's kernel ran")
+
+    monkeypatch.setattr(c, "max_pool2d", gone)
+    np.testing.assert_array_equal(fc.max_pool2d(X, 3, backend="c"), want[0])
+
+
+def test_bound_convs_follow_the_engine_settings():
+    # the thread count and the workspace bound are read on every run of a plan
+    if "c" not in HOST:
+        pytest.skip("C backend unavailable")
+    from fastconv.backends import c
+
+    x = np.random.default_rng(5).standard_normal((4, 32, 40, 40)).astype(np.float32)
+    w = np.random.default_rng(6).standard_normal((32, 32, 3, 3)).astype(np.float32)
+    threads, limit = fc.get_num_threads(), c.get_workspace_limit()
+    try:
+        # the plan made with every thread; then one thread (a loaded machine may give a
+        # shared call fewer threads, never more: only the 1-thread count is certain)
+        fc.set_num_threads(_registry.max_threads())
+        want = fc.conv2d(x, w, padding=1, backend="c", variant="v5_threads")
+        fc.set_num_threads(1)
+        for _ in range(3):
+            fc.conv2d(x, w, padding=1, backend="c", variant="v5_threads")
+            assert c.lib.fc_last_team() == 1
+        c.set_workspace_limit(1)  # many im2col chunks: the same values
+        np.testing.assert_allclose(fc.conv2d(x, w, padding=1, backend="c", variant="v5_threads"),
+                                   want, rtol=1e-5, atol=1e-4)
+    finally:
+        fc.set_num_threads(threads)
+        c.set_workspace_limit(limit)

@@ -88,6 +88,24 @@ def test_environment_thread_count_is_used_and_capped(monkeypatch, restore_thread
         assert fc.get_num_threads() == _registry.max_threads()
 
 
+def test_environment_thread_count_is_read_on_every_call(monkeypatch, restore_threads):
+    # the C engine's conv calls ask for the count each time (a fast read of os.environ):
+    # set, changed, removed, through os.environ itself too
+    import os
+
+    from fastconv.backends import c as c_engine
+
+    monkeypatch.setattr(_registry, "_num_threads", None)
+    monkeypatch.setattr(c_engine, "_num_threads", None)
+    monkeypatch.setattr(_registry, "_env_threads", None)
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "1")
+    assert c_engine.get_num_threads() == 1
+    os.environ["FASTCONV_NUM_THREADS"] = " 1 "
+    assert c_engine.get_num_threads() == fc.get_num_threads() == 1
+    monkeypatch.delenv("FASTCONV_NUM_THREADS")
+    assert c_engine.get_num_threads() == _registry.max_threads()
+
+
 # --------------------------------------------------------------------------- the C engine's pool
 
 

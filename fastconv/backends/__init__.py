@@ -99,6 +99,14 @@ empty(shape, dtype)         allocate an output (default: numpy.empty; NaN-filled
 finish(y, dtype, device)    an output as the user gets it: ``y`` already has the user's
                             shape, ``dtype`` is the output dtype, ``device`` whether the
                             inputs were CUDA device arrays (default: ``y`` cast to ``dtype``).
+bind(name, arrays, y, idx, args, kwargs)
+                            kernel ``name`` bound to the shapes and dtype of ``arrays``
+                            (its inputs, None where absent), ``y`` and ``idx`` (None where
+                            the kernel takes none) and to its other arguments: a callable
+                            run(*arrays, y, idx) that a repeated public call of that shape
+                            runs (fastconv/ops/_plans.py), or None (default: the kernel
+                            itself, called with ``args`` and ``kwargs``). It does only what
+                            may change between calls (pointers, the thread count).
 """
 
 #: The kernels of the contract, in the order above (OPTIONAL_KERNELS may be missing): the one

@@ -15,7 +15,7 @@ TypeError.
 import importlib
 import os
 import warnings
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
@@ -210,6 +210,21 @@ def cpu_info(model: Any = None, input_shape: Any = (3, 224, 224), *, batch: int 
 
 
 _env_threads: Optional[Tuple[str, int]] = None  # (FASTCONV_NUM_THREADS, what it gave)
+_ENV_THREADS = "FASTCONV_NUM_THREADS"
+_ENV_THREADS_KEY = os.environ.encodekey(_ENV_THREADS)  # type: ignore[attr-defined]
+
+
+def _env_threads_value() -> Optional[str]:
+    """FASTCONV_NUM_THREADS (None: unset), read on every call of :func:`get_num_threads`,
+    which every C conv call makes. os.environ.get of an unset name costs about 0.7 us (the
+    mapping raises KeyError inside and catches it), a tenth of a small call: CPython's
+    os.environ keeps its items in ``_data`` (encoded keys and values), which a dict lookup
+    reads in a few tens of ns; any other os.environ falls back to ``get``."""
+    data = getattr(os.environ, "_data", None)
+    if type(data) is not dict:
+        return os.environ.get(_ENV_THREADS)
+    v = data.get(_ENV_THREADS_KEY)
+    return v if v is None else os.environ.decodevalue(v)  # type: ignore[attr-defined]
 
 
 def set_buffer_pool_limit(nbytes: Optional[int]) -> None:
@@ -291,7 +306,7 @@ def get_num_threads() -> int:
     if _num_threads is not None:
         return _num_threads
     cap = max_threads()
-    env = os.environ.get("FASTCONV_NUM_THREADS")
+    env = _env_threads_value()
     if env is None or env.strip() == "":
         return cap
     if _env_threads is not None and _env_threads[0] == env:
@@ -359,6 +374,26 @@ def resolve_dtypes(dtypes: Dict[str, np.dtype], op: str = "") -> Tuple[np.dtype,
     if out in (np.float32, np.float64):
         return out, out
     return np.dtype(np.float64), out  # longdouble: computed in float64
+
+
+#: The kernels whose argument after y is idx (None: no indices wanted).
+KERNELS_WITH_INDICES = frozenset(("max_pool2d", "adaptive_max_pool2d"))
+
+
+def bound_kernel(module: Any, op: str, arrays: Tuple[Any, ...], y: Any, idx: Any,
+                 args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Callable[..., None]:
+    """Kernel ``op`` of the backend ``module`` as run(*arrays, y, idx) on arrays of these
+    shapes and dtype, with the other arguments ``args`` and ``kwargs``: the backend's bound
+    form (its ``bind``, fastconv/backends/__init__.py) where it has one, else the kernel
+    called with them (``idx`` passed to the kernels that take it). What a plan runs."""
+    bind = getattr(module, "bind", None)
+    run = None if bind is None else bind(op, arrays, y, idx, args, kwargs)
+    if run is not None:
+        return run
+    fn = getattr(module, op)
+    if op in KERNELS_WITH_INDICES:
+        return lambda *a: fn(*a, *args, **kwargs)
+    return lambda *a: fn(*a[:-1], *args, **kwargs)
 
 
 class Call:

@@ -119,12 +119,11 @@ def _conv_nd(
         kernel, geometry = _conv_kernel(call, g, variant, ph, pw)
         kwargs = {} if variant is None else {"variant": variant}
         _run(call, kernel, ep, x, w, b, y, *geometry, **kwargs)
-        if key is not None and not explicit:  # a plan runs the kernel alone: no epilogue
-            fn = call.kernel(kernel)
-            _plans.keep(key, call, lambda x, w, b, y, idx: fn(x, w, b, y, *geometry, **kwargs),
-                        (x, w, b), y, None, g.output_shape())
+        if not explicit:  # a plan runs the kernel alone: no epilogue
+            _plans.keep(key, call, kernel, geometry, (x, w, b), y, None, g.output_shape(),
+                        kwargs)
     else:
-        _plans.keep(key, call, None, (x, w, b), y, None, g.output_shape())
+        _plans.keep(key, call, None, (), (x, w, b), y, None, g.output_shape())
     return call.finish(y, g.output_shape())
 
 
@@ -327,13 +326,12 @@ def _conv_transpose_nd(
     w = call.prepare("weight", (g.C, g.OC // g.groups, g.KH, g.KW))
     b = call.prepare("bias")
     y = call.empty((g.N, g.OC, g.OH, g.OW))
-    fn = None
+    kernel = None
+    geometry = (g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups)
     if y.size:
-        kernel = call.kernel("conv_transpose2d")
-        geometry = (g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups)
-        kernel(x, w, b, y, *geometry)
-        fn = lambda x, w, b, y, idx: kernel(x, w, b, y, *geometry)  # noqa: E731
-    _plans.keep(key, call, fn, (x, w, b), y, None, g.output_shape())
+        kernel = "conv_transpose2d"
+        call.kernel(kernel)(x, w, b, y, *geometry)
+    _plans.keep(key, call, kernel, geometry, (x, w, b), y, None, g.output_shape())
     return call.finish(y, g.output_shape())
 
 

@@ -7,12 +7,12 @@ propagates NaN and can return torch's indices (flat positions into each channel'
 for 1-D). 1-D ops run the 2-D kernels with H = 1.
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from .. import _shapes
-from ..backends._registry import Call, begin
+from ..backends._registry import KERNELS_WITH_INDICES, Call, begin
 from . import _plans
 
 
@@ -42,21 +42,26 @@ def even_bins(g: _shapes.PoolGeometry) -> bool:
             and (g.OH, g.OW) != (1, 1))
 
 
-def _pool(op: str, call: Call, g: Any, want_idx: bool,
-          run: Optional[Callable[[Any, Any, Any], None]], key: Any) -> Any:
-    """Refuse an output too large, convert the input, allocate, ``run(x, y, idx)`` (None: an
-    empty output), hand back; and keep the plan of the call under ``key`` (None: none;
+def _pool(op: str, call: Call, g: Any, want_idx: bool, kernel: str, args: Tuple[Any, ...],
+          key: Any) -> Any:
+    """Refuse an output too large, convert the input, allocate, run ``kernel`` (its
+    arguments: x, y, idx where it takes one, then ``args``; nothing for an empty output),
+    hand back; and keep the plan of the call under ``key`` (None: none;
     fastconv/ops/_plans.py)."""
     _check_memory(op, call, g, want_idx)
     x = call.prepare("input", (g.N, g.C, g.H, g.W))
     y = call.empty((g.N, g.C, g.OH, g.OW))
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
-    if not y.size:
-        run = None
-    if run is not None:
-        run(x, y, idx)
+    ran: Optional[str] = None
+    if y.size:
+        fn = call.kernel(kernel)
+        if kernel in KERNELS_WITH_INDICES:
+            fn(x, y, idx, *args)
+        else:
+            fn(x, y, *args)
+        ran = kernel
     out_shape = g.output_shape()
-    _plans.keep(key, call, run, (x,), y, idx, out_shape)
+    _plans.keep(key, call, ran, args, (x,), y, idx, out_shape)
     out = call.finish(y, out_shape)
     if want_idx:
         return out, call.finish(idx, out_shape, np.int64)
@@ -76,18 +81,10 @@ def _max_pool(
         op, call.shapes["input"], kernel_size, stride, padding, dilation, ceil_mode, nd
     )
     if is_global_window(g) and call.has("adaptive_max_pool2d"):
-        run = _bind(call.kernel("adaptive_max_pool2d"), True)
+        kernel, args = "adaptive_max_pool2d", ()
     else:
-        run = _bind(call.kernel("max_pool2d"), True, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh,
-                    g.dw)
-    return _pool(op, call, g, want_idx, run, key)
-
-
-def _bind(kernel: Callable[..., None], takes_idx: bool, *args: Any) -> Callable[..., None]:
-    """``kernel`` as run(x, y, idx): with the indices argument or without, then ``args``."""
-    if takes_idx:
-        return lambda x, y, idx: kernel(x, y, idx, *args)
-    return lambda x, y, idx: kernel(x, y, *args)
+        kernel, args = "max_pool2d", (g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    return _pool(op, call, g, want_idx, kernel, args, key)
 
 
 def max_pool2d(
@@ -225,11 +222,10 @@ def _avg_pool(
         op, call.shapes["input"], kernel_size, stride, padding, 1, ceil_mode, nd
     )
     if is_global_window(g) and not div and call.has("adaptive_avg_pool2d"):
-        run = _bind(call.kernel("adaptive_avg_pool2d"), False)
+        kernel, args = "adaptive_avg_pool2d", ()
     else:
-        run = _bind(call.kernel("avg_pool2d"), False, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip,
-                    div)
-    return _pool(op, call, g, False, run, key)
+        kernel, args = "avg_pool2d", (g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, cip, div)
+    return _pool(op, call, g, False, kernel, args, key)
 
 
 def avg_pool2d(
@@ -350,15 +346,14 @@ def _adaptive(op, kernel, nd, input, output_size, return_indices, backend):
     call = begin(kernel, backend, caller=op, input=input)
     g = _shapes.adaptive_geometry(op, call.shapes["input"], output_size, nd)
     is_max = kernel == "adaptive_max_pool2d"
+    args: Tuple[Any, ...] = ()
     if even_bins(g):
         kh, kw = g.H // g.OH, g.W // g.OW
         if is_max:
-            run = _bind(call.kernel("max_pool2d"), True, kh, kw, kh, kw, 0, 0, 1, 1)
+            kernel, args = "max_pool2d", (kh, kw, kh, kw, 0, 0, 1, 1)
         else:
-            run = _bind(call.kernel("avg_pool2d"), False, kh, kw, kh, kw, 0, 0, True, 0)
-    else:
-        run = _bind(call.kernel(kernel), is_max)
-    return _pool(op, call, g, want_idx, run, key)
+            kernel, args = "avg_pool2d", (kh, kw, kh, kw, 0, 0, True, 0)
+    return _pool(op, call, g, want_idx, kernel, args, key)
 
 
 def adaptive_avg_pool2d(input: Any, output_size: Any, *, backend: str = "auto"):

@@ -58,6 +58,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from .._registry import get_num_threads as _default_threads
+
 ABI_VERSION = 8
 
 try:
@@ -107,11 +109,8 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    if _num_threads is not None:
-        return _num_threads
-    from .._registry import get_num_threads as default
-
-    return default()
+    # every conv call asks (an import statement here took 1 us of a 5 us call)
+    return _default_threads() if _num_threads is None else _num_threads
 
 
 def set_workspace_limit(nbytes: Optional[int]) -> None:
@@ -227,7 +226,7 @@ def cpu_info() -> Dict[str, Any]:
 
 
 if AVAILABLE_REASON == "available":
-    from ._cffi import conv_shape, epilogue, is_f32, ptr
+    from ._cffi import CTYPES, conv_shape, epilogue, is_f32, ptr
 
     def _shape(x, y, w_shape, sh, sw, ph, pw, dh, dw, groups, oc):
         # the fields of fc_conv_shape in their order; one struct per geometry (_cffi.conv_shape)
@@ -320,3 +319,51 @@ if AVAILABLE_REASON == "available":
     _cap_isa_from_environment()
 
     from .pool import *  # noqa: E402,F401,F403  (depthwise, separable and pooling kernels)
+    from .pool import bind_kernel
+
+    _fb, _NULL = ffi.from_buffer, ffi.NULL
+
+    def _bind_conv(name, arrays, y, args, kwargs):
+        # conv2d / conv_transpose2d bound to one shape: the C function, the shape struct and
+        # the codes made once; a run passes the pointers, the thread count and the workspace
+        # bound (both settings may change between runs)
+        x, w, b = arrays
+        if name == "conv2d" and kwargs.keys() <= {"variant"}:
+            fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
+            s = _shape(x, y, w.shape, *args, w.shape[0])
+            codes = (_variant_code(kwargs.get("variant")), _kernel_code(None))
+        elif name == "conv_transpose2d" and not kwargs:
+            fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
+            s = _shape(x, y, w.shape, *args, y.shape[1])
+            codes = (_kernel_code(None),)
+        else:
+            return None
+        ct = CTYPES[x.dtype]
+
+        def run(x, w, b, y, idx):
+            rc = fn(_fb(ct, x), _fb(ct, w), _NULL if b is None else _fb(ct, b), _fb(ct, y), s,
+                    *codes, get_num_threads(), _workspace_limit)
+            if rc:
+                _check(rc, name)
+
+        return run
+
+    def bind(name, arrays, y, idx, args, kwargs):
+        """Kernel ``name`` bound to the shapes and dtype of ``arrays``, ``y`` and ``idx`` and
+        to its other arguments (the backend-level ``bind`` of fastconv/backends/__init__.py):
+        what a repeated public call runs, passing only what may change between calls (with
+        the rest of the plan's shortening, one thread, us a call: 1x1x7x7 conv2d 3x3 7.2 ->
+        4.3, max_pool2d 5.8 -> 3.4, adaptive_avg_pool2d 5.1 -> 3.0; bench/RESULTS.md).
+        None where the kernel has no bound form, or where this module's kernel is not the
+        engine's own any more (replaced, as a test's spy is: it then runs as it is)."""
+        own = _OWN_KERNELS.get(name)
+        if own is None or globals().get(name) is not own:
+            return None
+        if name in ("conv2d", "conv_transpose2d"):
+            return _bind_conv(name, arrays, y, args, kwargs)
+        return None if kwargs else bind_kernel(name, arrays, y, idx, args)
+
+    #: The kernels with a bound form, as this module defines them.
+    _OWN_KERNELS = {k: globals()[k] for k in (
+        "conv2d", "conv_transpose2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d",
+        "adaptive_avg_pool2d", "adaptive_max_pool2d")}

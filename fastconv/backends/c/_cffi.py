@@ -9,10 +9,12 @@ import numpy as np
 
 from ..._fastconv_c import ffi
 
-_CTYPE = {
-    np.dtype(np.float32): "float[]",
-    np.dtype(np.float64): "double[]",
-    np.dtype(np.int64): "int64_t[]",
+#: The cffi array type of each dtype the kernels take (a type object: ffi.from_buffer looks a
+#: type name up on every call).
+CTYPES = {
+    np.dtype(np.float32): ffi.typeof("float[]"),
+    np.dtype(np.float64): ffi.typeof("double[]"),
+    np.dtype(np.int64): ffi.typeof("int64_t[]"),
 }
 
 #: Distinct geometries kept per shape struct type before its cache starts over.
@@ -34,7 +36,7 @@ def ptr(a):
     """
     if a is None:
         return ffi.NULL
-    return ffi.from_buffer(_CTYPE[a.dtype], a)
+    return ffi.from_buffer(CTYPES[a.dtype], a)
 
 
 #: fastconv.fused's activation names -> enum fc_activation (csrc/fastconv.h).
