@@ -471,12 +471,18 @@ def adaptive_cases(draw, kind, nd, engine):
 
 
 def _grad_of(forward, inputs, gy):
-    """torch.autograd.grad of forward(*inputs) with upstream gradient gy."""
+    """torch.autograd.grad of forward(*inputs) with upstream gradient gy; None for each input
+    where torch's backward itself fails on a forward it accepted (torch 2.13's transposed
+    conv backward raised "grad_weight needs to be contiguous" on some size-1 windows): no
+    torch comparison for that example, rather than a rejection of its arguments."""
     leaves = [Tg(a) for a in inputs]
-    y = forward(*leaves)
+    y = forward(*leaves)  # an error here: torch rejects the call
     if isinstance(y, tuple):
         y = y[0]
-    return torch.autograd.grad(y, leaves, T(gy), allow_unused=True)
+    try:
+        return torch.autograd.grad(y, leaves, T(gy), allow_unused=True)
+    except RuntimeError:
+        return (None,) * len(leaves)
 
 
 def _gy(draw, forward, inputs, dtype):
@@ -569,6 +575,8 @@ def separable_grad_cases(draw, engine):
 
     def oracle():
         gx, gwd, gwp, gbd = _grad_of(fwd, (x, wd, wp, bd0), gy)
+        if gx is None and gwd is None:  # torch's backward failed: no comparison
+            return None
         axes = (0, 2, 3) if gy.ndim == 4 else (1, 2)
         return (gx, gwd, gwp, gbd, T(gy).sum(dim=axes))
 
