@@ -22,8 +22,9 @@
  *               (fc_winograd_choice)
  *   direct      no im2col: register blocks of output channels x pixel vectors over a padded,
  *               stride-phased strip of input rows (conv_direct.c); chosen by `best` for
- *               grouped convs with few output channels per group and for few input channels
- *               with a large window (fc_direct_choice)
+ *               grouped convs with few output channels per group, for few input channels
+ *               with a large window (fc_direct_choice) and for 1-D convs (float32: at most
+ *               128 input channels per group; fc_direct_1d_choice)
  *   implicit_gemm  no im2col: register blocks of pixels x output-channel vectors, the input
  *               broadcast from the same strip (conv_igemm.c); chosen by `best`, before
  *               direct, for the direct kernel's layers on small planes (7x7, or 14x14
@@ -378,7 +379,8 @@ static int FN(conv2d_gemm)(const T *x, const T *w, const T *b, T *y, const fc_co
  * fastconv.cpu_info reports per layer. Must follow the `default:` branch of conv2d_any. */
 int FN(fc_conv2d_path)(const fc_conv_shape *s, int nthreads) {
     if (fc_igemm_choice(s, IS_F64, fc_direct_level(FC_GEMM_AUTO))) return FC_PATH_IMPLICIT_GEMM;
-    if (fc_direct_choice(s, IS_F64)) return FC_PATH_DIRECT;
+    if (fc_direct_choice(s, IS_F64) || fc_direct_1d_choice(s, IS_F64, nthreads))
+        return FC_PATH_DIRECT;
     const int wm = fc_winograd_choice(s, IS_F64, nthreads);
     if (wm) return wm == 2 ? FC_PATH_WINOGRAD_F2 : wm == 3 ? FC_PATH_WINOGRAD_F3
                                                             : FC_PATH_WINOGRAD_F4;
@@ -483,9 +485,11 @@ static int FN(conv2d_any)(const T *x, const T *w, const T *b, T *y, const fc_con
             if (rc != FC_DIRECT_DECLINED) return rc;
         }
         /* direct (conv_direct.c), explicitly or by the automatic choice (fc_direct_choice:
-         * few channels per group); a call it declines (workspace bound) goes on below */
+         * few channels per group; fc_direct_1d_choice: 1-D convs); a call it declines
+         * (workspace bound) goes on below */
         const int dm = variant == FC_CONV_DIRECT ||
-                       (variant == FC_CONV_BEST && fc_direct_choice(s, IS_F64));
+                       (variant == FC_CONV_BEST && (fc_direct_choice(s, IS_F64) ||
+                                                    fc_direct_1d_choice(s, IS_F64, nthreads)));
         if (dm) {
             int rc = FN(fc_conv2d_direct)(x, w, b, y, s, kernel, nthreads, work_bytes, ep);
             if (rc != FC_DIRECT_DECLINED) return rc;

@@ -26,6 +26,12 @@
  * most 4 input channels per group with a window of 9 taps or more (a stem), and for windows
  * wider than 1x1 with at most 32 input and 64 output channels per group: where it measured
  * faster than im2col + GEMM and Winograd (bench/RESULTS.md, "Direct conv").
+ * fc_direct_1d_choice: and for 1-D convs (one input and output row, a window of 2 taps or
+ * more; float32: at most 128 input channels per group) where the images x groups share out
+ * evenly over the threads or the output row folds into rows for them (fc_conv2d_direct):
+ * one thread, float32, 1.0-1.4x faster than im2col + GEMM there (64 -> 64 channels, 3 taps
+ * over 4096 samples: 1.31 -> 0.96 ms), at 256 channels a tie, at 512 im2col + GEMM is ahead;
+ * float64 1.1-1.6x at any width (bench/RESULTS.md, "1-D convs").
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
  * FC_DIRECT_DECLINED when one output row per thread needs more than the workspace bound
@@ -75,6 +81,35 @@ int fc_direct_choice(const fc_conv_shape *s, int is_f64) {
     if (M <= 16 && (s->G > 1 || Cg <= 64)) return 1; /* grouped (ResNeXt), thin layers */
     if (KK >= 9 && Cg <= 4) return 1;               /* a network's stem */
     return KK > 1 && Cg <= 32 && M <= 64;           /* narrow 3x3 layers */
+}
+
+/* A 1-D conv (one input and output row): the direct kernel splits work by output rows, so it
+ * has one task per image and group. */
+static int fc_direct_is_1d(const fc_conv_shape *s) {
+    return s->H == 1 && s->KH == 1 && s->OH == 1;
+}
+
+/* Whether `images` tasks share out evenly enough over `team` threads. */
+static int fc_direct_tasks_share(int64_t images, int64_t team) {
+    return team <= 1 || images % team == 0 || images >= 4 * team;
+}
+
+/* The rows a 1-D conv's output row is folded into for `team` threads (fc_conv2d_direct): the
+ * most, up to 16 per thread, that divide OW into pieces of at least 64 outputs; 0 (no fold)
+ * where that gives fewer than 2 per thread, and at strides past 1 (folded at stride 2, one
+ * 64 -> 64 signal of 4096 samples took 0.355 ms on two threads, im2col + GEMM 0.306). */
+static int64_t fc_direct_fold_rows(const fc_conv_shape *s, int64_t team) {
+    if (s->sw != 1) return 0;
+    int64_t best = 0;
+    for (int64_t r = 2; r <= 16 * team && r * 64 <= s->OW; r++)
+        if (s->OW % r == 0) best = r;
+    return best >= 2 * team ? best : 0;
+}
+
+int fc_direct_1d_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
+    const int64_t Cg = s->C / s->G, T = nthreads < 1 ? 1 : nthreads;
+    if (!(fc_direct_is_1d(s) && s->KW > 1 && (is_f64 || Cg <= 128))) return 0;
+    return fc_direct_tasks_share(s->N * s->G, T) || fc_direct_fold_rows(s, T) > 0;
 }
 
 /* Per tap (c, kh, kw), in the weights' order: the tap's offset in a strip of Rfull rows per
@@ -622,6 +657,28 @@ static void FN(direct_tasks)(void *ctx, int64_t t0, int64_t t1, int slot) {
     }
 }
 
+/* The folded input of a 1-D conv (fc_conv2d_direct): row v of channel row p (image and
+ * channel) is the padded input row from column v * span, Wc values, zero past either end. */
+typedef struct {
+    const T *x;
+    T *xf;
+    int64_t W, pw, R, Wc, span;
+} FN(direct_fold_args);
+
+static void FN(direct_fold_rows)(void *ctx, int64_t p0, int64_t p1, int slot) {
+    const FN(direct_fold_args) *a = ctx;
+    (void)slot;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t v = 0; v < a->R; v++) {
+            T *dst = a->xf + (p * a->R + v) * a->Wc;
+            const int64_t c0 = v * a->span - a->pw; /* input column of dst[0] */
+            const int64_t lo = min64(max64(0, -c0), a->Wc), hi = max64(lo, min64(a->Wc, a->W - c0));
+            for (int64_t q = 0; q < lo; q++) dst[q] = (T)0;
+            if (hi > lo) memcpy(dst + lo, a->x + p * a->W + c0 + lo, (size_t)(hi - lo) * sizeof(T));
+            for (int64_t q = hi; q < a->Wc; q++) dst[q] = (T)0;
+        }
+}
+
 int FN(fc_conv2d_direct)(const T *x, const T *w, const T *b, T *y, const fc_conv_shape *s,
                          int kernel, int nthreads, int64_t work_bytes, const fc_epilogue *ep) {
     FC_ASSERT_CONV_SHAPE(s);
@@ -631,6 +688,33 @@ int FN(fc_conv2d_direct)(const T *x, const T *w, const T *b, T *y, const fc_conv
     const int64_t vbytes = level == 2 ? 64 : level == 1 ? 32 : 16;
     const int64_t macs = s->N * s->OC * s->OH * s->OW * (s->C / s->G) * s->KH * s->KW;
     const int team = fc_team_for(fc_cost_macs(macs), nthreads);
+    /* A 1-D conv with fewer images x groups than the threads can share: its output row folded
+     * into R rows of OW / R outputs, each reading its own copy of the input columns it needs
+     * (the halo repeated), as the 2-D conv of R rows with a 1-row window. y's layout is the
+     * same either way, so the kernel writes y directly (R divides OW). The copy is 1 + halo /
+     * (OW / R) times the input; where it would pass the workspace bound, no fold. */
+    const int64_t R = fc_direct_is_1d(s) && !fc_direct_tasks_share(s->N * s->G, team)
+                          ? fc_direct_fold_rows(s, team) : 0;
+    if (R) {
+        const int64_t OWc = s->OW / R, Wc = (OWc - 1) * s->sw + (s->KW - 1) * s->dw + 1;
+        const int64_t rows = s->N * s->C;
+        if (rows * R * Wc * es <= work_bytes / 2) {
+            T *xf = malloc((size_t)(rows * R * Wc) * sizeof(T));
+            if (!xf) return 1;
+            FN(direct_fold_args) fa = {.x = x, .xf = xf, .W = s->W, .pw = s->pw, .R = R,
+                                       .Wc = Wc, .span = OWc * s->sw};
+            const int64_t cost = fc_cost_mem(2 * rows * R * Wc * es, 0);
+            const int fteam = fc_team_for(cost, nthreads);
+            fc_parallel_for(rows, fc_chunk_for(rows, cost, fteam), fteam, FN(direct_fold_rows),
+                            &fa);
+            fc_conv_shape f = *s;
+            f.H = R, f.W = Wc, f.OH = R, f.OW = OWc, f.sh = 1, f.dh = 1, f.ph = 0, f.pw = 0;
+            const int rc = FN(fc_conv2d_direct)(xf, w, b, y, &f, kernel, nthreads,
+                                                work_bytes - rows * R * Wc * es, ep);
+            free(xf);
+            return rc;
+        }
+    }
     direct_plan pl;
     if (plan_direct(s, es, vbytes, level == 2 ? 8 : 4, 3, team, work_bytes, &pl))
         return FC_DIRECT_DECLINED;

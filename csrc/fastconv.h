@@ -211,9 +211,11 @@ void fc_adaptive_avg_pool2d_backward_f64(const double *gy, double *gx, int64_t N
 
 /* ---- conv_direct.c: direct conv2d (no im2col) for grouped convs with few output channels per
  * group and convs with few input channels; fc_conv2d_direct_*: 0, 1 when out of memory, or
- * FC_DIRECT_DECLINED (workspace bound too small); fc_direct_choice: conv2d's automatic choice. */
+ * FC_DIRECT_DECLINED (workspace bound too small); fc_direct_choice, fc_direct_1d_choice:
+ * conv2d's automatic choice. */
 enum fc_direct_status { FC_DIRECT_DECLINED = -1 };
 int fc_direct_choice(const fc_conv_shape *s, int is_f64);
+int fc_direct_1d_choice(const fc_conv_shape *s, int is_f64, int nthreads);
 int fc_conv2d_direct_f32(const float *x, const float *w, const float *b, float *y,
                          const fc_conv_shape *s, int kernel, int nthreads, int64_t work_bytes,
                          const fc_epilogue *ep);

@@ -437,3 +437,70 @@ def test_epilogue_in_registers_every_isa(isa, dtype):
         np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
         fin = np.isfinite(want)
         _close(y[fin].reshape(-1), want[fin].reshape(-1), dtype)
+
+
+# 1-D convs: the automatic choice, and the fold of one output row into rows for the threads.
+@pytest.mark.parametrize("shape,dtype,threads,path", [
+    ((1, 64, 64, 3, 4096), np.float32, 1, DIRECT),
+    ((1, 64, 64, 3, 4096), np.float32, 2, DIRECT),  # 4094 = 2 * 23 * 89: folded into 23 rows
+    ((8, 128, 128, 5, 512), np.float32, 2, DIRECT),  # 8 images share out
+    ((3, 64, 64, 3, 512), np.float32, 2, DIRECT),  # 510 = 2 * 3 * 5 * 17: folded
+    ((1, 64, 64, 3, 1000), np.float32, 2, "im2col + packed gemm"),  # 998 = 2 * 499: no fold
+    ((1, 256, 256, 3, 512), np.float32, 1, "im2col + packed gemm"),  # wide, float32
+    ((1, 256, 256, 3, 512), np.float64, 1, DIRECT),
+    ((1, 64, 64, 1, 4096), np.float32, 1, "gemm 1x1 (x read in place)"),
+])
+def test_automatic_choice_1d(shape, dtype, threads, path):
+    N, C, OC, K, L = shape
+    geometry = (N, C, 1, L, OC, 1, K, 1, L - K + 1, 1, 1, 0, 0, 1, 1, 1)
+    before = c.get_num_threads()
+    try:
+        c.set_num_threads(threads)
+        assert c.conv2d_path(geometry, dtype) == path
+    finally:
+        c.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_1d_fold_same_bits_as_one_thread(dtype):
+    # a single signal on two threads is folded into rows (fc_conv2d_direct); each output sums
+    # its taps in the same order as the unfolded 1-thread call: the same bits, on random
+    # lengths, strides, dilations, padding and bias; and the fused epilogue (scale, shift,
+    # residual, ReLU) on the default choice against the reference
+    from fastconv import fused
+    from fastconv.backends import _registry
+
+    if _registry.max_threads() < 2:
+        pytest.skip("one CPU")
+    rng = np.random.default_rng(21)
+    before = c.get_num_threads()
+    try:
+        for trial in range(40):
+            C, OC = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+            K, s, d = int(rng.integers(2, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            p = int(rng.integers(0, K))
+            L = int(rng.integers(600, 6000))
+            x = rng.standard_normal((1, C, L)).astype(dtype)
+            w = rng.standard_normal((OC, C, K)).astype(dtype)
+            b = rng.standard_normal(OC).astype(dtype) if trial % 2 else None
+            kw = dict(stride=s, padding=p, dilation=d)
+            outs = []
+            for n in (1, 2):
+                fastconv.set_num_threads(n)
+                c.lib.fc_pool_forget_losses()
+                outs.append(fastconv.conv1d(x, w, b, backend="c", variant="direct", **kw))
+            want = _want(x[:, :, None, :], w[:, :, None, :], b,
+                         dict(stride=(1, s), padding=(0, p), dilation=(1, d)))[:, :, 0, :]
+            _close(outs[0], want, dtype)
+            np.testing.assert_array_equal(outs[1], outs[0])
+            if trial % 4 == 0:
+                res = rng.standard_normal(want.shape).astype(dtype)[:, :, None, :]
+                sc = rng.standard_normal(OC).astype(dtype)
+                got = fused.conv2d(x[:, :, None, :], w[:, :, None, :], b, stride=(1, s),
+                                   padding=(0, p), dilation=(1, d), scale=sc, shift=sc,
+                                   residual=res, activation="relu", backend="c")
+                ep = np.maximum(want[:, :, None, :] * sc[:, None, None] + sc[:, None, None]
+                                + res, 0)
+                _close(got, ep, dtype)
+    finally:
+        fastconv.set_num_threads(before)

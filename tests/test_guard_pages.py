@@ -78,6 +78,12 @@ for dt in (np.float32, np.float64):
                 for v, oc in (("implicit_gemm", 16), ("implicit_gemm", 32), ("direct", 16)):
                     w = at_page_end(rng.standard_normal((oc, 4, 3, 3)).astype(dt))
                     fc.conv2d(x, w, stride=s, padding=1, groups=2, variant=v, backend=backend)
+        # 1-D convs on the direct kernel, a single signal folded into rows on two threads
+        fc.set_num_threads(2)
+        for L, k, p in ((4096, 3, 0), (1030, 5, 2), (2000, 9, 4)):
+            fc.conv1d(at_page_end(rng.standard_normal((1, 12, L)).astype(dt)),
+                      at_page_end(rng.standard_normal((20, 12, k)).astype(dt)), padding=p,
+                      variant="direct", backend=backend)
 print("ok")
 """
 
