@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from direct_conv import _median_ms
+from direct_conv import _median_ms, engines
 
 import fastconv as fc
-from fastconv.backends import _registry
 
 #: name -> (N, C, OC, taps, samples, stride, dilation)
 SIGNALS = [
@@ -44,17 +43,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     args = ap.parse_args()
-    if args.threads:
-        fc.set_num_threads(args.threads)
-    c = _registry.backend_module("c")
-    if c is None:
-        raise SystemExit("the C engine is not built: pip install -e .")
-    try:
-        import torch
-
-        torch.set_num_threads(fc.get_num_threads())
-    except ImportError:
-        torch = None
+    c, torch = engines(args.threads)
     from fastconv.benchmark.probe import cpu_model
 
     dt = np.dtype(args.dtype)

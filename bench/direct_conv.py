@@ -14,7 +14,7 @@ and implicit-GEMM conv" and "Grouped convs on small planes").
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -76,23 +76,29 @@ def _median_ms(fns: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, f
     return {name: stats[name]["median_s"] * 1e3 for name in fns}
 
 
+def engines(threads: Optional[int]) -> Tuple[Any, Any]:
+    """The C engine's module and torch (None where it is not installed), both at ``threads``
+    threads (None: fastconv's default)."""
+    if threads:
+        fc.set_num_threads(threads)
+    c = _registry.backend_module("c")
+    if c is None:
+        raise SystemExit("the C engine is not built: pip install -e .")
+    try:
+        import torch
+    except ImportError:
+        return c, None
+    torch.set_num_threads(fc.get_num_threads())
+    return c, torch
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--layers", default=",".join(LAYERS), help="comma-separated groups")
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    if args.threads:
-        fc.set_num_threads(args.threads)
-    c = _registry.backend_module("c")
-    if c is None:
-        raise SystemExit("the C engine is not built: pip install -e .")
-    try:
-        import torch
-
-        torch.set_num_threads(fc.get_num_threads())
-    except ImportError:
-        torch = None
+    c, torch = engines(args.threads)
     from fastconv.benchmark.probe import cpu_model
 
     print(f"{cpu_model()}  threads {fc.get_num_threads()}  (ms, medians)")

@@ -24,7 +24,7 @@ from .. import _shapes
 from ..backends import _bigbuf, _registry
 from ..backends._registry import Call, host_empty
 
-_I64, _F32, _F64 = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
 #: Most plans kept (the cache starts over when full).
 PLAN_CACHE_SIZE = 512
 
@@ -50,34 +50,23 @@ _plans: Dict[Any, Plan] = {}
 
 def key(op: str, backend: Any, arrays: Sequence[Any], args: Tuple[Any, ...]) -> Any:
     """The plan key of a call of ``op`` on ``arrays`` (None where absent, such as a bias)
-    with the other arguments ``args``, or None when such a call has no plan (as
-    ``_registry.host_dtype``: NumPy float32 / float64 arrays of one dtype; and
-    C-contiguous, aligned)."""
+    with the other arguments ``args``, or None when such a call has no plan."""
     if type(backend) is not str:
         return None
-    dt = None
+    dt = _registry.host_dtype(arrays)
+    if dt is None:
+        return None
     shapes: list = []
     for a in arrays:
         if a is None:
             shapes.append(None)
             continue
-        if type(a) is not np.ndarray:
-            return None
-        d = a.dtype
-        if dt is None:
-            if d != _F32 and d != _F64:
-                return None
-            dt = d
-        elif d != dt:
-            return None
         flags = a.flags
         if not (flags.c_contiguous and flags.aligned):
             return None
         shapes.append(a.shape)
-    if dt is None:
-        return None
     try:
-        return (op, backend, _F32 if dt == _F32 else _F64, tuple(shapes),
+        return (op, backend, dt, tuple(shapes),
                 tuple(map(_shapes._key, args)))
     except _shapes._NoKey:
         return None
