@@ -672,9 +672,12 @@ static void FN(direct_fold_rows)(void *ctx, int64_t p0, int64_t p1, int slot) {
         for (int64_t v = 0; v < a->R; v++) {
             T *dst = a->xf + (p * a->R + v) * a->Wc;
             const int64_t c0 = v * a->span - a->pw; /* input column of dst[0] */
-            const int64_t lo = min64(max64(0, -c0), a->Wc), hi = max64(lo, min64(a->Wc, a->W - c0));
+            /* dst[lo, hi) lies in the input; the rest is padding */
+            const int64_t lo = min64(max64(0, -c0), a->Wc);
+            const int64_t hi = max64(lo, min64(a->Wc, a->W - c0));
             for (int64_t q = 0; q < lo; q++) dst[q] = (T)0;
-            if (hi > lo) memcpy(dst + lo, a->x + p * a->W + c0 + lo, (size_t)(hi - lo) * sizeof(T));
+            if (hi > lo)
+                memcpy(dst + lo, a->x + p * a->W + c0 + lo, (size_t)(hi - lo) * sizeof(T));
             for (int64_t q = hi; q < a->Wc; q++) dst[q] = (T)0;
         }
 }

@@ -2,8 +2,9 @@
 arguments (a layer run on batch after batch, a filter over frame after frame) runs the kernel
 its first call chose, without the checks, the geometry and the backend's pick again, through
 the backend's bound form of that kernel (``bind``: the C engine's passes the pointers only).
-A 1x1x7x7 call, one thread, AMD EPYC (Zen 4): max_pool2d 3.4 us against 8.2 without a plan,
-conv2d 3x3 4.3 us (torch 2.13: 2.4 and 4.4).
+A 1x1x7x7 call, one thread, AMD EPYC (Zen 4): max_pool2d 3.4 us a call against 12.2 for its
+first (no plan yet), conv2d 3x3 4.3 against 19 (torch 2.13: 2.4 and 4.4;
+``python bench/call_overhead.py --threads 1 --first``).
 
 A call has a plan only when nothing in it needs converting: every array a float32 / float64
 NumPy array of one dtype, C-contiguous and aligned; a backend without hooks (the C engine and
