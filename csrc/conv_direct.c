@@ -28,7 +28,8 @@
  * faster than im2col + GEMM and Winograd (bench/RESULTS.md, "Direct conv").
  * fc_direct_1d_choice: and for 1-D convs (one input and output row, a window of 2 taps or
  * more; float32: at most 128 input channels per group) where the images x groups share out
- * evenly over the threads or the output row folds into rows for them (fc_conv2d_direct):
+ * evenly over the threads or the output row folds into rows for them (fc_conv2d_direct;
+ * a group's weights at most 512 KB):
  * one thread, float32, 1.0-1.4x faster than im2col + GEMM there (64 -> 64 channels, 3 taps
  * over 4096 samples: 1.31 -> 0.96 ms), at 256 channels a tie, at 512 im2col + GEMM is ahead;
  * float64 1.1-1.6x at any width (bench/RESULTS.md, "1-D convs").
@@ -109,7 +110,13 @@ static int64_t fc_direct_fold_rows(const fc_conv_shape *s, int64_t team) {
 int fc_direct_1d_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     const int64_t Cg = s->C / s->G, T = nthreads < 1 ? 1 : nthreads;
     if (!(fc_direct_is_1d(s) && s->KW > 1 && (is_f64 || Cg <= 128))) return 0;
-    return fc_direct_tasks_share(s->N * s->G, T) || fc_direct_fold_rows(s, T) > 0;
+    if (fc_direct_tasks_share(s->N * s->G, T)) return 1;
+    /* folded, every thread streams the group's weights for each of its rows: where they pass
+     * 512 KB (half a Zen 4 core's L2) im2col + GEMM is ahead (128 -> 128 channels, 15 taps
+     * over 1024 samples, two threads: 3.3-3.6 ms folded, 2.8 on im2col + GEMM; 64 -> 64 with
+     * 31 taps, 508 KB: 5.8 folded, 6.6) */
+    const int64_t wbytes = (s->OC / s->G) * Cg * s->KW * (is_f64 ? 8 : 4);
+    return wbytes <= 512 * 1024 && fc_direct_fold_rows(s, T) > 0;
 }
 
 /* Per tap (c, kh, kw), in the weights' order: the tap's offset in a strip of Rfull rows per

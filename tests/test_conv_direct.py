@@ -449,6 +449,8 @@ def test_epilogue_in_registers_every_isa(isa, dtype):
     ((1, 256, 256, 3, 512), np.float32, 1, "im2col + packed gemm"),  # wide, float32
     ((1, 256, 256, 3, 512), np.float64, 1, DIRECT),
     ((1, 64, 64, 1, 4096), np.float32, 1, "gemm 1x1 (x read in place)"),
+    ((1, 128, 128, 15, 1024), np.float32, 1, DIRECT),
+    ((1, 128, 128, 15, 1024), np.float32, 2, "im2col + packed gemm"),  # weights past 512 KB
 ])
 def test_automatic_choice_1d(shape, dtype, threads, path):
     N, C, OC, K, L = shape

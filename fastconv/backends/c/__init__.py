@@ -31,7 +31,8 @@ with at least 32 input and output channels per group, ``"direct"`` for
 grouped convs with at most 16 output channels per group, for convs with at most 4 input
 channels per group and a window of 9 taps or more (a network's stem) and for 1-D convs
 (float32: at most 128 input channels per group) whose images x groups share out over the
-threads or whose output row folds into rows for them, ``"implicit_gemm"``
+threads or whose output row folds into rows for them (stride 1, a group's weights at most
+512 KB), ``"implicit_gemm"``
 where ``"direct"`` would run with at least 8 output channels per group (float64: 8 with
 AVX-512, 4 with AVX2) on an output plane of at most 64 pixels, or of at most 196 with
 at least 16 input channels per group, else
