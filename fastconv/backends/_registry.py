@@ -380,6 +380,12 @@ def resolve_dtypes(dtypes: Dict[str, np.dtype], op: str = "") -> Tuple[np.dtype,
 KERNELS_WITH_INDICES = frozenset(("max_pool2d", "adaptive_max_pool2d"))
 
 
+def outputs(op: str, y: Any, idx: Any) -> Tuple[Any, ...]:
+    """Kernel ``op``'s arguments after its inputs and before the rest: y, and idx where it
+    takes one (KERNELS_WITH_INDICES)."""
+    return (y, idx) if op in KERNELS_WITH_INDICES else (y,)
+
+
 def bound_kernel(module: Any, op: str, arrays: Tuple[Any, ...], y: Any, idx: Any,
                  args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Callable[..., None]:
     """Kernel ``op`` of the backend ``module`` as run(*arrays, y, idx) on arrays of these
@@ -391,9 +397,7 @@ def bound_kernel(module: Any, op: str, arrays: Tuple[Any, ...], y: Any, idx: Any
     if run is not None:
         return run
     fn = getattr(module, op)
-    if op in KERNELS_WITH_INDICES:
-        return lambda *a: fn(*a, *args, **kwargs)
-    return lambda *a: fn(*a[:-1], *args, **kwargs)
+    return lambda *a: fn(*a[:-2], *outputs(op, a[-2], a[-1]), *args, **kwargs)
 
 
 class Call:

@@ -67,8 +67,7 @@ def key(op: str, backend: Any, arrays: Sequence[Any], args: Tuple[Any, ...]) -> 
             return None
         shapes.append(a.shape)
     try:
-        return (op, backend, dt, tuple(shapes),
-                tuple(map(_shapes._key, args)))
+        return (op, backend, dt, tuple(shapes), tuple(map(_shapes._key, args)))
     except _shapes._NoKey:
         return None
 

@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from .. import _shapes
-from ..backends._registry import KERNELS_WITH_INDICES, Call, begin
+from ..backends._registry import Call, begin, outputs
 from . import _plans
 
 
@@ -54,11 +54,7 @@ def _pool(op: str, call: Call, g: Any, want_idx: bool, kernel: str, args: Tuple[
     idx = call.empty((g.N, g.C, g.OH, g.OW), np.int64) if want_idx else None
     ran: Optional[str] = None
     if y.size:
-        fn = call.kernel(kernel)
-        if kernel in KERNELS_WITH_INDICES:
-            fn(x, y, idx, *args)
-        else:
-            fn(x, y, *args)
+        call.kernel(kernel)(x, *outputs(kernel, y, idx), *args)
         ran = kernel
     out_shape = g.output_shape()
     _plans.keep(key, call, ran, args, (x,), y, idx, out_shape)

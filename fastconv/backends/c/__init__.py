@@ -247,15 +247,22 @@ if AVAILABLE_REASON == "available":
         if rc:
             raise MemoryError(f"{op}: the C engine could not allocate its workspace")
 
+    def _conv_head(name, x, w, y, geometry, variant=None, isa=None):
+        # conv2d's or conv_transpose2d's C function, shape struct and codes: what precedes the
+        # thread count and workspace bound, the same for a call and for its bound form (bind)
+        if name == "conv2d":
+            fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
+            return (fn, _shape(x, y, w.shape, *geometry, w.shape[0]),
+                    (_variant_code(variant), _kernel_code(isa)))
+        fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
+        return fn, _shape(x, y, w.shape, *geometry, y.shape[1]), (_kernel_code(isa),)
+
     def conv2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, variant=None, *, isa=None):
         # x is (N, C, H, W), w is (OC, C/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
         # isa: the GEMM micro-kernel of v4 / v5 / best (None = the best this CPU runs).
-        code = _variant_code(variant)
-        kernel = _kernel_code(isa)
-        s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, w.shape[0])
-        fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, code, kernel, get_num_threads(),
-                _workspace_limit)
+        fn, s, codes = _conv_head("conv2d", x, w, y, (sh, sw, ph, pw, dh, dw, groups), variant,
+                                  isa)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, *codes, get_num_threads(), _workspace_limit)
         _check(rc, "conv2d")
 
     #: enum fc_conv_path (csrc/fastconv.h) -> what cpu_info calls it
@@ -306,10 +313,9 @@ if AVAILABLE_REASON == "available":
 
     def conv_transpose2d(x, w, b, y, sh, sw, ph, pw, dh, dw, groups, *, isa=None):
         # x is (N, C, H, W), w is (C, OC/G, KH, KW), b is (OC,) or None, y is (N, OC, OH, OW).
-        kernel = _kernel_code(isa)
-        s = _shape(x, y, w.shape, sh, sw, ph, pw, dh, dw, groups, y.shape[1])
-        fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
-        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, kernel, get_num_threads(), _workspace_limit)
+        fn, s, codes = _conv_head("conv_transpose2d", x, w, y, (sh, sw, ph, pw, dh, dw, groups),
+                                  isa=isa)
+        rc = fn(ptr(x), ptr(w), ptr(b), ptr(y), s, *codes, get_num_threads(), _workspace_limit)
         _check(rc, "conv_transpose2d")
 
     def linear(x, w, b, y):
@@ -330,17 +336,11 @@ if AVAILABLE_REASON == "available":
         # conv2d / conv_transpose2d bound to one shape: the C function, the shape struct and
         # the codes made once; a run passes the pointers, the thread count and the workspace
         # bound (both settings may change between runs)
-        x, w, b = arrays
-        if name == "conv2d" and kwargs.keys() <= {"variant"}:
-            fn = lib.fc_conv2d_f32 if is_f32(x) else lib.fc_conv2d_f64
-            s = _shape(x, y, w.shape, *args, w.shape[0])
-            codes = (_variant_code(kwargs.get("variant")), _kernel_code(None))
-        elif name == "conv_transpose2d" and not kwargs:
-            fn = lib.fc_conv_transpose2d_f32 if is_f32(x) else lib.fc_conv_transpose2d_f64
-            s = _shape(x, y, w.shape, *args, y.shape[1])
-            codes = (_kernel_code(None),)
-        else:
+        allowed = {"variant"} if name == "conv2d" else set()
+        if not kwargs.keys() <= allowed:
             return None
+        x, w, _ = arrays
+        fn, s, codes = _conv_head(name, x, w, y, args, kwargs.get("variant"))
         ct = CTYPES[x.dtype]
 
         def run(x, w, b, y, idx):

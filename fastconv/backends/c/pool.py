@@ -125,6 +125,9 @@ def adaptive_avg_pool2d_backward(gy, gx):
 
 _fb, _NULL = ffi.from_buffer, ffi.NULL
 _I64 = CTYPES[np.dtype(np.int64)]
+#: The pooling kernels with a bound form: what follows their pointers.
+_TAILS = {"max_pool2d": _max_tail, "avg_pool2d": _avg_tail,
+          "adaptive_avg_pool2d": _adaptive_tail, "adaptive_max_pool2d": _adaptive_tail}
 
 
 def bind_kernel(name, arrays, y, idx, args):
@@ -139,11 +142,9 @@ def bind_kernel(name, arrays, y, idx, args):
         if arrays[2] is None:
             return lambda x, w, b, y, idx: fn(_fb(ct, x), _fb(ct, w), _NULL, _fb(ct, y), s)
         return lambda x, w, b, y, idx: fn(_fb(ct, x), _fb(ct, w), _fb(ct, b), _fb(ct, y), s)
-    tails = {"max_pool2d": _max_tail, "avg_pool2d": _avg_tail,
-             "adaptive_avg_pool2d": _adaptive_tail, "adaptive_max_pool2d": _adaptive_tail}
-    if name not in tails:
+    if name not in _TAILS:
         return None
-    tail = tails[name](x, y, *args)
+    tail = _TAILS[name](x, y, *args)
     if name in ("avg_pool2d", "adaptive_avg_pool2d"):
         return lambda x, y, idx: fn(_fb(ct, x), _fb(ct, y), *tail)
     if idx is None:
