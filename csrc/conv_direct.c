@@ -31,7 +31,7 @@
  * evenly over the threads or the output row folds into rows for them (fc_conv2d_direct;
  * a group's weights at most 512 KB):
  * one thread, float32, 1.0-1.4x faster than im2col + GEMM there (64 -> 64 channels, 3 taps
- * over 4096 samples: 1.31 -> 0.96 ms), at 256 channels a tie, at 512 im2col + GEMM is ahead;
+ * over 4096 samples: 1.31 -> 0.96 ms; AMD EPYC, Zen 4), at 256 channels a tie, at 512 im2col + GEMM is ahead;
  * float64 1.1-1.6x at any width (bench/RESULTS.md, "1-D convs").
  *
  * Returns 0, 1 when a workspace could not be allocated (the output is then incomplete), or
@@ -98,7 +98,8 @@ static int fc_direct_tasks_share(int64_t images, int64_t team) {
 /* The rows a 1-D conv's output row is folded into for `team` threads (fc_conv2d_direct): the
  * most, up to 16 per thread, that divide OW into pieces of at least 64 outputs; 0 (no fold)
  * where that gives fewer than 2 per thread, and at strides past 1 (folded at stride 2, one
- * 64 -> 64 signal of 4096 samples took 0.355 ms on two threads, im2col + GEMM 0.306). */
+ * 64 -> 64 signal of 4096 samples took 0.355 ms on two threads, im2col + GEMM 0.306; AMD
+ * EPYC, Zen 4). */
 static int64_t fc_direct_fold_rows(const fc_conv_shape *s, int64_t team) {
     if (s->sw != 1) return 0;
     int64_t best = 0;
@@ -113,7 +114,7 @@ int fc_direct_1d_choice(const fc_conv_shape *s, int is_f64, int nthreads) {
     if (fc_direct_tasks_share(s->N * s->G, T)) return 1;
     /* folded, every thread streams the group's weights for each of its rows: where they pass
      * 512 KB (half a Zen 4 core's L2) im2col + GEMM is ahead (128 -> 128 channels, 15 taps
-     * over 1024 samples, two threads: 3.3-3.6 ms folded, 2.8 on im2col + GEMM; 64 -> 64 with
+     * over 1024 samples, two threads, AMD EPYC (Zen 4): 3.3-3.6 ms folded, 2.8 on im2col + GEMM; 64 -> 64 with
      * 31 taps, 508 KB: 5.8 folded, 6.6) */
     const int64_t wbytes = (s->OC / s->G) * Cg * s->KW * (is_f64 ? 8 : 4);
     return wbytes <= 512 * 1024 && fc_direct_fold_rows(s, T) > 0;

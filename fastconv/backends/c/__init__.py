@@ -356,7 +356,8 @@ if AVAILABLE_REASON == "available":
         to its other arguments (the backend-level ``bind`` of fastconv/backends/__init__.py):
         what a repeated public call runs, passing only what may change between calls (with
         the rest of the plan's shortening, one thread, us a call: 1x1x7x7 conv2d 3x3 7.2 ->
-        4.3, max_pool2d 5.8 -> 3.4, adaptive_avg_pool2d 5.1 -> 3.0; bench/RESULTS.md).
+        4.3, max_pool2d 5.8 -> 3.4, adaptive_avg_pool2d 5.1 -> 3.0; AMD EPYC, Zen 4;
+        bench/RESULTS.md).
         None where the kernel has no bound form, or where this module's kernel is not the
         engine's own any more (replaced, as a test's spy is: it then runs as it is)."""
         own = _OWN_KERNELS.get(name)
